@@ -1,0 +1,78 @@
+# spikeq — build, test and bench. `make` builds build/spikeq; `make test` runs every test;
+# `make ARCH=aarch64` cross-builds NEON with aarch64-linux-gnu-gcc (tests run under qemu).
+ARCH ?= $(shell uname -m)
+ifeq ($(ARCH),aarch64)
+  ifneq ($(shell uname -m),aarch64)
+    CC := aarch64-linux-gnu-gcc
+    RUN := qemu-aarch64 -L /usr/aarch64-linux-gnu
+  endif
+  B ?= build-aarch64
+  ISA_SRC := kernels/neon.c
+  ISA_FLAGS_neon := -march=armv8.2-a+dotprod
+else
+  B ?= build
+  ISA_SRC := kernels/avx2.c kernels/avx512.c
+  ISA_FLAGS_avx2 := -mavx2 -mfma -mf16c
+  ISA_FLAGS_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512dq -mfma -mf16c
+endif
+CC ?= cc
+SAN ?=
+CFLAGS ?= -O3 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -I. $(SAN)
+LDLIBS := -lsleef -lcjson -lm -fopenmp $(SAN)
+
+KERN_SRC := kernels/dispatch.c kernels/pack.c kernels/numfmt.c kernels/scalar.c $(ISA_SRC)
+ifneq ($(ARCH),aarch64)
+  KERN_SRC += kernels/neon.c
+endif
+RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c)
+LIB_SRC := $(KERN_SRC) $(RT_SRC)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+BENCH := $(B)/bench/bench_gemm
+
+.PHONY: all test test-unit test-sanitize clean deps run bench
+all: $(B)/spikeq $(BENCH)
+
+$(B)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_FLAGS_$(basename $(notdir $<))) -c $< -o $@
+
+$(B)/libspikeq.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/spikeq: $(B)/tools/spikeq.o $(B)/libspikeq.a
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/tests/%.o $(B)/libspikeq.a
+	$(CC) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(B)/bench/%: $(B)/bench/%.o $(B)/libspikeq.a
+	$(CC) -o $@ $^ $(LDLIBS)
+
+# deps: install the Debian packages the build needs when their headers are missing.
+deps:
+	@sh tools/deps.sh $(ARCH)
+
+test: deps
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-sanitize
+	@$(MAKE) --no-print-directory ARCH=aarch64 test-unit
+
+test-unit: $(TESTS) $(B)/spikeq
+	@sh tests/run.sh "$(RUN)" $(TESTS)
+
+# unit tests again under AddressSanitizer + UBSan, in their own build folder
+test-sanitize:
+	@$(MAKE) --no-print-directory B=build-san CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" SPIKEQ_SAN=1 test-unit
+
+bench: $(BENCH)
+	$(BENCH)
+
+run: deps $(B)/spikeq
+	$(B)/spikeq generate -m models/docs-llama-28m-w8a8.spq -p "The Linux kernel" -n 64
+
+clean:
+	rm -rf build build-san build-aarch64

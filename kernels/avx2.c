@@ -1,0 +1,214 @@
+/* avx2.c — AVX2 + FMA + F16C kernels for x86-64 CPUs without AVX-512.
+ *
+ * INT8 uses sign extension to int16 and vpmaddwd (s16 x s16 -> s32 pairs): exact for every
+ * int8 value, including -128, unlike vpmaddubsw whose int16 pair sums can saturate.
+ * A k-quad of 4 columns (16 bytes) widens to one ymm; vpmaddwd against the token's 4
+ * inputs broadcast as 4 x s16 leaves two partial sums per column, folded by vphaddd at
+ * the end. Register tile: MR <= 4 tokens x one 16-column panel. */
+#include "kernels.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <sleef.h>
+#include <string.h>
+
+#define INL static inline __attribute__((always_inline))
+
+static inline __m256i maskn(int left) /* lanes < left set */
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static inline void store8(float *y, __m256 v, int left)
+{
+    if (left >= 8) _mm256_storeu_ps(y, v);
+    else if (left > 0) _mm256_maskstore_ps(y, maskn(left), v);
+}
+
+/* pairs (c0a c0b c1a c1b ...) for columns 0-3 (a) and 4-7 (b) -> 8 column sums */
+static inline __m256i fold(__m256i a, __m256i b)
+{
+    return _mm256_permute4x64_epi64(_mm256_hadd_epi32(a, b), 0xd8);
+}
+
+INL void q8_tile(const int MR, int N, int kp, int n, int m, const int8_t *x, const int8_t *w,
+                 float scale, float *y, int ldy)
+{
+    __m256i acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int c = 0; c < 4; c++) acc[i][c] = _mm256_setzero_si256();
+    const int8_t *wp = w + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
+    for (int q = 0; q < kp / 4; q++) {
+        __m256i wv[4];
+        for (int c = 0; c < 4; c++)
+            wv[c] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + (size_t)q * 64 + 16 * c)));
+        for (int i = 0; i < MR; i++) {
+            int32_t x4;
+            memcpy(&x4, x + (size_t)(m + i) * kp + 4 * q, 4);
+            __m256i xb = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(x4)));
+            for (int c = 0; c < 4; c++)
+                acc[i][c] = _mm256_add_epi32(acc[i][c], _mm256_madd_epi16(xb, wv[c]));
+        }
+    }
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (int i = 0; i < MR; i++) {
+        float *yr = y + (size_t)(m + i) * ldy + n;
+        store8(yr, _mm256_mul_ps(_mm256_cvtepi32_ps(fold(acc[i][0], acc[i][1])), sc), N - n);
+        store8(yr + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(fold(acc[i][2], acc[i][3])), sc), N - n - 8);
+    }
+}
+
+static void gemm_q8(int M, int N, int kp, int n0, int n1, const int8_t *x, const int8_t *w,
+                    const int32_t *wsum, float scale, float *y, int ldy)
+{
+    (void)wsum;
+    for (int n = n0; n < n1; n += 16) {
+        int m = 0;
+        for (; m + 4 <= M; m += 4) q8_tile(4, N, kp, n, m, x, w, scale, y, ldy);
+        switch (M - m) {
+        case 3: q8_tile(3, N, kp, n, m, x, w, scale, y, ldy); break;
+        case 2: q8_tile(2, N, kp, n, m, x, w, scale, y, ldy); break;
+        case 1: q8_tile(1, N, kp, n, m, x, w, scale, y, ldy); break;
+        default: break;
+        }
+    }
+}
+
+INL __m256 ld_w(const void *w, size_t off, int elem)
+{
+    if (elem == 4) return _mm256_loadu_ps((const float *)w + off);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + off)));
+}
+
+INL void f_tile(const int MR, int N, int K, int n, int m, const float *x, const void *w, int elem,
+                float *y, int ldy)
+{
+    __m256 acc[4][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    size_t base = (size_t)(n / SPQ_NR) * K * SPQ_NR;
+    for (int k = 0; k < K; k++) {
+        __m256 w0 = ld_w(w, base + (size_t)k * 16, elem), w1 = ld_w(w, base + (size_t)k * 16 + 8, elem);
+        for (int i = 0; i < MR; i++) {
+            __m256 xb = _mm256_set1_ps(x[(size_t)(m + i) * K + k]);
+            acc[i][0] = _mm256_fmadd_ps(xb, w0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(xb, w1, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        float *yr = y + (size_t)(m + i) * ldy + n;
+        store8(yr, acc[i][0], N - n);
+        store8(yr + 8, acc[i][1], N - n - 8);
+    }
+}
+
+static void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const void *w, int elem,
+                    float *y, int ldy)
+{
+    for (int n = n0; n < n1; n += 16) {
+        int m = 0;
+        for (; m + 4 <= M; m += 4) f_tile(4, N, K, n, m, x, w, elem, y, ldy);
+        switch (M - m) {
+        case 3: f_tile(3, N, K, n, m, x, w, elem, y, ldy); break;
+        case 2: f_tile(2, N, K, n, m, x, w, elem, y, ldy); break;
+        case 1: f_tile(1, N, K, n, m, x, w, elem, y, ldy); break;
+        default: break;
+        }
+    }
+}
+
+static void gemm_f32(int M, int N, int K, int n0, int n1, const float *x, const float *w, float *y, int ldy)
+{
+    gemm_fw(M, N, K, n0, n1, x, w, 4, y, ldy);
+}
+
+static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, float *y,
+                     int ldy)
+{
+    gemm_fw(M, N, K, n0, n1, x, w, 2, y, ldy);
+}
+
+/* See avx512.c: byte j of each lane -> f32 bits, times 2^120. */
+static inline __m256 e4m3_lane(__m256i v, int j)
+{
+    __m256i c = _mm256_and_si256(_mm256_srli_epi32(v, 8 * j), _mm256_set1_epi32(0xff));
+    __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24),
+                                   _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x7f)), 20));
+    return _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
+}
+
+static void gemm_e4m3(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
+                      float scale, float *y, int ldy)
+{
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (int n = n0; n < n1; n += 16) {
+        const uint8_t *wp = w + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            const float *xr = x + (size_t)m * kp;
+            for (int q = 0; q < kp / 4; q++) {
+                __m256i r0 = _mm256_loadu_si256((const __m256i *)(wp + (size_t)q * 64));
+                __m256i r1 = _mm256_loadu_si256((const __m256i *)(wp + (size_t)q * 64 + 32));
+                for (int j = 0; j < 4; j++) {
+                    __m256 xb = _mm256_set1_ps(xr[4 * q + j]);
+                    a0 = _mm256_fmadd_ps(xb, e4m3_lane(r0, j), a0);
+                    a1 = _mm256_fmadd_ps(xb, e4m3_lane(r1, j), a1);
+                }
+            }
+            float *yr = y + (size_t)m * ldy + n;
+            store8(yr, _mm256_mul_ps(a0, sc), N - n);
+            store8(yr + 8, _mm256_mul_ps(a1, sc), N - n - 8);
+        }
+    }
+}
+
+static float absmax(const float *x, size_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    float r[8];
+    _mm256_storeu_ps(r, m);
+    float best = 0.0f;
+    for (int j = 0; j < 8; j++) best = r[j] > best ? r[j] : best;
+    for (; i < n; i++) {
+        float a = x[i] < 0 ? -x[i] : x[i];
+        best = a > best ? a : best;
+    }
+    return best;
+}
+
+static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+{
+    const __m256 s = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), s), lo), hi);
+        __m256i d = _mm256_cvtps_epi32(v); /* RNE, as nearbyintf in the reference */
+        __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packs_epi16(h, h));
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inv;
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        q[i] = (int8_t)_mm_cvtss_si32(_mm_set_ss(v));
+    }
+    for (; i < npad; i++) q[i] = 0;
+}
+
+static void vexp(float *x, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, Sleef_expf8_u10avx2(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
+}
+
+static const spq_kernels table = {
+    "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+};
+
+const spq_kernels *spq_kernels_avx2(void) { return &table; }
+#else
+const spq_kernels *spq_kernels_avx2(void) { return 0; }
+#endif

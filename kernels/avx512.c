@@ -1,0 +1,269 @@
+/* avx512.c — AVX-512 (F/BW/VL/VNNI) kernels. Compiled with -mavx512f -mavx512bw -mavx512vl
+ * -mavx512vnni -mf16c -mfma; called only after dispatch.c saw those features.
+ *
+ * INT8: vpdpbusd multiplies unsigned by signed bytes, so activations are offset by +128
+ * (x ^ 0x80 on the broadcast) and the exact correction 128 * sum_k w[n][k] (precomputed
+ * at pack time) is subtracted from each int32 accumulator: bit-exact with the scalar sum.
+ * Register tile: MR tokens x NP panels (<= 4 x 4 = 16 zmm accumulators); per k-quad
+ * NP weight loads and MR 4-byte broadcasts feed MR*NP vpdpbusd. */
+#include "kernels.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <sleef.h>
+#include <string.h>
+
+#define INL static inline __attribute__((always_inline))
+
+static inline int32_t load4(const int8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
+static inline __mmask16 colmask(int n, int N)
+{
+    int left = N - n;
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (left > 0 ? left : 0)) - 1u);
+}
+
+INL void q8_tile(const int MR, const int NP, int N, int kp, int n, int m, const int8_t *x,
+                 const int8_t *w, const int32_t *wsum, float scale, float *y, int ldy)
+{
+    __m512i acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < NP; p++) acc[i][p] = _mm512_setzero_si512();
+    const size_t ps = (size_t)kp * SPQ_NR;
+    const int8_t *wp = w + (size_t)(n / SPQ_NR) * ps;
+    const int8_t *xr = x + (size_t)m * kp;
+    for (int q = 0; q < kp / 4; q++) {
+        __m512i wv[4];
+        for (int p = 0; p < NP; p++) wv[p] = _mm512_loadu_si512(wp + p * ps + (size_t)q * 64);
+        for (int i = 0; i < MR; i++) {
+            __m512i xb = _mm512_set1_epi32(load4(xr + (size_t)i * kp + 4 * q) ^ (int32_t)0x80808080u);
+            for (int p = 0; p < NP; p++) acc[i][p] = _mm512_dpbusd_epi32(acc[i][p], xb, wv[p]);
+        }
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int p = 0; p < NP; p++) {
+        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(wsum + n + p * 16), 7);
+        __mmask16 mk = colmask(n + p * 16, N);
+        for (int i = 0; i < MR; i++) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][p], corr)), sc);
+            _mm512_mask_storeu_ps(y + (size_t)(m + i) * ldy + n + p * 16, mk, v);
+        }
+    }
+}
+
+/* Decode (M = 1): two independent accumulator chains per panel hide vpdpbusd latency. */
+INL void q8_gemv(const int NP, int N, int kp, int n, const int8_t *x, const int8_t *w,
+                 const int32_t *wsum, float scale, float *y)
+{
+    __m512i a0[4], a1[4];
+    for (int p = 0; p < NP; p++) a0[p] = a1[p] = _mm512_setzero_si512();
+    const size_t ps = (size_t)kp * SPQ_NR;
+    const int8_t *wp = w + (size_t)(n / SPQ_NR) * ps;
+    int nq = kp / 4, q = 0;
+    for (; q + 1 < nq; q += 2) {
+        __m512i x0 = _mm512_set1_epi32(load4(x + 4 * q) ^ (int32_t)0x80808080u);
+        __m512i x1 = _mm512_set1_epi32(load4(x + 4 * q + 4) ^ (int32_t)0x80808080u);
+        for (int p = 0; p < NP; p++) {
+            a0[p] = _mm512_dpbusd_epi32(a0[p], x0, _mm512_loadu_si512(wp + p * ps + (size_t)q * 64));
+            a1[p] = _mm512_dpbusd_epi32(a1[p], x1, _mm512_loadu_si512(wp + p * ps + (size_t)q * 64 + 64));
+        }
+    }
+    if (q < nq) {
+        __m512i x0 = _mm512_set1_epi32(load4(x + 4 * q) ^ (int32_t)0x80808080u);
+        for (int p = 0; p < NP; p++)
+            a0[p] = _mm512_dpbusd_epi32(a0[p], x0, _mm512_loadu_si512(wp + p * ps + (size_t)q * 64));
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int p = 0; p < NP; p++) {
+        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(wsum + n + p * 16), 7);
+        __m512i acc = _mm512_sub_epi32(_mm512_add_epi32(a0[p], a1[p]), corr);
+        _mm512_mask_storeu_ps(y + n + p * 16, colmask(n + p * 16, N),
+                              _mm512_mul_ps(_mm512_cvtepi32_ps(acc), sc));
+    }
+}
+
+#define TILE_ROW(fn, MR, np, ...)                                                          \
+    switch (np) {                                                                          \
+    case 4: fn(MR, 4, __VA_ARGS__); break;                                                 \
+    case 3: fn(MR, 3, __VA_ARGS__); break;                                                 \
+    case 2: fn(MR, 2, __VA_ARGS__); break;                                                 \
+    default: fn(MR, 1, __VA_ARGS__); break;                                                \
+    }
+
+static void gemm_q8(int M, int N, int kp, int n0, int n1, const int8_t *x, const int8_t *w,
+                    const int32_t *wsum, float scale, float *y, int ldy)
+{
+    for (int n = n0; n < n1; n += 64) {
+        int np = (n1 - n + 15) / 16;
+        if (np > 4) np = 4;
+        if (M == 1) {
+            switch (np) {
+            case 4: q8_gemv(4, N, kp, n, x, w, wsum, scale, y); break;
+            case 3: q8_gemv(3, N, kp, n, x, w, wsum, scale, y); break;
+            case 2: q8_gemv(2, N, kp, n, x, w, wsum, scale, y); break;
+            default: q8_gemv(1, N, kp, n, x, w, wsum, scale, y); break;
+            }
+            continue;
+        }
+        int m = 0;
+        for (; m + 4 <= M; m += 4) TILE_ROW(q8_tile, 4, np, N, kp, n, m, x, w, wsum, scale, y, ldy);
+        switch (M - m) {
+        case 3: TILE_ROW(q8_tile, 3, np, N, kp, n, m, x, w, wsum, scale, y, ldy); break;
+        case 2: TILE_ROW(q8_tile, 2, np, N, kp, n, m, x, w, wsum, scale, y, ldy); break;
+        case 1: TILE_ROW(q8_tile, 1, np, N, kp, n, m, x, w, wsum, scale, y, ldy); break;
+        default: break;
+        }
+    }
+}
+
+/* Float weights: WT is a loader turning 16 stored weights at k into a __m512. */
+INL __m512 ld_f32(const void *p, size_t off) { return _mm512_loadu_ps((const float *)p + off); }
+INL __m512 ld_f16(const void *p, size_t off)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + off)));
+}
+
+INL void f_tile(const int MR, const int NP, int N, int K, int n, int m, const float *x,
+                const void *w, int elem, float *y, int ldy)
+{
+    __m512 acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < NP; p++) acc[i][p] = _mm512_setzero_ps();
+    const size_t ps = (size_t)K * SPQ_NR, base = (size_t)(n / SPQ_NR) * ps;
+    const float *xr = x + (size_t)m * K;
+    for (int k = 0; k < K; k++) {
+        __m512 wv[4];
+        for (int p = 0; p < NP; p++)
+            wv[p] = elem == 4 ? ld_f32(w, base + p * ps + (size_t)k * 16)
+                              : ld_f16(w, base + p * ps + (size_t)k * 16);
+        for (int i = 0; i < MR; i++) {
+            __m512 xb = _mm512_set1_ps(xr[(size_t)i * K + k]);
+            for (int p = 0; p < NP; p++) acc[i][p] = _mm512_fmadd_ps(xb, wv[p], acc[i][p]);
+        }
+    }
+    for (int p = 0; p < NP; p++)
+        for (int i = 0; i < MR; i++)
+            _mm512_mask_storeu_ps(y + (size_t)(m + i) * ldy + n + p * 16, colmask(n + p * 16, N),
+                                  acc[i][p]);
+}
+
+#define F_TILE4(MR, NP, ...) f_tile(MR, NP, __VA_ARGS__, 4, y, ldy)
+#define F_TILE2(MR, NP, ...) f_tile(MR, NP, __VA_ARGS__, 2, y, ldy)
+
+#define GEMM_FLOAT(NAME, WTYPE, TILE)                                                      \
+    static void NAME(int M, int N, int K, int n0, int n1, const float *x, const WTYPE *w,  \
+                     float *y, int ldy)                                                    \
+    {                                                                                      \
+        for (int n = n0; n < n1; n += 64) {                                                \
+            int np = (n1 - n + 15) / 16;                                                   \
+            if (np > 4) np = 4;                                                            \
+            int m = 0;                                                                     \
+            for (; m + 4 <= M; m += 4) TILE_ROW(TILE, 4, np, N, K, n, m, x, w);            \
+            switch (M - m) {                                                               \
+            case 3: TILE_ROW(TILE, 3, np, N, K, n, m, x, w); break;                        \
+            case 2: TILE_ROW(TILE, 2, np, N, K, n, m, x, w); break;                        \
+            case 1: TILE_ROW(TILE, 1, np, N, K, n, m, x, w); break;                        \
+            default: break;                                                                \
+            }                                                                              \
+        }                                                                                  \
+    }
+GEMM_FLOAT(gemm_f32, float, F_TILE4)
+GEMM_FLOAT(gemm_f16, uint16_t, F_TILE2)
+
+/* E4M3 -> f32 for byte j of each 32-bit lane: the 7 magnitude bits land in the f32
+ * exponent/mantissa fields shifted so that multiplying by 2^120 rebiases 7 -> 127
+ * (subnormals included), and the sign moves to bit 31. */
+INL __m512 e4m3_lane(__m512i v, int j)
+{
+    __m512i c = _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xff));
+    __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24),
+                                   _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x7f)), 20));
+    return _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
+}
+
+INL void e4m3_tile(const int MR, const int NP, int N, int kp, int n, int m, const float *x,
+                   const uint8_t *w, float scale, float *y, int ldy)
+{
+    __m512 acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < NP; p++) acc[i][p] = _mm512_setzero_ps();
+    const size_t ps = (size_t)kp * SPQ_NR;
+    const uint8_t *wp = w + (size_t)(n / SPQ_NR) * ps;
+    const float *xr = x + (size_t)m * kp;
+    for (int q = 0; q < kp / 4; q++) {
+        __m512i raw[4];
+        for (int p = 0; p < NP; p++) raw[p] = _mm512_loadu_si512(wp + p * ps + (size_t)q * 64);
+        for (int j = 0; j < 4; j++) {
+            __m512 wv[4];
+            for (int p = 0; p < NP; p++) wv[p] = e4m3_lane(raw[p], j);
+            for (int i = 0; i < MR; i++) {
+                __m512 xb = _mm512_set1_ps(xr[(size_t)i * kp + 4 * q + j]);
+                for (int p = 0; p < NP; p++) acc[i][p] = _mm512_fmadd_ps(xb, wv[p], acc[i][p]);
+            }
+        }
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int p = 0; p < NP; p++)
+        for (int i = 0; i < MR; i++)
+            _mm512_mask_storeu_ps(y + (size_t)(m + i) * ldy + n + p * 16, colmask(n + p * 16, N),
+                                  _mm512_mul_ps(acc[i][p], sc));
+}
+
+static void gemm_e4m3(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
+                      float scale, float *y, int ldy)
+{
+    for (int n = n0; n < n1; n += 64) {
+        int np = (n1 - n + 15) / 16;
+        if (np > 4) np = 4;
+        int m = 0;
+        for (; m + 4 <= M; m += 4) TILE_ROW(e4m3_tile, 4, np, N, kp, n, m, x, w, scale, y, ldy);
+        switch (M - m) {
+        case 3: TILE_ROW(e4m3_tile, 3, np, N, kp, n, m, x, w, scale, y, ldy); break;
+        case 2: TILE_ROW(e4m3_tile, 2, np, N, kp, n, m, x, w, scale, y, ldy); break;
+        case 1: TILE_ROW(e4m3_tile, 1, np, N, kp, n, m, x, w, scale, y, ldy); break;
+        default: break;
+        }
+    }
+}
+
+static float absmax(const float *x, size_t n)
+{
+    __m512 m = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+    return _mm512_reduce_max_ps(m);
+}
+
+static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+{
+    const __m512 s = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    int i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), s);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi); /* RNE below: same as nearbyintf+clamp */
+        _mm_mask_storeu_epi8(q + i, k, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+    }
+    for (i = n; i < npad; i++) q[i] = 0;
+}
+
+static void vexp(float *x, int n)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, Sleef_expf16_u10avx512f(_mm512_loadu_ps(x + i)));
+    for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
+}
+
+static const spq_kernels table = {
+    "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+};
+
+const spq_kernels *spq_kernels_avx512(void) { return &table; }
+#else
+const spq_kernels *spq_kernels_avx512(void) { return 0; }
+#endif

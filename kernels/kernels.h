@@ -1,0 +1,96 @@
+/* kernels.h — spikeq's compute kernels behind one dispatch table.
+ *
+ * Weight layout shared by every ISA ("panel" layout): output columns are grouped
+ * in panels of SPQ_NR = 16. Within a panel, INT8/FP8 weights are stored k-quad by
+ * k-quad: for each group of 4 consecutive inputs k, 16 columns x 4 bytes (64 B),
+ * which is exactly one vpdpbusd operand (AVX-512), two AVX-VNNI/AVX2 operands or
+ * four NEON sdot operands. K is padded with zeros to a multiple of 4 and N to a
+ * multiple of 16. Float weights (F32, F16) use panels of [k][16].
+ *
+ * Numerics: INT8 GEMMs accumulate exactly in int32 and write
+ * y = (float)acc * scale, scale = w_scale * x_scale, so every SIMD path equals the
+ * scalar reference bit for bit. Float paths accumulate in FP32 in a different
+ * order than the reference: they match it to ~1e-5 relative.
+ */
+#ifndef SPQ_KERNELS_H
+#define SPQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPQ_NR 16 /* output columns per weight panel */
+
+/* Bytes in an INT8/FP8 panel-packed matrix of N outputs by K inputs. */
+size_t spq_pack_q8_size(int N, int K);
+/* Padded K (multiple of 4) used for quantised activations and packed weights. */
+int spq_kpad(int K);
+/* Pack row-major int8 W[N][K] into panels; wsum[n] = sum_k W[n][k] (for the u8 trick). */
+void spq_pack_q8(const int8_t *w, int N, int K, int8_t *out, int32_t *wsum);
+/* Pack row-major 16-bit codes or floats [N][K] into [N/16][K][16] panels (elem bytes 2 or 4). */
+void spq_pack_f(const void *w, int N, int K, int elem, void *out);
+/* Bytes of a float/f16 panel-packed matrix. */
+size_t spq_pack_f_size(int N, int K, int elem);
+/* Pack FP8 codes row-major [N][K] into the INT8 panel layout (same byte layout). */
+void spq_pack_fp8(const uint8_t *w, int N, int K, uint8_t *out);
+
+/* One ISA's kernels. Ranges [n0, n1) are in output columns and multiples of SPQ_NR
+ * except that n1 may be N (the padded tail is computed but not stored). */
+typedef struct {
+    const char *name;
+    /* y[m][n] = scale * sum_k x[m][k] * w[n][k]; x is int8 [M][kp], kp = spq_kpad(K). */
+    void (*gemm_q8)(int M, int N, int kp, int n0, int n1, const int8_t *x,
+                    const int8_t *w, const int32_t *wsum, float scale, float *y, int ldy);
+    /* y[m][n] = sum_k x[m][k] * w[n][k]; w panel-packed f32. */
+    void (*gemm_f32)(int M, int N, int K, int n0, int n1, const float *x, const float *w,
+                     float *y, int ldy);
+    /* Same with IEEE half weights (panel-packed), FP32 accumulation. */
+    void (*gemm_f16)(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
+                     float *y, int ldy);
+    /* Same with FP8 E4M3 weights (INT8 panel layout), times scale. */
+    void (*gemm_e4m3)(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
+                      float scale, float *y, int ldy);
+    /* Largest |x[i]| over n floats. */
+    float (*absmax)(const float *x, size_t n);
+    /* q[i] = clamp(rne(x[i] * inv), -127, 127) for i < n, zeros up to npad. */
+    void (*quant_i8)(const float *x, int n, int npad, float inv, int8_t *q);
+    /* x[i] = exp(x[i]) */
+    void (*vexp)(float *x, int n);
+} spq_kernels;
+
+/* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */
+const spq_kernels *spq_kern(void);
+/* Select a table by name ("scalar", "avx2", "avx512", "neon", "neonplain"); 0 on success,
+ * -1 if unknown or unsupported by this CPU. */
+int spq_kern_select(const char *name);
+/* Names of the tables this CPU supports, best last; returns the count. */
+int spq_kern_available(const char **names, int max);
+/* A table by name (NULL when unsupported here). */
+const spq_kernels *spq_kern_get(const char *name);
+
+/* Threaded drivers: split output columns over OpenMP threads in blocks of 64. */
+void spq_gemm_q8(const spq_kernels *k, int M, int N, int K, const int8_t *x, const int8_t *w,
+                 const int32_t *wsum, float scale, float *y, int ldy);
+void spq_gemm_f32(const spq_kernels *k, int M, int N, int K, const float *x, const float *w,
+                  float *y, int ldy);
+void spq_gemm_f16(const spq_kernels *k, int M, int N, int K, const float *x, const uint16_t *w,
+                  float *y, int ldy);
+void spq_gemm_e4m3(const spq_kernels *k, int M, int N, int K, const float *x, const uint8_t *w,
+                   float scale, float *y, int ldy);
+
+/* Per-ISA tables (NULL-returning where not compiled in). */
+const spq_kernels *spq_kernels_scalar(void);
+const spq_kernels *spq_kernels_avx2(void);
+const spq_kernels *spq_kernels_avx512(void);
+const spq_kernels *spq_kernels_neon(void);      /* sdot (armv8.2-a+dotprod) */
+const spq_kernels *spq_kernels_neonplain(void); /* any ARMv8 NEON */
+
+/* ---- number formats (kernels/numfmt.c) ---- */
+float spq_f16_to_f32(uint16_t h);
+uint16_t spq_f32_to_f16(float f); /* round to nearest even, saturating to inf */
+float spq_bf16_to_f32(uint16_t h);
+float spq_e4m3_to_f32(uint8_t c); /* OCP FP8 E4M3 (max 448, 0x7f/0xff NaN) */
+uint8_t spq_f32_to_e4m3(float f); /* RNE, saturating to +-448 */
+float spq_e5m2_to_f32(uint8_t c);
+uint8_t spq_f32_to_e5m2(float f); /* RNE, saturating to +-57344 */
+
+#endif

@@ -1,0 +1,189 @@
+/* neon.c — AArch64 kernels. Built with -march=armv8.2-a+dotprod; the "neon" table uses
+ * sdot (chosen when HWCAP says ASIMDDP), "neonplain" widens with smull/sadalp and runs on
+ * any ARMv8 core. A 16-byte k-quad chunk is 4 columns x 4 inputs: exactly one sdot
+ * operand against the token's 4 inputs broadcast to every 32-bit lane. */
+#include "kernels.h"
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include <sleef.h>
+#include <string.h>
+
+static void store4(float *y, float32x4_t v, int left)
+{
+    if (left >= 4) { vst1q_f32(y, v); return; }
+    float t[4];
+    vst1q_f32(t, v);
+    for (int i = 0; i < left; i++) y[i] = t[i];
+}
+
+static void q8_store(const int32x4_t acc[4], float scale, float *yr, int left)
+{
+    for (int c = 0; c < 4; c++)
+        store4(yr + 4 * c, vmulq_n_f32(vcvtq_f32_s32(acc[c]), scale), left - 4 * c);
+}
+
+static void gemm_q8_dot(int M, int N, int kp, int n0, int n1, const int8_t *x, const int8_t *w,
+                        const int32_t *wsum, float scale, float *y, int ldy)
+{
+    (void)wsum;
+    for (int n = n0; n < n1; n += 16) {
+        const int8_t *wp = w + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+            const int8_t *xr = x + (size_t)m * kp;
+            for (int q = 0; q < kp / 4; q++) {
+                int32_t x4;
+                memcpy(&x4, xr + 4 * q, 4);
+                int8x16_t xb = vreinterpretq_s8_s32(vdupq_n_s32(x4));
+                for (int c = 0; c < 4; c++)
+                    acc[c] = vdotq_s32(acc[c], vld1q_s8(wp + (size_t)q * 64 + 16 * c), xb);
+            }
+            q8_store(acc, scale, y + (size_t)m * ldy + n, N - n);
+        }
+    }
+}
+
+static void gemm_q8_plain(int M, int N, int kp, int n0, int n1, const int8_t *x, const int8_t *w,
+                          const int32_t *wsum, float scale, float *y, int ldy)
+{
+    (void)wsum;
+    for (int n = n0; n < n1; n += 16) {
+        const int8_t *wp = w + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+            const int8_t *xr = x + (size_t)m * kp;
+            for (int q = 0; q < kp / 4; q++) {
+                int32_t x4;
+                memcpy(&x4, xr + 4 * q, 4);
+                int8x8_t xb = vreinterpret_s8_s32(vdup_n_s32(x4));
+                for (int c = 0; c < 4; c++) {
+                    int8x16_t wv = vld1q_s8(wp + (size_t)q * 64 + 16 * c);
+                    /* products for columns (2c',2c'+1): 8 int16, pairwise-add to int32 */
+                    int16x8_t lo = vmull_s8(vget_low_s8(wv), xb), hi = vmull_s8(vget_high_s8(wv), xb);
+                    int32x4_t pl = vpaddlq_s16(lo), ph = vpaddlq_s16(hi); /* 2 partials per column */
+                    acc[c] = vaddq_s32(acc[c], vpaddq_s32(pl, ph));
+                }
+            }
+            q8_store(acc, scale, y + (size_t)m * ldy + n, N - n);
+        }
+    }
+}
+
+static void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const void *w, int elem,
+                    float *y, int ldy)
+{
+    for (int n = n0; n < n1; n += 16) {
+        size_t base = (size_t)(n / SPQ_NR) * K * SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+            const float *xr = x + (size_t)m * K;
+            for (int k = 0; k < K; k++) {
+                float32x4_t xb = vdupq_n_f32(xr[k]);
+                for (int c = 0; c < 4; c++) {
+                    float32x4_t wv;
+                    if (elem == 4)
+                        wv = vld1q_f32((const float *)w + base + (size_t)k * 16 + 4 * c);
+                    else
+                        wv = vcvt_f32_f16(vreinterpret_f16_u16(
+                            vld1_u16((const uint16_t *)w + base + (size_t)k * 16 + 4 * c)));
+                    a[c] = vfmaq_f32(a[c], xb, wv);
+                }
+            }
+            for (int c = 0; c < 4; c++) store4(y + (size_t)m * ldy + n + 4 * c, a[c], N - n - 4 * c);
+        }
+    }
+}
+
+static void gemm_f32(int M, int N, int K, int n0, int n1, const float *x, const float *w, float *y, int ldy)
+{
+    gemm_fw(M, N, K, n0, n1, x, w, 4, y, ldy);
+}
+
+static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, float *y,
+                     int ldy)
+{
+    gemm_fw(M, N, K, n0, n1, x, w, 2, y, ldy);
+}
+
+/* byte j of each 32-bit lane -> f32 (see avx512.c for the 2^120 rebias) */
+static float32x4_t e4m3_lane(uint32x4_t v, int j)
+{
+    uint32x4_t c = vandq_u32(vshlq_u32(v, vdupq_n_s32(-8 * j)), vdupq_n_u32(0xff));
+    uint32x4_t bits = vorrq_u32(vshlq_n_u32(vandq_u32(c, vdupq_n_u32(0x80)), 24),
+                                vshlq_n_u32(vandq_u32(c, vdupq_n_u32(0x7f)), 20));
+    return vmulq_n_f32(vreinterpretq_f32_u32(bits), 0x1p120f);
+}
+
+static void gemm_e4m3(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
+                      float scale, float *y, int ldy)
+{
+    for (int n = n0; n < n1; n += 16) {
+        const uint8_t *wp = w + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            float32x4_t a[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+            const float *xr = x + (size_t)m * kp;
+            for (int q = 0; q < kp / 4; q++)
+                for (int c = 0; c < 4; c++) {
+                    uint32x4_t raw = vld1q_u32((const uint32_t *)(const void *)(wp + (size_t)q * 64 + 16 * c));
+                    for (int j = 0; j < 4; j++)
+                        a[c] = vfmaq_f32(a[c], vdupq_n_f32(xr[4 * q + j]), e4m3_lane(raw, j));
+                }
+            for (int c = 0; c < 4; c++)
+                store4(y + (size_t)m * ldy + n + 4 * c, vmulq_n_f32(a[c], scale), N - n - 4 * c);
+        }
+    }
+}
+
+static float absmax(const float *x, size_t n)
+{
+    float32x4_t m = vdupq_n_f32(0);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + i)));
+    float best = vmaxvq_f32(m);
+    for (; i < n; i++) {
+        float a = x[i] < 0 ? -x[i] : x[i];
+        best = a > best ? a : best;
+    }
+    return best;
+}
+
+static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vmulq_n_f32(vld1q_f32(x + i), inv);
+        v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-127.0f)), vdupq_n_f32(127.0f));
+        int32x4_t d = vcvtnq_s32_f32(v); /* round to nearest even */
+        int16x4_t h = vmovn_s32(d);
+        int8x8_t b = vmovn_s16(vcombine_s16(h, h));
+        vst1_lane_s32((int32_t *)(void *)(q + i), vreinterpret_s32_s8(b), 0);
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inv;
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        q[i] = (int8_t)vcvtns_s32_f32(v);
+    }
+    for (; i < npad; i++) q[i] = 0;
+}
+
+static void vexp(float *x, int n)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, Sleef_expf4_u10advsimd(vld1q_f32(x + i)));
+    for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
+}
+
+static const spq_kernels table_dot = {
+    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+};
+static const spq_kernels table_plain = {
+    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+};
+
+const spq_kernels *spq_kernels_neon(void) { return &table_dot; }
+const spq_kernels *spq_kernels_neonplain(void) { return &table_plain; }
+#else
+const spq_kernels *spq_kernels_neon(void) { return 0; }
+const spq_kernels *spq_kernels_neonplain(void) { return 0; }
+#endif

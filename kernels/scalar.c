@@ -1,0 +1,96 @@
+/* scalar.c — the reference kernels: plain loops every SIMD path is tested against. */
+#include "kernels.h"
+
+#include <math.h>
+#include <sleef.h>
+
+static void gemm_q8(int M, int N, int kp, int n0, int n1, const int8_t *x, const int8_t *w,
+                    const int32_t *wsum, float scale, float *y, int ldy)
+{
+    (void)wsum;
+    for (int n = n0; n < n1 && n < N; n++) {
+        const int8_t *panel = w + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
+        int c = n % SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            int32_t acc = 0;
+            for (int k = 0; k < kp; k++)
+                acc += (int32_t)x[(size_t)m * kp + k] * panel[(size_t)(k / 4) * 64 + c * 4 + (k & 3)];
+            y[(size_t)m * ldy + n] = (float)acc * scale;
+        }
+    }
+}
+
+static void gemm_f32(int M, int N, int K, int n0, int n1, const float *x, const float *w,
+                     float *y, int ldy)
+{
+    for (int n = n0; n < n1 && n < N; n++) {
+        const float *panel = w + (size_t)(n / SPQ_NR) * K * SPQ_NR + n % SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) acc += x[(size_t)m * K + k] * panel[(size_t)k * SPQ_NR];
+            y[(size_t)m * ldy + n] = acc;
+        }
+    }
+}
+
+static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
+                     float *y, int ldy)
+{
+    for (int n = n0; n < n1 && n < N; n++) {
+        const uint16_t *panel = w + (size_t)(n / SPQ_NR) * K * SPQ_NR + n % SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc += x[(size_t)m * K + k] * spq_f16_to_f32(panel[(size_t)k * SPQ_NR]);
+            y[(size_t)m * ldy + n] = acc;
+        }
+    }
+}
+
+static void gemm_e4m3(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
+                      float scale, float *y, int ldy)
+{
+    for (int n = n0; n < n1 && n < N; n++) {
+        const uint8_t *panel = w + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
+        int c = n % SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            float acc = 0.0f;
+            for (int k = 0; k < kp; k++)
+                acc += x[(size_t)m * kp + k] *
+                       spq_e4m3_to_f32(panel[(size_t)(k / 4) * 64 + c * 4 + (k & 3)]);
+            y[(size_t)m * ldy + n] = acc * scale;
+        }
+    }
+}
+
+static float absmax(const float *x, size_t n)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > m) m = a;
+    }
+    return m;
+}
+
+static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+{
+    int i = 0;
+    for (; i < n; i++) {
+        float v = nearbyintf(x[i] * inv);
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        q[i] = (int8_t)v;
+    }
+    for (; i < npad; i++) q[i] = 0;
+}
+
+static void vexp(float *x, int n)
+{
+    for (int i = 0; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
+}
+
+static const spq_kernels table = {
+    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+};
+
+const spq_kernels *spq_kernels_scalar(void) { return &table; }

@@ -1,0 +1,201 @@
+/* test_kernels.c — every SIMD table against the scalar reference on edge shapes:
+ * INT8 GEMMs bit for bit, float GEMMs to 1e-5 relative (FMA and order differ),
+ * FP8/FP16 conversions over all codes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
+}
+
+static const int shapes[][3] = { /* M, N, K */
+    {1, 16, 4}, {1, 1, 1}, {1, 17, 5}, {3, 33, 67}, {4, 64, 64}, {5, 71, 130},
+    {1, 129, 2051}, {7, 100, 257}, {9, 48, 1000}, {1, 8, 14336}, {2, 3, 14336},
+};
+#define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
+
+static void check_q8(const spq_kernels *kt, int M, int N, int K, int mode)
+{
+    const spq_kernels *ref = spq_kernels_scalar();
+    int kp = spq_kpad(K);
+    int8_t *w = malloc((size_t)N * K), *x = calloc((size_t)M * kp, 1);
+    int8_t *wp = malloc(spq_pack_q8_size(N, K));
+    int32_t *ws = malloc(sizeof(int32_t) * (size_t)((N + 15) / 16 * 16));
+    float *y0 = calloc((size_t)M * N, 4), *y1 = calloc((size_t)M * N, 4);
+    for (int i = 0; i < N * K; i++)
+        w[i] = mode == 0 ? (int8_t)(rnd() & 0xff) : mode == 1 ? (int8_t)((rnd() & 1) ? 127 : -128) : -127;
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+            x[(size_t)m * kp + k] = mode == 0 ? (int8_t)(rnd() & 0xff) : mode == 1 ? (int8_t)((rnd() & 1) ? 127 : -128) : -127;
+    spq_pack_q8(w, N, K, wp, ws);
+    float scale = 0.0123f;
+    ref->gemm_q8(M, N, kp, 0, N, x, wp, ws, scale, y0, N);
+    spq_gemm_q8(kt, M, N, K, x, wp, ws, scale, y1, N);
+    /* the reference is itself checked against a plain row-major dot product */
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            int32_t acc = 0;
+            for (int k = 0; k < K; k++) acc += x[(size_t)m * kp + k] * w[(size_t)n * K + k];
+            assert_true((float)acc * scale == y0[(size_t)m * N + n]);
+        }
+    if (memcmp(y0, y1, sizeof(float) * (size_t)M * N)) {
+        fprintf(stderr, "%s q8 M=%d N=%d K=%d mode=%d differs\n", kt->name, M, N, K, mode);
+        fail();
+    }
+    free(w); free(x); free(wp); free(ws); free(y0); free(y1);
+}
+
+static float frand(void) { return (float)((int)(rnd() % 20001) - 10000) / 10000.0f; }
+
+static void check_float(const spq_kernels *kt, int M, int N, int K, int which)
+{
+    const spq_kernels *ref = spq_kernels_scalar();
+    int kp = spq_kpad(K);
+    float *wf = malloc(sizeof(float) * (size_t)N * K), *x = calloc((size_t)M * kp, 4);
+    uint16_t *wh = malloc(2 * (size_t)N * K);
+    uint8_t *w8 = malloc((size_t)N * K);
+    void *wp = malloc(spq_pack_f_size(N, K, 4) + spq_pack_q8_size(N, K));
+    float *y0 = calloc((size_t)M * N, 4), *y1 = calloc((size_t)M * N, 4), *yabs = calloc((size_t)M * N, 4);
+    for (int i = 0; i < N * K; i++) {
+        wf[i] = frand();
+        wh[i] = spq_f32_to_f16(wf[i]);
+        w8[i] = spq_f32_to_e4m3(wf[i] * 400.0f);
+    }
+    int ldx = which == 2 ? kp : K;
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) x[(size_t)m * ldx + k] = frand();
+    if (which == 0) {
+        spq_pack_f(wf, N, K, 4, wp);
+        ref->gemm_f32(M, N, K, 0, N, x, wp, y0, N);
+        spq_gemm_f32(kt, M, N, K, x, wp, y1, N);
+    } else if (which == 1) {
+        spq_pack_f(wh, N, K, 2, wp);
+        ref->gemm_f16(M, N, K, 0, N, x, wp, y0, N);
+        spq_gemm_f16(kt, M, N, K, x, wp, y1, N);
+    } else {
+        spq_pack_fp8(w8, N, K, wp);
+        ref->gemm_e4m3(M, N, kp, 0, N, x, wp, 1.0f / 400.0f, y0, N);
+        spq_gemm_e4m3(kt, M, N, K, x, wp, 1.0f / 400.0f, y1, N);
+    }
+    /* tolerance relative to sum |x||w|: the scale of rounding error in any order */
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += fabs(x[(size_t)m * ldx + k] * wf[(size_t)n * K + k]);
+            double d = fabs((double)y0[(size_t)m * N + n] - y1[(size_t)m * N + n]);
+            if (d > 1e-5 * s + 1e-30) {
+                fprintf(stderr, "%s float%d M=%d N=%d K=%d: %g vs %g (s=%g)\n", kt->name, which, M, N,
+                        K, y0[(size_t)m * N + n], y1[(size_t)m * N + n], s);
+                fail();
+            }
+        }
+    free(wf); free(x); free(wh); free(w8); free(wp); free(y0); free(y1); free(yabs);
+}
+
+static void for_each_isa(void (*fn)(const spq_kernels *))
+{
+    const char *names[8];
+    int n = spq_kern_available(names, 8);
+    for (int i = 0; i < n; i++) {
+        fprintf(stderr, "  isa %s\n", names[i]);
+        fn(spq_kern_get(names[i]));
+    }
+}
+
+static void q8_all(const spq_kernels *kt)
+{
+    for (int s = 0; s < NSHAPES; s++)
+        for (int mode = 0; mode < 3; mode++) check_q8(kt, shapes[s][0], shapes[s][1], shapes[s][2], mode);
+    check_q8(kt, 33, 130, 300, 0); /* several full 4x4 register tiles plus tails */
+}
+static void f_all(const spq_kernels *kt)
+{
+    for (int s = 0; s < NSHAPES; s++)
+        for (int w = 0; w < 3; w++) check_float(kt, shapes[s][0], shapes[s][1], shapes[s][2], w);
+}
+
+static void test_gemm_q8_bitexact(void **st) { (void)st; for_each_isa(q8_all); }
+static void test_gemm_float(void **st) { (void)st; for_each_isa(f_all); }
+
+static void test_act_quant(void **st)
+{
+    (void)st;
+    const char *names[8];
+    int n = spq_kern_available(names, 8);
+    float x[203];
+    for (int i = 0; i < 203; i++) x[i] = frand() * 3.0f;
+    x[17] = -7.5f; x[100] = 2.5f * (7.5f / 127.0f); /* exact .5 tie: rounds to even */
+    const spq_kernels *ref = spq_kernels_scalar();
+    int8_t q0[208], q1[208];
+    for (int i = 0; i < n; i++) {
+        const spq_kernels *kt = spq_kern_get(names[i]);
+        assert_true(kt->absmax(x, 203) == 7.5f);
+        ref->quant_i8(x, 203, 208, 127.0f / 7.5f, q0);
+        kt->quant_i8(x, 203, 208, 127.0f / 7.5f, q1);
+        assert_memory_equal(q0, q1, 208);
+        assert_int_equal(q0[17], -127);
+        ref->quant_i8(x, 203, 208, 127.0f / 2.0f, q0); /* saturating static scale */
+        kt->quant_i8(x, 203, 208, 127.0f / 2.0f, q1);
+        assert_memory_equal(q0, q1, 208);
+        float e[37];
+        for (int j = 0; j < 37; j++) e[j] = (float)j / 4.0f - 4.0f;
+        kt->vexp(e, 37);
+        for (int j = 0; j < 37; j++) assert_true(fabsf(e[j] - expf((float)j / 4.0f - 4.0f)) <= 2e-7f * expf(5));
+    }
+}
+
+static void test_fp8_codes(void **st)
+{
+    (void)st;
+    int finite = 0;
+    for (int c = 0; c < 256; c++) {
+        float v = spq_e4m3_to_f32((uint8_t)c);
+        if (isnan(v)) { assert_true((c & 0x7f) == 0x7f); continue; }
+        finite++;
+        uint8_t back = spq_f32_to_e4m3(v);
+        if (v == 0.0f) assert_true((back & 0x7f) == 0);
+        else assert_int_equal(back, c);
+        float w = spq_e5m2_to_f32((uint8_t)c);
+        if (isfinite(w) && w != 0.0f) assert_int_equal(spq_f32_to_e5m2(w), c);
+    }
+    assert_int_equal(finite, 254);
+    assert_true(spq_e4m3_to_f32(0x7e) == 448.0f);
+    assert_true(spq_e4m3_to_f32(0x01) == 0x1p-9f);
+    assert_true(spq_e5m2_to_f32(0x7b) == 57344.0f);
+    assert_int_equal(spq_f32_to_e4m3(1e6f), 0x7e);
+    assert_int_equal(spq_f32_to_e4m3(-1e6f), 0xfe);
+    assert_int_equal(spq_f32_to_e4m3(0x1p-11f), 0x00); /* half the smallest subnormal: tie -> even 0 */
+    assert_int_equal(spq_f32_to_e4m3(1.0625f), 0x38); /* tie between 1 and 1.125 -> even (1.0) */
+    assert_int_equal(spq_f32_to_e4m3(1.1875f), 0x3a); /* tie between 1.125 and 1.25 -> 1.25 */
+    /* f16: every finite code round-trips through f32 */
+    for (int h = 0; h < 65536; h++) {
+        float v = spq_f16_to_f32((uint16_t)h);
+        if (isfinite(v)) assert_int_equal(spq_f32_to_f16(v), h);
+    }
+    assert_int_equal(spq_f32_to_f16(65520.0f), 0x7c00);
+    assert_int_equal(spq_f32_to_f16(1.0f + 0x1p-11f), 0x3c00); /* tie -> even */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_q8_bitexact),
+        cmocka_unit_test(test_gemm_float),
+        cmocka_unit_test(test_act_quant),
+        cmocka_unit_test(test_fp8_codes),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
