@@ -42,7 +42,8 @@ $(B)/libspikeq.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(B)/spikeq: $(B)/tools/spikeq.o $(B)/libspikeq.a
+TOOL_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard tools/*.c))
+$(B)/spikeq: $(TOOL_OBJ) $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: $(B)/tests/%.o $(B)/libspikeq.a

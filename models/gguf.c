@@ -1,0 +1,288 @@
+/* gguf.c — import GGUF v2/v3 files with general.architecture = llama: tensors F32, F16, BF16
+ * and Q8_0 (dequantised to F32), and the tokenizer.ggml.* vocabulary. Vocab-only files
+ * (no tensors) load just the tokenizer. Every count, length and offset is checked
+ * against the file size before use. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+#include "runtime/ckpt.h"
+
+enum { G_U8, G_I8, G_U16, G_I16, G_U32, G_I32, G_F32, G_BOOL, G_STR, G_ARR, G_U64, G_I64, G_F64 };
+static const int gsize[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+
+typedef struct {
+    const uint8_t *p, *end;
+    int bad;
+} rd;
+
+static uint64_t take(rd *r, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) { r->bad = 1; return 0; }
+    uint64_t v = 0;
+    memcpy(&v, r->p, n);
+    r->p += n;
+    return v;
+}
+
+static const char *str(rd *r, uint64_t *len)
+{
+    *len = take(r, 8);
+    if (r->bad || *len > (uint64_t)(r->end - r->p)) { r->bad = 1; return NULL; }
+    const char *s = (const char *)r->p;
+    r->p += *len;
+    return s;
+}
+
+static double scalar(rd *r, int type)
+{
+    uint64_t v = take(r, (size_t)gsize[type]);
+    switch (type) {
+    case G_I8: return (int8_t)v;
+    case G_I16: return (int16_t)v;
+    case G_I32: return (int32_t)v;
+    case G_I64: return (double)(int64_t)v;
+    case G_F32: { float f; uint32_t u = (uint32_t)v; memcpy(&f, &u, 4); return f; }
+    case G_F64: { double d; memcpy(&d, &v, 8); return d; }
+    default: return (double)v;
+    }
+}
+
+/* skip one value of type (arrays recurse one level) */
+static void skip(rd *r, int type)
+{
+    uint64_t n;
+    if (type == G_STR) { str(r, &n); return; }
+    if (type == G_ARR) {
+        int et = (int)take(r, 4);
+        n = take(r, 8);
+        if (et < 0 || et > G_F64 || et == G_ARR) { r->bad = 1; return; }
+        if (et == G_STR) { for (uint64_t i = 0; i < n && !r->bad; i++) str(r, &(uint64_t){0}); return; }
+        if (n > (uint64_t)(r->end - r->p) / (uint64_t)gsize[et]) { r->bad = 1; return; }
+        r->p += n * (uint64_t)gsize[et];
+        return;
+    }
+    if (type < 0 || type > G_F64) { r->bad = 1; return; }
+    take(r, (size_t)gsize[type]);
+}
+
+typedef struct {
+    const uint8_t *tokens; uint64_t n_tokens; /* position of the string array */
+    const uint8_t *scores; uint64_t n_scores;
+    const uint8_t *ttypes; uint64_t n_ttypes; int ttype_t;
+    char model[32];
+    int bos, eos, unk, add_space;
+} vocab;
+
+int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return spq_fail(e, path, "cannot open: %s", strerror(errno));
+    struct stat st;
+    fstat(fd, &st);
+    size_t fsz = (size_t)st.st_size;
+    if (fsz < 24) { close(fd); return spq_fail(e, path, "truncated GGUF header"); }
+    uint8_t *m = mmap(NULL, fsz, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return spq_fail(e, path, "mmap failed");
+    spq_ckpt_add_map(c, m, fsz);
+    rd r = {m + 4, m + fsz, 0};
+    uint32_t ver = (uint32_t)take(&r, 4);
+    uint64_t nt = take(&r, 8), nkv = take(&r, 8);
+    if (ver < 2 || ver > 3) { spq_ckpt_free(c); return spq_fail(e, path, "unsupported GGUF version %u", ver); }
+    if (nt > fsz / 24 || nkv > fsz / 12) { spq_ckpt_free(c); return spq_fail(e, path, "GGUF tensor or key count larger than the file"); }
+    spq_config *p = &c->cfg;
+    vocab v;
+    memset(&v, 0, sizeof v);
+    v.bos = 1; v.eos = 2; v.unk = 0; v.add_space = 1;
+    char arch[32] = "";
+    uint64_t align = 32;
+    int rope_dim = 0;
+    p->norm_eps = 1e-5f; p->rope_theta = 10000.0f; p->max_seq = 2048;
+    for (uint64_t i = 0; i < nkv && !r.bad; i++) {
+        uint64_t kl;
+        const char *k = str(&r, &kl);
+        int type = (int)take(&r, 4);
+        if (r.bad) break;
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)(kl < 127 ? kl : 127), k);
+        const char *sub = !strncmp(key, "llama.", 6) ? key + 6 : NULL;
+        if (type == G_STR) {
+            uint64_t sl;
+            const char *s = str(&r, &sl);
+            if (!strcmp(key, "general.architecture")) snprintf(arch, sizeof arch, "%.*s", (int)(sl < 31 ? sl : 31), s);
+            if (!strcmp(key, "tokenizer.ggml.model")) snprintf(v.model, sizeof v.model, "%.*s", (int)(sl < 31 ? sl : 31), s);
+        } else if (type == G_ARR) {
+            const uint8_t *at = r.p;
+            int et = (int)take(&r, 4);
+            uint64_t n = take(&r, 8);
+            r.p = at;
+            if (!strcmp(key, "tokenizer.ggml.tokens") && et == G_STR) { v.tokens = at + 12; v.n_tokens = n; }
+            if (!strcmp(key, "tokenizer.ggml.scores") && et == G_F32) { v.scores = at + 12; v.n_scores = n; }
+            if (!strcmp(key, "tokenizer.ggml.token_type") && (et == G_I32 || et == G_U32)) { v.ttypes = at + 12; v.n_ttypes = n; }
+            skip(&r, G_ARR);
+        } else if (type >= 0 && type <= G_F64 && type != G_STR && type != G_ARR) {
+            double x = scalar(&r, type);
+            if (!strcmp(key, "general.alignment")) align = (uint64_t)x;
+            else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v.bos = (int)x;
+            else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v.eos = (int)x;
+            else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v.unk = (int)x;
+            else if (!strcmp(key, "tokenizer.ggml.add_space_prefix")) v.add_space = x != 0;
+            else if (sub && !strcmp(sub, "context_length")) p->max_seq = (int)x;
+            else if (sub && !strcmp(sub, "embedding_length")) p->dim = (int)x;
+            else if (sub && !strcmp(sub, "block_count")) p->n_layers = (int)x;
+            else if (sub && !strcmp(sub, "feed_forward_length")) p->hidden_dim = (int)x;
+            else if (sub && !strcmp(sub, "attention.head_count")) p->n_heads = (int)x;
+            else if (sub && !strcmp(sub, "attention.head_count_kv")) p->n_kv_heads = (int)x;
+            else if (sub && !strcmp(sub, "attention.layer_norm_rms_epsilon")) p->norm_eps = (float)x;
+            else if (sub && !strcmp(sub, "rope.freq_base")) p->rope_theta = (float)x;
+            else if (sub && !strcmp(sub, "rope.dimension_count")) rope_dim = (int)x;
+            else if (sub && !strcmp(sub, "vocab_size")) p->vocab_size = (int)x;
+        } else {
+            r.bad = 1;
+        }
+    }
+    if (r.bad) { spq_ckpt_free(c); return spq_fail(e, path, "truncated or corrupt GGUF metadata"); }
+    if (align == 0 || align > 4096 || (align & (align - 1))) { spq_ckpt_free(c); return spq_fail(e, path, "bad general.alignment"); }
+    /* tokenizer */
+    if (v.tokens) {
+        if (strcmp(v.model, "llama")) {
+            spq_ckpt_free(c);
+            return spq_fail(e, path, "unsupported tokenizer model '%s' (only SentencePiece 'llama' for now)", v.model);
+        }
+        uint64_t n = v.n_tokens;
+        if (n == 0 || n > (1u << 22) || (v.scores && v.n_scores != n) || (v.ttypes && v.n_ttypes != n)) {
+            spq_ckpt_free(c);
+            return spq_fail(e, path, "tokenizer arrays disagree in length");
+        }
+        const char **pieces = malloc(sizeof *pieces * n);
+        int *lens = malloc(sizeof *lens * n);
+        float *scores = calloc(n, sizeof *scores);
+        uint8_t *types = malloc(n);
+        rd tr = {v.tokens, m + fsz, 0};
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t l;
+            pieces[i] = str(&tr, &l);
+            lens[i] = (int)l;
+            if (l > 1024) tr.bad = 1;
+            scores[i] = v.scores ? ({ float f; memcpy(&f, v.scores + 4 * i, 4); f; }) : 0.0f;
+            int32_t ty = 1;
+            if (v.ttypes) memcpy(&ty, v.ttypes + 4 * i, 4);
+            types[i] = (uint8_t)(ty >= 1 && ty <= 6 ? ty : 1);
+        }
+        int rc = tr.bad ? spq_fail(e, path, "corrupt tokenizer.ggml.tokens")
+                        : spq_tok_build(&c->tok, (int)n, pieces, lens, scores, types, v.bos, v.eos, v.unk, e);
+        c->tok.add_space_prefix = v.add_space;
+        free(pieces); free(lens); free(scores); free(types);
+        if (rc) { spq_ckpt_free(c); return -1; }
+        if (!p->vocab_size) p->vocab_size = (int)n;
+    }
+    p->bos_id = v.bos;
+    p->eos_id = v.eos;
+    if (nt == 0) return 0; /* vocab-only file */
+    if (strcmp(arch, "llama")) { spq_ckpt_free(c); return spq_fail(e, path, "unsupported architecture '%s' (llama)", arch); }
+    if (!p->n_kv_heads) p->n_kv_heads = p->n_heads;
+    if (p->n_heads <= 0 || p->dim <= 0) { spq_ckpt_free(c); return spq_fail(e, path, "missing llama.* hyperparameters"); }
+    p->head_dim = rope_dim ? rope_dim : p->dim / p->n_heads;
+    /* tensor infos */
+    typedef struct { char name[96]; int ndim; uint64_t ne[4]; int type; uint64_t off; } info;
+    info *ti = calloc(nt, sizeof *ti);
+    for (uint64_t i = 0; i < nt && !r.bad; i++) {
+        uint64_t nl;
+        const char *nm = str(&r, &nl);
+        if (r.bad || nl >= sizeof ti[i].name) { r.bad = 1; break; }
+        memcpy(ti[i].name, nm, nl);
+        ti[i].ndim = (int)take(&r, 4);
+        if (ti[i].ndim < 1 || ti[i].ndim > 4) { r.bad = 1; break; }
+        for (int d = 0; d < ti[i].ndim; d++) ti[i].ne[d] = take(&r, 8);
+        ti[i].type = (int)take(&r, 4);
+        ti[i].off = take(&r, 8);
+    }
+    if (r.bad) { free(ti); spq_ckpt_free(c); return spq_fail(e, path, "truncated or corrupt GGUF tensor info"); }
+    uint64_t data = ((uint64_t)(r.p - m) + align - 1) / align * align;
+    int rc = 0;
+    for (uint64_t i = 0; i < nt && !rc; i++) {
+        info *t = &ti[i];
+        spq_tensor o;
+        memset(&o, 0, sizeof o);
+        o.scale = 1.0f;
+        /* GGUF dims are innermost first */
+        o.ndim = t->ndim;
+        uint64_t numel = 1;
+        for (int d = 0; d < t->ndim; d++) {
+            if (t->ne[d] == 0 || t->ne[d] > (1ull << 32)) { rc = spq_fail(e, path, "tensor %s: bad dimension", t->name); break; }
+            o.shape[t->ndim - 1 - d] = (int64_t)t->ne[d];
+            numel *= t->ne[d];
+        }
+        if (rc) break;
+        uint64_t bytes;
+        if (t->type == 0) { o.dtype = SPQ_F32; bytes = numel * 4; }
+        else if (t->type == 1) { o.dtype = SPQ_F16; bytes = numel * 2; }
+        else if (t->type == 30) { o.dtype = SPQ_BF16; bytes = numel * 2; }
+        else if (t->type == 8) {
+            if (t->ne[0] % 32) { rc = spq_fail(e, path, "tensor %s: Q8_0 row not a multiple of 32", t->name); break; }
+            o.dtype = SPQ_F32; bytes = numel / 32 * 34;
+        } else { rc = spq_fail(e, path, "tensor %s: unsupported GGML type %d (F32, F16, BF16, Q8_0)", t->name, t->type); break; }
+        if (t->off > fsz || data > fsz - t->off || bytes > fsz - data - t->off) {
+            rc = spq_fail(e, path, "tensor %s: data offset %llu out of range", t->name, (unsigned long long)t->off);
+            break;
+        }
+        const uint8_t *src = m + data + t->off;
+        int layer = -1;
+        char what[64] = "";
+        if (sscanf(t->name, "blk.%d.%63s", &layer, what) == 2) {
+            static const char *map[][2] = {
+                {"attn_norm.weight", "input_layernorm.weight"}, {"attn_q.weight", "self_attn.q_proj.weight"},
+                {"attn_k.weight", "self_attn.k_proj.weight"}, {"attn_v.weight", "self_attn.v_proj.weight"},
+                {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
+                {"ffn_gate.weight", "mlp.gate_proj.weight"}, {"ffn_up.weight", "mlp.up_proj.weight"},
+                {"ffn_down.weight", "mlp.down_proj.weight"}};
+            for (size_t j = 0; j < sizeof map / sizeof map[0]; j++)
+                if (!strcmp(what, map[j][0])) snprintf(o.name, sizeof o.name, "model.layers.%d.%s", layer, map[j][1]);
+        } else if (!strcmp(t->name, "token_embd.weight")) strcpy(o.name, "model.embed_tokens.weight");
+        else if (!strcmp(t->name, "output_norm.weight")) strcpy(o.name, "model.norm.weight");
+        else if (!strcmp(t->name, "output.weight")) strcpy(o.name, "lm_head.weight");
+        if (!o.name[0]) continue; /* tensors the runtime does not use (e.g. rope_freqs) */
+        int permute = strstr(o.name, "q_proj") ? p->n_heads : strstr(o.name, "k_proj") ? p->n_kv_heads : 0;
+        o.nbytes = (size_t)numel * spq_dtype_size(o.dtype);
+        if (t->type == 8 || permute) {
+            o.owned = malloc(o.nbytes);
+            if (!o.owned) { rc = spq_fail(e, path, "out of memory"); break; }
+            if (t->type == 8) {
+                float *f = o.owned;
+                for (uint64_t b = 0; b < numel / 32; b++) {
+                    uint16_t d;
+                    memcpy(&d, src + b * 34, 2);
+                    float sc = spq_f16_to_f32(d);
+                    for (int q = 0; q < 32; q++) f[b * 32 + q] = sc * (float)(int8_t)src[b * 34 + 2 + q];
+                }
+            } else {
+                memcpy(o.owned, src, o.nbytes);
+            }
+            o.data = o.owned;
+            if (permute && (o.shape[0] % p->head_dim || spq_unpermute_rope(o.owned, (int)(o.shape[0] / p->head_dim), p->head_dim,
+                                                                          o.nbytes / (size_t)o.shape[0]))) {
+                free(o.owned);
+                rc = spq_fail(e, path, "tensor %s: rows not a multiple of head_dim", o.name);
+                break;
+            }
+        } else {
+            o.data = src;
+        }
+        if (!spq_ckpt_add(c, &o)) { free(o.owned); rc = spq_fail(e, path, "out of memory"); }
+    }
+    free(ti);
+    if (!rc) {
+        spq_tensor *emb = spq_ckpt_find(c, "model.embed_tokens.weight");
+        if (emb && !p->vocab_size) p->vocab_size = (int)emb->shape[0];
+        if (!spq_ckpt_find(c, "lm_head.weight")) p->tied = 1;
+    }
+    if (rc) spq_ckpt_free(c);
+    return rc;
+}

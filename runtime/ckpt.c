@@ -1,0 +1,196 @@
+/* ckpt.c — the in-memory checkpoint: tensor table, validation, and opening any format. */
+#include "runtime/ckpt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "kernels/kernels.h"
+
+size_t spq_dtype_size(int dtype)
+{
+    switch (dtype) {
+    case SPQ_F32: return 4;
+    case SPQ_F16: case SPQ_BF16: return 2;
+    case SPQ_I8: case SPQ_E4M3: case SPQ_E5M2: return 1;
+    default: return 0;
+    }
+}
+
+const char *spq_dtype_name(int dtype)
+{
+    static const char *names[] = {"f32", "f16", "bf16", "i8", "e4m3", "e5m2"};
+    return dtype >= 0 && dtype < SPQ_NDTYPES ? names[dtype] : "?";
+}
+
+spq_tensor *spq_ckpt_add(spq_ckpt *c, const spq_tensor *t)
+{
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 64;
+        spq_tensor *nt = realloc(c->t, sizeof *nt * (size_t)cap);
+        if (!nt) return NULL;
+        c->t = nt;
+        c->cap = cap;
+    }
+    c->t[c->n] = *t;
+    return &c->t[c->n++];
+}
+
+spq_tensor *spq_ckpt_find(const spq_ckpt *c, const char *name)
+{
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->t[i].name, name)) return &c->t[i];
+    return NULL;
+}
+
+int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n)
+{
+    if (c->n_maps == 64) return -1;
+    c->maps[c->n_maps] = p;
+    c->map_sizes[c->n_maps++] = n;
+    return 0;
+}
+
+void spq_ckpt_free(spq_ckpt *c)
+{
+    for (int i = 0; i < c->n; i++) free(c->t[i].owned);
+    free(c->t);
+    for (int i = 0; i < c->n_maps; i++) munmap(c->maps[i], c->map_sizes[i]);
+    spq_tok_free(&c->tok);
+    free(c->plan_json);
+    memset(c, 0, sizeof *c);
+}
+
+size_t spq_tensor_numel(const spq_tensor *t)
+{
+    size_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
+    return n;
+}
+
+void spq_tensor_to_f32(const spq_tensor *t, float *out)
+{
+    size_t n = spq_tensor_numel(t);
+    const uint8_t *b = t->data;
+    for (size_t i = 0; i < n; i++) {
+        switch (t->dtype) {
+        case SPQ_F32: memcpy(&out[i], b + 4 * i, 4); break;
+        case SPQ_F16: { uint16_t h; memcpy(&h, b + 2 * i, 2); out[i] = spq_f16_to_f32(h); } break;
+        case SPQ_BF16: { uint16_t h; memcpy(&h, b + 2 * i, 2); out[i] = spq_bf16_to_f32(h); } break;
+        case SPQ_I8: out[i] = (float)(int8_t)b[i] * t->scale; break;
+        case SPQ_E4M3: out[i] = spq_e4m3_to_f32(b[i]) * t->scale; break;
+        case SPQ_E5M2: out[i] = spq_e5m2_to_f32(b[i]) * t->scale; break;
+        default: out[i] = 0; break;
+        }
+    }
+}
+
+/* One expected tensor: name, rows, cols (cols 0 for vectors). */
+static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, spq_err *e)
+{
+    const spq_tensor *t = spq_ckpt_find(c, name);
+    if (!t) return spq_fail(e, c->path, "tensor %s is missing", name);
+    int nd = k ? 2 : 1;
+    if (t->ndim != nd || t->shape[0] != r || (k && t->shape[1] != k))
+        return spq_fail(e, c->path, "tensor %s has shape [%lld%s%lld], config says [%lld%s%lld]", name,
+                        (long long)t->shape[0], t->ndim > 1 ? "," : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
+                        (long long)r, k ? "," : "", (long long)k);
+    if (!spq_dtype_size(t->dtype)) return spq_fail(e, c->path, "tensor %s has unknown dtype %d", name, t->dtype);
+    if (t->nbytes != spq_tensor_numel(t) * spq_dtype_size(t->dtype))
+        return spq_fail(e, c->path, "tensor %s: %zu bytes for %zu elements of %s", name, t->nbytes,
+                        spq_tensor_numel(t), spq_dtype_name(t->dtype));
+    if ((t->dtype == SPQ_I8 || t->dtype == SPQ_E4M3 || t->dtype == SPQ_E5M2) &&
+        !(t->scale > 0 && t->scale < 1e30f))
+        return spq_fail(e, c->path, "tensor %s has invalid scale %g", name, (double)t->scale);
+    if (!(t->act_scale >= 0 && t->act_scale < 1e30f))
+        return spq_fail(e, c->path, "tensor %s has invalid activation scale %g", name, (double)t->act_scale);
+    return 0;
+}
+
+int spq_ckpt_validate(const spq_ckpt *c, spq_err *e)
+{
+    const spq_config *p = &c->cfg;
+    if (p->dim <= 0 || p->n_layers <= 0 || p->n_heads <= 0 || p->n_kv_heads <= 0 || p->hidden_dim <= 0 ||
+        p->vocab_size <= 0 || p->head_dim <= 0 || p->max_seq <= 0 || p->dim > 65536 || p->hidden_dim > 262144 ||
+        p->n_layers > 1024 || p->vocab_size > 1 << 22 || p->head_dim > 1024 || p->n_heads > 1024)
+        return spq_fail(e, c->path, "invalid model config (dim %d, layers %d, heads %d/%d, vocab %d)", p->dim,
+                        p->n_layers, p->n_heads, p->n_kv_heads, p->vocab_size);
+    if (p->n_heads % p->n_kv_heads)
+        return spq_fail(e, c->path, "n_heads %d is not a multiple of n_kv_heads %d", p->n_heads, p->n_kv_heads);
+    if (p->head_dim % 2) return spq_fail(e, c->path, "head_dim %d is odd", p->head_dim);
+    if (!(p->norm_eps > 0) || !(p->rope_theta > 0))
+        return spq_fail(e, c->path, "invalid rms_norm_eps or rope_theta");
+    for (int i = 0; i < c->n; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->t[i].name, c->t[j].name))
+                return spq_fail(e, c->path, "tensor %s appears twice", c->t[i].name);
+    int D = p->dim, H = p->hidden_dim, q = p->n_heads * p->head_dim, kv = p->n_kv_heads * p->head_dim;
+    char nm[96];
+    if (expect(c, "model.embed_tokens.weight", p->vocab_size, D, e)) return -1;
+    if (expect(c, "model.norm.weight", D, 0, e)) return -1;
+    if (!p->tied && expect(c, "lm_head.weight", p->vocab_size, D, e)) return -1;
+    for (int l = 0; l < p->n_layers; l++) {
+        static const char *fmt[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        int64_t rows[] = {q, kv, kv, D, H, H, D}, cols[] = {D, D, D, q, D, D, H};
+        for (int j = 0; j < 7; j++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, fmt[j]);
+            if (expect(c, nm, rows[j], cols[j], e)) return -1;
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        if (expect(c, nm, D, 0, e)) return -1;
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        if (expect(c, nm, D, 0, e)) return -1;
+    }
+    return 0;
+}
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+int spq_open(const char *path, spq_ckpt *c, spq_err *e)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "%s", path);
+    struct stat st;
+    if (stat(path, &st)) return spq_fail(e, path, "no such file or directory");
+    if (S_ISDIR(st.st_mode)) return spq_import_hf(path, c, e);
+    if (has_suffix(path, "config.json")) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%.*s", (int)(strlen(path) - strlen("config.json")), path);
+        if (!dir[0]) strcpy(dir, ".");
+        return spq_import_hf(dir, c, e);
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return spq_fail(e, path, "cannot open");
+    char magic[8] = {0};
+    size_t got = fread(magic, 1, 8, f);
+    fclose(f);
+    if (got >= 8 && !memcmp(magic, "SPIKEQ\0\1", 8)) return spq_read(path, c, e);
+    if (got >= 4 && !memcmp(magic, "GGUF", 4)) return spq_import_gguf(path, c, e);
+    if (has_suffix(path, ".spq")) return spq_fail(e, path, "not a spikeq checkpoint (wrong magic)");
+    if (has_suffix(path, ".gguf")) return spq_fail(e, path, "not a GGUF file (wrong magic)");
+    if (has_suffix(path, ".safetensors"))
+        return spq_fail(e, path, "pass the model directory (with config.json), not the .safetensors file");
+    return spq_import_llama2c(path, c, e);
+}
+
+int spq_unpermute_rope(void *rows, int n_heads, int head_dim, size_t rowbytes)
+{
+    char *tmp = malloc(rowbytes * (size_t)head_dim), *b = rows;
+    if (!tmp) return -1;
+    for (int h = 0; h < n_heads; h++) {
+        char *head = b + (size_t)h * head_dim * rowbytes;
+        for (int i = 0; i < head_dim / 2; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(tmp + ((size_t)j * head_dim / 2 + i) * rowbytes, head + (size_t)(2 * i + j) * rowbytes, rowbytes);
+        memcpy(head, tmp, rowbytes * (size_t)head_dim);
+    }
+    free(tmp);
+    return 0;
+}

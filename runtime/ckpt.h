@@ -1,0 +1,91 @@
+/* ckpt.h — a checkpoint in memory: model config, tokenizer, precision plan and named
+ * tensors, whatever file it came from (.spq, HF directory, GGUF, llama2.c).
+ *
+ * Canonical tensor names and layouts are Hugging Face's (model.layers.N.self_attn.q_proj
+ * .weight, row-major [out][in]); q/k rows use HF's "rotate-half" RoPE order, so importers
+ * of interleaved-RoPE files (llama2.c, GGUF) un-permute them. */
+#ifndef SPQ_CKPT_H
+#define SPQ_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/error.h"
+#include "runtime/tokenizer.h"
+
+enum { SPQ_F32 = 0, SPQ_F16 = 1, SPQ_BF16 = 2, SPQ_I8 = 3, SPQ_E4M3 = 4, SPQ_E5M2 = 5, SPQ_NDTYPES };
+
+typedef struct {
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, max_seq;
+    int tied;           /* lm_head shares model.embed_tokens.weight */
+    int bos_id, eos_id;
+    int rope_type;      /* 0: default, 1: llama3 frequency scaling */
+    int rope_orig_ctx;  /* llama3: original_max_position_embeddings */
+    float norm_eps, rope_theta;
+    float rope_factor, rope_low_freq, rope_high_freq; /* llama3 scaling parameters */
+} spq_config;
+
+typedef struct {
+    char name[96];
+    int dtype, ndim;
+    int64_t shape[4];   /* shape[0] = rows (out), shape[1] = cols (in) */
+    float scale;        /* I8/FP8: real value = code * scale; 1 otherwise */
+    float act_scale;    /* I8 linear: static activation scale; 0 = dynamic */
+    int act_fmt;        /* fallback linears: activation format (SPQ_F32, SPQ_F16, SPQ_E4M3) */
+    const void *data;
+    size_t nbytes;
+    void *owned;        /* freed with the checkpoint when non-NULL */
+} spq_tensor;
+
+typedef struct {
+    spq_config cfg;
+    spq_tokenizer tok;  /* n_vocab == 0 when the file had none */
+    char *plan_json;    /* the precision plan and profile behind it (NULL if none) */
+    spq_tensor *t;
+    int n, cap;
+    void *maps[64];     /* mmapped files backing tensor data */
+    size_t map_sizes[64];
+    int n_maps;
+    char path[1024];
+} spq_ckpt;
+
+/* Size in bytes of one element of dtype (0 if unknown). */
+size_t spq_dtype_size(int dtype);
+/* Printable name of a dtype ("f32", "i8", ...). */
+const char *spq_dtype_name(int dtype);
+/* Append a tensor (copying t); returns it or NULL when out of memory. */
+spq_tensor *spq_ckpt_add(spq_ckpt *c, const spq_tensor *t);
+/* The tensor called name, or NULL. */
+spq_tensor *spq_ckpt_find(const spq_ckpt *c, const char *name);
+/* Remember an mmap to release with the checkpoint; -1 when the table is full. */
+int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n);
+/* Release everything the checkpoint owns. */
+void spq_ckpt_free(spq_ckpt *c);
+/* Check names, shapes and dtypes against cfg; 0 or -1 with e set. */
+int spq_ckpt_validate(const spq_ckpt *c, spq_err *e);
+/* Fill the tensor's data as FP32 (any stored dtype); out has numel floats. */
+void spq_tensor_to_f32(const spq_tensor *t, float *out);
+/* Number of elements of t. */
+size_t spq_tensor_numel(const spq_tensor *t);
+
+/* Open any supported model: .spq, HF directory (or its config.json), GGUF, llama2.c .bin.
+ * tok_path (may be NULL) names a tokenizer file for formats that lack one. */
+int spq_open(const char *path, spq_ckpt *c, spq_err *e);
+/* Read a .spq file (mmapped; tensor checksums verified). */
+int spq_read(const char *path, spq_ckpt *c, spq_err *e);
+/* Write c to path atomically (temp file in the same folder, fsync, rename). */
+int spq_write(const char *path, const spq_ckpt *c, spq_err *e);
+/* 64-bit checksum of n bytes (4 lanes of multiply-xor; ~10 GB/s). */
+uint64_t spq_hash64(const void *p, size_t n);
+
+/* Importers (models/). Each returns 0 or -1 with e set. */
+int spq_import_llama2c(const char *path, spq_ckpt *c, spq_err *e);
+int spq_import_hf(const char *dir, spq_ckpt *c, spq_err *e);
+int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e);
+
+
+
+/* Reorder q/k rows from interleaved RoPE pairs (llama2.c, GGUF) to HF's rotate-half order:
+ * within each head, row 2i+j moves to j*hd/2+i. rowbytes = bytes per row. */
+int spq_unpermute_rope(void *rows, int n_heads, int head_dim, size_t rowbytes);
+#endif

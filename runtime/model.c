@@ -1,0 +1,270 @@
+/* model.c — building a runnable model from a checkpoint, and the transformer forward pass.
+ * The forward pass follows llama2.c's run.c: one block, top to bottom, on a batch of M
+ * tokens (prefill: a matrix through every linear; decode: M = 1). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernels/kernels.h"
+#include "runtime/model.h"
+#include "runtime/profiler.h"
+
+const char *const spq_proj_names[SPQ_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char *const proj_prefix[SPQ_NPROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+
+static float *vec_f32(const spq_ckpt *c, const char *name)
+{
+    const spq_tensor *t = spq_ckpt_find(c, name);
+    float *v = malloc(sizeof(float) * spq_tensor_numel(t));
+    if (v) spq_tensor_to_f32(t, v);
+    return v;
+}
+
+/* RoPE tables as transformers computes them: inv_freq in FP32, angle = pos * inv_freq in
+ * FP32, then cos/sin; LLaMA-3 scaling rescales the low frequencies. */
+static void rope_tables(spq_model *m)
+{
+    const spq_config *p = &m->cfg;
+    int half = p->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf(p->rope_theta, (float)(2 * i) / (float)p->head_dim);
+        if (p->rope_type == 1) {
+            double lo_wl = p->rope_orig_ctx / p->rope_low_freq, hi_wl = p->rope_orig_ctx / p->rope_high_freq;
+            double wl = 2 * M_PI / inv;
+            if (wl > lo_wl) inv = inv / p->rope_factor;
+            else if (wl >= hi_wl) {
+                double sm = (p->rope_orig_ctx / wl - p->rope_low_freq) / (p->rope_high_freq - p->rope_low_freq);
+                inv = (float)((1 - sm) * inv / p->rope_factor + sm * inv);
+            }
+        }
+        for (int pos = 0; pos < m->ctx; pos++) {
+            float a = (float)pos * inv;
+            m->rope_cos[(size_t)pos * half + i] = (float)cos((double)a);
+            m->rope_sin[(size_t)pos * half + i] = (float)sin((double)a);
+        }
+    }
+}
+
+int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
+{
+    memset(m, 0, sizeof *m);
+    if (spq_ckpt_validate(c, e)) return -1;
+    m->cfg = c->cfg;
+    const spq_config *p = &m->cfg;
+    m->ctx = ctx > 0 ? ctx : p->max_seq;
+    m->embed = spq_ckpt_find(c, "model.embed_tokens.weight");
+    m->layers = calloc((size_t)p->n_layers, sizeof *m->layers);
+    m->final_norm = vec_f32(c, "model.norm.weight");
+    m->rope_cos = malloc(sizeof(float) * (size_t)m->ctx * (p->head_dim / 2));
+    m->rope_sin = malloc(sizeof(float) * (size_t)m->ctx * (p->head_dim / 2));
+    if (!m->layers || !m->final_norm || !m->rope_cos || !m->rope_sin) { spq_model_free(m); return spq_fail(e, c->path, "out of memory"); }
+    rope_tables(m);
+    char nm[128];
+    for (int l = 0; l < p->n_layers; l++) {
+        spq_layer *L = &m->layers[l];
+        for (int j = 0; j < SPQ_NPROJ; j++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
+            const spq_tensor *t = spq_ckpt_find(c, nm);
+            if (spq_linear_init(&L->p[j], t, e)) { spq_model_free(m); return -1; }
+            m->linear_bytes += spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_BF16 ? SPQ_F32 : t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
+        }
+        /* q/k/v (and gate/up) read one quantised input: they must agree on its format */
+        for (int j = SPQ_K; j <= SPQ_UP; j++) {
+            int ref = j <= SPQ_V ? SPQ_Q : j == SPQ_UP ? SPQ_GATE : j;
+            if (L->p[j].kind != L->p[ref].kind || L->p[j].a_scale != L->p[ref].a_scale || L->p[j].act_fmt != L->p[ref].act_fmt) {
+                spq_model_free(m);
+                return spq_fail(e, c->path, "layer %d: %s and %s share an input but differ in precision", l,
+                                spq_proj_names[ref], spq_proj_names[j]);
+            }
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        L->attn_norm = vec_f32(c, nm);
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        L->ffn_norm = vec_f32(c, nm);
+        if (!L->attn_norm || !L->ffn_norm) { spq_model_free(m); return spq_fail(e, c->path, "out of memory"); }
+    }
+    const spq_tensor *h = spq_ckpt_find(c, p->tied ? "model.embed_tokens.weight" : "lm_head.weight");
+    if (spq_linear_init(&m->head, h, e)) { spq_model_free(m); return -1; }
+    m->linear_bytes += spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_BF16 ? SPQ_F32 : h->dtype);
+    return 0;
+}
+
+void spq_model_free(spq_model *m)
+{
+    if (m->layers)
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            for (int j = 0; j < SPQ_NPROJ; j++) spq_linear_free(&m->layers[l].p[j]);
+            free(m->layers[l].attn_norm);
+            free(m->layers[l].ffn_norm);
+        }
+    free(m->layers);
+    spq_linear_free(&m->head);
+    free(m->final_norm);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    memset(m, 0, sizeof *m);
+}
+
+int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
+{
+    memset(s, 0, sizeof *s);
+    const spq_config *p = &m->cfg;
+    size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
+    size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
+    size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D)));
+#ifdef _OPENMP
+    s->n_threads = omp_get_max_threads();
+#else
+    s->n_threads = 1;
+#endif
+    s->max_batch = max_batch;
+    s->ctx = m->ctx;
+    s->x = malloc(4 * B * D);
+    s->xb = malloc(4 * B * (D > q ? D : q));
+    s->xb2 = malloc(4 * B * D);
+    s->q = malloc(4 * B * q);
+    s->hb = malloc(4 * B * H);
+    s->hb2 = malloc(4 * B * H);
+    s->att = malloc(4 * (size_t)s->n_threads * (size_t)m->ctx);
+    s->logits = malloc(4 * B * (size_t)p->vocab_size);
+    s->xf = malloc(4 * B * kmax);
+    s->xq = malloc(B * kmax);
+    s->kcache = calloc((size_t)p->n_layers * (size_t)m->ctx * kv, 4);
+    s->vcache = calloc((size_t)p->n_layers * (size_t)m->ctx * kv, 4);
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 || !s->att || !s->logits || !s->xf || !s->xq ||
+        !s->kcache || !s->vcache) {
+        spq_state_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void spq_state_free(spq_state *s)
+{
+    free(s->x); free(s->xb); free(s->xb2); free(s->q); free(s->hb); free(s->hb2); free(s->att);
+    free(s->logits); free(s->xf); free(s->xq); free(s->kcache); free(s->vcache);
+    memset(s, 0, sizeof *s);
+}
+
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+{
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) o[i] = w[i] * (x[i] * r);
+}
+
+/* rotate-half RoPE on one head vector at position pos */
+static void rope(float *v, const float *cs, const float *sn, int half)
+{
+    for (int i = 0; i < half; i++) {
+        float a = v[i], b = v[i + half];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + half] = a * sn[i] + b * cs[i];
+    }
+}
+
+static void embed_row(const spq_tensor *t, int tok, int dim, float *out)
+{
+    spq_tensor row = *t;
+    row.ndim = 1;
+    row.shape[0] = dim;
+    row.data = (const char *)t->data + (size_t)tok * dim * spq_dtype_size(t->dtype);
+    spq_tensor_to_f32(&row, out);
+}
+
+static void record(spq_state *s, int l, int site, const float *x, int M, int K)
+{
+    if (s->prof) spq_profile_record(s->prof, l, site, x, M, K, s->tokens, s->pos);
+}
+
+int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits)
+{
+    const spq_config *p = &m->cfg;
+    const spq_kernels *kern = spq_kern();
+    if (M < 1 || M > s->max_batch || pos < 0 || pos + M > s->ctx) return -1;
+    const int D = p->dim, hd = p->head_dim, half = hd / 2, nh = p->n_heads, nkv = p->n_kv_heads;
+    const int qd = nh * hd, kvd = nkv * hd, H = p->hidden_dim, grp = nh / nkv;
+    const float att_scale = 1.0f / sqrtf((float)hd);
+    s->tokens = tokens;
+    s->pos = pos;
+    for (int i = 0; i < M; i++) embed_row(m->embed, tokens[i], D, s->x + (size_t)i * D);
+
+    for (int l = 0; l < p->n_layers; l++) {
+        const spq_layer *L = &m->layers[l];
+        float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
+
+        /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
+        for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
+        record(s, l, SPQ_SITE_QKV, s->xb, M, D);
+        spq_linear_apply(&L->p[SPQ_Q], s->xb, M, s->q, s->xq, s->xf);
+        spq_linear_apply(&L->p[SPQ_K], s->xb, M, s->hb, s->xq, s->xf);
+        spq_linear_apply(&L->p[SPQ_V], s->xb, M, s->hb2, s->xq, s->xf);
+        for (int i = 0; i < M; i++) {
+            const float *cs = m->rope_cos + (size_t)(pos + i) * half, *sn = m->rope_sin + (size_t)(pos + i) * half;
+            for (int h = 0; h < nh; h++) rope(s->q + (size_t)i * qd + h * hd, cs, sn, half);
+            for (int h = 0; h < nkv; h++) rope(s->hb + (size_t)i * kvd + h * hd, cs, sn, half);
+            memcpy(kc + (size_t)(pos + i) * kvd, s->hb + (size_t)i * kvd, 4 * (size_t)kvd);
+            memcpy(vc + (size_t)(pos + i) * kvd, s->hb2 + (size_t)i * kvd, 4 * (size_t)kvd);
+        }
+        /* causal grouped-query attention; each (token, head) is independent */
+#pragma omp parallel for schedule(dynamic, 1) if (M * nh > 1 && (pos + M) * M > 64)
+        for (int ih = 0; ih < M * nh; ih++) {
+            int i = ih / nh, h = ih % nh, T = pos + i + 1;
+#ifdef _OPENMP
+            float *att = s->att + (size_t)omp_get_thread_num() * s->ctx;
+#else
+            float *att = s->att;
+#endif
+            const float *q = s->q + (size_t)i * qd + h * hd;
+            const float *kb = kc + (h / grp) * hd, *vb = vc + (h / grp) * hd;
+            float mx = -INFINITY;
+            for (int t = 0; t < T; t++) {
+                const float *k = kb + (size_t)t * kvd;
+                float d = 0.0f;
+                for (int j = 0; j < hd; j++) d += q[j] * k[j];
+                att[t] = d * att_scale;
+                mx = att[t] > mx ? att[t] : mx;
+            }
+            for (int t = 0; t < T; t++) att[t] -= mx;
+            kern->vexp(att, T);
+            float sum = 0.0f;
+            for (int t = 0; t < T; t++) sum += att[t];
+            float *o = s->xb + (size_t)i * qd + h * hd;
+            memset(o, 0, 4 * (size_t)hd);
+            for (int t = 0; t < T; t++) {
+                const float *v = vb + (size_t)t * kvd;
+                float a = att[t] / sum;
+                for (int j = 0; j < hd; j++) o[j] += a * v[j];
+            }
+        }
+        record(s, l, SPQ_SITE_O, s->xb, M, qd);
+        spq_linear_apply(&L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);
+        for (size_t i = 0; i < (size_t)M * D; i++) s->x[i] += s->xb2[i];
+
+        /* SwiGLU MLP: x += down(silu(gate(xb)) * up(xb)) */
+        for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->ffn_norm, D, p->norm_eps);
+        record(s, l, SPQ_SITE_GATEUP, s->xb, M, D);
+        spq_linear_apply(&L->p[SPQ_GATE], s->xb, M, s->hb, s->xq, s->xf);
+        spq_linear_apply(&L->p[SPQ_UP], s->xb, M, s->hb2, s->xq, s->xf);
+        for (int i = 0; i < M; i++) {
+            float *g = s->hb + (size_t)i * H, *u = s->hb2 + (size_t)i * H, *e = s->xf;
+            for (int j = 0; j < H; j++) e[j] = -g[j];
+            kern->vexp(e, H);
+            for (int j = 0; j < H; j++) g[j] = g[j] / (1.0f + e[j]) * u[j];
+        }
+        record(s, l, SPQ_SITE_DOWN, s->hb, M, H);
+        spq_linear_apply(&L->p[SPQ_DOWN], s->hb, M, s->xb, s->xq, s->xf);
+        for (size_t i = 0; i < (size_t)M * D; i++) s->x[i] += s->xb[i];
+        record(s, l, SPQ_SITE_RESID, s->x, M, D);
+    }
+
+    int first = all_logits ? 0 : M - 1, rows = M - first;
+    for (int i = first; i < M; i++) rmsnorm(s->xb + (size_t)(i - first) * D, s->x + (size_t)i * D, m->final_norm, D, p->norm_eps);
+    spq_linear_apply(&m->head, s->xb, rows, s->logits, s->xq, s->xf);
+    return 0;
+}

@@ -1,0 +1,69 @@
+/* model.h — a model ready to run: packed linears, norms, RoPE tables; and the forward pass. */
+#ifndef SPQ_MODEL_H
+#define SPQ_MODEL_H
+
+#include "runtime/ckpt.h"
+
+struct spq_profile;
+
+/* One linear layer y = x W^T in the kernels' panel layout.
+ * kind SPQ_I8: W8A8 per-tensor (w_scale; a_scale > 0 static, 0 dynamic absmax/127).
+ * kind SPQ_F16 / SPQ_E4M3: the spike fallback; act_fmt rounds activations to FP16 or
+ * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32. */
+typedef struct {
+    int kind, N, K, act_fmt;
+    void *w;
+    int32_t *wsum;
+    float w_scale, a_scale;
+} spq_linear;
+
+enum { SPQ_Q, SPQ_K, SPQ_V, SPQ_O, SPQ_GATE, SPQ_UP, SPQ_DOWN, SPQ_NPROJ };
+extern const char *const spq_proj_names[SPQ_NPROJ]; /* "q_proj", ... */
+
+typedef struct {
+    spq_linear p[SPQ_NPROJ];
+    float *attn_norm, *ffn_norm;
+} spq_layer;
+
+typedef struct {
+    spq_config cfg;
+    const spq_tensor *embed;
+    spq_layer *layers;
+    float *final_norm;
+    spq_linear head;
+    float *rope_cos, *rope_sin; /* [ctx][head_dim/2] */
+    int ctx;
+    size_t linear_bytes;        /* weight bytes streamed per decoded token (all linears + head) */
+} spq_model;
+
+/* Activations and the KV cache for up to max_batch tokens at once and ctx positions. */
+typedef struct {
+    int max_batch, ctx, n_threads;
+    float *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits, *xf;
+    float *kcache, *vcache; /* [layer][ctx][kv_dim] */
+    int8_t *xq;
+    struct spq_profile *prof; /* when set, linear inputs are recorded */
+    const int *tokens;        /* the batch being run (for the profiler) */
+    int pos;
+} spq_state;
+
+/* Build a runnable model from a validated checkpoint; ctx <= 0 means cfg.max_seq.
+ * The checkpoint must outlive the model (embeddings are read from it). */
+int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e);
+void spq_model_free(spq_model *m);
+/* Allocate state for batches of up to max_batch tokens. */
+int spq_state_init(spq_state *s, const spq_model *m, int max_batch);
+void spq_state_free(spq_state *s);
+
+/* Run M <= max_batch tokens at positions pos..pos+M-1 (earlier positions must be in
+ * the cache). Logits of every row go to s->logits[M][vocab] when all_logits, else only
+ * the last row's to s->logits[0..vocab). Returns 0, or -1 if pos+M exceeds ctx. */
+int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits);
+
+/* Prepare one linear from a weight tensor (any stored dtype). */
+int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
+void spq_linear_free(spq_linear *l);
+/* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K). */
+void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf);
+
+#endif

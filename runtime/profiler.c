@@ -1,0 +1,72 @@
+/* profiler.c — accumulating activation statistics per (layer, input site). */
+#include "runtime/profiler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const spq_site_names[SPQ_NSITES] = {"qkv_in", "o_in", "gateup_in", "down_in", "resid"};
+
+int spq_profile_init(spq_profile *p, int n_layers)
+{
+    memset(p, 0, sizeof *p);
+    p->n_layers = n_layers;
+    p->s = calloc((size_t)n_layers * SPQ_NSITES, sizeof *p->s);
+    return p->s ? 0 : -1;
+}
+
+void spq_profile_free(spq_profile *p)
+{
+    free(p->s);
+    memset(p, 0, sizeof *p);
+}
+
+static int bin_of(float a)
+{
+    if (!(a > 0)) return 0;
+    int b = (int)floor((log2((double)a) + 32.0) * 64.0);
+    return b < 0 ? 0 : b >= SPQ_HBINS ? SPQ_HBINS - 1 : b;
+}
+
+void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int M, int K, const int *tokens,
+                        int pos)
+{
+    spq_site_stats *s = &p->s[layer * SPQ_NSITES + site];
+    for (int m = 0; m < M; m++) {
+        double s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+        for (int k = 0; k < K; k++) {
+            double v = x[(size_t)m * K + k], v2 = v * v;
+            s1 += v; s2 += v2; s3 += v2 * v; s4 += v2 * v2;
+            float a = fabsf(x[(size_t)m * K + k]);
+            s->hist[bin_of(a)]++;
+            if (a > s->absmax) {
+                s->absmax = a;
+                s->max_pos = pos + m;
+                s->max_chan = k;
+                s->max_tok = tokens ? tokens[m] : -1;
+            }
+        }
+        s->n += K; s->s1 += s1; s->s2 += s2; s->s3 += s3; s->s4 += s4;
+    }
+}
+
+double spq_site_quantile(const spq_site_stats *s, double q)
+{
+    uint64_t total = 0;
+    for (int b = 0; b < SPQ_HBINS; b++) total += s->hist[b];
+    if (!total) return 0;
+    double target = q * (double)total, cum = 0;
+    for (int b = 0; b < SPQ_HBINS; b++) {
+        cum += (double)s->hist[b];
+        if (cum >= target) return exp2(((double)b + 0.5) / 64.0 - 32.0);
+    }
+    return s->absmax;
+}
+
+double spq_site_kurtosis(const spq_site_stats *s)
+{
+    if (s->n < 2) return 0;
+    double mu = s->s1 / s->n, m2 = s->s2 / s->n - mu * mu;
+    double m4 = s->s4 / s->n - 4 * mu * s->s3 / s->n + 6 * mu * mu * s->s2 / s->n - 3 * mu * mu * mu * mu;
+    return m2 > 0 ? m4 / (m2 * m2) : 0;
+}

@@ -1,0 +1,37 @@
+/* profiler.h — activation statistics of every linear layer's input (the spikes of
+ * "Precision Where It Matters"), gathered while the FP32 model runs calibration text. */
+#ifndef SPQ_PROFILER_H
+#define SPQ_PROFILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Input sites of a block: q/k/v share one input, gate/up share one. */
+enum { SPQ_SITE_QKV, SPQ_SITE_O, SPQ_SITE_GATEUP, SPQ_SITE_DOWN, SPQ_SITE_RESID, SPQ_NSITES };
+extern const char *const spq_site_names[SPQ_NSITES];
+
+#define SPQ_HBINS 4096 /* log2-spaced |x| bins: 64 per octave over 2^-32 .. 2^32 */
+
+typedef struct {
+    double n, s1, s2, s3, s4; /* moments of x */
+    float absmax;
+    int max_pos, max_chan, max_tok;
+    uint64_t hist[SPQ_HBINS];
+} spq_site_stats;
+
+typedef struct spq_profile {
+    int n_layers, tokens_seen;
+    spq_site_stats *s; /* [n_layers][SPQ_NSITES] */
+} spq_profile;
+
+int spq_profile_init(spq_profile *p, int n_layers);
+void spq_profile_free(spq_profile *p);
+/* Record an input tensor x[M][K] at (layer, site); tokens/pos locate the max. */
+void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int M, int K,
+                        const int *tokens, int pos);
+/* q-quantile (0..1) of |x| from the histogram (bin centre). */
+double spq_site_quantile(const spq_site_stats *s, double q);
+/* Excess-free kurtosis E[(x-mu)^4] / var^2 (3 for a Gaussian). */
+double spq_site_kurtosis(const spq_site_stats *s);
+
+#endif

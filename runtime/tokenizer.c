@@ -1,0 +1,443 @@
+/* tokenizer.c — SentencePiece BPE: loading, (de)serialising, encoding and decoding.
+ *
+ * Encoding follows SentencePiece's BPE (and llama.cpp's llm_tokenizer_spm): spaces become
+ * '▁' (U+2581), a '▁' is prepended (add_dummy_prefix), the text is split into UTF-8
+ * characters, and the adjacent pair whose concatenation is a vocabulary piece with the
+ * highest score is merged first (ties: leftmost), with a max-heap so a 1 MB text costs
+ * O(n log n). Characters outside the vocabulary fall back to <0xNN> byte pieces. */
+#include "runtime/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char SPACE_MARK[] = "\xe2\x96\x81"; /* ▁ */
+
+void spq_tok_free(spq_tokenizer *t)
+{
+    if (t->pieces)
+        for (int i = 0; i < t->n_vocab; i++) free(t->pieces[i]);
+    free(t->pieces); free(t->lens); free(t->scores); free(t->types); free(t->sorted);
+    memset(t, 0, sizeof *t);
+}
+
+static int alloc_arrays(spq_tokenizer *t, int n)
+{
+    t->n_vocab = n;
+    t->pieces = calloc((size_t)n, sizeof *t->pieces);
+    t->lens = calloc((size_t)n, sizeof *t->lens);
+    t->scores = calloc((size_t)n, sizeof *t->scores);
+    t->types = calloc((size_t)n, 1);
+    t->sorted = calloc((size_t)n, sizeof *t->sorted);
+    return t->pieces && t->lens && t->scores && t->types && t->sorted ? 0 : -1;
+}
+
+static int set_piece(spq_tokenizer *t, int i, const char *s, int len)
+{
+    t->pieces[i] = malloc((size_t)len + 1);
+    if (!t->pieces[i]) return -1;
+    memcpy(t->pieces[i], s, (size_t)len);
+    t->pieces[i][len] = 0;
+    t->lens[i] = len;
+    return 0;
+}
+
+static int cmp_piece(const char *a, int la, const char *b, int lb)
+{
+    int c = memcmp(a, b, (size_t)(la < lb ? la : lb));
+    return c ? c : la - lb;
+}
+static int cmp_ids(const void *x, const void *y, void *ctx)
+{
+    const spq_tokenizer *t = ctx;
+    int a = *(const int *)x, b = *(const int *)y;
+    int c = cmp_piece(t->pieces[a], t->lens[a], t->pieces[b], t->lens[b]);
+    return c ? c : a - b;
+}
+
+int spq_tok_finish(spq_tokenizer *t)
+{
+    t->type = SPQ_TOK_SPM;
+    for (int i = 0; i < t->n_vocab; i++) t->sorted[i] = i;
+    qsort_r(t->sorted, (size_t)t->n_vocab, sizeof(int), cmp_ids, t);
+    for (int b = 0; b < 256; b++) t->byte_ids[b] = -1;
+    for (int i = 0; i < t->n_vocab; i++) {
+        unsigned v;
+        if (t->lens[i] == 6 && sscanf(t->pieces[i], "<0x%2X>", &v) == 1 && v < 256) {
+            t->byte_ids[v] = i;
+            t->types[i] = SPQ_PT_BYTE;
+        }
+    }
+    return 0;
+}
+
+int spq_tok_lookup(const spq_tokenizer *t, const char *s, int len)
+{
+    int lo = 0, hi = t->n_vocab - 1, found = -1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, id = t->sorted[mid];
+        int c = cmp_piece(t->pieces[id], t->lens[id], s, len);
+        if (c < 0) lo = mid + 1;
+        else { if (!c) found = id; hi = mid - 1; }
+    }
+    return found; /* lowest id among duplicates */
+}
+
+int spq_tok_build(spq_tokenizer *t, int n, const char *const *pieces, const int *lens, const float *scores,
+                  const uint8_t *types, int bos, int eos, int unk, spq_err *e)
+{
+    memset(t, 0, sizeof *t);
+    if (alloc_arrays(t, n)) { spq_tok_free(t); return spq_fail(e, NULL, "out of memory"); }
+    for (int i = 0; i < n; i++) {
+        if (set_piece(t, i, pieces[i], lens[i])) { spq_tok_free(t); return spq_fail(e, NULL, "out of memory"); }
+        t->scores[i] = scores ? scores[i] : 0.0f;
+        t->types[i] = types ? types[i] : SPQ_PT_NORMAL;
+    }
+    t->bos_id = bos; t->eos_id = eos; t->unk_id = unk; t->add_space_prefix = 1;
+    return spq_tok_finish(t);
+}
+
+/* ---- tokenizer.model: protobuf ModelProto ---- */
+typedef struct { const uint8_t *p, *end; int bad; } pb;
+
+static uint64_t varint(pb *b)
+{
+    uint64_t v = 0;
+    for (int s = 0; s < 64; s += 7) {
+        if (b->p >= b->end) { b->bad = 1; return 0; }
+        uint8_t c = *b->p++;
+        v |= (uint64_t)(c & 0x7f) << s;
+        if (!(c & 0x80)) return v;
+    }
+    b->bad = 1;
+    return 0;
+}
+
+/* Read one field header; returns field number, sets wire type; then the caller reads. */
+static int field(pb *b, int *wt)
+{
+    uint64_t k = varint(b);
+    *wt = (int)(k & 7);
+    return (int)(k >> 3);
+}
+
+static pb sub(pb *b)
+{
+    uint64_t n = varint(b);
+    pb s = {b->p, b->p, 1};
+    if (b->bad || n > (uint64_t)(b->end - b->p)) { b->bad = 1; return s; }
+    s.end = b->p + n;
+    s.bad = 0;
+    b->p += n;
+    return s;
+}
+
+static void skip_field(pb *b, int wt)
+{
+    if (wt == 0) varint(b);
+    else if (wt == 1) { if (b->end - b->p < 8) b->bad = 1; else b->p += 8; }
+    else if (wt == 2) sub(b);
+    else if (wt == 5) { if (b->end - b->p < 4) b->bad = 1; else b->p += 4; }
+    else b->bad = 1;
+}
+
+int spq_tok_load_spm(const char *path, spq_tokenizer *t, spq_err *e)
+{
+    memset(t, 0, sizeof *t);
+    FILE *f = fopen(path, "rb");
+    if (!f) return spq_fail(e, path, "cannot open tokenizer");
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = sz > 0 && sz < (1l << 30) ? malloc((size_t)sz) : NULL;
+    if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) { fclose(f); free(buf); return spq_fail(e, path, "cannot read tokenizer"); }
+    fclose(f);
+    /* pass 1: count pieces */
+    pb b = {buf, buf + sz, 0};
+    int n = 0, wt;
+    while (b.p < b.end && !b.bad) {
+        int fn = field(&b, &wt);
+        if (fn == 1 && wt == 2) { sub(&b); n++; } else skip_field(&b, wt);
+    }
+    if (b.bad || n == 0) { free(buf); return spq_fail(e, path, "not a SentencePiece model (corrupt protobuf)"); }
+    if (alloc_arrays(t, n)) { free(buf); spq_tok_free(t); return spq_fail(e, path, "out of memory"); }
+    t->bos_id = 1; t->eos_id = 2; t->unk_id = 0; t->add_space_prefix = 1;
+    b = (pb){buf, buf + sz, 0};
+    int i = 0;
+    while (b.p < b.end && !b.bad) {
+        int fn = field(&b, &wt);
+        if (fn == 1 && wt == 2) {
+            pb s = sub(&b);
+            const uint8_t *ps = NULL;
+            uint64_t pl = 0;
+            float score = 0;
+            int type = SPQ_PT_NORMAL;
+            while (s.p < s.end && !s.bad) {
+                int g = field(&s, &wt);
+                if (g == 1 && wt == 2) { pb v = sub(&s); ps = v.p; pl = (uint64_t)(v.end - v.p); }
+                else if (g == 2 && wt == 5) { if (s.end - s.p < 4) s.bad = 1; else { memcpy(&score, s.p, 4); s.p += 4; } }
+                else if (g == 3 && wt == 0) type = (int)varint(&s);
+                else skip_field(&s, wt);
+            }
+            if (s.bad || !ps || pl > 4096) { b.bad = 1; break; }
+            if (set_piece(t, i, (const char *)ps, (int)pl)) { b.bad = 1; break; }
+            t->scores[i] = score;
+            t->types[i] = (uint8_t)(type >= 1 && type <= 6 ? type : 1);
+            i++;
+        } else if ((fn == 2 || fn == 3) && wt == 2) { /* trainer_spec / normalizer_spec */
+            pb s = sub(&b);
+            while (s.p < s.end && !s.bad) {
+                int g = field(&s, &wt);
+                if (wt != 0) { skip_field(&s, wt); continue; }
+                uint64_t v = varint(&s);
+                if (fn == 2 && g == 40) t->unk_id = (int)v;
+                else if (fn == 2 && g == 41) t->bos_id = (int)(int32_t)v;
+                else if (fn == 2 && g == 42) t->eos_id = (int)(int32_t)v;
+                else if (fn == 3 && g == 3) t->add_space_prefix = v != 0;
+            }
+        } else {
+            skip_field(&b, wt);
+        }
+    }
+    free(buf);
+    if (b.bad || i != n) { spq_tok_free(t); return spq_fail(e, path, "not a SentencePiece model (corrupt protobuf)"); }
+    return spq_tok_finish(t);
+}
+
+int spq_tok_load_llama2c(const char *path, int n_vocab, spq_tokenizer *t, spq_err *e)
+{
+    memset(t, 0, sizeof *t);
+    FILE *f = fopen(path, "rb");
+    if (!f) return spq_fail(e, path, "cannot open tokenizer");
+    int32_t maxlen;
+    if (n_vocab <= 0 || fread(&maxlen, 4, 1, f) != 1 || alloc_arrays(t, n_vocab)) {
+        fclose(f); spq_tok_free(t);
+        return spq_fail(e, path, "cannot read llama2.c tokenizer header");
+    }
+    char buf[4096];
+    for (int i = 0; i < n_vocab; i++) {
+        int32_t len;
+        if (fread(&t->scores[i], 4, 1, f) != 1 || fread(&len, 4, 1, f) != 1 || len < 0 || len > 1024 ||
+            fread(buf, 1, (size_t)len, f) != (size_t)len) {
+            fclose(f); spq_tok_free(t);
+            return spq_fail(e, path, "truncated llama2.c tokenizer at piece %d", i);
+        }
+        /* llama2.c's export wrote '▁' as ' ': restore it so encoding is SentencePiece's */
+        char out[4096 * 3];
+        int o = 0;
+        for (int k = 0; k < len; k++) {
+            if (buf[k] == ' ') { memcpy(out + o, SPACE_MARK, 3); o += 3; }
+            else out[o++] = buf[k];
+        }
+        if (set_piece(t, i, out, o)) { fclose(f); spq_tok_free(t); return spq_fail(e, path, "out of memory"); }
+        t->types[i] = SPQ_PT_NORMAL;
+    }
+    fclose(f);
+    t->unk_id = 0; t->bos_id = 1; t->eos_id = 2; t->add_space_prefix = 1;
+    if (n_vocab > 2) { t->types[0] = SPQ_PT_UNKNOWN; t->types[1] = t->types[2] = SPQ_PT_CONTROL; }
+    return spq_tok_finish(t);
+}
+
+/* ---- blob ---- */
+size_t spq_tok_serialize(const spq_tokenizer *t, uint8_t **out)
+{
+    size_t n = 4 + 6 * 4;
+    for (int i = 0; i < t->n_vocab; i++) n += 4 + 1 + 4 + (size_t)t->lens[i];
+    uint8_t *b = malloc(n), *p = b;
+    if (!b) return 0;
+    int32_t h[6] = {t->type, t->n_vocab, t->bos_id, t->eos_id, t->unk_id, t->add_space_prefix};
+    memcpy(p, "SPQT", 4); p += 4;
+    memcpy(p, h, sizeof h); p += sizeof h;
+    for (int i = 0; i < t->n_vocab; i++) {
+        memcpy(p, &t->scores[i], 4); p += 4;
+        *p++ = t->types[i];
+        memcpy(p, &t->lens[i], 4); p += 4;
+        memcpy(p, t->pieces[i], (size_t)t->lens[i]); p += t->lens[i];
+    }
+    *out = b;
+    return n;
+}
+
+int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t)
+{
+    memset(t, 0, sizeof *t);
+    const uint8_t *end = p + n;
+    int32_t h[6];
+    if (n < 28 || memcmp(p, "SPQT", 4)) return -1;
+    memcpy(h, p + 4, sizeof h);
+    p += 28;
+    if (h[0] != SPQ_TOK_SPM || h[1] <= 0 || h[1] > (1 << 22) || (size_t)h[1] * 9 > n) return -1;
+    if (alloc_arrays(t, h[1])) { spq_tok_free(t); return -1; }
+    for (int i = 0; i < h[1]; i++) {
+        int32_t len;
+        if (end - p < 9) { spq_tok_free(t); return -1; }
+        memcpy(&t->scores[i], p, 4);
+        t->types[i] = p[4];
+        memcpy(&len, p + 5, 4);
+        p += 9;
+        if (len < 0 || len > end - p || set_piece(t, i, (const char *)p, len)) { spq_tok_free(t); return -1; }
+        p += len;
+    }
+    t->bos_id = h[2]; t->eos_id = h[3]; t->unk_id = h[4]; t->add_space_prefix = h[5];
+    return spq_tok_finish(t);
+}
+
+/* ---- encode ---- */
+typedef struct { int prev, next; const char *s; int n; } sym;
+typedef struct { float score; int left, size; } bigram;
+typedef struct { bigram *a; long n, cap; } heap;
+
+static int better(const bigram *x, const bigram *y) /* x pops before y */
+{
+    return x->score > y->score || (x->score == y->score && x->left < y->left);
+}
+
+static int heap_push(heap *h, bigram b)
+{
+    if (h->n == h->cap) {
+        long cap = h->cap ? 2 * h->cap : 1024;
+        bigram *na = realloc(h->a, sizeof *na * (size_t)cap);
+        if (!na) return -1;
+        h->a = na; h->cap = cap;
+    }
+    long i = h->n++;
+    while (i > 0 && better(&b, &h->a[(i - 1) / 2])) { h->a[i] = h->a[(i - 1) / 2]; i = (i - 1) / 2; }
+    h->a[i] = b;
+    return 0;
+}
+
+static bigram heap_pop(heap *h)
+{
+    bigram top = h->a[0], last = h->a[--h->n];
+    long i = 0;
+    for (;;) {
+        long c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && better(&h->a[c + 1], &h->a[c])) c++;
+        if (!better(&h->a[c], &last)) break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    if (h->n) h->a[i] = last;
+    return top;
+}
+
+static int try_bigram(const spq_tokenizer *t, heap *h, const sym *s, int l, int r)
+{
+    if (l < 0 || r < 0) return 0;
+    int id = spq_tok_lookup(t, s[l].s, s[l].n + s[r].n);
+    if (id < 0 || t->types[id] == SPQ_PT_UNUSED) return 0;
+    return heap_push(h, (bigram){t->scores[id], l, s[l].n + s[r].n});
+}
+
+static int utf8_len(unsigned char c)
+{
+    return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+}
+
+/* Encode one span of plain text (no special tokens) appending to ids. */
+static long encode_span(const spq_tokenizer *t, const char *text, size_t len, int prefix, int *ids, long n, long max)
+{
+    /* normalise: optional dummy prefix, ' ' -> ▁ */
+    size_t cap = 3 * (len + 1);
+    char *buf = malloc(cap);
+    sym *s = malloc(sizeof *s * (len + 1));
+    heap h = {0};
+    if (!buf || !s) { free(buf); free(s); return -1; }
+    size_t o = 0;
+    if (prefix) { memcpy(buf, SPACE_MARK, 3); o = 3; }
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ' ') { memcpy(buf + o, SPACE_MARK, 3); o += 3; }
+        else buf[o++] = text[i];
+    }
+    int ns = 0;
+    for (size_t i = 0; i < o;) {
+        int l = utf8_len((unsigned char)buf[i]);
+        if (i + (size_t)l > o) l = (int)(o - i);
+        s[ns] = (sym){ns - 1, ns + 1, buf + i, l};
+        ns++;
+        i += (size_t)l;
+    }
+    if (ns) s[ns - 1].next = -1;
+    int rc = 0;
+    for (int i = 1; i < ns && !rc; i++) rc = try_bigram(t, &h, s, i - 1, i);
+    while (h.n && !rc) {
+        bigram b = heap_pop(&h);
+        sym *L = &s[b.left];
+        if (L->n == 0 || L->next < 0) continue;
+        sym *R = &s[L->next];
+        if (L->n + R->n != b.size) continue; /* stale: one side merged since */
+        L->n += R->n;
+        R->n = 0;
+        L->next = R->next;
+        if (R->next >= 0) s[R->next].prev = b.left;
+        rc = try_bigram(t, &h, s, L->prev, b.left) || try_bigram(t, &h, s, b.left, L->next);
+    }
+    for (int i = 0; ns && i != -1 && !rc; i = s[i].next) {
+        int id = spq_tok_lookup(t, s[i].s, s[i].n);
+        if (id >= 0) { if (n < max) ids[n] = id; n++; continue; }
+        for (int k = 0; k < s[i].n; k++) {
+            int bid = t->byte_ids[(unsigned char)s[i].s[k]];
+            if (n < max) ids[n] = bid >= 0 ? bid : t->unk_id;
+            n++;
+        }
+    }
+    free(h.a); free(buf); free(s);
+    return rc ? -1 : n;
+}
+
+long spq_tok_encode(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, int *ids, long max)
+{
+    long n = 0;
+    if (bos) { if (n < max) ids[n] = t->bos_id; n++; }
+    int first = 1;
+    size_t start = 0;
+    while (start <= len) {
+        /* next literal control/user piece when asked to parse special tokens */
+        size_t at = len;
+        int sid = -1, slen = 0;
+        if (special)
+            for (int id = 0; id < t->n_vocab; id++) {
+                if (t->types[id] != SPQ_PT_CONTROL && t->types[id] != SPQ_PT_USER) continue;
+                if (t->lens[id] == 0) continue;
+                const char *hit = memmem(text + start, len - start, t->pieces[id], (size_t)t->lens[id]);
+                if (hit && ((size_t)(hit - text) < at || ((size_t)(hit - text) == at && t->lens[id] > slen))) {
+                    at = (size_t)(hit - text); sid = id; slen = t->lens[id];
+                }
+            }
+        if (at > start) {
+            n = encode_span(t, text + start, at - start, first && t->add_space_prefix, ids, n, max);
+            if (n < 0) return -1;
+        }
+        first = 0;
+        if (sid < 0) break;
+        if (n < max) ids[n] = sid;
+        n++;
+        start = at + (size_t)slen;
+        if (start == len) break;
+    }
+    return n;
+}
+
+int spq_tok_piece(const spq_tokenizer *t, int prev, int id, char *buf, int cap)
+{
+    if (id < 0 || id >= t->n_vocab) return 0;
+    if (t->types[id] == SPQ_PT_CONTROL || t->types[id] == SPQ_PT_UNKNOWN) return 0;
+    if (t->types[id] == SPQ_PT_BYTE) {
+        unsigned v = 0;
+        sscanf(t->pieces[id], "<0x%2X>", &v);
+        buf[0] = (char)v;
+        return 1;
+    }
+    const char *p = t->pieces[id];
+    int n = 0, L = t->lens[id];
+    for (int i = 0; i < L && n < cap - 1;) {
+        if (i + 3 <= L && !memcmp(p + i, SPACE_MARK, 3)) {
+            if (!(n == 0 && i == 0 && prev == t->bos_id)) buf[n++] = ' ';
+            i += 3;
+        } else {
+            buf[n++] = p[i++];
+        }
+    }
+    return n;
+}

@@ -1,0 +1,56 @@
+/* tokenizer.h — SentencePiece-style BPE (LLaMA-2, Mistral, TinyLlama, llama2.c) with
+ * byte fallback, loaded from tokenizer.model, llama2.c tokenizer.bin, GGUF metadata or a
+ * .spq file. */
+#ifndef SPQ_TOKENIZER_H
+#define SPQ_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/error.h"
+
+enum { SPQ_TOK_NONE = 0, SPQ_TOK_SPM = 1 };
+/* SentencePiece piece types */
+enum { SPQ_PT_NORMAL = 1, SPQ_PT_UNKNOWN = 2, SPQ_PT_CONTROL = 3, SPQ_PT_USER = 4, SPQ_PT_UNUSED = 5, SPQ_PT_BYTE = 6 };
+
+typedef struct {
+    int type, n_vocab;
+    char **pieces;       /* NUL-terminated UTF-8 ('▁' marks a space) */
+    int *lens;
+    float *scores;
+    uint8_t *types;
+    int bos_id, eos_id, unk_id;
+    int add_space_prefix;
+    int byte_ids[256];   /* id of <0xNN>, -1 if absent */
+    int *sorted;         /* ids sorted by piece bytes, for lookup */
+} spq_tokenizer;
+
+/* Load a SentencePiece tokenizer.model (protobuf). */
+int spq_tok_load_spm(const char *path, spq_tokenizer *t, spq_err *e);
+/* Load a llama2.c tokenizer.bin holding n_vocab pieces. */
+int spq_tok_load_llama2c(const char *path, int n_vocab, spq_tokenizer *t, spq_err *e);
+/* Build from parallel arrays (GGUF); copies everything. */
+int spq_tok_build(spq_tokenizer *t, int n, const char *const *pieces, const int *lens,
+                  const float *scores, const uint8_t *types, int bos, int eos, int unk, spq_err *e);
+/* Finish a tokenizer whose arrays are filled: index pieces, find byte tokens. */
+int spq_tok_finish(spq_tokenizer *t);
+/* Release memory. */
+void spq_tok_free(spq_tokenizer *t);
+
+/* Serialise into a malloc'd blob (for .spq); returns its size (0 on OOM). */
+size_t spq_tok_serialize(const spq_tokenizer *t, uint8_t **out);
+/* Parse a blob written by spq_tok_serialize; -1 if malformed. */
+int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t);
+
+/* Id of the piece with these bytes, or -1. */
+int spq_tok_lookup(const spq_tokenizer *t, const char *s, int len);
+/* Encode text; writes at most max ids and returns the count (may exceed max: then retry
+ * with more room), or -1 on OOM. bos: prepend BOS; special: recognise control pieces
+ * written literally (e.g. "</s>"). */
+long spq_tok_encode(const spq_tokenizer *t, const char *text, size_t len, int bos, int special,
+                    int *ids, long max);
+/* Bytes of token id as text (byte tokens give their byte; '▁' becomes ' '). Writes into
+ * buf (>= 64 + longest piece) and returns the length; the space after BOS is dropped. */
+int spq_tok_piece(const spq_tokenizer *t, int prev, int id, char *buf, int cap);
+
+#endif

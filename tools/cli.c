@@ -1,0 +1,83 @@
+/* cli.c — helpers shared by the subcommands. */
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("spikeq: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+void die_err(const spq_err *e) { die("%s", e->msg); }
+
+long arg_int(const char *flag, const char *v, long lo, long hi)
+{
+    if (!v) die("%s: missing value", flag);
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) die("%s: '%s' is not an integer in [%ld, %ld]", flag, v, lo, hi);
+    return x;
+}
+
+double arg_float(const char *flag, const char *v)
+{
+    if (!v) die("%s: missing value", flag);
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || x != x) die("%s: '%s' is not a number", flag, v);
+    return x;
+}
+
+void open_ckpt(const char *path, spq_ckpt *c)
+{
+    spq_err e;
+    if (!path) die("no model given (-m MODEL)");
+    if (spq_open(path, c, &e)) die_err(&e);
+}
+
+void set_threads(int n)
+{
+#ifdef _OPENMP
+    if (n > 0) omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+char *read_text(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (sz < 0) die("%s: cannot read", path);
+    char *b = malloc((size_t)sz + 1);
+    if (!b || fread(b, 1, (size_t)sz, f) != (size_t)sz) die("%s: cannot read", path);
+    fclose(f);
+    b[sz] = 0;
+    if (n) *n = (size_t)sz;
+    return b;
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,35 @@
+/* cli.h — shared helpers of the spikeq subcommands (tools/ is where exit() lives). */
+#ifndef SPQ_CLI_H
+#define SPQ_CLI_H
+
+#include "runtime/ckpt.h"
+#include "runtime/model.h"
+
+/* Print "spikeq: MSG" on stderr and exit 1. */
+void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* Print "spikeq: e->msg" and exit 1. */
+void die_err(const spq_err *e) __attribute__((noreturn));
+/* Parse an integer flag value in [lo, hi] or die naming the flag. */
+long arg_int(const char *flag, const char *v, long lo, long hi);
+/* Parse a float flag value or die. */
+double arg_float(const char *flag, const char *v);
+/* Open a model file/dir (any format) or die. */
+void open_ckpt(const char *path, spq_ckpt *c);
+/* Set OpenMP threads (<= 0: all cores). */
+void set_threads(int n);
+/* Read a whole file (NUL-terminated) or die. */
+char *read_text(const char *path, size_t *n);
+/* Seconds on a monotonic clock. */
+double now_s(void);
+
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

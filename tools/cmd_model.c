@@ -1,0 +1,198 @@
+/* cmd_model.c — spikeq info, convert, logits: looking at and rewriting checkpoints. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "tools/cli.h"
+
+int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int verbose = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h")) { puts("usage: spikeq info MODEL [-v]   (-v: every tensor)"); return 0; }
+        else if (!strcmp(argv[i], "-v")) verbose = 1;
+        else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
+        else if (argv[i][0] == '-') die("info: unknown option %s", argv[i]);
+        else path = argv[i];
+    }
+    spq_ckpt c;
+    open_ckpt(path, &c);
+    const spq_config *p = &c.cfg;
+    printf("model      %s\n", path);
+    if (c.n == 0) {
+        printf("tensors    none (vocabulary only)\n");
+    } else {
+        printf("config     dim %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d, vocab %d, max_seq %d\n",
+               p->dim, p->hidden_dim, p->n_layers, p->n_heads, p->n_kv_heads, p->head_dim, p->vocab_size, p->max_seq);
+        printf("           rms_norm_eps %g, rope_theta %g%s, tied embeddings %s, bos %d, eos %d\n", p->norm_eps,
+               p->rope_theta, p->rope_type == 1 ? " (llama3 scaling)" : "", p->tied ? "yes" : "no", p->bos_id, p->eos_id);
+    }
+    if (c.tok.n_vocab)
+        printf("tokenizer  SentencePiece BPE, %d pieces, bos %d, eos %d, unk %d\n", c.tok.n_vocab, c.tok.bos_id,
+               c.tok.eos_id, c.tok.unk_id);
+    else
+        printf("tokenizer  none (use token ids, or convert with --tokenizer)\n");
+    size_t bytes[SPQ_NDTYPES] = {0}, params = 0;
+    int count[SPQ_NDTYPES] = {0};
+    for (int i = 0; i < c.n; i++) {
+        const spq_tensor *t = &c.t[i];
+        bytes[t->dtype] += t->nbytes;
+        count[t->dtype]++;
+        params += spq_tensor_numel(t);
+        if (verbose) {
+            printf("  %-48s %-5s [%lld", t->name, spq_dtype_name(t->dtype), (long long)t->shape[0]);
+            for (int d = 1; d < t->ndim; d++) printf(", %lld", (long long)t->shape[d]);
+            printf("]");
+            if (t->dtype >= SPQ_I8) printf(" scale %.6g", t->scale);
+            if (t->act_scale > 0) printf(" act_scale %.6g", t->act_scale);
+            if (t->act_fmt) printf(" act %s", spq_dtype_name(t->act_fmt));
+            printf("\n");
+        }
+    }
+    if (c.n) {
+        printf("tensors    %d, %.2f M parameters:", c.n, (double)params / 1e6);
+        for (int d = 0; d < SPQ_NDTYPES; d++)
+            if (count[d]) printf(" %d %s (%.2f MiB)", count[d], spq_dtype_name(d), (double)bytes[d] / 1048576.0);
+        printf("\n");
+    }
+    if (c.plan_json) printf("plan       %s\n", c.plan_json);
+    spq_ckpt_free(&c);
+    return 0;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *tok = NULL, *outtype = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h")) {
+            puts("usage: spikeq convert IN -o OUT.spq [--outtype f32|f16] [--tokenizer tokenizer.model|tokenizer.bin]\n"
+                 "IN: HF model directory, GGUF file, llama2.c .bin or .spq");
+            return 0;
+        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok = argv[++i];
+        else if (!strcmp(argv[i], "--outtype") && i + 1 < argc) outtype = argv[++i];
+        else if (argv[i][0] == '-') die("convert: unknown option %s", argv[i]);
+        else in = argv[i];
+    }
+    if (!in || !out) die("convert: usage: spikeq convert IN -o OUT.spq");
+    if (outtype && strcmp(outtype, "f32") && strcmp(outtype, "f16")) die("convert: --outtype must be f32 or f16");
+    spq_ckpt c;
+    spq_err e;
+    open_ckpt(in, &c);
+    if (tok) {
+        spq_tok_free(&c.tok);
+        size_t n = strlen(tok);
+        int rc = n > 4 && !strcmp(tok + n - 4, ".bin") ? spq_tok_load_llama2c(tok, c.cfg.vocab_size, &c.tok, &e)
+                                                       : spq_tok_load_spm(tok, &c.tok, &e);
+        if (rc) die_err(&e);
+        if (c.tok.n_vocab != c.cfg.vocab_size)
+            die("%s: tokenizer has %d pieces, the model's vocabulary is %d", tok, c.tok.n_vocab, c.cfg.vocab_size);
+    }
+    if (spq_ckpt_validate(&c, &e)) die_err(&e);
+    for (int i = 0; i < c.n; i++) {
+        spq_tensor *t = &c.t[i];
+        int want = outtype ? (!strcmp(outtype, "f16") ? SPQ_F16 : SPQ_F32) : (t->dtype == SPQ_BF16 ? SPQ_F32 : t->dtype);
+        if (t->dtype == want) continue;
+        size_t n = spq_tensor_numel(t);
+        float *f = malloc(4 * n);
+        if (!f) die("out of memory");
+        spq_tensor_to_f32(t, f);
+        if (want == SPQ_F16) {
+            uint16_t *h = (uint16_t *)f; /* in place: each half is written after its float is read */
+            for (size_t j = 0; j < n; j++) h[j] = spq_f32_to_f16(f[j]);
+        }
+        free(t->owned);
+        t->owned = f;
+        t->data = f;
+        t->dtype = want;
+        t->nbytes = n * spq_dtype_size(want);
+        t->scale = 1.0f;
+    }
+    if (spq_write(out, &c, &e)) die_err(&e);
+    fprintf(stderr, "spikeq: wrote %s (%d tensors)\n", out, c.n);
+    spq_ckpt_free(&c);
+    return 0;
+}
+
+/* Parse "1,300,301" into ids; dies on bad entries. */
+static int *parse_ids(const char *s, int *n, int vocab)
+{
+    int cap = 16, k = 0;
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    char *dup = strdup(s), *save = NULL;
+    for (char *tok = strtok_r(dup, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        if (k == cap) ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
+        ids[k++] = (int)arg_int("--tokens", tok, 0, vocab - 1);
+    }
+    free(dup);
+    if (!k) die("--tokens: no token ids given");
+    *n = k;
+    return ids;
+}
+
+int cmd_logits(int argc, char **argv)
+{
+    const char *path = NULL, *toks = NULL, *prompt = NULL;
+    int top = 5, threads = 0, decode = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h")) {
+            puts("usage: spikeq logits -m MODEL (--tokens 1,300,301 | -p TEXT) [--top K] [--decode] [-t N]\n"
+                 "prints per position: pos P tok T topK id:logit ... sum S\n"
+                 "--decode runs one token at a time instead of one batched prefill");
+            return 0;
+        } else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) toks = argv[++i];
+        else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = argv[++i];
+        else if (!strcmp(argv[i], "--top") && i + 1 < argc) top = (int)arg_int("--top", argv[++i], 1, 1000);
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = (int)arg_int("-t", argv[++i], 1, 1024);
+        else if (!strcmp(argv[i], "--decode")) decode = 1;
+        else die("logits: unknown option %s", argv[i]);
+    }
+    set_threads(threads);
+    spq_ckpt c;
+    open_ckpt(path, &c);
+    if (c.n == 0) die("%s: no weights (vocabulary-only file)", path);
+    int n;
+    int *ids;
+    if (toks) ids = parse_ids(toks, &n, c.cfg.vocab_size);
+    else if (prompt) {
+        if (!c.tok.n_vocab) die("%s: model has no tokenizer; use --tokens", path);
+        size_t len = strlen(prompt);
+        ids = malloc(sizeof(int) * (len + 2));
+        n = (int)spq_tok_encode(&c.tok, prompt, len, 1, 0, ids, (long)len + 2);
+    } else die("logits: give --tokens or -p");
+    spq_model m;
+    spq_state s;
+    spq_err e;
+    if (spq_model_init(&m, &c, n, &e)) die_err(&e);
+    if (spq_state_init(&s, &m, decode ? 1 : n)) die("out of memory");
+    int V = c.cfg.vocab_size;
+    if (top > V) top = V;
+    if (!decode) spq_forward(&m, &s, ids, n, 0, 1);
+    int *best = malloc(sizeof(int) * (size_t)top);
+    for (int i = 0; i < n; i++) {
+        const float *lg = s.logits + (size_t)(decode ? 0 : i) * V;
+        if (decode) spq_forward(&m, &s, ids + i, 1, i, 0);
+        double sum = 0;
+        for (int k = 0; k < top; k++) best[k] = -1;
+        for (int v = 0; v < V; v++) {
+            sum += lg[v];
+            for (int k = 0; k < top; k++)
+                if (best[k] < 0 || lg[v] > lg[best[k]]) {
+                    memmove(best + k + 1, best + k, sizeof(int) * (size_t)(top - k - 1));
+                    best[k] = v;
+                    break;
+                }
+        }
+        printf("pos %d tok %d top%d", i, ids[i], top);
+        for (int k = 0; k < top; k++) printf(" %d:%.6f", best[k], lg[best[k]]);
+        printf(" sum %.6f\n", sum);
+    }
+    free(best); free(ids);
+    spq_state_free(&s);
+    spq_model_free(&m);
+    spq_ckpt_free(&c);
+    return 0;
+}
