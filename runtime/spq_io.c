@@ -188,6 +188,9 @@ int spq_write(const char *path, const spq_ckpt *c, spq_err *e)
     snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return spq_fail(e, path, "cannot create a temporary file beside it: %s", strerror(errno));
+    mode_t um = umask(0);
+    umask(um);
+    fchmod(fd, 0666 & ~um); /* mkstemp makes 0600; a checkpoint is an ordinary file */
     FILE *f = fdopen(fd, "wb");
     if (!f) { close(fd); unlink(tmp); return spq_fail(e, path, "cannot write"); }
     uint8_t *tokb = NULL;

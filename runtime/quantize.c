@@ -1,0 +1,222 @@
+/* quantize.c — profile -> plan -> write. Weights: symmetric per-tensor INT8, scale =
+ * absmax/127 (values in [-127, 127], never -128). Activations: per-tensor, dynamic or
+ * static (calibration absmax/127). Spike projections (down/o inputs whose absmax towers
+ * over the rest) stay in FP16, or FP8 E4M3 with scale absmax/448. */
+#include "runtime/quantize.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* the input site of each projection */
+static const int proj_site[SPQ_NPROJ] = {SPQ_SITE_QKV, SPQ_SITE_QKV, SPQ_SITE_QKV, SPQ_SITE_O,
+                                         SPQ_SITE_GATEUP, SPQ_SITE_GATEUP, SPQ_SITE_DOWN};
+
+spq_quant_opts spq_quant_defaults(void)
+{
+    spq_quant_opts o = {0, 0, SPQ_E4M3, 3.0f, 0, NULL, SPQ_F16, 0};
+    return o;
+}
+
+int spq_profile_run(const spq_model *m, const int *ids, long n, int samples, int seq, spq_profile *prof, spq_err *e)
+{
+    if (seq > m->ctx) seq = m->ctx;
+    if (n < 2) return spq_fail(e, NULL, "calibration text is too short");
+    if (spq_profile_init(prof, m->cfg.n_layers)) return spq_fail(e, NULL, "out of memory");
+    spq_state s;
+    if (spq_state_init(&s, m, seq)) { spq_profile_free(prof); return spq_fail(e, NULL, "out of memory"); }
+    s.prof = prof;
+    for (int k = 0; k < samples && (long)k * seq < n; k++) {
+        long start = (long)k * seq;
+        int len = (int)(n - start < seq ? n - start : seq);
+        spq_forward(m, &s, ids + start, len, 0, 0);
+        prof->tokens_seen += len;
+    }
+    spq_state_free(&s);
+    return 0;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* median absmax over the four linear-input sites of every layer */
+static float median_absmax(const spq_profile *p, int L)
+{
+    int n = 0;
+    float *v = malloc(sizeof(float) * (size_t)L * 4);
+    for (int l = 0; l < L; l++)
+        for (int s = 0; s < 4; s++) v[n++] = p->s[l * SPQ_NSITES + s].absmax;
+    qsort(v, (size_t)n, sizeof(float), cmp_float);
+    float med = n % 2 ? v[n / 2] : 0.5f * (v[n / 2 - 1] + v[n / 2]);
+    free(v);
+    return med;
+}
+
+int spq_plan(const spq_profile *prof, const spq_quant_opts *o, int L, unsigned char *fb, spq_err *e)
+{
+    memset(fb, 0, (size_t)L * SPQ_NPROJ);
+    int count = 0;
+    if (o->keep) { /* "5.down,9.o,3.down_proj" */
+        char *dup = strdup(o->keep), *save = NULL;
+        for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            int l;
+            char what[32];
+            if (sscanf(t, "%d.%31s", &l, what) != 2 || l < 0 || l >= L) { free(dup); return spq_fail(e, NULL, "--keep: bad entry '%s' (LAYER.down or LAYER.o)", t); }
+            int j = !strncmp(what, "down", 4) ? SPQ_DOWN : !strncmp(what, "o", 1) ? SPQ_O : -1;
+            if (j < 0) { free(dup); return spq_fail(e, NULL, "--keep: '%s': only down and o projections fall back", t); }
+            if (!fb[l * SPQ_NPROJ + j]) count++;
+            fb[l * SPQ_NPROJ + j] = 1;
+        }
+        free(dup);
+        return count;
+    }
+    if (!o->spike || !prof) return 0;
+    float med = median_absmax(prof, L);
+    /* candidates: down and o inputs over the threshold, largest first, capped */
+    for (;;) {
+        float best = 0;
+        int bl = -1, bj = -1;
+        for (int l = 0; l < L; l++)
+            for (int j = SPQ_O; j <= SPQ_DOWN; j += SPQ_DOWN - SPQ_O) {
+                float a = prof->s[l * SPQ_NSITES + proj_site[j]].absmax;
+                if (!fb[l * SPQ_NPROJ + j] && a >= o->threshold * med && a > best) { best = a; bl = l; bj = j; }
+            }
+        if (bl < 0 || (o->max_fallback > 0 && count >= o->max_fallback)) break;
+        fb[bl * SPQ_NPROJ + bj] = 1;
+        count++;
+    }
+    return count;
+}
+
+static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, float act_scale, int act_fmt)
+{
+    spq_tensor q = *t;
+    size_t n = spq_tensor_numel(t);
+    float *f = malloc(4 * n);
+    q.owned = malloc(n * (dtype == SPQ_F16 ? 2 : dtype == SPQ_F32 ? 4 : 1));
+    if (!f || !q.owned) { free(f); free(q.owned); return NULL; }
+    spq_tensor_to_f32(t, f);
+    const spq_kernels *k = spq_kern();
+    float amax = k->absmax(f, n);
+    q.dtype = dtype;
+    q.act_scale = act_scale;
+    q.act_fmt = act_fmt;
+    q.scale = 1.0f;
+    if (dtype == SPQ_I8) {
+        q.scale = amax > 0 ? amax / 127.0f : 1.0f;
+        k->quant_i8(f, (int)n, (int)n, 1.0f / q.scale, q.owned); /* n < 2^31 for any real tensor */
+    } else if (dtype == SPQ_E4M3) {
+        q.scale = amax > 0 ? amax / 448.0f : 1.0f;
+        uint8_t *c = q.owned;
+        for (size_t i = 0; i < n; i++) c[i] = spq_f32_to_e4m3(f[i] / q.scale);
+    } else if (dtype == SPQ_F16) {
+        uint16_t *h = q.owned;
+        for (size_t i = 0; i < n; i++) h[i] = spq_f32_to_f16(f[i]);
+    } else {
+        memcpy(q.owned, f, 4 * n);
+    }
+    free(f);
+    q.data = q.owned;
+    q.nbytes = n * spq_dtype_size(dtype);
+    return spq_ckpt_add(d, &q);
+}
+
+static cJSON *site_json(const spq_site_stats *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    double med = spq_site_quantile(s, 0.5);
+    cJSON_AddNumberToObject(o, "absmax", s->absmax);
+    cJSON_AddNumberToObject(o, "p999", spq_site_quantile(s, 0.999));
+    cJSON_AddNumberToObject(o, "median", med);
+    cJSON_AddNumberToObject(o, "max_over_median", med > 0 ? s->absmax / med : 0);
+    cJSON_AddNumberToObject(o, "kurtosis", spq_site_kurtosis(s));
+    return o;
+}
+
+int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned char *fb, const spq_quant_opts *o,
+                 uint64_t calib_hash, spq_ckpt *d, spq_err *e)
+{
+    memset(d, 0, sizeof *d);
+    d->cfg = src->cfg;
+    d->tok = src->tok; /* shared, not owned: see spq_quantized_free */
+    snprintf(d->path, sizeof d->path, "%s", src->path);
+    if (o->act_static && !prof) return spq_fail(e, src->path, "static activation scales need calibration text (--calib)");
+    const int L = src->cfg.n_layers;
+    cJSON *plan = cJSON_CreateObject(), *fbl = cJSON_CreateArray(), *sites = cJSON_CreateArray();
+    cJSON_AddStringToObject(plan, "scheme", "w8a8");
+    cJSON_AddStringToObject(plan, "act", o->act_static ? "static" : "dynamic");
+    cJSON_AddStringToObject(plan, "spike", o->spike == SPQ_F16 ? "fp16" : o->spike == SPQ_E4M3 ? "fp8-e4m3" : "none");
+    if (o->spike == SPQ_E4M3) cJSON_AddStringToObject(plan, "spike_act", spq_dtype_name(o->spike_act));
+    cJSON_AddStringToObject(plan, "rule", o->keep ? "explicit --keep" : "down/o input absmax >= threshold x median absmax of all linear inputs");
+    if (!o->keep) cJSON_AddNumberToObject(plan, "threshold", o->threshold);
+    if (prof) {
+        char hx[24];
+        snprintf(hx, sizeof hx, "%016llx", (unsigned long long)calib_hash);
+        cJSON_AddStringToObject(plan, "calib_hash", hx);
+        cJSON_AddNumberToObject(plan, "calib_tokens", prof->tokens_seen);
+        cJSON_AddNumberToObject(plan, "median_absmax", median_absmax(prof, L));
+    }
+    cJSON_AddStringToObject(plan, "embed", spq_dtype_name(o->embed));
+    cJSON_AddItemToObject(plan, "fallback", fbl);
+    int rc = 0;
+    for (int i = 0; i < src->n && !rc; i++) {
+        const spq_tensor *t = &src->t[i];
+        int l = -1, j = -1;
+        char what[64];
+        if (sscanf(t->name, "model.layers.%d.%63[^.]", &l, what) == 2 && strstr(t->name, "_proj.weight"))
+            for (int k = 0; k < SPQ_NPROJ; k++)
+                if (strstr(t->name, spq_proj_names[k])) j = k;
+        spq_tensor *q;
+        if (j >= 0 && l >= 0 && l < L) {
+            const spq_site_stats *st = prof ? &prof->s[l * SPQ_NSITES + proj_site[j]] : NULL;
+            if (fb[l * SPQ_NPROJ + j]) {
+                int act = o->spike == SPQ_E4M3 ? o->spike_act : SPQ_F32;
+                q = add_quantized(d, t, o->spike == SPQ_E4M3 ? SPQ_E4M3 : SPQ_F16, 0, act);
+                char nm[32];
+                snprintf(nm, sizeof nm, "%d.%s", l, j == SPQ_DOWN ? "down" : "o");
+                cJSON_AddItemToArray(fbl, cJSON_CreateString(nm));
+            } else {
+                float as = o->act_static && st->absmax > 0 ? st->absmax / 127.0f : 0;
+                q = add_quantized(d, t, SPQ_I8, as, 0);
+            }
+        } else if (!strcmp(t->name, "model.embed_tokens.weight")) {
+            q = add_quantized(d, t, o->embed, 0, 0);
+        } else if (!strcmp(t->name, "lm_head.weight")) {
+            q = add_quantized(d, t, o->head_i8 ? SPQ_I8 : SPQ_F16, 0, 0);
+        } else { /* norms: FP32 */
+            q = add_quantized(d, t, SPQ_F32, 0, 0);
+        }
+        if (!q) rc = spq_fail(e, src->path, "out of memory quantising %s", t->name);
+    }
+    if (prof) {
+        for (int l = 0; l < L; l++)
+            for (int s = 0; s < SPQ_NSITES; s++) {
+                cJSON *sj = site_json(&prof->s[l * SPQ_NSITES + s]);
+                cJSON_AddNumberToObject(sj, "layer", l);
+                cJSON_AddStringToObject(sj, "site", spq_site_names[s]);
+                cJSON_AddItemToArray(sites, sj);
+            }
+        cJSON_AddItemToObject(plan, "profile", sites);
+    } else {
+        cJSON_Delete(sites);
+    }
+    d->plan_json = cJSON_PrintUnformatted(plan);
+    cJSON_Delete(plan);
+    if (rc) spq_quantized_free(d);
+    return rc;
+}
+
+void spq_quantized_free(spq_ckpt *d)
+{
+    for (int i = 0; i < d->n; i++) free(d->t[i].owned);
+    free(d->t);
+    cJSON_free(d->plan_json);
+    memset(d, 0, sizeof *d);
+}

@@ -1,0 +1,250 @@
+/* cmd_quant.c — spikeq profile and quantize: calibration statistics, the spike plan, and
+ * writing a W8A8 (+ FP16/FP8 spike fallback) checkpoint. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/quantize.h"
+#include "tools/cli.h"
+
+typedef struct {
+    const char *calib;
+    int samples, seq, ids_file;
+} calib_opts;
+
+/* Calibration ids: the file's text tokenised (BOS once), or its whitespace-separated ids. */
+static int *calib_ids(const spq_ckpt *c, const calib_opts *o, long *n, uint64_t *hash)
+{
+    size_t len;
+    char *text = read_text(o->calib, &len);
+    *hash = spq_hash64(text, len);
+    int *ids;
+    if (o->ids_file) {
+        long cap = 1024, k = 0;
+        ids = malloc(sizeof(int) * (size_t)cap);
+        char *save = NULL;
+        for (char *t = strtok_r(text, " \t\r\n,", &save); t; t = strtok_r(NULL, " \t\r\n,", &save)) {
+            if (k == cap) ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
+            ids[k++] = (int)arg_int(o->calib, t, 0, c->cfg.vocab_size - 1);
+        }
+        *n = k;
+    } else {
+        if (!c->tok.n_vocab) die("%s: the model has no tokenizer: pass token ids with --ids", o->calib);
+        ids = malloc(sizeof(int) * (len + 2));
+        *n = spq_tok_encode(&c->tok, text, len, 1, 0, ids, (long)len + 2);
+    }
+    free(text);
+    if (*n < 2) die("%s: calibration text is too short", o->calib);
+    return ids;
+}
+
+static void run_profile(const spq_ckpt *c, const calib_opts *o, spq_profile *prof, uint64_t *hash)
+{
+    spq_model m;
+    spq_err e;
+    long n;
+    int *ids = calib_ids(c, o, &n, hash);
+    int seq = o->seq < c->cfg.max_seq ? o->seq : c->cfg.max_seq;
+    if (spq_model_init(&m, c, seq, &e)) die_err(&e);
+    double t0 = now_s();
+    if (spq_profile_run(&m, ids, n, o->samples, seq, prof, &e)) die_err(&e);
+    fprintf(stderr, "spikeq: profiled %d tokens of %s in %.2f s\n", prof->tokens_seen, o->calib, now_s() - t0);
+    spq_model_free(&m);
+    free(ids);
+}
+
+static int parse_calib_flag(calib_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "--calib") && v) { o->calib = v; (*i)++; }
+    else if (!strcmp(a, "--samples") && v) { o->samples = (int)arg_int(a, v, 1, 1 << 20); (*i)++; }
+    else if (!strcmp(a, "--seq") && v) { o->seq = (int)arg_int(a, v, 2, 1 << 20); (*i)++; }
+    else if (!strcmp(a, "--ids")) o->ids_file = 1;
+    else return 0;
+    return 1;
+}
+
+/* heat map of log10 absmax, layers down, input sites across */
+static void write_svg(const char *path, const spq_profile *p)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) die("%s: cannot write", path);
+    int L = p->n_layers, cw = 110, ch = 28, x0 = 70, y0 = 40;
+    float lo = 1e30f, hi = 0;
+    for (int i = 0; i < L * SPQ_NSITES; i++) {
+        float a = p->s[i].absmax > 1e-6f ? log10f(p->s[i].absmax) : -6;
+        lo = a < lo ? a : lo;
+        hi = a > hi ? a : hi;
+    }
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n",
+            x0 + cw * SPQ_NSITES + 20, y0 + ch * L + 40);
+    fprintf(f, "<text x=\"%d\" y=\"20\">input absmax by layer and linear input (log colour scale)</text>\n", x0);
+    for (int s = 0; s < SPQ_NSITES; s++)
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x0 + cw * s + cw / 2, y0 - 6, spq_site_names[s]);
+    for (int l = 0; l < L; l++) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">layer %d</text>\n", x0 - 6, y0 + ch * l + 18, l);
+        for (int s = 0; s < SPQ_NSITES; s++) {
+            float a = p->s[l * SPQ_NSITES + s].absmax;
+            float t = hi > lo ? ((a > 1e-6f ? log10f(a) : -6) - lo) / (hi - lo) : 0;
+            int r = (int)(255 * t), b = (int)(255 * (1 - t));
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,60,%d)\"/>", x0 + cw * s, y0 + ch * l, cw - 2, ch - 2, r, b);
+            fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"white\" text-anchor=\"middle\">%.3g</text>\n", x0 + cw * s + cw / 2, y0 + ch * l + 18, a);
+        }
+    }
+    fprintf(f, "</svg>\n");
+    fclose(f);
+}
+
+int cmd_profile(int argc, char **argv)
+{
+    const char *path = NULL, *csv = NULL, *json = NULL, *svg = NULL;
+    calib_opts co = {NULL, 16, 512, 0};
+    spq_quant_opts qo = spq_quant_defaults();
+    qo.spike = SPQ_F16;
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h")) {
+            puts("usage: spikeq profile MODEL --calib FILE [--ids] [--samples 16] [--seq 512] [-t N]\n"
+                 "       [--spike-threshold 3] [--csv F] [--json F] [--svg F]\n"
+                 "Statistics of every linear layer's input over calibration text; '*' marks the\n"
+                 "projections the spike rule keeps in high precision.");
+            return 0;
+        }
+        if (parse_calib_flag(&co, argc, argv, &i)) continue;
+        if (!strcmp(a, "--csv") && v) csv = argv[++i];
+        else if (!strcmp(a, "--json") && v) json = argv[++i];
+        else if (!strcmp(a, "--svg") && v) svg = argv[++i];
+        else if (!strcmp(a, "--spike-threshold") && v) qo.threshold = (float)arg_float(a, argv[++i]);
+        else if (!strcmp(a, "-t") && v) threads = (int)arg_int(a, argv[++i], 1, 1024);
+        else if (!strcmp(a, "-m") && v) path = argv[++i];
+        else if (a[0] == '-') die("profile: unknown option %s", a);
+        else path = a;
+    }
+    if (!co.calib) die("profile: --calib FILE is required");
+    set_threads(threads);
+    spq_ckpt c;
+    open_ckpt(path, &c);
+    spq_profile prof;
+    uint64_t h;
+    spq_err e;
+    run_profile(&c, &co, &prof, &h);
+    int L = c.cfg.n_layers;
+    unsigned char *fb = malloc((size_t)L * SPQ_NPROJ);
+    spq_plan(&prof, &qo, L, fb, &e);
+    FILE *fc = csv ? fopen(csv, "w") : NULL;
+    if (csv && !fc) die("%s: cannot write", csv);
+    if (fc) fprintf(fc, "layer,site,absmax,p99.9,p99.99,median,max_over_median,kurtosis,max_pos,max_channel,max_token\n");
+    printf("%5s %-10s %10s %9s %9s %9s %9s %9s %6s %6s %6s\n", "layer", "input", "absmax", "p99.9", "p99.99", "median",
+           "max/med", "kurtosis", "pos", "chan", "token");
+    for (int l = 0; l < L; l++)
+        for (int s = 0; s < SPQ_NSITES; s++) {
+            const spq_site_stats *st = &prof.s[l * SPQ_NSITES + s];
+            double med = spq_site_quantile(st, 0.5), p9 = spq_site_quantile(st, 0.999), p99 = spq_site_quantile(st, 0.9999);
+            int spike = (s == SPQ_SITE_DOWN && fb[l * SPQ_NPROJ + SPQ_DOWN]) || (s == SPQ_SITE_O && fb[l * SPQ_NPROJ + SPQ_O]);
+            printf("%5d %-10s %10.4g %9.4g %9.4g %9.4g %9.1f %9.1f %6d %6d %6d%s\n", l, spq_site_names[s], st->absmax, p9, p99,
+                   med, med > 0 ? st->absmax / med : 0, spq_site_kurtosis(st), st->max_pos, st->max_chan, st->max_tok,
+                   spike ? "  * spike" : "");
+            if (fc)
+                fprintf(fc, "%d,%s,%g,%g,%g,%g,%g,%g,%d,%d,%d\n", l, spq_site_names[s], st->absmax, p9, p99, med,
+                        med > 0 ? st->absmax / med : 0, spq_site_kurtosis(st), st->max_pos, st->max_chan, st->max_tok);
+        }
+    if (fc) fclose(fc);
+    if (json) {
+        spq_ckpt q;
+        if (spq_quantize(&c, &prof, fb, &qo, h, &q, &e)) die_err(&e);
+        FILE *fj = fopen(json, "w");
+        if (!fj) die("%s: cannot write", json);
+        fprintf(fj, "%s\n", q.plan_json);
+        fclose(fj);
+        spq_quantized_free(&q);
+    }
+    if (svg) write_svg(svg, &prof);
+    free(fb);
+    spq_profile_free(&prof);
+    spq_ckpt_free(&c);
+    return 0;
+}
+
+static int dtype_arg(const char *flag, const char *v)
+{
+    if (!strcmp(v, "f16") || !strcmp(v, "fp16")) return SPQ_F16;
+    if (!strcmp(v, "f32") || !strcmp(v, "fp32")) return SPQ_F32;
+    if (!strcmp(v, "i8") || !strcmp(v, "int8")) return SPQ_I8;
+    if (!strcmp(v, "fp8") || !strcmp(v, "e4m3")) return SPQ_E4M3;
+    if (!strcmp(v, "none")) return 0;
+    die("%s: unknown format '%s'", flag, v);
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *scheme = "w8a8";
+    calib_opts co = {NULL, 16, 512, 0};
+    spq_quant_opts qo = spq_quant_defaults();
+    int threads = 0, spike_given = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h")) {
+            puts("usage: spikeq quantize MODEL -o OUT.spq [--scheme w8a8] [--act dynamic|static]\n"
+                 "       [--spike fp16|fp8|none] [--spike-act fp8|fp16] [--calib FILE [--ids] --samples 16 --seq 512]\n"
+                 "       [--spike-threshold 3] [--max-fallback K] [--keep 5.down,9.o] [--embed f16|f32|i8] [--head i8|f16] [-t N]\n"
+                 "Every linear layer becomes INT8 x INT8 with one scale per tensor; the spike projections\n"
+                 "the profiler picks on --calib text (default rule: down/o inputs whose absmax is >= 3x the\n"
+                 "median absmax of all linear inputs) stay FP16 or FP8 E4M3. Default --spike fp16 with --calib,\n"
+                 "none without. Embeddings and the LM head stay FP16 unless --embed/--head say otherwise.");
+            return 0;
+        }
+        if (parse_calib_flag(&co, argc, argv, &i)) continue;
+        if (!strcmp(a, "-o") && v) out = argv[++i];
+        else if (!strcmp(a, "--scheme") && v) scheme = argv[++i];
+        else if (!strcmp(a, "--act") && v) {
+            v = argv[++i];
+            if (strcmp(v, "static") && strcmp(v, "dynamic")) die("--act: dynamic or static, not '%s'", v);
+            qo.act_static = !strcmp(v, "static");
+        } else if (!strcmp(a, "--spike") && v) { qo.spike = dtype_arg(a, argv[++i]); spike_given = 1; }
+        else if (!strcmp(a, "--spike-act") && v) qo.spike_act = dtype_arg(a, argv[++i]);
+        else if (!strcmp(a, "--spike-threshold") && v) qo.threshold = (float)arg_float(a, argv[++i]);
+        else if (!strcmp(a, "--max-fallback") && v) qo.max_fallback = (int)arg_int(a, argv[++i], 0, 1 << 20);
+        else if (!strcmp(a, "--keep") && v) { qo.keep = argv[++i]; if (!spike_given) qo.spike = SPQ_F16; }
+        else if (!strcmp(a, "--embed") && v) qo.embed = dtype_arg(a, argv[++i]);
+        else if (!strcmp(a, "--head") && v) qo.head_i8 = dtype_arg(a, argv[++i]) == SPQ_I8;
+        else if (!strcmp(a, "-t") && v) threads = (int)arg_int(a, argv[++i], 1, 1024);
+        else if (a[0] == '-') die("quantize: unknown option %s", a);
+        else in = a;
+    }
+    if (!in || !out) die("quantize: usage: spikeq quantize MODEL -o OUT.spq [options]");
+    if (strcmp(scheme, "w8a8")) die("quantize: unknown --scheme '%s' (w8a8)", scheme);
+    if (!spike_given && co.calib && !qo.keep) qo.spike = SPQ_F16;
+    if (qo.spike != 0 && qo.spike != SPQ_F16 && qo.spike != SPQ_E4M3) die("--spike: fp16, fp8 or none");
+    if (qo.spike_act != SPQ_E4M3 && qo.spike_act != SPQ_F16) die("--spike-act: fp8 or fp16");
+    if (qo.embed == SPQ_E4M3 || qo.embed == 0) die("--embed: f16, f32 or i8");
+    if (qo.spike && !qo.keep && !co.calib) die("quantize: --spike %s needs --calib FILE to find the spikes", qo.spike == SPQ_F16 ? "fp16" : "fp8");
+    if (qo.act_static && !co.calib) die("quantize: --act static needs --calib FILE");
+    set_threads(threads);
+    spq_ckpt c, q;
+    spq_err e;
+    open_ckpt(in, &c);
+    if (spq_ckpt_validate(&c, &e)) die_err(&e);
+    spq_profile prof;
+    int have_prof = 0;
+    uint64_t h = 0;
+    if (co.calib) { run_profile(&c, &co, &prof, &h); have_prof = 1; }
+    int L = c.cfg.n_layers;
+    unsigned char *fb = malloc((size_t)L * SPQ_NPROJ);
+    int nfb = spq_plan(have_prof ? &prof : NULL, &qo, L, fb, &e);
+    if (nfb < 0) die_err(&e);
+    if (spq_quantize(&c, have_prof ? &prof : NULL, fb, &qo, h, &q, &e)) die_err(&e);
+    if (spq_write(out, &q, &e)) die_err(&e);
+    fprintf(stderr, "spikeq: wrote %s: W8A8 (%s activations), %d spike projection(s) in %s:", out,
+            qo.act_static ? "static" : "dynamic", nfb, qo.spike == SPQ_E4M3 ? "FP8 E4M3" : "FP16");
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < SPQ_NPROJ; j++)
+            if (fb[l * SPQ_NPROJ + j]) fprintf(stderr, " %d.%s", l, j == SPQ_DOWN ? "down" : "o");
+    fprintf(stderr, "\n");
+    spq_quantized_free(&q);
+    free(fb);
+    if (have_prof) spq_profile_free(&prof);
+    spq_ckpt_free(&c);
+    return 0;
+}

@@ -1,0 +1,224 @@
+/* cmd_text.c — spikeq tokenize and generate: text in, text out. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/sampler.h"
+#include "tools/cli.h"
+
+static int utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + (size_t)len > n) return 0;
+        for (int k = 1; k < len; k++)
+            if ((p[i + k] & 0xc0) != 0x80) return 0;
+        i += (size_t)len;
+    }
+    return 1;
+}
+
+/* Encode text into a malloc'd id array; dies on failure. */
+static int *encode(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, long *n)
+{
+    long cap = (long)len + 8;
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    long k = ids ? spq_tok_encode(t, text, len, bos, special, ids, cap) : -1;
+    if (k < 0) die("out of memory encoding the text");
+    *n = k;
+    return ids;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    const char *path = NULL, *file = NULL, *text = NULL;
+    int bos = 0, special = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h")) {
+            puts("usage: spikeq tokenize -m MODEL [--bos] [--special] [-f FILE | TEXT]");
+            return 0;
+        } else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "-f") && i + 1 < argc) file = argv[++i];
+        else if (!strcmp(argv[i], "-p") && i + 1 < argc) text = argv[++i];
+        else if (!strcmp(argv[i], "--bos")) bos = 1;
+        else if (!strcmp(argv[i], "--special")) special = 1;
+        else if (argv[i][0] == '-' && argv[i][1]) die("tokenize: unknown option %s", argv[i]);
+        else text = argv[i];
+    }
+    spq_ckpt c;
+    open_ckpt(path, &c);
+    if (!c.tok.n_vocab) die("%s: no tokenizer in this model", path);
+    size_t len;
+    char *buf = NULL;
+    if (file) text = buf = read_text(file, &len);
+    else if (text) len = strlen(text);
+    else die("tokenize: give TEXT or -f FILE");
+    if (!utf8_valid(text, len)) die("%s: input is not valid UTF-8", file ? file : "text");
+    long n;
+    int *ids = encode(&c.tok, text, len, bos, special, &n);
+    for (long i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    printf("\n");
+    free(ids); free(buf);
+    spq_ckpt_free(&c);
+    return 0;
+}
+
+/* Streams decoded pieces, holding back an incomplete UTF-8 sequence until it completes. */
+typedef struct { char pend[8]; int n; } utf8_out;
+
+static void emit(utf8_out *u, const char *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (u->n == 0) {
+            int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+            if (len == 1) { fputc(c, stdout); continue; }
+            u->pend[u->n++] = (char)c;
+        } else if ((c & 0xc0) == 0x80) {
+            u->pend[u->n++] = (char)c;
+            unsigned h = (unsigned char)u->pend[0];
+            int len = (h >> 5) == 6 ? 2 : (h >> 4) == 14 ? 3 : 4;
+            if (u->n == len) { fwrite(u->pend, 1, (size_t)u->n, stdout); u->n = 0; }
+        } else { /* broken sequence: flush as is, restart with this byte */
+            fwrite(u->pend, 1, (size_t)u->n, stdout);
+            u->n = 0;
+            i--;
+        }
+    }
+    fflush(stdout);
+}
+
+typedef struct {
+    spq_ckpt c;
+    spq_model m;
+    spq_state s;
+    spq_sampler smp;
+    int n_ctx, pos, n_predict, special;
+    double t_prompt, t_gen;
+    long n_prompt, n_gen;
+} session;
+
+/* Feed the prompt ids, then sample and stream up to n_predict tokens. */
+static void run_turn(session *g, const int *ids, long n)
+{
+    if (g->pos + n >= g->n_ctx) die("prompt of %ld tokens does not fit the context (%d, %d used): raise -c", n, g->n_ctx, g->pos);
+    double t0 = now_s();
+    for (long i = 0; i < n; i += g->s.max_batch) {
+        int b = (int)(n - i < g->s.max_batch ? n - i : g->s.max_batch);
+        spq_forward(&g->m, &g->s, ids + i, b, g->pos, 0);
+        g->pos += b;
+    }
+    g->t_prompt += now_s() - t0;
+    g->n_prompt += n;
+    t0 = now_s();
+    utf8_out u = {{0}, 0};
+    int prev = ids[n - 1];
+    char piece[1200];
+    int V = g->c.cfg.vocab_size;
+    for (int k = 0; k < g->n_predict && g->pos < g->n_ctx; k++) {
+        int next = spq_sample(&g->smp, g->s.logits, V);
+        spq_sampler_accept(&g->smp, next);
+        if (next == g->c.cfg.eos_id) break;
+        emit(&u, piece, spq_tok_piece(&g->c.tok, prev, next, piece, sizeof piece));
+        g->n_gen++;
+        prev = next;
+        spq_forward(&g->m, &g->s, &next, 1, g->pos++, 0);
+    }
+    if (u.n) fwrite(u.pend, 1, (size_t)u.n, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    g->t_gen += now_s() - t0;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    const char *path = NULL, *prompt = NULL, *file = NULL;
+    int threads = 0, interactive = 0;
+    session g;
+    memset(&g, 0, sizeof g);
+    g.n_predict = 128;
+    spq_sampler_params sp = spq_sampler_defaults();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            puts("usage: spikeq generate -m MODEL -p PROMPT [-n N] [-t THREADS] [-c CTX] [-f FILE] [-i]\n"
+                 "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+                 "       [--repeat-last-n N] [--seed S] [--special]\n"
+                 "--temp 0 is greedy. Defaults: -n 128, --temp 0.8, --top-k 40, --top-p 0.95, --min-p 0.05,\n"
+                 "--repeat-penalty 1.0 (off), --seed from the clock. -i: interactive, Ctrl-D ends.");
+            return 0;
+        }
+#define NEXT (i++, v)
+        if (!strcmp(a, "-m") && v) path = NEXT;
+        else if (!strcmp(a, "-p") && v) prompt = NEXT;
+        else if (!strcmp(a, "-f") && v) file = NEXT;
+        else if (!strcmp(a, "-n") && v) g.n_predict = (int)arg_int("-n", NEXT, 1, 1 << 24);
+        else if (!strcmp(a, "-t") && v) threads = (int)arg_int("-t", NEXT, 1, 1024);
+        else if (!strcmp(a, "-c") && v) g.n_ctx = (int)arg_int("-c", NEXT, 8, 1 << 22);
+        else if (!strcmp(a, "--temp") && v) sp.temp = (float)arg_float("--temp", NEXT);
+        else if (!strcmp(a, "--top-k") && v) sp.top_k = (int)arg_int("--top-k", NEXT, 0, 1 << 22);
+        else if (!strcmp(a, "--top-p") && v) sp.top_p = (float)arg_float("--top-p", NEXT);
+        else if (!strcmp(a, "--min-p") && v) sp.min_p = (float)arg_float("--min-p", NEXT);
+        else if (!strcmp(a, "--repeat-penalty") && v) sp.repeat_penalty = (float)arg_float("--repeat-penalty", NEXT);
+        else if (!strcmp(a, "--repeat-last-n") && v) sp.repeat_last_n = (int)arg_int("--repeat-last-n", NEXT, 0, 1 << 20);
+        else if (!strcmp(a, "--seed") && v) sp.seed = (uint64_t)arg_int("--seed", NEXT, 0, 0x7fffffffffffffffL);
+        else if (!strcmp(a, "-i")) interactive = 1;
+        else if (!strcmp(a, "--special")) g.special = 1;
+        else if (!strcmp(a, "-n") || !strcmp(a, "-p") || !strcmp(a, "-m") || !strcmp(a, "-t") || !strcmp(a, "-c"))
+            die("generate: %s: missing value", a);
+        else die("generate: unknown option %s (see spikeq generate -h)", a);
+#undef NEXT
+    }
+    if (!(sp.temp >= 0) || !(sp.top_p > 0 && sp.top_p <= 1) || !(sp.min_p >= 0 && sp.min_p < 1) || !(sp.repeat_penalty > 0))
+        die("generate: sampling parameters out of range (temp >= 0, 0 < top-p <= 1, 0 <= min-p < 1, repeat-penalty > 0)");
+    set_threads(threads);
+    char *fbuf = NULL;
+    if (file) prompt = fbuf = read_text(file, NULL);
+    if (!interactive && (!prompt || !*prompt)) die("generate: empty prompt (give -p TEXT, -f FILE or -i)");
+    double t0 = now_s();
+    open_ckpt(path, &g.c);
+    if (g.c.n == 0) die("%s: no weights (vocabulary-only file)", path);
+    if (!g.c.tok.n_vocab) die("%s: model has no tokenizer; convert it with --tokenizer", path);
+    spq_err e;
+    if (g.n_ctx <= 0 || g.n_ctx > g.c.cfg.max_seq) g.n_ctx = g.c.cfg.max_seq;
+    if (spq_model_init(&g.m, &g.c, g.n_ctx, &e)) die_err(&e);
+    if (spq_state_init(&g.s, &g.m, g.n_ctx < 256 ? g.n_ctx : 256)) die("out of memory");
+    spq_sampler_init(&g.smp, &sp);
+    double t_load = now_s() - t0;
+    if (prompt && *prompt) {
+        size_t len = strlen(prompt);
+        if (!utf8_valid(prompt, len)) die("%s: prompt is not valid UTF-8", file ? file : "-p");
+        long n;
+        int *ids = encode(&g.c.tok, prompt, len, 1, g.special, &n);
+        fputs(prompt, stdout);
+        run_turn(&g, ids, n);
+        free(ids);
+    }
+    if (interactive) {
+        char line[8192];
+        while (fputs("> ", stderr), fgets(line, sizeof line, stdin)) {
+            size_t len = strcspn(line, "\n");
+            line[len] = 0;
+            if (!len) continue;
+            if (!utf8_valid(line, len)) { fprintf(stderr, "spikeq: input is not valid UTF-8\n"); continue; }
+            long n;
+            int *ids = encode(&g.c.tok, line, len, g.pos == 0, g.special, &n);
+            run_turn(&g, ids, n);
+            free(ids);
+        }
+        fputc('\n', stderr);
+    }
+    fprintf(stderr, "\nspikeq: load time %.2f ms\n", t_load * 1e3);
+    fprintf(stderr, "spikeq: prompt eval: %ld tokens, %.2f ms, %.2f tokens/s\n", g.n_prompt, g.t_prompt * 1e3,
+            g.t_prompt > 0 ? (double)g.n_prompt / g.t_prompt : 0);
+    fprintf(stderr, "spikeq: generation:  %ld tokens, %.2f ms, %.2f tokens/s\n", g.n_gen, g.t_gen * 1e3,
+            g.t_gen > 0 ? (double)g.n_gen / g.t_gen : 0);
+    spq_sampler_free(&g.smp);
+    spq_state_free(&g.s);
+    spq_model_free(&g.m);
+    spq_ckpt_free(&g.c);
+    free(fbuf);
+    return 0;
+}
