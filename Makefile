@@ -31,7 +31,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 BENCH := $(B)/bench/bench_gemm
 
-.PHONY: all test test-unit test-sanitize clean deps run bench
+.PHONY: all test test-unit test-sanitize clean deps deps-cross run bench
 all: $(B)/spikeq $(BENCH)
 
 $(B)/%.o: %.c $(wildcard */*.h)
@@ -54,9 +54,12 @@ $(B)/bench/%: $(B)/bench/%.o $(B)/libspikeq.a
 
 # deps: install the Debian packages the build needs when their headers are missing.
 deps:
-	@sh tools/deps.sh $(ARCH)
+	@sh tools/deps.sh
 
-test: deps
+deps-cross:
+	@sh tools/deps.sh cross
+
+test: deps deps-cross
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-sanitize
 	@$(MAKE) --no-print-directory ARCH=aarch64 test-unit

@@ -1,5 +1,5 @@
 #!/bin/sh
-# deps.sh [ARCH] — install the Debian packages spikeq needs, only when something is missing.
+# deps.sh [cross] — install the Debian packages spikeq needs, only when something is missing.
 # Native: libgomp (gcc), libsleef-dev, libcjson-dev, libcmocka-dev.
 # aarch64 cross tests: gcc-aarch64-linux-gnu, qemu-user and the arm64 multiarch -dev libs.
 set -e
@@ -8,7 +8,7 @@ has_hdr() { [ -f "/usr/include/$1" ] || [ -f "/usr/include/x86_64-linux-gnu/$1" 
 has_hdr sleef.h || need="$need libsleef-dev"
 has_hdr cjson/cJSON.h || need="$need libcjson-dev"
 has_hdr cmocka.h || need="$need libcmocka-dev"
-if [ "${1:-}" = cross ] || [ "${SPIKEQ_CROSS:-1}" = 1 ]; then
+if [ "${1:-}" = cross ]; then
   command -v aarch64-linux-gnu-gcc >/dev/null || need="$need gcc-aarch64-linux-gnu"
   command -v qemu-aarch64 >/dev/null || need="$need qemu-user"
   arm=""
