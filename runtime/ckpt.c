@@ -101,8 +101,7 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, spq
     if (t->nbytes != spq_tensor_numel(t) * spq_dtype_size(t->dtype))
         return spq_fail(e, c->path, "tensor %s: %zu bytes for %zu elements of %s", name, t->nbytes,
                         spq_tensor_numel(t), spq_dtype_name(t->dtype));
-    if ((t->dtype == SPQ_I8 || t->dtype == SPQ_E4M3 || t->dtype == SPQ_E5M2) &&
-        !(t->scale > 0 && t->scale < 1e30f))
+    if (!(t->scale > 0 && t->scale < 1e30f)) /* every dtype: 1 for floats, the step for codes */
         return spq_fail(e, c->path, "tensor %s has invalid scale %g", name, (double)t->scale);
     if (!(t->act_scale >= 0 && t->act_scale < 1e30f))
         return spq_fail(e, c->path, "tensor %s has invalid activation scale %g", name, (double)t->act_scale);
@@ -172,6 +171,8 @@ int spq_open(const char *path, spq_ckpt *c, spq_err *e)
     size_t got = fread(magic, 1, 8, f);
     fclose(f);
     if (got >= 8 && !memcmp(magic, "SPIKEQ\0\1", 8)) return spq_read(path, c, e);
+    if (got < 8 && (has_suffix(path, ".spq") || has_suffix(path, ".gguf")))
+        return spq_fail(e, path, "truncated: %zu bytes, too short for a header", got);
     if (got >= 4 && !memcmp(magic, "GGUF", 4)) return spq_import_gguf(path, c, e);
     if (has_suffix(path, ".spq")) return spq_fail(e, path, "not a spikeq checkpoint (wrong magic)");
     if (has_suffix(path, ".gguf")) return spq_fail(e, path, "not a GGUF file (wrong magic)");

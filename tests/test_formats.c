@@ -1,0 +1,368 @@
+/* test_formats.c — importers against transformers (HF fixtures in F32/F16/BF16, sharded,
+ * GQA, llama3 RoPE, tied), the same models written as GGUF (F32/F16 and Q8_0), and one
+ * test per class of bad input: each must fail with a message naming the file. */
+#include "tests/helpers.h"
+
+#include <cjson/cJSON.h>
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+
+static const char *FIXTURES[] = {"llama2-mha-f32", "llama3-gqa-f32", "llama3-gqa-bf16", "mistral-gqa-f16-sharded",
+                                 "smollm-tied-f16"};
+
+static float *ref_logits(const char *dir, int *ids, int *n, int *V)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/logits.json", dir);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    char *buf = calloc(1 << 22, 1);
+    size_t len = fread(buf, 1, (1 << 22) - 1, f);
+    fclose(f);
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    const cJSON *ji = cJSON_GetObjectItem(j, "ids"), *jl = cJSON_GetObjectItem(j, "logits");
+    *n = cJSON_GetArraySize(ji);
+    *V = cJSON_GetArraySize(cJSON_GetArrayItem(jl, 0));
+    float *lg = malloc(sizeof(float) * (size_t)*n * *V);
+    for (int i = 0; i < *n; i++) {
+        ids[i] = cJSON_GetArrayItem(ji, i)->valueint;
+        for (int v = 0; v < *V; v++) lg[(size_t)i * *V + v] = (float)cJSON_GetArrayItem(cJSON_GetArrayItem(jl, i), v)->valuedouble;
+    }
+    cJSON_Delete(j);
+    return lg;
+}
+
+static void test_hf_matches_transformers(void **st)
+{
+    (void)st;
+    for (size_t k = 0; k < sizeof FIXTURES / sizeof FIXTURES[0]; k++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "tests/fixtures/hf/%s", FIXTURES[k]);
+        int ids[64], n, V;
+        float *ref = ref_logits(dir, ids, &n, &V);
+        spq_ckpt c;
+        spq_err e;
+        if (spq_open(dir, &c, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+        float *lg = run_logits(&c, ids, n, 0);
+        double r = rel_err(lg, ref, (size_t)n * V);
+        fprintf(stderr, "  %-26s max relative error vs transformers %.2e\n", FIXTURES[k], r);
+        assert_true(r <= 1e-4); /* weights stored in F16/BF16 are exact in FP32: same bound */
+        free(lg); free(ref);
+        spq_ckpt_free(&c);
+    }
+}
+
+/* ---- a small GGUF writer (llama.cpp's layout: q/k rows interleaved for RoPE) ---- */
+static void w_str(FILE *f, const char *s) { uint64_t n = strlen(s); fwrite(&n, 8, 1, f); fwrite(s, 1, n, f); }
+static void w_u32kv(FILE *f, const char *k, uint32_t v) { uint32_t t = 4; w_str(f, k); fwrite(&t, 4, 1, f); fwrite(&v, 4, 1, f); }
+static void w_f32kv(FILE *f, const char *k, float v) { uint32_t t = 6; w_str(f, k); fwrite(&t, 4, 1, f); fwrite(&v, 4, 1, f); }
+
+static const char *gguf_name(const char *hf, char *out)
+{
+    int l;
+    char what[64];
+    static const char *map[][2] = {{"input_layernorm.weight", "attn_norm.weight"}, {"self_attn.q_proj.weight", "attn_q.weight"},
+                                   {"self_attn.k_proj.weight", "attn_k.weight"}, {"self_attn.v_proj.weight", "attn_v.weight"},
+                                   {"self_attn.o_proj.weight", "attn_output.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
+                                   {"mlp.gate_proj.weight", "ffn_gate.weight"}, {"mlp.up_proj.weight", "ffn_up.weight"},
+                                   {"mlp.down_proj.weight", "ffn_down.weight"}};
+    if (sscanf(hf, "model.layers.%d.%63s", &l, what) == 2)
+        for (size_t i = 0; i < 9; i++)
+            if (!strcmp(what, map[i][0])) { sprintf(out, "blk.%d.%s", l, map[i][1]); return out; }
+    if (!strcmp(hf, "model.embed_tokens.weight")) return "token_embd.weight";
+    if (!strcmp(hf, "model.norm.weight")) return "output_norm.weight";
+    if (!strcmp(hf, "lm_head.weight")) return "output.weight";
+    return NULL;
+}
+
+/* q8: write 2-D weights as Q8_0 (blocks of 32: f16 scale + 32 int8) */
+static void write_gguf(const spq_ckpt *c, const char *path, int q8)
+{
+    FILE *f = fopen(path, "wb");
+    const spq_config *p = &c->cfg;
+    uint32_t ver = 3;
+    uint64_t nt = (uint64_t)c->n, nkv = 9;
+    fwrite("GGUF", 1, 4, f); fwrite(&ver, 4, 1, f); fwrite(&nt, 8, 1, f); fwrite(&nkv, 8, 1, f);
+    uint32_t ts = 8;
+    w_str(f, "general.architecture"); fwrite(&ts, 4, 1, f); w_str(f, "llama");
+    w_u32kv(f, "llama.block_count", (uint32_t)p->n_layers);
+    w_u32kv(f, "llama.embedding_length", (uint32_t)p->dim);
+    w_u32kv(f, "llama.feed_forward_length", (uint32_t)p->hidden_dim);
+    w_u32kv(f, "llama.attention.head_count", (uint32_t)p->n_heads);
+    w_u32kv(f, "llama.attention.head_count_kv", (uint32_t)p->n_kv_heads);
+    w_u32kv(f, "llama.context_length", (uint32_t)p->max_seq);
+    w_f32kv(f, "llama.rope.freq_base", p->rope_theta);
+    w_f32kv(f, "llama.attention.layer_norm_rms_epsilon", p->norm_eps);
+    /* tensors: FP32 data (F16 source kept F16), q/k permuted to interleaved order */
+    void **data = calloc((size_t)c->n, sizeof *data);
+    size_t *size = calloc((size_t)c->n, sizeof *size);
+    uint64_t off = 0;
+    char nm[96];
+    for (int i = 0; i < c->n; i++) {
+        const spq_tensor *t = &c->t[i];
+        size_t n = spq_tensor_numel(t);
+        float *v = malloc(4 * n);
+        spq_tensor_to_f32(t, v);
+        int heads = strstr(t->name, "q_proj") ? p->n_heads : strstr(t->name, "k_proj") ? p->n_kv_heads : 0;
+        if (heads) { /* inverse of spq_unpermute_rope: row j*hd/2+i -> 2i+j */
+            int hd = p->head_dim, K = (int)t->shape[1];
+            float *o = malloc(4 * n);
+            for (int h = 0; h < heads; h++)
+                for (int i2 = 0; i2 < hd / 2; i2++)
+                    for (int j = 0; j < 2; j++)
+                        memcpy(o + ((size_t)h * hd + 2 * i2 + j) * K, v + ((size_t)h * hd + j * hd / 2 + i2) * K, 4 * (size_t)K);
+            free(v);
+            v = o;
+        }
+        uint32_t type = 0;
+        if (q8 && t->ndim == 2) {
+            type = 8;
+            uint8_t *b = malloc(n / 32 * 34);
+            for (size_t k = 0; k < n / 32; k++) {
+                float amax = 0;
+                for (int q = 0; q < 32; q++) amax = fmaxf(amax, fabsf(v[k * 32 + q]));
+                float d = amax / 127.0f;
+                uint16_t h = spq_f32_to_f16(d);
+                memcpy(b + k * 34, &h, 2);
+                for (int q = 0; q < 32; q++) b[k * 34 + 2 + q] = (uint8_t)(int8_t)lrintf(d > 0 ? v[k * 32 + q] / d : 0);
+            }
+            data[i] = b; size[i] = n / 32 * 34;
+            free(v);
+        } else if (t->dtype == SPQ_F16) {
+            type = 1;
+            uint16_t *h = malloc(2 * n);
+            for (size_t k = 0; k < n; k++) h[k] = spq_f32_to_f16(v[k]);
+            data[i] = h; size[i] = 2 * n;
+            free(v);
+        } else {
+            data[i] = v; size[i] = 4 * n;
+        }
+        w_str(f, gguf_name(t->name, nm));
+        uint32_t nd = (uint32_t)t->ndim;
+        fwrite(&nd, 4, 1, f);
+        for (int d = t->ndim - 1; d >= 0; d--) { uint64_t x = (uint64_t)t->shape[d]; fwrite(&x, 8, 1, f); }
+        fwrite(&type, 4, 1, f);
+        fwrite(&off, 8, 1, f);
+        off = (off + size[i] + 31) / 32 * 32;
+    }
+    long pos = ftell(f);
+    for (; pos % 32; pos++) fputc(0, f);
+    for (int i = 0; i < c->n; i++) {
+        fwrite(data[i], 1, size[i], f);
+        for (size_t k = size[i]; k % 32; k++) fputc(0, f);
+        free(data[i]);
+    }
+    free(data); free(size);
+    fclose(f);
+}
+
+static void test_gguf_matches_hf(void **st)
+{
+    (void)st;
+    for (size_t k = 0; k < sizeof FIXTURES / sizeof FIXTURES[0]; k++) {
+        if (strstr(FIXTURES[k], "llama3")) continue; /* GGUF llama3 RoPE uses rope_freqs: not written here */
+        char dir[256];
+        snprintf(dir, sizeof dir, "tests/fixtures/hf/%s", FIXTURES[k]);
+        int ids[64], n, V;
+        float *ref = ref_logits(dir, ids, &n, &V);
+        spq_ckpt c, g;
+        spq_err e;
+        assert_int_equal(spq_open(dir, &c, &e), 0);
+        float *hf = run_logits(&c, ids, n, 0);
+        for (int q8 = 0; q8 < 2; q8++) {
+            char path[] = "/tmp/spq_gguf_XXXXXX";
+            close(mkstemp(path));
+            write_gguf(&c, path, q8);
+            if (spq_open(path, &g, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+            float *lg = run_logits(&g, ids, n, 0);
+            double r = rel_err(lg, hf, (size_t)n * V);
+            fprintf(stderr, "  %-26s GGUF %s vs HF path: %.2e\n", FIXTURES[k], q8 ? "Q8_0" : "F32/F16", r);
+            if (!q8) assert_memory_equal(lg, hf, sizeof(float) * (size_t)n * V); /* identical weights: identical logits */
+            else assert_true(r < 0.05);
+            free(lg);
+            spq_ckpt_free(&g);
+            unlink(path);
+        }
+        free(hf); free(ref);
+        spq_ckpt_free(&c);
+    }
+}
+
+/* ---- bad input ---- */
+static void expect_fail(const char *path, const char *what)
+{
+    spq_ckpt c;
+    spq_err e;
+    memset(&e, 0, sizeof e);
+    int rc = spq_open(path, &c, &e);
+    if (rc == 0) {
+        rc = spq_ckpt_validate(&c, &e); /* importers leave shape checks to model build */
+        spq_ckpt_free(&c);
+    }
+    if (rc == 0 || !strstr(e.msg, path) || (what && !strstr(e.msg, what))) {
+        fprintf(stderr, "expected failure with '%s' for %s, got rc=%d '%s'\n", what ? what : "", path, rc, e.msg);
+        fail();
+    }
+    fprintf(stderr, "  ok: %s\n", e.msg);
+}
+
+static size_t slurp(const char *p, uint8_t **out)
+{
+    FILE *f = fopen(p, "rb");
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *out = malloc(n);
+    assert_int_equal(fread(*out, 1, n, f), n);
+    fclose(f);
+    return n;
+}
+
+static void spit(const char *p, const void *b, size_t n)
+{
+    FILE *f = fopen(p, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+}
+
+static void test_bad_spq(void **st)
+{
+    (void)st;
+    spq_ckpt c;
+    spq_err e;
+    tiny_model(&c, 32, 48, 1, 2, 1, 20, 0);
+    const char *good = "/tmp/spq_bad_good.spq", *bad = "/tmp/spq_bad.spq";
+    assert_int_equal(spq_write(good, &c, &e), 0);
+    uint8_t *b;
+    size_t n = slurp(good, &b);
+    uint64_t tab_off, data_off;
+    memcpy(&tab_off, b + 56, 8);
+    memcpy(&data_off, b + 72, 8);
+    /* truncated at every header field boundary, inside the table and inside the data */
+    size_t cuts[] = {0, 4, 8, 12, 16, 24, 40, 56, 72, 80, 176, 184, 191, 192, tab_off + 1, tab_off + 37, data_off + 5, n - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        spit(bad, b, cuts[i]);
+        expect_fail(bad, NULL);
+    }
+    uint8_t *m = malloc(n);
+    /* wrong magic */
+    memcpy(m, b, n); m[0] = 'X'; spit(bad, m, n); expect_fail(bad, "wrong magic");
+    /* unsupported version */
+    memcpy(m, b, n); m[8] = 9; spit(bad, m, n); expect_fail(bad, "version");
+    /* section offset past EOF, with a valid header checksum */
+    memcpy(m, b, n);
+    uint64_t huge = (uint64_t)n + 1000;
+    memcpy(m + 24, &huge, 8);
+    uint64_t h = spq_hash64(m, 176);
+    memcpy(m + 176, &h, 8);
+    spit(bad, m, n); expect_fail(bad, "out of range");
+    /* huge tensor count */
+    memcpy(m, b, n);
+    uint32_t big = 0x7fffffff;
+    memcpy(m + 12, &big, 4);
+    h = spq_hash64(m, 176);
+    memcpy(m + 176, &h, 8);
+    spit(bad, m, n); expect_fail(bad, "tensor count");
+    /* first tensor's data offset out of range (table entry: name len, name, 4, shape, 8, offset) */
+    memcpy(m, b, n);
+    uint16_t nl;
+    memcpy(&nl, m + tab_off, 2);
+    uint8_t nd = m[tab_off + 2 + nl + 1];
+    size_t eoff = tab_off + 2 + nl + 4 + 8 * nd + 8;
+    memcpy(m + eoff, &huge, 8); spit(bad, m, n); expect_fail(bad, "offset out of range");
+    /* overlapping / negative-looking offset: points into the header */
+    uint64_t low = 64;
+    memcpy(m, b, n); memcpy(m + eoff, &low, 8); spit(bad, m, n); expect_fail(bad, "offset out of range");
+    /* NaN scale */
+    float nan = NAN;
+    memcpy(m, b, n); memcpy(m + eoff - 8, &nan, 4); spit(bad, m, n); expect_fail(bad, "scale");
+    /* wrong dtype for a tensor: byte size no longer matches */
+    memcpy(m, b, n); m[tab_off + 2 + nl] = SPQ_F16; spit(bad, m, n); expect_fail(bad, "byte size");
+    /* flipped data byte */
+    memcpy(m, b, n); m[data_off + 3] ^= 0x40; spit(bad, m, n); expect_fail(bad, "checksum");
+    free(m); free(b);
+    unlink(bad); unlink(good);
+    /* duplicated tensor names and shape mismatches are refused before writing */
+    strcpy(c.t[2].name, c.t[1].name);
+    assert_int_equal(spq_write(bad, &c, &e), -1);
+    assert_non_null(strstr(e.msg, "twice"));
+    assert_int_equal(access(bad, F_OK), -1); /* no partial file */
+    spq_ckpt_free(&c);
+    expect_fail("/tmp/does-not-exist.spq", "no such file");
+}
+
+static void test_bad_hf(void **st)
+{
+    (void)st;
+    assert_int_equal(system("rm -rf /tmp/spq_hf && mkdir -p /tmp/spq_hf && cp -r tests/fixtures/hf/* /tmp/spq_hf/"), 0);
+    /* unknown architecture */
+    assert_int_equal(system("sed -i 's/LlamaForCausalLM/GPT2LMHeadModel/' /tmp/spq_hf/llama2-mha-f32/config.json"), 0);
+    expect_fail("/tmp/spq_hf/llama2-mha-f32", "unsupported architecture GPT2LMHeadModel");
+    /* shape mismatch with config */
+    assert_int_equal(system("sed -i 's/\"intermediate_size\": 128/\"intermediate_size\": 96/' /tmp/spq_hf/smollm-tied-f16/config.json"), 0);
+    expect_fail("/tmp/spq_hf/smollm-tied-f16", "config says");
+    /* missing shard */
+    assert_int_equal(system("rm /tmp/spq_hf/mistral-gqa-f16-sharded/model-00007-of-00012.safetensors"), 0);
+    expect_fail("/tmp/spq_hf/mistral-gqa-f16-sharded", "missing shard");
+    /* header length past EOF; tensor offsets past the data */
+    uint8_t *b;
+    const char *st_path = "/tmp/spq_hf/llama3-gqa-f32/model.safetensors";
+    size_t n = slurp(st_path, &b);
+    uint64_t hl;
+    memcpy(&hl, b, 8);
+    uint64_t huge = n * 2;
+    memcpy(b, &huge, 8);
+    spit(st_path, b, n);
+    expect_fail(st_path, "pass the model directory");
+    expect_fail("/tmp/spq_hf/llama3-gqa-f32", "past the end");
+    memcpy(b, &hl, 8);
+    spit(st_path, b, n - 1000); /* data cut: the last tensors' offsets are now out of range */
+    expect_fail("/tmp/spq_hf/llama3-gqa-f32", "outside");
+    free(b);
+    /* invalid JSON config */
+    spit("/tmp/spq_hf/llama3-gqa-bf16/config.json", "{\"architectures\": [", 19);
+    expect_fail("/tmp/spq_hf/llama3-gqa-bf16", "invalid JSON");
+    assert_int_equal(system("rm -rf /tmp/spq_hf"), 0);
+}
+
+static void test_bad_llama2c_gguf(void **st)
+{
+    (void)st;
+    uint8_t *b;
+    size_t n = slurp(shared_path("models/stories260K/stories260K.bin"), &b);
+    spit("/tmp/spq_trunc.bin", b, n / 2);
+    expect_fail("/tmp/spq_trunc.bin", "truncated");
+    int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};
+    hdr[0] = -5;
+    spit("/tmp/spq_trunc.bin", hdr, sizeof hdr);
+    expect_fail("/tmp/spq_trunc.bin", "unrecognised model format");
+    free(b);
+    unlink("/tmp/spq_trunc.bin");
+    n = slurp(shared_path("tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf"), &b);
+    spit("/tmp/spq_bad.gguf", b, n / 3);
+    expect_fail("/tmp/spq_bad.gguf", "GGUF");
+    b[4] = 7; /* version */
+    spit("/tmp/spq_bad.gguf", b, n);
+    expect_fail("/tmp/spq_bad.gguf", "version");
+    b[4] = 3;
+    uint64_t huge = 1ull << 60; /* tensor count */
+    memcpy(b + 8, &huge, 8);
+    spit("/tmp/spq_bad.gguf", b, n);
+    expect_fail("/tmp/spq_bad.gguf", "count");
+    free(b);
+    unlink("/tmp/spq_bad.gguf");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hf_matches_transformers),
+        cmocka_unit_test(test_gguf_matches_hf),
+        cmocka_unit_test(test_bad_spq),
+        cmocka_unit_test(test_bad_hf),
+        cmocka_unit_test(test_bad_llama2c_gguf),
+    };
+    return cmocka_run_group_tests_name("formats", tests, NULL, NULL);
+}
