@@ -68,9 +68,17 @@ int spq_plan(const spq_profile *prof, const spq_quant_opts *o, int L, unsigned c
         for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             int l;
             char what[32];
-            if (sscanf(t, "%d.%31s", &l, what) != 2 || l < 0 || l >= L) { free(dup); return spq_fail(e, NULL, "--keep: bad entry '%s' (LAYER.down or LAYER.o)", t); }
+            if (sscanf(t, "%d.%31s", &l, what) != 2 || l < 0 || l >= L) {
+                spq_fail(e, NULL, "--keep: bad entry '%s' (LAYER.down or LAYER.o)", t);
+                free(dup);
+                return -1;
+            }
             int j = !strncmp(what, "down", 4) ? SPQ_DOWN : !strncmp(what, "o", 1) ? SPQ_O : -1;
-            if (j < 0) { free(dup); return spq_fail(e, NULL, "--keep: '%s': only down and o projections fall back", t); }
+            if (j < 0) {
+                spq_fail(e, NULL, "--keep: '%s': only down and o projections fall back", t);
+                free(dup);
+                return -1;
+            }
             if (!fb[l * SPQ_NPROJ + j]) count++;
             fb[l * SPQ_NPROJ + j] = 1;
         }

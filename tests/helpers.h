@@ -100,10 +100,12 @@ static inline void tiny_model(spq_ckpt *c, int dim, int hidden, int layers, int 
 /* max |a - b| / max |b| over n values */
 static inline double rel_err(const float *a, const float *b, size_t n)
 {
+    /* plain comparisons: gcc 12's aarch64 vectoriser ICEs on an fmax reduction here */
     double d = 0, m = 0;
     for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs((double)b[i]));
+        double x = fabs((double)a[i] - b[i]), y = fabs((double)b[i]);
+        if (x > d) d = x;
+        if (y > m) m = y;
     }
     return m > 0 ? d / m : d;
 }

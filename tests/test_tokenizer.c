@@ -135,6 +135,7 @@ static void test_tokenizer_blob(void **st)
     long nx = spq_tok_encode(&a, s, strlen(s), 1, 0, x, 256), ny = spq_tok_encode(&b, s, strlen(s), 1, 0, y, 256);
     assert_int_equal(nx, ny);
     assert_memory_equal(x, y, sizeof(int) * (size_t)nx);
+    spq_tok_free(&b);
     assert_int_equal(spq_tok_deserialize(blob, n / 2, &b), -1); /* truncated blob */
     /* special tokens are recognised only when asked */
     long k = spq_tok_encode(&a, "</s>", 4, 0, 1, x, 256);
