@@ -71,7 +71,7 @@ test: deps deps-cross
 	@$(MAKE) --no-print-directory ARCH=aarch64 test-unit
 
 test-unit: $(TESTS) $(B)/spikeq
-	@sh tests/run.sh "$(RUN)" $(TESTS)
+	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_cli.sh:$(B)/spikeq)
 
 # unit tests again under AddressSanitizer + UBSan, in their own build folder
 test-sanitize:

@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +183,24 @@ static int pad_to(FILE *f, uint64_t *pos, uint64_t align)
 
 static size_t entry_size(const spq_tensor *t) { return 2 + strlen(t->name) + 4 + 8 * (size_t)t->ndim + 32; }
 
+static int write_file(const char *path, const spq_ckpt *c, spq_err *e);
+
+/* Ctrl-C and SIGTERM are held until the file is complete and renamed (or removed), so
+ * an interrupted quantize leaves the whole checkpoint or nothing. */
 int spq_write(const char *path, const spq_ckpt *c, spq_err *e)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = write_file(path, c, e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
 {
     if (spq_ckpt_validate(c, e)) return -1;
     char tmp[1100];

@@ -1,4 +1,5 @@
 /* spikeq.c — the command-line entry point: one binary, llama.cpp-style subcommands. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,11 +28,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* past a file-size limit, let write() fail with EFBIG so spq_write removes its temp file */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); return 0; }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "spikeq: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "spikeq: unknown command '%s' (spikeq -h lists the commands)\n", argv[1]);
     return 2;
 }
