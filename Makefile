@@ -26,7 +26,7 @@ KERN_SRC := kernels/dispatch.c kernels/pack.c kernels/numfmt.c kernels/scalar.c 
 ifneq ($(ARCH),aarch64)
   KERN_SRC += kernels/neon.c
 endif
-RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c)
+RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c) bench/probes.c
 LIB_SRC := $(KERN_SRC) $(RT_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))

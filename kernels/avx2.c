@@ -204,8 +204,25 @@ static void vexp(float *x, int n)
     for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
+/* 12 independent vpmaddwd + vpaddd chains (16-bit pairs: 16 int8 MACs each) */
+static double dot_spin(long iters, int32_t *sink)
+{
+    __m256i a[12], x = _mm256_set1_epi16(3), w = _mm256_set1_epi16(5);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_epi32(i);
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 12; i++) a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(x, w));
+        __asm__ volatile("" : "+x"(x));
+    }
+    __m256i s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_epi32(s, a[i]);
+    int32_t r[8];
+    _mm256_storeu_si256((__m256i *)r, s);
+    *sink += r[0];
+    return (double)iters * 12 * 16;
+}
+
 static const spq_kernels table = {
-    "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+    "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin,
 };
 
 const spq_kernels *spq_kernels_avx2(void) { return &table; }

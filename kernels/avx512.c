@@ -259,8 +259,23 @@ static void vexp(float *x, int n)
     for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
+/* 16 independent vpdpbusd chains: enough to cover latency x throughput */
+static double dot_spin(long iters, int32_t *sink)
+{
+    __m512i a[16], x = _mm512_set1_epi32(0x01020304), w = _mm512_set1_epi32(0x05060708);
+    for (int i = 0; i < 16; i++) a[i] = _mm512_set1_epi32(i);
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 16; i++) a[i] = _mm512_dpbusd_epi32(a[i], x, w);
+        __asm__ volatile("" : "+v"(x)); /* keep the loop from being folded */
+    }
+    __m512i s = a[0];
+    for (int i = 1; i < 16; i++) s = _mm512_add_epi32(s, a[i]);
+    *sink += _mm512_reduce_add_epi32(s);
+    return (double)iters * 16 * 64;
+}
+
 static const spq_kernels table = {
-    "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+    "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin,
 };
 
 const spq_kernels *spq_kernels_avx512(void) { return &table; }

@@ -55,6 +55,9 @@ typedef struct {
     void (*quant_i8)(const float *x, int n, int npad, float inv, int8_t *q);
     /* x[i] = exp(x[i]) */
     void (*vexp)(float *x, int n);
+    /* Peak probe: iters rounds of independent int8 dot-product instructions (the GEMM's
+     * own: vpdpbusd, vpmaddwd, sdot); returns the int8 multiply-adds done. */
+    double (*dot_spin)(long iters, int32_t *sink);
 } spq_kernels;
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */

@@ -174,11 +174,41 @@ static void vexp(float *x, int n)
     for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
+static double dot_spin(long iters, int32_t *sink)
+{
+    int32x4_t a[8];
+    int8x16_t x = vdupq_n_s8(3), w = vdupq_n_s8(5);
+    for (int i = 0; i < 8; i++) a[i] = vdupq_n_s32(i);
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 8; i++) a[i] = vdotq_s32(a[i], x, w);
+        __asm__ volatile("" : "+w"(x));
+    }
+    int32x4_t s = a[0];
+    for (int i = 1; i < 8; i++) s = vaddq_s32(s, a[i]);
+    *sink += vaddvq_s32(s);
+    return (double)iters * 8 * 16;
+}
+
+static double dot_spin_plain(long iters, int32_t *sink)
+{
+    int32x4_t a[8];
+    int8x8_t x = vdup_n_s8(3), w = vdup_n_s8(5);
+    for (int i = 0; i < 8; i++) a[i] = vdupq_n_s32(i);
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 8; i++) a[i] = vpadalq_s16(a[i], vmull_s8(x, w));
+        __asm__ volatile("" : "+w"(x));
+    }
+    int32x4_t s = a[0];
+    for (int i = 1; i < 8; i++) s = vaddq_s32(s, a[i]);
+    *sink += vaddvq_s32(s);
+    return (double)iters * 8 * 8;
+}
+
 static const spq_kernels table_dot = {
-    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin,
 };
 static const spq_kernels table_plain = {
-    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_plain,
 };
 
 const spq_kernels *spq_kernels_neon(void) { return &table_dot; }

@@ -89,8 +89,19 @@ static void vexp(float *x, int n)
     for (int i = 0; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
+static double dot_spin(long iters, int32_t *sink)
+{
+    int32_t a[8] = {0};
+    volatile int8_t xv = 3, wv = 5;
+    int8_t x = xv, w = wv;
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 8; i++) a[i] += x * w + i;
+    for (int i = 0; i < 8; i++) *sink += a[i];
+    return (double)iters * 8;
+}
+
 static const spq_kernels table = {
-    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp,
+    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin,
 };
 
 const spq_kernels *spq_kernels_scalar(void) { return &table; }

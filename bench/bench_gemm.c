@@ -1,0 +1,103 @@
+/* bench_gemm.c — INT8 W8A8 GEMV/GEMM speed per ISA on TinyLlama-1.1B and LLaMA-2-7B layer
+ * shapes, beside this machine's limits measured in the same run.
+ * usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME]
+ * GEMV (M = 1) rotates over enough copies of the weights (>= 512 MiB) that every call
+ * streams from DRAM: its figure of merit is GB/s of weights vs the read-bandwidth probe.
+ * GEMM (M = 512) is compute-bound: int8 MAC/s vs the dot-product peak probe. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "bench/probes.h"
+#include "kernels/kernels.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static const struct { const char *name; int N, K; } SHAPES[] = {
+    {"tinyllama q/o 2048x2048", 2048, 2048},  {"tinyllama k/v 256x2048", 256, 2048},
+    {"tinyllama gate/up 5632x2048", 5632, 2048}, {"tinyllama down 2048x5632", 2048, 5632},
+    {"llama2-7b q/k/v/o 4096x4096", 4096, 4096}, {"llama2-7b gate/up 11008x4096", 11008, 4096},
+    {"llama2-7b down 4096x11008", 4096, 11008},
+};
+
+int main(int argc, char **argv)
+{
+    int threads = 0, reps = 7;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) only = argv[++i];
+        else { fprintf(stderr, "usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME]\n"); return 2; }
+    }
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+    threads = omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+    if (reps < 1) reps = 1;
+    double bw = spq_probe_read_bw((size_t)1 << 30);
+    printf("# threads %d; read bandwidth probe (1 GiB, streaming loads): %.1f GB/s\n", threads, bw / 1e9);
+    const char *names[8];
+    int ni = spq_kern_available(names, 8);
+    printf("| isa | shape | M | ms (median of %d) | GOP/s | GB/s weights | fraction of limit |\n|---|---|---:|---:|---:|---:|---:|\n", reps);
+    for (int s = 0; s < ni; s++) {
+        const spq_kernels *k = spq_kern_get(names[s]);
+        if (only ? strcmp(only, names[s]) : !strcmp(names[s], "scalar")) continue; /* scalar: tests only */
+        double peak = spq_probe_int8_macs(k);
+        printf("| %s | int8 dot peak probe | | | %.0f | | (%.0f G MAC/s) |\n", k->name, 2 * peak / 1e9, peak / 1e9);
+        for (size_t h = 0; h < sizeof SHAPES / sizeof SHAPES[0]; h++) {
+            int N = SHAPES[h].N, K = SHAPES[h].K, kp = spq_kpad(K);
+            size_t wb = spq_pack_q8_size(N, K);
+            int copies = (int)((512ull << 20) / wb) + 1;
+            int8_t **w = malloc(sizeof *w * (size_t)copies);
+            int32_t *ws = malloc(sizeof(int32_t) * (size_t)(N + 64));
+            int8_t *raw = malloc((size_t)N * K);
+            for (size_t i = 0; i < (size_t)N * K; i++) raw[i] = (int8_t)((i * 2654435761u >> 13) % 255 - 127);
+            for (int c = 0; c < copies; c++) {
+                w[c] = aligned_alloc(64, (wb + 63) & ~(size_t)63);
+                spq_pack_q8(raw, N, K, w[c], ws);
+            }
+            free(raw);
+            for (int M = 1; M <= 512; M += 511) {
+                int8_t *x = aligned_alloc(64, (size_t)M * kp + 64);
+                float *y = aligned_alloc(64, sizeof(float) * (size_t)M * N + 64);
+                for (size_t i = 0; i < (size_t)M * kp; i++) x[i] = (int8_t)(i % 251 - 125);
+                int inner = M == 1 ? copies : 1, nrep = M == 1 ? reps : (reps < 3 ? reps : 3);
+                double *t = malloc(sizeof(double) * (size_t)nrep);
+                spq_gemm_q8(k, M, N, K, x, w[0], ws, 1.0f, y, N); /* warm-up */
+                for (int r = 0; r < nrep; r++) {
+                    double t0 = now();
+                    for (int c = 0; c < inner; c++) spq_gemm_q8(k, M, N, K, x, w[c], ws, 1.0f, y, N);
+                    t[r] = (now() - t0) / inner;
+                }
+                qsort(t, (size_t)nrep, sizeof(double), cmp_d);
+                double sec = t[nrep / 2], macs = (double)M * N * K;
+                double frac = M == 1 ? ((double)N * K / sec) / bw : (macs / sec) / peak;
+                printf("| %s | %s | %d | %.3f | %.1f | %.1f | %.0f%% %s |\n", k->name, SHAPES[h].name, M, sec * 1e3,
+                       2 * macs / sec / 1e9, (double)N * K / sec / 1e9, 100 * frac, M == 1 ? "of read BW" : "of int8 peak");
+                fflush(stdout);
+                free(t); free(x); free(y);
+            }
+            for (int c = 0; c < copies; c++) free(w[c]);
+            free(w); free(ws);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,235 @@
+/* cmd_bench.c — spikeq bench: llama-bench-style prompt-processing (ppN) and generation
+ * (tgN) tokens/s, mean +- stddev over repetitions after a warm-up, with the fraction of
+ * this machine's limit beside each figure (probes from bench/, measured in the same run):
+ *   tg: weight bytes per token x tok/s / read bandwidth;
+ *   pp: int8 multiply-adds per token x tok/s / int8 dot-product peak. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "bench/probes.h"
+#include "kernels/kernels.h"
+#include "tools/cli.h"
+
+typedef struct { const char *name; int dim, hidden, layers, heads, kv, vocab, ctx; float theta; } shape;
+static const shape SHAPES[] = {
+    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f},
+    {"llama2-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f},
+    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0f},
+    {"mistral-7b", 4096, 14336, 32, 32, 8, 32000, 32768, 1000000.0f},
+};
+
+static uint64_t rng = 0x853c49e6748fea9bull;
+static uint8_t rbyte(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint8_t)(rng >> 24);
+}
+
+/* a random tensor of dtype: INT8 codes in [-127,127], FP16 ~ N(0, 0.02)-ish, norms = 1 */
+static void add_random(spq_ckpt *c, const char *name, int64_t r, int64_t k, int dtype)
+{
+    spq_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.dtype = dtype; t.ndim = k ? 2 : 1; t.shape[0] = r; t.shape[1] = k;
+    size_t n = (size_t)r * (size_t)(k ? k : 1);
+    t.nbytes = n * spq_dtype_size(dtype);
+    t.owned = malloc(t.nbytes);
+    if (!t.owned) die("out of memory building the synthetic model (use --layers)");
+    t.scale = 1.0f;
+    if (dtype == SPQ_I8) {
+        int8_t *q = t.owned;
+        for (size_t i = 0; i < n; i++) { int v = (int)rbyte() - 128; q[i] = (int8_t)(v < -127 ? -127 : v); }
+        t.scale = 0.02f / 64.0f;
+    } else if (dtype == SPQ_E4M3) {
+        uint8_t *q = t.owned;
+        for (size_t i = 0; i < n; i++) q[i] = (uint8_t)(rbyte() & 0xbf); /* finite codes, |v| < 2 */
+        t.scale = 0.01f;
+    } else if (dtype == SPQ_F16) {
+        uint16_t *h = t.owned;
+        for (size_t i = 0; i < n; i++) h[i] = spq_f32_to_f16(((float)rbyte() - 127.5f) * (k ? 0.02f / 64 : 1.0f / 127.5f) + (k ? 0 : 1.0f));
+    } else {
+        float *f = t.owned;
+        for (size_t i = 0; i < n; i++) f[i] = ((float)rbyte() - 127.5f) * (k ? 0.02f / 64 : 0) + (k ? 0 : 1.0f);
+    }
+    t.data = t.owned;
+    spq_ckpt_add(c, &t);
+}
+
+/* scheme: f32, f16, w8a8; spike_layers down_proj layers in FP16 (or FP8 with spike_fp8) */
+static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *scheme, int spike_layers, int spike_fp8)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "synthetic:%s", s->name);
+    spq_config *p = &c->cfg;
+    p->dim = s->dim; p->hidden_dim = s->hidden; p->n_layers = layers; p->n_heads = s->heads; p->n_kv_heads = s->kv;
+    p->head_dim = s->dim / s->heads; p->vocab_size = s->vocab; p->max_seq = s->ctx; p->bos_id = 1; p->eos_id = 2;
+    p->norm_eps = 1e-5f; p->rope_theta = s->theta;
+    int lin = !strcmp(scheme, "w8a8") ? SPQ_I8 : !strcmp(scheme, "f16") ? SPQ_F16 : SPQ_F32;
+    int kv = s->kv * p->head_dim;
+    char nm[96];
+    add_random(c, "model.embed_tokens.weight", s->vocab, s->dim, lin == SPQ_F32 ? SPQ_F32 : SPQ_F16);
+    for (int l = 0; l < layers; l++) {
+        static const char *pn[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        int64_t rows[7] = {s->dim, kv, kv, s->dim, s->hidden, s->hidden, s->dim};
+        int64_t cols[7] = {s->dim, s->dim, s->dim, s->dim, s->dim, s->dim, s->hidden};
+        for (int j = 0; j < 7; j++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, pn[j]);
+            int dt = lin;
+            if (j == 6 && l < spike_layers && lin == SPQ_I8) dt = spike_fp8 ? SPQ_E4M3 : SPQ_F16;
+            add_random(c, nm, rows[j], cols[j], dt);
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        add_random(c, nm, s->dim, 0, SPQ_F32);
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        add_random(c, nm, s->dim, 0, SPQ_F32);
+    }
+    add_random(c, "model.norm.weight", s->dim, 0, SPQ_F32);
+    add_random(c, "lm_head.weight", s->vocab, s->dim, lin);
+}
+
+static int *parse_list(const char *s, int *n)
+{
+    int *v = malloc(sizeof(int) * 64);
+    *n = 0;
+    char *dup = strdup(s), *save = NULL;
+    for (char *t = strtok_r(dup, ",", &save); t && *n < 64; t = strtok_r(NULL, ",", &save)) v[(*n)++] = (int)arg_int("-t", t, 1, 1024);
+    free(dup);
+    return v;
+}
+
+static void stats(const double *x, int n, double *mean, double *sd)
+{
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
+    int pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h")) {
+            puts("usage: spikeq bench (-m MODEL | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
+                 "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32] [--spike-layers K [--spike-fp8]]\n"
+                 "       [--layers L] [--no-roofline] [-o md|json|csv]\n"
+                 "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
+                 "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8).");
+            return 0;
+        }
+        if (!strcmp(a, "-m") && v) path = argv[++i];
+        else if (!strcmp(a, "--synthetic") && v) syn = argv[++i];
+        else if (!strcmp(a, "--scheme") && v) scheme = argv[++i];
+        else if (!strcmp(a, "-p") && v) pp = (int)arg_int(a, argv[++i], 0, 1 << 20);
+        else if (!strcmp(a, "-n") && v) tg = (int)arg_int(a, argv[++i], 0, 1 << 20);
+        else if (!strcmp(a, "-r") && v) reps = (int)arg_int(a, argv[++i], 1, 1000);
+        else if (!strcmp(a, "-t") && v) tlist = argv[++i];
+        else if (!strcmp(a, "--layers") && v) layers = (int)arg_int(a, argv[++i], 1, 1024);
+        else if (!strcmp(a, "--spike-layers") && v) spike_layers = (int)arg_int(a, argv[++i], 0, 1024);
+        else if (!strcmp(a, "--spike-fp8")) spike_fp8 = 1;
+        else if (!strcmp(a, "--no-roofline")) roofline = 0;
+        else if (!strcmp(a, "-o") && v) fmt = argv[++i];
+        else die("bench: unknown option %s", a);
+    }
+    if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) die("-o: md, json or csv");
+    if (strcmp(scheme, "w8a8") && strcmp(scheme, "f16") && strcmp(scheme, "f32")) die("--scheme: w8a8, f16 or f32");
+    if (!path == !syn) die("bench: give -m MODEL or --synthetic SHAPE");
+    spq_ckpt c;
+    char model_name[128], plan[64];
+    if (syn) {
+        const shape *s = NULL;
+        for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) if (!strcmp(SHAPES[i].name, syn)) s = &SHAPES[i];
+        if (!s) die("--synthetic: unknown shape '%s' (tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b)", syn);
+        int L = layers && layers < s->layers ? layers : s->layers;
+        synthetic(&c, s, L, scheme, spike_layers, spike_fp8);
+        snprintf(model_name, sizeof model_name, "%s%s (random%s)", s->name, L < s->layers ? "" : "", L < s->layers ? ", fewer layers" : "");
+        if (L < s->layers) snprintf(model_name, sizeof model_name, "%s (random, %d of %d layers)", s->name, L, s->layers);
+        snprintf(plan, sizeof plan, "%s%s", scheme, spike_layers ? (spike_fp8 ? " + FP8 down x" : " + FP16 down x") : "");
+        if (spike_layers) snprintf(plan + strlen(plan), sizeof plan - strlen(plan), "%d", spike_layers);
+    } else {
+        open_ckpt(path, &c);
+        snprintf(model_name, sizeof model_name, "%s", path);
+        snprintf(plan, sizeof plan, "%s", c.plan_json ? "w8a8 (+plan)" : "as stored");
+    }
+    spq_err e;
+    int ctx = pp + tg + 1 < c.cfg.max_seq ? pp + tg + 1 : c.cfg.max_seq;
+    spq_model m;
+    if (spq_model_init(&m, &c, ctx, &e)) die_err(&e);
+    size_t params = 0, bytes = 0;
+    for (int i = 0; i < c.n; i++) { params += spq_tensor_numel(&c.t[i]); bytes += c.t[i].nbytes; }
+    /* int8 MACs per token through the linears (what the int8 peak bounds) */
+    double macs = 0;
+    for (int l = 0; l < c.cfg.n_layers; l++)
+        for (int j = 0; j < SPQ_NPROJ; j++) macs += (double)m.layers[l].p[j].N * m.layers[l].p[j].K;
+    macs += (double)m.head.N * m.head.K;
+    int nt;
+    int *ts = parse_list(tlist, &nt);
+    spq_state s;
+    if (spq_state_init(&s, &m, pp > 0 ? pp : 1)) die("out of memory");
+    int *ids = malloc(sizeof(int) * (size_t)(pp + 1));
+    for (int i = 0; i < pp + 1; i++) ids[i] = (i * 7919 + 13) % c.cfg.vocab_size;
+    if (!strcmp(fmt, "md"))
+        printf("| model | size | params | plan | isa | threads | test | t/s | %s |\n|---|---:|---:|---|---|---:|---|---:|---:|\n",
+               roofline ? "of roofline" : "");
+    else if (!strcmp(fmt, "csv"))
+        printf("model,size_bytes,params,plan,isa,threads,test,tps_mean,tps_sd,roofline_fraction,limit\n");
+    else
+        printf("[\n");
+    int first = 1;
+    for (int ti = 0; ti < nt; ti++) {
+        set_threads(ts[ti]);
+        double bw = roofline ? spq_probe_read_bw((size_t)1 << 30) : 0, peak = roofline ? spq_probe_int8_macs(spq_kern()) : 0;
+        for (int test = 0; test < 2; test++) {
+            int n = test ? tg : pp;
+            if (n <= 0) continue;
+            double *tps = malloc(sizeof(double) * (size_t)reps);
+            for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+                double t0 = now_s();
+                if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
+                else
+                    for (int k = 0; k < tg; k++) spq_forward(&m, &s, ids + (k % pp), 1, k, 0);
+                if (r >= 0) tps[r] = n / (now_s() - t0);
+            }
+            double mean, sd;
+            stats(tps, reps, &mean, &sd);
+            double frac = !roofline ? 0 : test ? (double)m.linear_bytes * mean / bw : macs * mean / peak;
+            char tname[32];
+            snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
+            if (!strcmp(fmt, "md")) {
+                printf("| %s | %.2f GiB | %.2f B | %s | %s | %d | %s | %.2f ± %.2f |", model_name, bytes / 1073741824.0,
+                       params / 1e9, plan, spq_kern()->name, ts[ti], tname, mean, sd);
+                if (roofline) printf(" %.0f%% of %s |\n", 100 * frac, test ? "read BW" : "int8 peak");
+                else printf(" |\n");
+            } else if (!strcmp(fmt, "csv")) {
+                printf("\"%s\",%zu,%zu,\"%s\",%s,%d,%s,%.3f,%.3f,%.4f,%s\n", model_name, bytes, params, plan, spq_kern()->name, ts[ti], tname,
+                       mean, sd, frac, test ? "read_bw" : "int8_peak");
+            } else {
+                printf("%s  {\"model\": \"%s\", \"size_bytes\": %zu, \"params\": %zu, \"plan\": \"%s\", \"isa\": \"%s\", \"threads\": %d, "
+                       "\"test\": \"%s\", \"tps_mean\": %.3f, \"tps_sd\": %.3f, \"roofline_fraction\": %.4f, \"read_bw\": %.0f, \"int8_macs\": %.0f}",
+                       first ? "" : ",\n", model_name, bytes, params, plan, spq_kern()->name, ts[ti], tname, mean, sd, frac, bw, peak);
+                first = 0;
+            }
+            fflush(stdout);
+            free(tps);
+        }
+        if (roofline && !strcmp(fmt, "md"))
+            fprintf(stderr, "spikeq: %d thread(s): read bandwidth %.1f GB/s, int8 peak %.0f G MAC/s; %.3f GB of weights and %.2f G MAC per token\n",
+                    ts[ti], bw / 1e9, peak / 1e9, m.linear_bytes / 1e9, macs / 1e9);
+    }
+    if (!strcmp(fmt, "json")) printf("\n]\n");
+    free(ids); free(ts);
+    spq_state_free(&s);
+    spq_model_free(&m);
+    spq_ckpt_free(&c);
+    return 0;
+}
