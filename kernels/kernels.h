@@ -58,6 +58,9 @@ typedef struct {
     /* Peak probe: iters rounds of independent int8 dot-product instructions (the GEMM's
      * own: vpdpbusd, vpmaddwd, sdot); returns the int8 multiply-adds done. */
     double (*dot_spin)(long iters, int32_t *sink);
+    /* Attention inner loops: sum_j a[j] * b[j], and y[j] += a * x[j], for j < n. */
+    float (*dot_f32)(const float *a, const float *b, int n);
+    void (*axpy_f32)(float a, const float *x, float *y, int n);
 } spq_kernels;
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */

@@ -204,11 +204,28 @@ static double dot_spin_plain(long iters, int32_t *sink)
     return (double)iters * 8 * 8;
 }
 
+static float dot_f32(const float *a, const float *b, int n)
+{
+    float32x4_t s = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) s = vfmaq_f32(s, vld1q_f32(a + i), vld1q_f32(b + i));
+    float r = vaddvq_f32(s);
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+static void axpy_f32(float a, const float *x, float *y, int n)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
 static const spq_kernels table_dot = {
-    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin,
+    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
 };
 static const spq_kernels table_plain = {
-    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_plain,
+    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_plain, dot_f32, axpy_f32,
 };
 
 const spq_kernels *spq_kernels_neon(void) { return &table_dot; }

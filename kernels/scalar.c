@@ -100,8 +100,20 @@ static double dot_spin(long iters, int32_t *sink)
     return (double)iters * 8;
 }
 
+static float dot_f32(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_f32(float a, const float *x, float *y, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 static const spq_kernels table = {
-    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin,
+    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
 };
 
 const spq_kernels *spq_kernels_scalar(void) { return &table; }

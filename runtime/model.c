@@ -224,10 +224,7 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
             const float *kb = kc + (h / grp) * hd, *vb = vc + (h / grp) * hd;
             float mx = -INFINITY;
             for (int t = 0; t < T; t++) {
-                const float *k = kb + (size_t)t * kvd;
-                float d = 0.0f;
-                for (int j = 0; j < hd; j++) d += q[j] * k[j];
-                att[t] = d * att_scale;
+                att[t] = kern->dot_f32(q, kb + (size_t)t * kvd, hd) * att_scale;
                 mx = att[t] > mx ? att[t] : mx;
             }
             for (int t = 0; t < T; t++) att[t] -= mx;
@@ -236,11 +233,8 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
             for (int t = 0; t < T; t++) sum += att[t];
             float *o = s->xb + (size_t)i * qd + h * hd;
             memset(o, 0, 4 * (size_t)hd);
-            for (int t = 0; t < T; t++) {
-                const float *v = vb + (size_t)t * kvd;
-                float a = att[t] / sum;
-                for (int j = 0; j < hd; j++) o[j] += a * v[j];
-            }
+            float inv = 1.0f / sum;
+            for (int t = 0; t < T; t++) kern->axpy_f32(att[t] * inv, vb + (size_t)t * kvd, o, hd);
         }
         record(s, l, SPQ_SITE_O, s->xb, M, qd);
         spq_linear_apply(&L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);

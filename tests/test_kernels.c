@@ -150,6 +150,16 @@ static void test_act_quant(void **st)
         ref->quant_i8(x, 203, 208, 127.0f / 2.0f, q0); /* saturating static scale */
         kt->quant_i8(x, 203, 208, 127.0f / 2.0f, q1);
         assert_memory_equal(q0, q1, 208);
+        /* attention dot/axpy against the reference, n not a multiple of the width */
+        float a[75], b[75], y0[75], y1[75];
+        for (int j = 0; j < 75; j++) { a[j] = frand(); b[j] = frand(); y0[j] = y1[j] = frand(); }
+        for (int len = 1; len <= 75; len += 7) {
+            float d0 = ref->dot_f32(a, b, len), d1 = kt->dot_f32(a, b, len);
+            assert_true(fabsf(d0 - d1) <= 1e-5f * (float)len);
+        }
+        ref->axpy_f32(0.37f, a, y0, 75);
+        kt->axpy_f32(0.37f, a, y1, 75);
+        for (int j = 0; j < 75; j++) assert_true(fabsf(y0[j] - y1[j]) <= 1e-6f);
         float e[37];
         for (int j = 0; j < 37; j++) e[j] = (float)j / 4.0f - 4.0f;
         kt->vexp(e, 37);
