@@ -1,10 +1,50 @@
 /* cmd_model.c — spikeq info, convert, logits: looking at and rewriting checkpoints. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 #include "tools/cli.h"
+
+/* The precision plan: scheme, rule, the fallback projections and the statistics behind
+ * them (every site with -v). */
+static void print_plan(const char *json, int verbose)
+{
+    cJSON *j = cJSON_Parse(json);
+    if (!j) { printf("plan       (unreadable)\n"); return; }
+    const char *keys[] = {"scheme", "act", "spike", "spike_act", "embed"};
+    printf("plan      ");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItem(j, keys[i]);
+        if (cJSON_IsString(v)) printf(" %s=%s", keys[i], v->valuestring);
+    }
+    printf("\n           rule: %s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "rule")) ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "rule")) : "?");
+    const cJSON *th = cJSON_GetObjectItem(j, "threshold"), *med = cJSON_GetObjectItem(j, "median_absmax");
+    if (cJSON_IsNumber(th)) printf(" (threshold %g", th->valuedouble);
+    if (cJSON_IsNumber(med)) printf(", median absmax %.4g", med->valuedouble);
+    if (cJSON_IsNumber(th)) printf(")");
+    printf("\n           fallback:");
+    const cJSON *f;
+    int nf = 0;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(j, "fallback")) { printf(" %s", f->valuestring); nf++; }
+    printf("%s\n", nf ? "" : " none");
+    const cJSON *sites = cJSON_GetObjectItem(j, "profile"), *st;
+    if (sites) printf("           %-5s %-10s %10s %10s %10s %9s\n", "layer", "input", "absmax", "p99.9", "median", "max/med");
+    cJSON_ArrayForEach(st, sites) {
+        int l = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(st, "layer"));
+        const char *site = cJSON_GetStringValue(cJSON_GetObjectItem(st, "site"));
+        char key[32];
+        snprintf(key, sizeof key, "%d.%s", l, !strcmp(site, "down_in") ? "down" : !strcmp(site, "o_in") ? "o" : "-");
+        int chosen = 0;
+        cJSON_ArrayForEach(f, cJSON_GetObjectItem(j, "fallback")) chosen |= !strcmp(f->valuestring, key);
+        if (!verbose && !chosen) continue;
+        printf("           %5d %-10s %10.4g %10.4g %10.4g %9.1f%s\n", l, site, cJSON_GetNumberValue(cJSON_GetObjectItem(st, "absmax")),
+               cJSON_GetNumberValue(cJSON_GetObjectItem(st, "p999")), cJSON_GetNumberValue(cJSON_GetObjectItem(st, "median")),
+               cJSON_GetNumberValue(cJSON_GetObjectItem(st, "max_over_median")), chosen ? "  <- fallback" : "");
+    }
+    cJSON_Delete(j);
+}
 
 int cmd_info(int argc, char **argv)
 {
@@ -57,7 +97,7 @@ int cmd_info(int argc, char **argv)
             if (count[d]) printf(" %d %s (%.2f MiB)", count[d], spq_dtype_name(d), (double)bytes[d] / 1048576.0);
         printf("\n");
     }
-    if (c.plan_json) printf("plan       %s\n", c.plan_json);
+    if (c.plan_json) print_plan(c.plan_json, verbose);
     spq_ckpt_free(&c);
     return 0;
 }
