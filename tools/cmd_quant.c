@@ -173,7 +173,7 @@ static int dtype_arg(const char *flag, const char *v)
     if (!strcmp(v, "f32") || !strcmp(v, "fp32")) return SPQ_F32;
     if (!strcmp(v, "i8") || !strcmp(v, "int8")) return SPQ_I8;
     if (!strcmp(v, "fp8") || !strcmp(v, "e4m3")) return SPQ_E4M3;
-    if (!strcmp(v, "none")) return 0;
+    if (!strcmp(v, "none")) return -1; /* distinct from SPQ_F32, which is 0 */
     die("%s: unknown format '%s'", flag, v);
 }
 
@@ -202,7 +202,12 @@ int cmd_quantize(int argc, char **argv)
             v = argv[++i];
             if (strcmp(v, "static") && strcmp(v, "dynamic")) die("--act: dynamic or static, not '%s'", v);
             qo.act_static = !strcmp(v, "static");
-        } else if (!strcmp(a, "--spike") && v) { qo.spike = dtype_arg(a, argv[++i]); spike_given = 1; }
+        } else if (!strcmp(a, "--spike") && v) {
+            int d = dtype_arg(a, argv[++i]);
+            if (d != -1 && d != SPQ_F16 && d != SPQ_E4M3) die("--spike: fp16, fp8 or none");
+            qo.spike = d == -1 ? 0 : d;
+            spike_given = 1;
+        }
         else if (!strcmp(a, "--spike-act") && v) qo.spike_act = dtype_arg(a, argv[++i]);
         else if (!strcmp(a, "--spike-threshold") && v) qo.threshold = (float)arg_float(a, argv[++i]);
         else if (!strcmp(a, "--max-fallback") && v) qo.max_fallback = (int)arg_int(a, argv[++i], 0, 1 << 20);
@@ -216,9 +221,8 @@ int cmd_quantize(int argc, char **argv)
     if (!in || !out) die("quantize: usage: spikeq quantize MODEL -o OUT.spq [options]");
     if (strcmp(scheme, "w8a8")) die("quantize: unknown --scheme '%s' (w8a8)", scheme);
     if (!spike_given && co.calib && !qo.keep) qo.spike = SPQ_F16;
-    if (qo.spike != 0 && qo.spike != SPQ_F16 && qo.spike != SPQ_E4M3) die("--spike: fp16, fp8 or none");
     if (qo.spike_act != SPQ_E4M3 && qo.spike_act != SPQ_F16) die("--spike-act: fp8 or fp16");
-    if (qo.embed == SPQ_E4M3 || qo.embed == 0) die("--embed: f16, f32 or i8");
+    if (qo.embed != SPQ_F16 && qo.embed != SPQ_F32 && qo.embed != SPQ_I8) die("--embed: f16, f32 or i8");
     if (qo.spike && !qo.keep && !co.calib) die("quantize: --spike %s needs --calib FILE to find the spikes", qo.spike == SPQ_F16 ? "fp16" : "fp8");
     if (qo.act_static && !co.calib) die("quantize: --act static needs --calib FILE");
     set_threads(threads);

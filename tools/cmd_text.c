@@ -95,7 +95,7 @@ typedef struct {
     spq_model m;
     spq_state s;
     spq_sampler smp;
-    int n_ctx, pos, n_predict, special;
+    int n_ctx, pos, n_predict, special, ids_out;
     double t_prompt, t_gen;
     long n_prompt, n_gen;
 } session;
@@ -120,8 +120,9 @@ static void run_turn(session *g, const int *ids, long n)
     for (int k = 0; k < g->n_predict && g->pos < g->n_ctx; k++) {
         int next = spq_sample(&g->smp, g->s.logits, V);
         spq_sampler_accept(&g->smp, next);
-        if (next == g->c.cfg.eos_id) break;
-        emit(&u, piece, spq_tok_piece(&g->c.tok, prev, next, piece, sizeof piece));
+        if (next == g->c.cfg.eos_id && !g->ids_out) break;
+        if (g->ids_out) printf("%d ", next);
+        else emit(&u, piece, spq_tok_piece(&g->c.tok, prev, next, piece, sizeof piece));
         g->n_gen++;
         prev = next;
         spq_forward(&g->m, &g->s, &next, 1, g->pos++, 0);
@@ -134,7 +135,7 @@ static void run_turn(session *g, const int *ids, long n)
 
 int cmd_generate(int argc, char **argv)
 {
-    const char *path = NULL, *prompt = NULL, *file = NULL;
+    const char *path = NULL, *prompt = NULL, *file = NULL, *prompt_ids = NULL;
     int threads = 0, interactive = 0;
     session g;
     memset(&g, 0, sizeof g);
@@ -147,7 +148,9 @@ int cmd_generate(int argc, char **argv)
                  "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
                  "       [--repeat-last-n N] [--seed S] [--special]\n"
                  "--temp 0 is greedy. Defaults: -n 128, --temp 0.8, --top-k 40, --top-p 0.95, --min-p 0.05,\n"
-                 "--repeat-penalty 1.0 (off), --seed from the clock. -i: interactive, Ctrl-D ends.");
+                 "--repeat-penalty 1.0 (off), --seed from the clock. -i: interactive, Ctrl-D ends.\n"
+                 "--prompt-ids 1,300 gives the prompt as token ids; --ids prints token ids instead of text\n"
+                 "(together they run models without a tokenizer, e.g. llama2.c's stories260K).");
             return 0;
         }
 #define NEXT (i++, v)
@@ -166,6 +169,8 @@ int cmd_generate(int argc, char **argv)
         else if (!strcmp(a, "--seed") && v) sp.seed = (uint64_t)arg_int("--seed", NEXT, 0, 0x7fffffffffffffffL);
         else if (!strcmp(a, "-i")) interactive = 1;
         else if (!strcmp(a, "--special")) g.special = 1;
+        else if (!strcmp(a, "--ids")) g.ids_out = 1;
+        else if (!strcmp(a, "--prompt-ids") && v) prompt_ids = NEXT;
         else if (!strcmp(a, "-n") || !strcmp(a, "-p") || !strcmp(a, "-m") || !strcmp(a, "-t") || !strcmp(a, "-c"))
             die("generate: %s: missing value", a);
         else die("generate: unknown option %s (see spikeq generate -h)", a);
@@ -176,18 +181,31 @@ int cmd_generate(int argc, char **argv)
     set_threads(threads);
     char *fbuf = NULL;
     if (file) prompt = fbuf = read_text(file, NULL);
-    if (!interactive && (!prompt || !*prompt)) die("generate: empty prompt (give -p TEXT, -f FILE or -i)");
+    if (!interactive && !prompt_ids && (!prompt || !*prompt)) die("generate: empty prompt (give -p TEXT, -f FILE or -i)");
     double t0 = now_s();
     open_ckpt(path, &g.c);
     if (g.c.n == 0) die("%s: no weights (vocabulary-only file)", path);
-    if (!g.c.tok.n_vocab) die("%s: model has no tokenizer; convert it with --tokenizer", path);
+    if (!g.c.tok.n_vocab && !(prompt_ids && g.ids_out && !interactive))
+        die("%s: model has no tokenizer; convert it with --tokenizer (or use --prompt-ids with --ids)", path);
     spq_err e;
     if (g.n_ctx <= 0 || g.n_ctx > g.c.cfg.max_seq) g.n_ctx = g.c.cfg.max_seq;
     if (spq_model_init(&g.m, &g.c, g.n_ctx, &e)) die_err(&e);
     if (spq_state_init(&g.s, &g.m, g.n_ctx < 256 ? g.n_ctx : 256)) die("out of memory");
     spq_sampler_init(&g.smp, &sp);
     double t_load = now_s() - t0;
-    if (prompt && *prompt) {
+    if (prompt_ids) {
+        int n = 0, cap = 16;
+        int *ids = malloc(sizeof(int) * (size_t)cap);
+        char *dup = strdup(prompt_ids), *save = NULL;
+        for (char *t = strtok_r(dup, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            if (n == cap) ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
+            ids[n++] = (int)arg_int("--prompt-ids", t, 0, g.c.cfg.vocab_size - 1);
+        }
+        free(dup);
+        if (!n) die("--prompt-ids: no ids given");
+        run_turn(&g, ids, n);
+        free(ids);
+    } else if (prompt && *prompt) {
         size_t len = strlen(prompt);
         if (!utf8_valid(prompt, len)) die("%s: prompt is not valid UTF-8", file ? file : "-p");
         long n;
