@@ -7,20 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "bench/probes.h"
 #include "kernels/kernels.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -83,9 +75,9 @@ int main(int argc, char **argv)
                 double *t = malloc(sizeof(double) * (size_t)nrep);
                 spq_gemm_q8(k, M, N, K, x, w[0], ws, 1.0f, y, N); /* warm-up */
                 for (int r = 0; r < nrep; r++) {
-                    double t0 = now();
+                    double t0 = spq_now();
                     for (int c = 0; c < inner; c++) spq_gemm_q8(k, M, N, K, x, w[c], ws, 1.0f, y, N);
-                    t[r] = (now() - t0) / inner;
+                    t[r] = (spq_now() - t0) / inner;
                 }
                 qsort(t, (size_t)nrep, sizeof(double), cmp_d);
                 double sec = t[nrep / 2], macs = (double)M * N * K;

@@ -9,7 +9,7 @@
 #include <omp.h>
 #endif
 
-static double now(void)
+double spq_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -37,7 +37,7 @@ double spq_probe_read_bw(size_t bytes)
     double best = 0;
     volatile uint64_t sink = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
+        double t0 = spq_now();
 #pragma omp parallel
         {
 #ifdef _OPENMP
@@ -50,7 +50,7 @@ double spq_probe_read_bw(size_t bytes)
 #pragma omp atomic
             sink ^= x;
         }
-        double bw = (double)(n * sizeof(uint64_t)) / (now() - t0);
+        double bw = (double)(n * sizeof(uint64_t)) / (spq_now() - t0);
         best = bw > best ? bw : best;
     }
     free(buf);
@@ -61,14 +61,14 @@ double spq_probe_int8_macs(const spq_kernels *k)
 {
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double macs = 0, t0 = now();
+        double macs = 0, t0 = spq_now();
 #pragma omp parallel reduction(+ : macs)
         {
             int32_t sink = 0;
             macs += k->dot_spin(20000000, &sink);
             if (sink == 42) macs += 0; /* keep sink alive */
         }
-        double r = macs / (now() - t0);
+        double r = macs / (spq_now() - t0);
         best = r > best ? r : best;
     }
     return best;

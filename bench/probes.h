@@ -5,6 +5,8 @@
 
 #include "kernels/kernels.h"
 
+/* Seconds on a monotonic clock. */
+double spq_now(void);
 /* Read bandwidth in bytes/s with the current OpenMP thread count: best of 5 passes over
  * a buffer of `bytes` (1 GiB: far past any cache), each thread reading its slice as 4
  * interleaved streams. */

@@ -1,6 +1,8 @@
 /* cli.c — helpers shared by the subcommands. */
 #include "tools/cli.h"
 
+#include "bench/probes.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,9 +77,19 @@ char *read_text(const char *path, size_t *n)
     return b;
 }
 
-double now_s(void)
+double now_s(void) { return spq_now(); }
+
+int *parse_ids(const char *text, const char *what, int vocab, long *n)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    long cap = 64, k = 0;
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    char *dup = strdup(text), *save = NULL;
+    if (!ids || !dup) die("out of memory");
+    for (char *t = strtok_r(dup, " \t\r\n,", &save); t; t = strtok_r(NULL, " \t\r\n,", &save)) {
+        if (k == cap && !(ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2)))) die("out of memory");
+        ids[k++] = (int)arg_int(what, t, 0, vocab - 1);
+    }
+    free(dup);
+    *n = k;
+    return ids;
 }

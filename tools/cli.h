@@ -19,6 +19,9 @@ void open_ckpt(const char *path, spq_ckpt *c);
 void set_threads(int n);
 /* Read a whole file (NUL-terminated) or die. */
 char *read_text(const char *path, size_t *n);
+/* Token ids in text separated by spaces, commas or newlines, each checked against
+ * [0, vocab); dies naming `what` on a bad entry. Returns a malloc'd array, count in *n. */
+int *parse_ids(const char *text, const char *what, int vocab, long *n);
 /* Seconds on a monotonic clock. */
 double now_s(void);
 

@@ -76,14 +76,7 @@ int cmd_perplexity(int argc, char **argv)
     int *ids;
     long n;
     if (ids_file) {
-        long cap = 1024;
-        n = 0;
-        ids = malloc(sizeof(int) * (size_t)cap);
-        char *save = NULL;
-        for (char *t = strtok_r(text, " \t\r\n,", &save); t; t = strtok_r(NULL, " \t\r\n,", &save)) {
-            if (n == cap) ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
-            ids[n++] = (int)arg_int(file, t, 0, c.cfg.vocab_size - 1);
-        }
+        ids = parse_ids(text, file, c.cfg.vocab_size, &n);
     } else {
         if (!c.tok.n_vocab) die("%s: model has no tokenizer; pass ids with --ids", path);
         ids = malloc(sizeof(int) * (len + 2));

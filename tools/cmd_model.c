@@ -156,22 +156,6 @@ int cmd_convert(int argc, char **argv)
     return 0;
 }
 
-/* Parse "1,300,301" into ids; dies on bad entries. */
-static int *parse_ids(const char *s, int *n, int vocab)
-{
-    int cap = 16, k = 0;
-    int *ids = malloc(sizeof(int) * (size_t)cap);
-    char *dup = strdup(s), *save = NULL;
-    for (char *tok = strtok_r(dup, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-        if (k == cap) ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
-        ids[k++] = (int)arg_int("--tokens", tok, 0, vocab - 1);
-    }
-    free(dup);
-    if (!k) die("--tokens: no token ids given");
-    *n = k;
-    return ids;
-}
-
 int cmd_logits(int argc, char **argv)
 {
     const char *path = NULL, *toks = NULL, *prompt = NULL;
@@ -196,8 +180,12 @@ int cmd_logits(int argc, char **argv)
     if (c.n == 0) die("%s: no weights (vocabulary-only file)", path);
     int n;
     int *ids;
-    if (toks) ids = parse_ids(toks, &n, c.cfg.vocab_size);
-    else if (prompt) {
+    if (toks) {
+        long k;
+        ids = parse_ids(toks, "--tokens", c.cfg.vocab_size, &k);
+        if (!k) die("--tokens: no token ids given");
+        n = (int)k;
+    } else if (prompt) {
         if (!c.tok.n_vocab) die("%s: model has no tokenizer; use --tokens", path);
         size_t len = strlen(prompt);
         ids = malloc(sizeof(int) * (len + 2));

@@ -21,14 +21,7 @@ static int *calib_ids(const spq_ckpt *c, const calib_opts *o, long *n, uint64_t 
     *hash = spq_hash64(text, len);
     int *ids;
     if (o->ids_file) {
-        long cap = 1024, k = 0;
-        ids = malloc(sizeof(int) * (size_t)cap);
-        char *save = NULL;
-        for (char *t = strtok_r(text, " \t\r\n,", &save); t; t = strtok_r(NULL, " \t\r\n,", &save)) {
-            if (k == cap) ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
-            ids[k++] = (int)arg_int(o->calib, t, 0, c->cfg.vocab_size - 1);
-        }
-        *n = k;
+        ids = parse_ids(text, o->calib, c->cfg.vocab_size, n);
     } else {
         if (!c->tok.n_vocab) die("%s: the model has no tokenizer: pass token ids with --ids", o->calib);
         ids = malloc(sizeof(int) * (len + 2));

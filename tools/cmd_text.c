@@ -194,14 +194,8 @@ int cmd_generate(int argc, char **argv)
     spq_sampler_init(&g.smp, &sp);
     double t_load = now_s() - t0;
     if (prompt_ids) {
-        int n = 0, cap = 16;
-        int *ids = malloc(sizeof(int) * (size_t)cap);
-        char *dup = strdup(prompt_ids), *save = NULL;
-        for (char *t = strtok_r(dup, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-            if (n == cap) ids = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
-            ids[n++] = (int)arg_int("--prompt-ids", t, 0, g.c.cfg.vocab_size - 1);
-        }
-        free(dup);
+        long n;
+        int *ids = parse_ids(prompt_ids, "--prompt-ids", g.c.cfg.vocab_size, &n);
         if (!n) die("--prompt-ids: no ids given");
         run_turn(&g, ids, n);
         free(ids);
