@@ -50,6 +50,8 @@ $S generate -m $M -p "The kernel" -n 24 --seed 5 -t 1 2>/dev/null > "$tmp/s1"
 $S generate -m $M -p "The kernel" -n 24 --seed 5 -t 2 2>/dev/null > "$tmp/s2"
 if cmp -s "$tmp/g1" "$tmp/g2" && cmp -s "$tmp/s1" "$tmp/s2" && [ -s "$tmp/s1" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: generation not reproducible"; fi
 expect_ok "generation: " $S generate -m $M -p "import os" -n 8
+expect_ok "tg16" $S bench -m $M -p 0 -n 16 -r 1 -t 1 --no-roofline
+expect_ok "pp16" $S bench -m $M -p 16 -n 0 -r 1 -t 1 --no-roofline -o csv
 
 if [ -d "$SH/models/docs-llama-28m" ]; then
   D=$SH/models/docs-llama-28m

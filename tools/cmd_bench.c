@@ -176,8 +176,9 @@ int cmd_bench(int argc, char **argv)
     int *ts = parse_list(tlist, &nt);
     spq_state s;
     if (spq_state_init(&s, &m, pp > 0 ? pp : 1)) die("out of memory");
-    int *ids = malloc(sizeof(int) * (size_t)(pp + 1));
-    for (int i = 0; i < pp + 1; i++) ids[i] = (i * 7919 + 13) % c.cfg.vocab_size;
+    int nids = (pp > tg ? pp : tg) + 1; /* token ids for both tests (-p 0 or -n 0 allowed) */
+    int *ids = malloc(sizeof(int) * (size_t)nids);
+    for (int i = 0; i < nids; i++) ids[i] = (i * 7919 + 13) % c.cfg.vocab_size;
     if (!strcmp(fmt, "md"))
         printf("| model | size | params | plan | isa | threads | test | t/s | %s |\n|---|---:|---:|---|---|---:|---|---:|---:|\n",
                roofline ? "of roofline" : "");
@@ -197,7 +198,7 @@ int cmd_bench(int argc, char **argv)
                 double t0 = now_s();
                 if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
                 else
-                    for (int k = 0; k < tg; k++) spq_forward(&m, &s, ids + (k % pp), 1, k, 0);
+                    for (int k = 0; k < tg; k++) spq_forward(&m, &s, ids + k, 1, k, 0);
                 if (r >= 0) tps[r] = n / (now_s() - t0);
             }
             double mean, sd;
