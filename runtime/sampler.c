@@ -77,11 +77,37 @@ int spq_sample(spq_sampler *s, const float *logits, int V)
         for (int i = 1; i < V; i++) if (p[i] > p[best]) best = i;
         return best;
     }
-    /* candidates sorted by logit (descending), cut to top-k */
+    /* candidates sorted by logit (descending), cut to top-k: with top-k on, a min-heap of
+     * k entries selects them in O(V log k) and only those k are sorted (a full sort of a
+     * 32k vocabulary per token cost more than the forward pass of a small model) */
     int n = V;
-    for (int i = 0; i < V; i++) s->idx[i] = i;
-    qsort_r(s->idx, (size_t)V, sizeof(int), cmp_desc, p);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+    if (s->p.top_k > 0 && s->p.top_k < V) {
+        n = s->p.top_k;
+        int *h = s->idx;
+        for (int i = 0; i < n; i++) { /* build: sift up */
+            int c = i;
+            h[c] = i;
+            while (c > 0 && cmp_desc(&h[(c - 1) / 2], &h[c], p) < 0) {
+                int t = h[c]; h[c] = h[(c - 1) / 2]; h[(c - 1) / 2] = t;
+                c = (c - 1) / 2;
+            }
+        }
+        for (int v = n; v < V; v++) {
+            if (cmp_desc(&v, &h[0], p) >= 0) continue; /* not better than the worst kept */
+            h[0] = v;
+            for (int c = 0;;) { /* sift down: the root holds the worst of the k */
+                int l = 2 * c + 1, r = l + 1, w = c;
+                if (l < n && cmp_desc(&h[l], &h[w], p) > 0) w = l;
+                if (r < n && cmp_desc(&h[r], &h[w], p) > 0) w = r;
+                if (w == c) break;
+                int t = h[c]; h[c] = h[w]; h[w] = t;
+                c = w;
+            }
+        }
+    } else {
+        for (int i = 0; i < V; i++) s->idx[i] = i;
+    }
+    qsort_r(s->idx, (size_t)n, sizeof(int), cmp_desc, p);
     float mx = p[s->idx[0]], sum = 0;
     for (int i = 0; i < n; i++) {
         float e = expf((p[s->idx[i]] - mx) / s->p.temp);

@@ -180,6 +180,22 @@ static void test_sampler(void **st)
     spq_sampler_init(&s, &p);
     for (int i = 0; i < 20; i++) assert_int_equal(spq_sample(&s, lg, 100), 42);
     spq_sampler_free(&s);
+    /* top-k 5: only the 5 largest logits are ever drawn, and (temp 50) each of them is */
+    float flat[300];
+    for (int i = 0; i < 300; i++) flat[i] = (float)((i * 37) % 300) / 100.0f; /* distinct, shuffled */
+    p = spq_sampler_defaults();
+    p.temp = 50.0f; p.top_k = 5; p.top_p = 1.0f; p.min_p = 0; p.seed = 3;
+    spq_sampler_init(&s, &p);
+    int seen[300] = {0};
+    for (int i = 0; i < 3000; i++) seen[spq_sample(&s, flat, 300)]++;
+    spq_sampler_free(&s);
+    int kept = 0;
+    for (int i = 0; i < 300; i++) {
+        if (!seen[i]) continue;
+        kept++;
+        assert_true(flat[i] >= 2.95f); /* the five largest are 2.95 .. 2.99 */
+    }
+    assert_int_equal(kept, 5);
     /* repetition penalty pushes a repeated winner down */
     p = spq_sampler_defaults();
     p.temp = 0; p.repeat_penalty = 100.0f;
