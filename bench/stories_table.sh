@@ -22,10 +22,11 @@ q w8a8-dynamic-fp16spike $C
 q w8a8-static-fp16spike --act static $C
 q w8a8-static-fp8spike --act static --spike fp8 $C
 q w8a8-dynamic-keep-all-down --keep 0.down,1.down,2.down,3.down,4.down
-echo "| weights / activations | ppl on own samples, ctx 512 (20,440 ids) | size on disk | fallback |"
-echo "|---|---:|---:|---|"
+echo "| weights / activations | ppl on own samples, ctx 512 (20,440 ids) | size on disk | decode t/s (2 threads) | fallback |"
+echo "|---|---:|---:|---:|---|"
 for v in fp32 w8a8-dynamic w8a8-static w8a8-dynamic-fp16spike w8a8-static-fp16spike w8a8-static-fp8spike w8a8-dynamic-keep-all-down; do
   p=$($S perplexity -m "$O/$v.spq" -f "$O/eval.ids" --ids -c 512 2>>"$O/log" | sed -n 's/.*PPL = \([0-9.]*\) +\/- \([0-9.]*\).*/\1 ± \2/p')
   fb=$($S info "$O/$v.spq" | sed -n 's/^ *fallback: *//p')
-  echo "| $v | $p | $(du -k "$O/$v.spq" | cut -f1) KiB | ${fb:--} |"
+  tg=$($S bench -m "$O/$v.spq" -p 0 -n 128 -r 5 -t 2 --no-roofline 2>/dev/null | awk -F'|' '/tg128/ {gsub(/^ +| +$/, "", $9); print $9}')
+  echo "| $v | $p | $(du -k "$O/$v.spq" | cut -f1) KiB | $tg | ${fb:--} |"
 done
