@@ -152,8 +152,8 @@ int cmd_bench(int argc, char **argv)
         if (!s) die("--synthetic: unknown shape '%s' (tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b)", syn);
         int L = layers && layers < s->layers ? layers : s->layers;
         synthetic(&c, s, L, scheme, spike_layers, spike_fp8);
-        snprintf(model_name, sizeof model_name, "%s%s (random%s)", s->name, L < s->layers ? "" : "", L < s->layers ? ", fewer layers" : "");
         if (L < s->layers) snprintf(model_name, sizeof model_name, "%s (random, %d of %d layers)", s->name, L, s->layers);
+        else snprintf(model_name, sizeof model_name, "%s (random)", s->name);
         snprintf(plan, sizeof plan, "%s%s", scheme, spike_layers ? (spike_fp8 ? " + FP8 down x" : " + FP16 down x") : "");
         if (spike_layers) snprintf(plan + strlen(plan), sizeof plan - strlen(plan), "%d", spike_layers);
     } else {
