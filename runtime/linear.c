@@ -78,10 +78,13 @@ static void round_e4m3(const float *x, int M, int K, int kp, float *out)
     }
 }
 
-void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf)
+/* Bring x into the form l's GEMM reads: INT8 codes in xq (returning the activation
+ * scale), or FP16/FP8-rounded / K-padded floats in xf. *xin is what float GEMMs read. */
+static float prepare_input(const spq_linear *l, const float *x, int M, int8_t *xq, float *xf, const float **xin)
 {
     const spq_kernels *k = spq_kern();
-    int K = l->K, N = l->N, kp = spq_kpad(K);
+    int K = l->K, kp = spq_kpad(K);
+    *xin = x;
     switch (l->kind) {
     case SPQ_I8: {
         float sa = l->a_scale;
@@ -91,8 +94,7 @@ void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8
         }
         float inv = 1.0f / sa;
         for (int m = 0; m < M; m++) k->quant_i8(x + (size_t)m * K, K, kp, inv, xq + (size_t)m * kp);
-        spq_gemm_q8(k, M, N, K, xq, l->w, l->wsum, l->w_scale * sa, y, N);
-        return;
+        return sa;
     }
     case SPQ_E4M3:
         if (l->act_fmt == SPQ_E4M3) round_e4m3(x, M, K, kp, xf);
@@ -101,22 +103,53 @@ void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8
                 memcpy(xf + (size_t)m * kp, x + (size_t)m * K, 4 * (size_t)K);
                 for (int i = K; i < kp; i++) xf[(size_t)m * kp + i] = 0;
             }
-        spq_gemm_e4m3(k, M, N, K, xf, l->w, l->w_scale, y, N);
-        return;
+        *xin = xf;
+        return 1.0f;
     case SPQ_F16:
         if (l->act_fmt == SPQ_F16) {
             for (size_t i = 0; i < (size_t)M * K; i++) xf[i] = spq_f16_to_f32(spq_f32_to_f16(x[i]));
-            x = xf;
+            *xin = xf;
         } else if (l->act_fmt == SPQ_E4M3) {
             round_e4m3(x, M, K, K, xf);
-            x = xf;
+            *xin = xf;
         }
-        spq_gemm_f16(k, M, N, K, x, l->w, y, N);
+        return 1.0f;
+    default:
+        return 1.0f;
+    }
+}
+
+/* y = prepared input x W^T */
+static void run_prepared(const spq_linear *l, const float *xin, const int8_t *xq, float sa, int M, float *y)
+{
+    const spq_kernels *k = spq_kern();
+    int K = l->K, N = l->N;
+    switch (l->kind) {
+    case SPQ_I8:
+        spq_gemm_q8(k, M, N, K, xq, l->w, l->wsum, l->w_scale * sa, y, N);
+        return;
+    case SPQ_E4M3:
+        spq_gemm_e4m3(k, M, N, K, xin, l->w, l->w_scale, y, N);
+        return;
+    case SPQ_F16:
+        spq_gemm_f16(k, M, N, K, xin, l->w, y, N);
         if (l->w_scale != 1.0f)
             for (size_t i = 0; i < (size_t)M * N; i++) y[i] *= l->w_scale;
         return;
     default:
-        spq_gemm_f32(k, M, N, K, x, l->w, y, N);
+        spq_gemm_f32(k, M, N, K, xin, l->w, y, N);
         return;
     }
+}
+
+void spq_linear_apply_n(const spq_linear *const *ls, int n, const float *x, int M, float *const *ys, int8_t *xq, float *xf)
+{
+    const float *xin;
+    float sa = prepare_input(ls[0], x, M, xq, xf, &xin);
+    for (int i = 0; i < n; i++) run_prepared(ls[i], xin, xq, sa, M, ys[i]);
+}
+
+void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf)
+{
+    spq_linear_apply_n(&l, 1, x, M, &y, xq, xf);
 }

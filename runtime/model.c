@@ -72,7 +72,8 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
             if (spq_linear_init(&L->p[j], t, e)) { spq_model_free(m); return -1; }
             m->linear_bytes += spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_BF16 ? SPQ_F32 : t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }
-        /* q/k/v (and gate/up) read one quantised input: they must agree on its format */
+        /* q/k/v (and gate/up) read one quantised input (spq_linear_apply_n): they must
+         * agree on its format */
         for (int j = SPQ_K; j <= SPQ_UP; j++) {
             int ref = j <= SPQ_V ? SPQ_Q : j == SPQ_UP ? SPQ_GATE : j;
             if (L->p[j].kind != L->p[ref].kind || L->p[j].a_scale != L->p[ref].a_scale || L->p[j].act_fmt != L->p[ref].act_fmt) {
@@ -201,9 +202,9 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
         /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
         for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
         record(s, l, SPQ_SITE_QKV, s->xb, M, D);
-        spq_linear_apply(&L->p[SPQ_Q], s->xb, M, s->q, s->xq, s->xf);
-        spq_linear_apply(&L->p[SPQ_K], s->xb, M, s->hb, s->xq, s->xf);
-        spq_linear_apply(&L->p[SPQ_V], s->xb, M, s->hb2, s->xq, s->xf);
+        const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]};
+        float *qkv_out[3] = {s->q, s->hb, s->hb2};
+        spq_linear_apply_n(qkv, 3, s->xb, M, qkv_out, s->xq, s->xf);
         for (int i = 0; i < M; i++) {
             const float *cs = m->rope_cos + (size_t)(pos + i) * half, *sn = m->rope_sin + (size_t)(pos + i) * half;
             for (int h = 0; h < nh; h++) rope(s->q + (size_t)i * qd + h * hd, cs, sn, half);
@@ -243,8 +244,9 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
         /* SwiGLU MLP: x += down(silu(gate(xb)) * up(xb)) */
         for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->ffn_norm, D, p->norm_eps);
         record(s, l, SPQ_SITE_GATEUP, s->xb, M, D);
-        spq_linear_apply(&L->p[SPQ_GATE], s->xb, M, s->hb, s->xq, s->xf);
-        spq_linear_apply(&L->p[SPQ_UP], s->xb, M, s->hb2, s->xq, s->xf);
+        const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]};
+        float *gu_out[2] = {s->hb, s->hb2};
+        spq_linear_apply_n(gu, 2, s->xb, M, gu_out, s->xq, s->xf);
         for (int i = 0; i < M; i++) {
             float *g = s->hb + (size_t)i * H, *u = s->hb2 + (size_t)i * H, *e = s->xf;
             for (int j = 0; j < H; j++) e[j] = -g[j];

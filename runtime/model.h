@@ -65,5 +65,9 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
 void spq_linear_free(spq_linear *l);
 /* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K). */
 void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf);
+/* ys[i] = x ls[i]^T for linears that read one input in one format (same kind, activation
+ * scale and format, as q/k/v and gate/up are): the input is quantised once. */
+void spq_linear_apply_n(const spq_linear *const *ls, int n, const float *x, int M, float *const *ys, int8_t *xq,
+                        float *xf);
 
 #endif
