@@ -330,9 +330,9 @@ static int try_bigram(const spq_tokenizer *t, heap *h, const sym *s, int l, int 
     return heap_push(h, (bigram){t->scores[id], l, s[l].n + s[r].n});
 }
 
-static int utf8_len(unsigned char c)
+int spq_utf8_len(unsigned char c)
 {
-    return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
 }
 
 /* Encode one span of plain text (no special tokens) appending to ids. */
@@ -352,7 +352,8 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
     }
     int ns = 0;
     for (size_t i = 0; i < o;) {
-        int l = utf8_len((unsigned char)buf[i]);
+        int l = spq_utf8_len((unsigned char)buf[i]);
+        if (!l) l = 1; /* a stray byte is a symbol of its own (byte fallback) */
         if (i + (size_t)l > o) l = (int)(o - i);
         s[ns] = (sym){ns - 1, ns + 1, buf + i, l};
         ns++;

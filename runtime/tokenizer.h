@@ -42,6 +42,8 @@ size_t spq_tok_serialize(const spq_tokenizer *t, uint8_t **out);
 /* Parse a blob written by spq_tok_serialize; -1 if malformed. */
 int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t);
 
+/* Length of the UTF-8 sequence a lead byte starts (1-4), 0 for a continuation or invalid byte. */
+int spq_utf8_len(unsigned char c);
 /* Id of the piece with these bytes, or -1. */
 int spq_tok_lookup(const spq_tokenizer *t, const char *s, int len);
 /* Encode text; writes at most max ids and returns the count (may exceed max: then retry

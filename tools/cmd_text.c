@@ -10,8 +10,7 @@ static int utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int len = spq_utf8_len(p[i]);
         if (!len || i + (size_t)len > n) return 0;
         for (int k = 1; k < len; k++)
             if ((p[i + k] & 0xc0) != 0x80) return 0;
@@ -73,14 +72,12 @@ static void emit(utf8_out *u, const char *s, int n)
     for (int i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (u->n == 0) {
-            int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-            if (len == 1) { fputc(c, stdout); continue; }
+            int len = spq_utf8_len(c);
+            if (len <= 1) { fputc(c, stdout); continue; }
             u->pend[u->n++] = (char)c;
         } else if ((c & 0xc0) == 0x80) {
             u->pend[u->n++] = (char)c;
-            unsigned h = (unsigned char)u->pend[0];
-            int len = (h >> 5) == 6 ? 2 : (h >> 4) == 14 ? 3 : 4;
-            if (u->n == len) { fwrite(u->pend, 1, (size_t)u->n, stdout); u->n = 0; }
+            if (u->n == spq_utf8_len((unsigned char)u->pend[0])) { fwrite(u->pend, 1, (size_t)u->n, stdout); u->n = 0; }
         } else { /* broken sequence: flush as is, restart with this byte */
             fwrite(u->pend, 1, (size_t)u->n, stdout);
             u->n = 0;
