@@ -99,8 +99,8 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
     uint32_t ver = rd32(m + 8), nt = rd32(m + 12);
     uint64_t hsz = rd64(m + 16), tok_off = rd64(m + 24), tok_size = rd64(m + 32), plan_off = rd64(m + 40),
              plan_size = rd64(m + 48), tab_off = rd64(m + 56), tab_size = rd64(m + 64), data_off = rd64(m + 72);
-    if (ver != 1) bad = "unsupported version";
-    else if (rd64(m + 176) != spq_hash64(m, 176)) bad = "header checksum mismatch (corrupt header)";
+    if (ver != 1) { spq_ckpt_free(c); return spq_fail(e, path, "unsupported version %u", ver); }
+    if (rd64(m + 176) != spq_hash64(m, 176)) bad = "header checksum mismatch (corrupt header)";
     else if (hsz != fsz) bad = "file_size field differs from the file's size (truncated or appended)";
     else if (!in_file(tok_off, tok_size, HDR, fsz)) bad = "tokenizer offset/size out of range";
     else if (!in_file(plan_off, plan_size, HDR, fsz)) bad = "plan offset/size out of range";
@@ -109,7 +109,6 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
     else if (nt == 0 || nt > 1000000 || (uint64_t)nt * 40 > tab_size) bad = "tensor count does not fit the table";
     if (bad) {
         spq_ckpt_free(c);
-        if (ver != 1 && !strcmp(bad, "unsupported version")) return spq_fail(e, path, "unsupported version %u", ver);
         return spq_fail(e, path, "%s", bad);
     }
     cfg_get(m + 80, &c->cfg);
