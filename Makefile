@@ -20,7 +20,7 @@ CC ?= cc
 SAN ?=
 OPT ?= -O3 -g
 CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -I. $(SAN)
-LDLIBS := -lsleef -lcjson -lm -fopenmp $(SAN)
+LDLIBS := -lsleef -lcjson -lpcre2-8 -lm -fopenmp $(SAN)
 
 KERN_SRC := kernels/dispatch.c kernels/pack.c kernels/numfmt.c kernels/scalar.c $(ISA_SRC)
 ifneq ($(ARCH),aarch64)

@@ -76,8 +76,9 @@ typedef struct {
     const uint8_t *tokens; uint64_t n_tokens; /* position of the string array */
     const uint8_t *scores; uint64_t n_scores;
     const uint8_t *ttypes; uint64_t n_ttypes; int ttype_t;
-    char model[32];
-    int bos, eos, unk, add_space;
+    const uint8_t *merges; uint64_t n_merges;
+    char model[32], pre[64];
+    int bos, eos, unk, add_space, add_space_set;
 } vocab;
 
 int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
@@ -118,6 +119,7 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
             const char *s = str(&r, &sl);
             if (!strcmp(key, "general.architecture")) snprintf(arch, sizeof arch, "%.*s", (int)(sl < 31 ? sl : 31), s);
             if (!strcmp(key, "tokenizer.ggml.model")) snprintf(v.model, sizeof v.model, "%.*s", (int)(sl < 31 ? sl : 31), s);
+            if (!strcmp(key, "tokenizer.ggml.pre")) snprintf(v.pre, sizeof v.pre, "%.*s", (int)(sl < 63 ? sl : 63), s);
         } else if (type == G_ARR) {
             const uint8_t *at = r.p;
             int et = (int)take(&r, 4);
@@ -126,6 +128,7 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
             if (!strcmp(key, "tokenizer.ggml.tokens") && et == G_STR) { v.tokens = at + 12; v.n_tokens = n; }
             if (!strcmp(key, "tokenizer.ggml.scores") && et == G_F32) { v.scores = at + 12; v.n_scores = n; }
             if (!strcmp(key, "tokenizer.ggml.token_type") && (et == G_I32 || et == G_U32)) { v.ttypes = at + 12; v.n_ttypes = n; }
+            if (!strcmp(key, "tokenizer.ggml.merges") && et == G_STR) { v.merges = at + 12; v.n_merges = n; }
             skip(&r, G_ARR);
         } else if (type >= 0 && type <= G_F64 && type != G_STR && type != G_ARR) {
             double x = scalar(&r, type);
@@ -133,7 +136,7 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
             else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v.bos = (int)x;
             else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v.eos = (int)x;
             else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v.unk = (int)x;
-            else if (!strcmp(key, "tokenizer.ggml.add_space_prefix")) v.add_space = x != 0;
+            else if (!strcmp(key, "tokenizer.ggml.add_space_prefix")) v.add_space = x != 0, v.add_space_set = 1;
             else if (sub && !strcmp(sub, "context_length")) p->max_seq = (int)x;
             else if (sub && !strcmp(sub, "embedding_length")) p->dim = (int)x;
             else if (sub && !strcmp(sub, "block_count")) p->n_layers = (int)x;
@@ -152,10 +155,14 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
     if (align == 0 || align > 4096 || (align & (align - 1))) { spq_ckpt_free(c); return spq_fail(e, path, "bad general.alignment"); }
     /* tokenizer */
     if (v.tokens) {
-        if (strcmp(v.model, "llama")) {
+        int bpe = !strcmp(v.model, "gpt2");
+        if (strcmp(v.model, "llama") && !bpe) {
             spq_ckpt_free(c);
-            return spq_fail(e, path, "unsupported tokenizer model '%s' (only SentencePiece 'llama' for now)", v.model);
+            return spq_fail(e, path, "unsupported tokenizer model '%s' (SentencePiece 'llama' or byte-level BPE 'gpt2')",
+                            v.model);
         }
+        if (bpe && !v.merges) { spq_ckpt_free(c); return spq_fail(e, path, "byte-level BPE vocabulary without tokenizer.ggml.merges"); }
+        if (v.n_merges > (1u << 22)) { spq_ckpt_free(c); return spq_fail(e, path, "tokenizer.ggml.merges count too large"); }
         uint64_t n = v.n_tokens;
         if (n == 0 || n > (1u << 22) || (v.scores && v.n_scores != n) || (v.ttypes && v.n_ttypes != n)) {
             spq_ckpt_free(c);
@@ -179,6 +186,23 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
         int rc = tr.bad ? spq_fail(e, path, "corrupt tokenizer.ggml.tokens")
                         : spq_tok_build(&c->tok, (int)n, pieces, lens, scores, types, v.bos, v.eos, v.unk, e);
         c->tok.add_space_prefix = v.add_space;
+        if (!rc && bpe) {
+            uint64_t nm = v.n_merges;
+            const char **ms = malloc(sizeof *ms * (nm + 1));
+            int *ml = malloc(sizeof *ml * (nm + 1));
+            rd mr = {v.merges, m + fsz, 0};
+            for (uint64_t i = 0; ms && ml && i < nm && !mr.bad; i++) {
+                uint64_t l;
+                ms[i] = str(&mr, &l);
+                ml[i] = (int)l;
+                if (l > 2048) mr.bad = 1;
+            }
+            if (!ms || !ml) rc = spq_fail(e, path, "out of memory");
+            else if (mr.bad) rc = spq_fail(e, path, "corrupt tokenizer.ggml.merges");
+            else rc = spq_tok_make_bpe(&c->tok, v.pre, (int)nm, ms, ml, path, e);
+            free(ms); free(ml);
+            c->tok.add_space_prefix = v.add_space_set && v.add_space;
+        }
         free(pieces); free(lens); free(scores); free(types);
         if (rc) { spq_ckpt_free(c); return -1; }
         if (!p->vocab_size) p->vocab_size = (int)n;

@@ -1,6 +1,7 @@
 /* hf.c — import a Hugging Face model directory: config.json, model.safetensors or shards
  * listed in model.safetensors.index.json (F32/F16/BF16, mmapped, zero-copy), and
- * tokenizer.model when present. LlamaForCausalLM and MistralForCausalLM. */
+ * tokenizer.model when present, else tokenizer.json (byte-level BPE). LlamaForCausalLM and
+ * MistralForCausalLM. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -199,6 +200,12 @@ int spq_import_hf(const char *dir, spq_ckpt *c, spq_err *e)
     if (!rc) {
         snprintf(path, sizeof path, "%s/tokenizer.model", dir);
         if (!stat(path, &st)) rc = spq_tok_load_spm(path, &c->tok, e);
+        else {
+            snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+            if (!stat(path, &st)) rc = spq_tok_load_hf_json(path, &c->tok, e);
+            /* byte-level vocabularies name no BOS/EOS of their own: config.json does */
+            if (!rc) { c->tok.bos_id = c->cfg.bos_id; c->tok.eos_id = c->cfg.eos_id; }
+        }
     }
     if (rc) spq_ckpt_free(c);
     return rc;

@@ -165,6 +165,14 @@ int spq_open(const char *path, spq_ckpt *c, spq_err *e)
         if (!dir[0]) strcpy(dir, ".");
         return spq_import_hf(dir, c, e);
     }
+    if (has_suffix(path, "tokenizer.json") || has_suffix(path, "tokenizer.model")) { /* vocabulary only */
+        int rc = has_suffix(path, ".json") ? spq_tok_load_hf_json(path, &c->tok, e) : spq_tok_load_spm(path, &c->tok, e);
+        if (rc) return -1;
+        c->cfg.vocab_size = c->tok.n_vocab;
+        c->cfg.bos_id = c->tok.bos_id;
+        c->cfg.eos_id = c->tok.eos_id;
+        return 0;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) return spq_fail(e, path, "cannot open");
     char magic[8] = {0};

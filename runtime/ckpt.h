@@ -68,8 +68,8 @@ void spq_tensor_to_f32(const spq_tensor *t, float *out);
 /* Number of elements of t. */
 size_t spq_tensor_numel(const spq_tensor *t);
 
-/* Open any supported model: .spq, HF directory (or its config.json), GGUF, llama2.c .bin.
- * tok_path (may be NULL) names a tokenizer file for formats that lack one. */
+/* Open any supported model: .spq, HF directory (or its config.json), GGUF, llama2.c .bin;
+ * or a tokenizer.json / tokenizer.model alone (a vocabulary-only checkpoint, c->n == 0). */
 int spq_open(const char *path, spq_ckpt *c, spq_err *e);
 /* Read a .spq file (mmapped; tensor checksums verified). */
 int spq_read(const char *path, spq_ckpt *c, spq_err *e);

@@ -7,6 +7,8 @@
  * O(n log n). Characters outside the vocabulary fall back to <0xNN> byte pieces. */
 #include "runtime/tokenizer.h"
 
+#include "runtime/bpe.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@ void spq_tok_free(spq_tokenizer *t)
     if (t->pieces)
         for (int i = 0; i < t->n_vocab; i++) free(t->pieces[i]);
     free(t->pieces); free(t->lens); free(t->scores); free(t->types); free(t->sorted);
+    spq_bpe_free(t);
     memset(t, 0, sizeof *t);
 }
 
@@ -57,9 +60,10 @@ static int cmp_ids(const void *x, const void *y, void *ctx)
 
 int spq_tok_finish(spq_tokenizer *t)
 {
-    t->type = SPQ_TOK_SPM;
+    if (t->type != SPQ_TOK_BPE) t->type = SPQ_TOK_SPM;
     for (int i = 0; i < t->n_vocab; i++) t->sorted[i] = i;
     qsort_r(t->sorted, (size_t)t->n_vocab, sizeof(int), cmp_ids, t);
+    if (t->type == SPQ_TOK_BPE) return spq_bpe_finish(t);
     for (int b = 0; b < 256; b++) t->byte_ids[b] = -1;
     for (int i = 0; i < t->n_vocab; i++) {
         unsigned v;
@@ -243,6 +247,8 @@ size_t spq_tok_serialize(const spq_tokenizer *t, uint8_t **out)
 {
     size_t n = 4 + 6 * 4;
     for (int i = 0; i < t->n_vocab; i++) n += 4 + 1 + 4 + (size_t)t->lens[i];
+    size_t nb = t->type == SPQ_TOK_BPE ? spq_bpe_blob_size(t) : 0;
+    n += nb;
     uint8_t *b = malloc(n), *p = b;
     if (!b) return 0;
     int32_t h[6] = {t->type, t->n_vocab, t->bos_id, t->eos_id, t->unk_id, t->add_space_prefix};
@@ -254,6 +260,7 @@ size_t spq_tok_serialize(const spq_tokenizer *t, uint8_t **out)
         memcpy(p, &t->lens[i], 4); p += 4;
         memcpy(p, t->pieces[i], (size_t)t->lens[i]); p += t->lens[i];
     }
+    if (nb) spq_bpe_blob_write(t, p);
     *out = b;
     return n;
 }
@@ -266,7 +273,7 @@ int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t)
     if (n < 28 || memcmp(p, "SPQT", 4)) return -1;
     memcpy(h, p + 4, sizeof h);
     p += 28;
-    if (h[0] != SPQ_TOK_SPM || h[1] <= 0 || h[1] > (1 << 22) || (size_t)h[1] * 9 > n) return -1;
+    if ((h[0] != SPQ_TOK_SPM && h[0] != SPQ_TOK_BPE) || h[1] <= 0 || h[1] > (1 << 22) || (size_t)h[1] * 9 > n) return -1;
     if (alloc_arrays(t, h[1])) { spq_tok_free(t); return -1; }
     for (int i = 0; i < h[1]; i++) {
         int32_t len;
@@ -279,7 +286,10 @@ int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t)
         p += len;
     }
     t->bos_id = h[2]; t->eos_id = h[3]; t->unk_id = h[4]; t->add_space_prefix = h[5];
-    return spq_tok_finish(t);
+    t->type = h[0];
+    if (t->type == SPQ_TOK_BPE && spq_bpe_blob_read(t, p, end)) { spq_tok_free(t); return -1; }
+    if (spq_tok_finish(t)) { spq_tok_free(t); return -1; }
+    return 0;
 }
 
 /* ---- encode ---- */
@@ -407,7 +417,9 @@ long spq_tok_encode(const spq_tokenizer *t, const char *text, size_t len, int bo
                 }
             }
         if (at > start) {
-            n = encode_span(t, text + start, at - start, first && t->add_space_prefix, ids, n, max);
+            int prefix = first && t->add_space_prefix;
+            n = t->type == SPQ_TOK_BPE ? spq_bpe_encode(t, text + start, at - start, prefix, ids, n, max)
+                                       : encode_span(t, text + start, at - start, prefix, ids, n, max);
             if (n < 0) return -1;
         }
         first = 0;
@@ -423,7 +435,13 @@ long spq_tok_encode(const spq_tokenizer *t, const char *text, size_t len, int bo
 int spq_tok_piece(const spq_tokenizer *t, int prev, int id, char *buf, int cap)
 {
     if (id < 0 || id >= t->n_vocab) return 0;
-    if (t->types[id] == SPQ_PT_CONTROL || t->types[id] == SPQ_PT_UNKNOWN) return 0;
+    if (t->types[id] == SPQ_PT_CONTROL || t->types[id] == SPQ_PT_UNKNOWN || t->types[id] == SPQ_PT_UNUSED) return 0;
+    if (t->type == SPQ_TOK_BPE && t->types[id] == SPQ_PT_USER) {
+        int n = t->lens[id] < cap ? t->lens[id] : cap;
+        memcpy(buf, t->pieces[id], (size_t)n);
+        return n;
+    }
+    if (t->type == SPQ_TOK_BPE) return spq_bpe_piece(t, id, buf, cap);
     if (t->types[id] == SPQ_PT_BYTE) {
         unsigned v = 0;
         sscanf(t->pieces[id], "<0x%2X>", &v);

@@ -1,6 +1,8 @@
-/* tokenizer.h — SentencePiece-style BPE (LLaMA-2, Mistral, TinyLlama, llama2.c) with
- * byte fallback, loaded from tokenizer.model, llama2.c tokenizer.bin, GGUF metadata or a
- * .spq file. */
+/* tokenizer.h — two tokenizer families behind one struct:
+ * SentencePiece-style BPE (LLaMA-2, Mistral, TinyLlama, llama2.c) with byte fallback, loaded
+ * from tokenizer.model, llama2.c tokenizer.bin, GGUF metadata or a .spq file; and byte-level
+ * BPE (GPT-2, LLaMA-3, SmolLM) with rank-ordered merges and a regex pre-tokenizer, loaded from
+ * HF tokenizer.json, GGUF metadata or a .spq file. */
 #ifndef SPQ_TOKENIZER_H
 #define SPQ_TOKENIZER_H
 
@@ -9,7 +11,7 @@
 
 #include "runtime/error.h"
 
-enum { SPQ_TOK_NONE = 0, SPQ_TOK_SPM = 1 };
+enum { SPQ_TOK_NONE = 0, SPQ_TOK_SPM = 1, SPQ_TOK_BPE = 2 };
 /* SentencePiece piece types */
 enum { SPQ_PT_NORMAL = 1, SPQ_PT_UNKNOWN = 2, SPQ_PT_CONTROL = 3, SPQ_PT_USER = 4, SPQ_PT_UNUSED = 5, SPQ_PT_BYTE = 6 };
 
@@ -23,6 +25,17 @@ typedef struct {
     int add_space_prefix;
     int byte_ids[256];   /* id of <0xNN>, -1 if absent */
     int *sorted;         /* ids sorted by piece bytes, for lookup */
+    /* byte-level BPE only (type SPQ_TOK_BPE); pieces are in GPT-2's byte-to-unicode alphabet */
+    int n_merges;
+    int32_t *merges;     /* 2 ids (left, right) per merge; rank = index */
+    char *pre;           /* pre-tokenizer: regexes applied in turn, separated by '\n' */
+    int ignore_merges;   /* LLaMA-3: a word that is a whole piece is not merged */
+    int32_t *merge_to;   /* derived: id of the merged piece per rank (-1: not in vocab) */
+    uint64_t *mkeys;     /* derived: hash (left, right) -> rank, open addressing */
+    int32_t *mranks;
+    uint32_t mmask;
+    void *re[4];         /* derived: compiled pre-tokenizer regexes (pcre2_code *) */
+    int n_re;
 } spq_tokenizer;
 
 /* Load a SentencePiece tokenizer.model (protobuf). */
@@ -32,7 +45,15 @@ int spq_tok_load_llama2c(const char *path, int n_vocab, spq_tokenizer *t, spq_er
 /* Build from parallel arrays (GGUF); copies everything. */
 int spq_tok_build(spq_tokenizer *t, int n, const char *const *pieces, const int *lens,
                   const float *scores, const uint8_t *types, int bos, int eos, int unk, spq_err *e);
-/* Finish a tokenizer whose arrays are filled: index pieces, find byte tokens. */
+/* Load a HF tokenizer.json (byte-level BPE: GPT-2, LLaMA-3, SmolLM pre-tokenizers). */
+int spq_tok_load_hf_json(const char *path, spq_tokenizer *t, spq_err *e);
+/* Turn a built tokenizer into byte-level BPE: pre is a name (GGUF tokenizer.ggml.pre, e.g.
+ * "gpt-2", "llama-bpe", "smollm") or, with a leading '^', '\n'-separated regexes; n merges
+ * "left right" (GGUF / tokenizer.json string form, lens[i] bytes each); path names errors. */
+int spq_tok_make_bpe(spq_tokenizer *t, const char *pre, int n, const char *const *merges, const int *lens,
+                     const char *path, spq_err *e);
+/* Finish a tokenizer whose arrays are filled: index pieces, find byte tokens, and for
+ * byte-level BPE hash the merges and compile the pre-tokenizer; -1 on failure. */
 int spq_tok_finish(spq_tokenizer *t);
 /* Release memory. */
 void spq_tok_free(spq_tokenizer *t);

@@ -67,6 +67,12 @@ if [ -d "$SH/models/docs-llama-28m" ]; then
   ( ulimit -f 2000; $S convert $D -o "$tmp/big.spq" ) 2>"$tmp/err"; rc=$?
   if [ $rc -ne 0 ] && ! ls "$tmp"/big.spq* >/dev/null 2>&1 && grep -q "big.spq: write failed, no file written" "$tmp/err"; then pass=$((pass+1));
   else fail=$((fail+1)); echo "FAIL: ulimit -f convert rc=$rc"; cat "$tmp/err"; ls "$tmp"; fi
+  # byte-level BPE from a vocab-only GGUF (gpt-2), and an unsupported tokenizer.json
+  V=$SH/tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf
+  expect_ok "^15496 995 11 340 338 1160 2075 0$" $S tokenize -m $V "Hello world, it's 2026!"
+  expect_ok "^50256 15496$" $S tokenize -m $V --special "<|endoftext|>Hello"
+  mkdir "$tmp/tj"; printf '{"model": {"type": "Unigram", "vocab": []}}' > "$tmp/tj/tokenizer.json"
+  expect_fail "tokenizer.json: unsupported tokenizer model type" $S tokenize -m "$tmp/tj/tokenizer.json" hi
   expect_ok "wrote" $S convert $SH/models/stories260K/stories260K.bin -o "$tmp/s.spq"
   expect_ok "pos 15 tok 5 top5 345:9.8538" $S logits -m "$tmp/s.spq" --tokens 1,300,301,302,400,17,99,260,511,42,7,258,1,333,444,5
 else

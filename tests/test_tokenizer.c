@@ -1,11 +1,15 @@
 /* test_tokenizer.c — SentencePiece BPE against llama.cpp's vocab test vectors (llama-spm,
  * phi-3) and the sentencepiece library's ids (fixture from tests/ref/make_hf_refs.py) for
- * tokenizer.model and tokenizer.bin; decode round trips; and the sampler. */
+ * tokenizer.model and tokenizer.bin; byte-level BPE against llama.cpp's gpt-2 vectors and the
+ * HF tokenizers library's ids (fixture from tests/ref/make_bpe_refs.py) for tokenizer.json with
+ * the GPT-2, SmolLM and LLaMA-3 pre-tokenizers; decode round trips; and the sampler. */
 #include "tests/helpers.h"
 
 #include <cjson/cJSON.h>
 
 #include "runtime/sampler.h"
+
+#include <unistd.h>
 
 static char *read_all(const char *p, size_t *n)
 {
@@ -76,6 +80,7 @@ static void check_vocab_vectors(const char *name)
 
 static void test_llamacpp_llama_spm(void **st) { (void)st; check_vocab_vectors("llama-spm"); }
 static void test_llamacpp_phi3(void **st) { (void)st; check_vocab_vectors("phi-3"); }
+static void test_llamacpp_gpt2(void **st) { (void)st; check_vocab_vectors("gpt-2"); }
 
 /* tokenizer.model (protobuf) and tokenizer.bin (llama2.c) give sentencepiece's ids */
 static void test_sentencepiece_reference(void **st)
@@ -118,6 +123,100 @@ static void test_sentencepiece_reference(void **st)
     fprintf(stderr, "  %d strings identical to sentencepiece (both loaders); %d/%d round trip exactly\n", total, roundtrip, total);
     spq_tok_free(&tm); spq_tok_free(&tb);
     cJSON_Delete(j);
+}
+
+/* tokenizer.json (HF tokenizers' serialisation, vocab refilled from the gpt-2 GGUF) gives the
+ * tokenizers library's ids for every pre-tokenizer family, decodes back exactly, and survives
+ * the .spq blob */
+static void test_hf_tokenizers_reference(void **st)
+{
+    (void)st;
+    spq_ckpt g;
+    spq_err e;
+    assert_int_equal(spq_open(shared_path("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf"), &g, &e), 0);
+    const spq_tokenizer *gt = &g.tok;
+    size_t n;
+    char *txt = read_all("tests/fixtures/bpe_ids.json", &n);
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    assert_non_null(j);
+    const cJSON *S = cJSON_GetObjectItem(j, "strings");
+    int total = cJSON_GetArraySize(S);
+    static int got[1 << 16];
+    static char back[1 << 18];
+    const char *kinds[] = {"gpt2", "smollm", "llama3"};
+    for (int v = 0; v < 3; v++) {
+        const cJSON *var = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "variants"), kinds[v]);
+        cJSON *sk = cJSON_Duplicate(cJSON_GetObjectItem(var, "skeleton"), 1);
+        cJSON *model = cJSON_GetObjectItem(sk, "model");
+        cJSON *vocab = cJSON_CreateObject(), *merges = cJSON_CreateArray();
+        for (int i = 0; i < gt->n_vocab; i++)
+            if (gt->types[i] == SPQ_PT_NORMAL) cJSON_AddNumberToObject(vocab, gt->pieces[i], i);
+        for (int r = 0; r < gt->n_merges; r++) {
+            const char *a = gt->pieces[gt->merges[2 * r]], *b = gt->pieces[gt->merges[2 * r + 1]];
+            if (v == 2) { /* newer tokenizers write [a, b] pairs, older "a b" strings: both */
+                const char *ab[2] = {a, b};
+                cJSON_AddItemToArray(merges, cJSON_CreateStringArray(ab, 2));
+            } else {
+                char m[512];
+                snprintf(m, sizeof m, "%s %s", a, b);
+                cJSON_AddItemToArray(merges, cJSON_CreateString(m));
+            }
+        }
+        cJSON_ReplaceItemInObject(model, "vocab", vocab);
+        cJSON_ReplaceItemInObject(model, "merges", merges);
+        char path[] = "/tmp/spq-tokjson-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        char *out = cJSON_PrintUnformatted(sk);
+        assert_int_equal(write(fd, out, strlen(out)), (ssize_t)strlen(out));
+        close(fd);
+        free(out);
+        cJSON_Delete(sk);
+        spq_tokenizer t, t2;
+        if (spq_tok_load_hf_json(path, &t, &e)) fail_msg("%s", e.msg);
+        unlink(path);
+        assert_int_equal(t.type, SPQ_TOK_BPE);
+        uint8_t *blob;
+        size_t bn = spq_tok_serialize(&t, &blob);
+        assert_int_equal(spq_tok_deserialize(blob, bn, &t2), 0);
+        free(blob);
+        int roundtrip = 0;
+        for (int k = 0; k < total; k++) {
+            const char *s = cJSON_GetArrayItem(S, k)->valuestring;
+            const cJSON *ids = cJSON_GetArrayItem(cJSON_GetObjectItem(var, "ids"), k);
+            int nw = cJSON_GetArraySize(ids);
+            for (int pass = 0; pass < 2; pass++) {
+                long ng = spq_tok_encode(pass ? &t2 : &t, s, strlen(s), 0, 0, got, 1 << 16);
+                int same = ng == nw;
+                for (int i = 0; same && i < nw; i++) same = got[i] == cJSON_GetArrayItem(ids, i)->valueint;
+                if (!same) {
+                    fprintf(stderr, "%s%s: string %d '%s' differs from tokenizers\n", kinds[v], pass ? " (.spq blob)" : "", k, s);
+                    fail();
+                }
+            }
+            size_t bl = decode(&t, got, nw, back);
+            roundtrip += bl == strlen(s) && !memcmp(back, s, bl);
+        }
+        fprintf(stderr, "  tokenizer.json %s: %d strings identical to HF tokenizers; %d/%d round trip exactly\n",
+                kinds[v], total, roundtrip, total);
+        assert_int_equal(roundtrip, total); /* byte-level BPE is lossless */
+        assert_true(total >= 300);
+        spq_tok_free(&t); spq_tok_free(&t2);
+    }
+    /* special tokens only when asked; invalid UTF-8 still encodes and round-trips */
+    int x[64];
+    assert_int_equal(spq_tok_encode(gt, "<|endoftext|>", 13, 0, 1, x, 64), 1);
+    assert_int_equal(x[0], 50256);
+    assert_true(spq_tok_encode(gt, "<|endoftext|>", 13, 0, 0, x, 64) > 1);
+    const char bad[] = "a\xff\xfe b\xc3(\xe2\x82 c";
+    long nb = spq_tok_encode(gt, bad, sizeof bad - 1, 0, 0, x, 64);
+    assert_true(nb > 0 && nb < 64);
+    size_t bl = decode(gt, x, nb, back);
+    assert_int_equal(bl, sizeof bad - 1);
+    assert_memory_equal(back, bad, bl);
+    cJSON_Delete(j);
+    spq_ckpt_free(&g);
 }
 
 /* .spq stores the tokenizer: serialise/deserialise gives the same encoder */
@@ -210,7 +309,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llamacpp_llama_spm),
         cmocka_unit_test(test_llamacpp_phi3),
+        cmocka_unit_test(test_llamacpp_gpt2),
         cmocka_unit_test(test_sentencepiece_reference),
+        cmocka_unit_test(test_hf_tokenizers_reference),
         cmocka_unit_test(test_tokenizer_blob),
         cmocka_unit_test(test_sampler),
     };

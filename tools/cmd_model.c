@@ -69,7 +69,11 @@ int cmd_info(int argc, char **argv)
         printf("           rms_norm_eps %g, rope_theta %g%s, tied embeddings %s, bos %d, eos %d\n", p->norm_eps,
                p->rope_theta, p->rope_type == 1 ? " (llama3 scaling)" : "", p->tied ? "yes" : "no", p->bos_id, p->eos_id);
     }
-    if (c.tok.n_vocab)
+    if (c.tok.n_vocab && c.tok.type == SPQ_TOK_BPE)
+        printf("tokenizer  byte-level BPE, %d pieces, %d merges, %d pre-tokenizer regex%s%s, bos %d, eos %d\n",
+               c.tok.n_vocab, c.tok.n_merges, c.tok.n_re, c.tok.n_re == 1 ? "" : "es",
+               c.tok.ignore_merges ? ", whole-word pieces first" : "", c.tok.bos_id, c.tok.eos_id);
+    else if (c.tok.n_vocab)
         printf("tokenizer  SentencePiece BPE, %d pieces, bos %d, eos %d, unk %d\n", c.tok.n_vocab, c.tok.bos_id,
                c.tok.eos_id, c.tok.unk_id);
     else
@@ -107,7 +111,7 @@ int cmd_convert(int argc, char **argv)
     const char *in = NULL, *out = NULL, *tok = NULL, *outtype = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h")) {
-            puts("usage: spikeq convert IN -o OUT.spq [--outtype f32|f16] [--tokenizer tokenizer.model|tokenizer.bin]\n"
+            puts("usage: spikeq convert IN -o OUT.spq [--outtype f32|f16] [--tokenizer tokenizer.model|tokenizer.bin|tokenizer.json]\n"
                  "IN: HF model directory, GGUF file, llama2.c .bin or .spq");
             return 0;
         } else if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
@@ -124,8 +128,9 @@ int cmd_convert(int argc, char **argv)
     if (tok) {
         spq_tok_free(&c.tok);
         size_t n = strlen(tok);
-        int rc = n > 4 && !strcmp(tok + n - 4, ".bin") ? spq_tok_load_llama2c(tok, c.cfg.vocab_size, &c.tok, &e)
-                                                       : spq_tok_load_spm(tok, &c.tok, &e);
+        int rc = n > 4 && !strcmp(tok + n - 4, ".bin")    ? spq_tok_load_llama2c(tok, c.cfg.vocab_size, &c.tok, &e)
+                 : n > 5 && !strcmp(tok + n - 5, ".json") ? spq_tok_load_hf_json(tok, &c.tok, &e)
+                                                          : spq_tok_load_spm(tok, &c.tok, &e);
         if (rc) die_err(&e);
         if (c.tok.n_vocab != c.cfg.vocab_size)
             die("%s: tokenizer has %d pieces, the model's vocabulary is %d", tok, c.tok.n_vocab, c.cfg.vocab_size);

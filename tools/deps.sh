@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh [cross] — install the Debian packages spikeq needs, only when something is missing.
-# Native: libgomp (gcc), libsleef-dev, libcjson-dev, libcmocka-dev.
+# Native: libgomp (gcc), libsleef-dev, libcjson-dev, libcmocka-dev, libpcre2-dev.
 # aarch64 cross tests: gcc-aarch64-linux-gnu, qemu-user and the arm64 multiarch -dev libs.
 set -e
 need=""
@@ -8,6 +8,7 @@ has_hdr() { [ -f "/usr/include/$1" ] || [ -f "/usr/include/x86_64-linux-gnu/$1" 
 has_hdr sleef.h || need="$need libsleef-dev"
 has_hdr cjson/cJSON.h || need="$need libcjson-dev"
 has_hdr cmocka.h || need="$need libcmocka-dev"
+has_hdr pcre2.h || need="$need libpcre2-dev"
 if [ "${1:-}" = cross ]; then
   command -v aarch64-linux-gnu-gcc >/dev/null || need="$need gcc-aarch64-linux-gnu"
   command -v qemu-aarch64 >/dev/null || need="$need qemu-user"
@@ -15,6 +16,7 @@ if [ "${1:-}" = cross ]; then
   [ -f /usr/lib/aarch64-linux-gnu/libsleef.so ] || arm="$arm libsleef-dev:arm64"
   [ -f /usr/lib/aarch64-linux-gnu/libcjson.so ] || arm="$arm libcjson-dev:arm64"
   [ -f /usr/lib/aarch64-linux-gnu/libcmocka.so ] || arm="$arm libcmocka-dev:arm64"
+  [ -f /usr/lib/aarch64-linux-gnu/libpcre2-8.so ] || arm="$arm libpcre2-dev:arm64"
   if [ -n "$arm" ]; then
     dpkg --print-foreign-architectures | grep -q arm64 || { dpkg --add-architecture arm64; upd=1; }
     need="$need $arm"

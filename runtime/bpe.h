@@ -1,0 +1,25 @@
+/* bpe.h — byte-level BPE internals shared by tokenizer.c (not a public API: use tokenizer.h). */
+#ifndef SPQ_BPE_H
+#define SPQ_BPE_H
+
+#include "runtime/tokenizer.h"
+
+/* Hash the merges and compile the pre-tokenizer of a BPE tokenizer; -1 on failure. */
+int spq_bpe_finish(spq_tokenizer *t);
+/* Free what spq_bpe_finish and the BPE fields hold. */
+void spq_bpe_free(spq_tokenizer *t);
+/* Encode plain text (no special tokens) appending to ids[n..]; returns the new count (may
+ * exceed max), -1 on OOM. prefix: add a leading space unless the text starts with one. */
+long spq_bpe_encode(const spq_tokenizer *t, const char *text, size_t len, int prefix, int *ids, long n, long max);
+/* Bytes of a normal piece: the byte-to-unicode map undone; returns the length written. */
+int spq_bpe_piece(const spq_tokenizer *t, int id, char *buf, int cap);
+/* Size of the BPE part of the serialised tokenizer. */
+size_t spq_bpe_blob_size(const spq_tokenizer *t);
+/* Write the BPE part (spq_bpe_blob_size bytes) at p. */
+void spq_bpe_blob_write(const spq_tokenizer *t, uint8_t *p);
+/* Read the BPE part from [p, end); -1 if malformed. */
+int spq_bpe_blob_read(spq_tokenizer *t, const uint8_t *p, const uint8_t *end);
+/* Codepoint GPT-2's byte-to-unicode map gives byte b. */
+int spq_bpe_byte_cp(int b);
+
+#endif

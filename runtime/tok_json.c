@@ -1,0 +1,177 @@
+/* tok_json.c — HF tokenizer.json (tokenizers library format) for byte-level BPE models:
+ * model.vocab (piece -> id), model.merges ("a b" strings or [a, b] pairs, in rank order),
+ * model.ignore_merges, added_tokens, and the pre_tokenizer turned into the regex list the
+ * encoder applies in turn (ByteLevel's own regex is GPT-2's; Digits and Split add theirs). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/tokenizer.h"
+
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+
+typedef struct { char s[4096]; size_t n; int prefix; } pre_out;
+
+static int append(pre_out *o, const char *re)
+{
+    size_t l = strlen(re);
+    if (o->n + l + 2 >= sizeof o->s) return -1;
+    if (o->n) o->s[o->n++] = '\n';
+    memcpy(o->s + o->n, re, l + 1);
+    o->n += l;
+    return 0;
+}
+
+/* Append pt's regexes to o; returns 0, or -1 with what is unsupported in why. */
+static int pre_regexes(const cJSON *pt, pre_out *o, char *why, size_t cap)
+{
+    if (!pt || cJSON_IsNull(pt)) return 0;
+    const cJSON *ty = cJSON_GetObjectItem(pt, "type");
+    const char *type = cJSON_IsString(ty) ? ty->valuestring : "?";
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *a = cJSON_GetObjectItem(pt, "pretokenizers");
+        for (const cJSON *it = a ? a->child : NULL; it; it = it->next)
+            if (pre_regexes(it, o, why, cap)) return -1;
+        return 0;
+    }
+    if (!strcmp(type, "ByteLevel")) {
+        const cJSON *ur = cJSON_GetObjectItem(pt, "use_regex");
+        o->prefix |= cJSON_IsTrue(cJSON_GetObjectItem(pt, "add_prefix_space"));
+        return cJSON_IsFalse(ur) ? 0 : append(o, RE_GPT2);
+    }
+    if (!strcmp(type, "Digits"))
+        return append(o, cJSON_IsTrue(cJSON_GetObjectItem(pt, "individual_digits")) ? "\\p{N}" : "\\p{N}+");
+    if (!strcmp(type, "Split")) {
+        const cJSON *pat = cJSON_GetObjectItem(pt, "pattern"), *beh = cJSON_GetObjectItem(pt, "behavior");
+        const cJSON *re = cJSON_GetObjectItem(pat, "Regex"), *lit = cJSON_GetObjectItem(pat, "String");
+        if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") || cJSON_IsTrue(cJSON_GetObjectItem(pt, "invert"))) {
+            snprintf(why, cap, "Split pre-tokenizer other than behavior Isolated, invert false");
+            return -1;
+        }
+        if (cJSON_IsString(re)) return strchr(re->valuestring, '\n') ? -1 : append(o, re->valuestring);
+        if (cJSON_IsString(lit)) {
+            char q[1100];
+            if (strlen(lit->valuestring) > 1000 || strstr(lit->valuestring, "\\E")) return -1;
+            snprintf(q, sizeof q, "\\Q%s\\E", lit->valuestring);
+            return append(o, q);
+        }
+    }
+    snprintf(why, cap, "pre_tokenizer '%s'", type);
+    return -1;
+}
+
+static int fail_j(cJSON *j, spq_err *e, const char *path, const char *what)
+{
+    cJSON_Delete(j);
+    return spq_fail(e, path, "%s", what);
+}
+
+int spq_tok_load_hf_json(const char *path, spq_tokenizer *t, spq_err *e)
+{
+    memset(t, 0, sizeof *t);
+    FILE *f = fopen(path, "rb");
+    if (!f) return spq_fail(e, path, "cannot open tokenizer.json");
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *txt = sz > 0 && sz < (1l << 30) ? malloc((size_t)sz + 1) : NULL;
+    if (!txt || fread(txt, 1, (size_t)sz, f) != (size_t)sz) { fclose(f); free(txt); return spq_fail(e, path, "cannot read tokenizer.json"); }
+    fclose(f);
+    txt[sz] = 0;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    if (!j) return spq_fail(e, path, "not valid JSON");
+    const cJSON *model = cJSON_GetObjectItem(j, "model");
+    const cJSON *mt = cJSON_GetObjectItem(model, "type");
+    const cJSON *vocab = cJSON_GetObjectItem(model, "vocab"), *merges = cJSON_GetObjectItem(model, "merges");
+    if (!cJSON_IsObject(model)) return fail_j(j, e, path, "no \"model\" object (not a tokenizer.json)");
+    if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "BPE"))
+        return fail_j(j, e, path, "unsupported tokenizer model type (BPE only)");
+    if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) return fail_j(j, e, path, "model.vocab or model.merges missing");
+    const cJSON *norm = cJSON_GetObjectItem(j, "normalizer");
+    if (norm && !cJSON_IsNull(norm))
+        return fail_j(j, e, path, "SentencePiece-style tokenizer.json (has a normalizer): use the model's tokenizer.model");
+    pre_out pre = {.n = 0};
+    char why[160] = "pre_tokenizer";
+    if (pre_regexes(cJSON_GetObjectItem(j, "pre_tokenizer"), &pre, why, sizeof why)) {
+        char m[200];
+        snprintf(m, sizeof m, "unsupported %s", why);
+        return fail_j(j, e, path, m);
+    }
+    /* ids: vocabulary plus added tokens; holes become unused pieces */
+    const cJSON *added = cJSON_GetObjectItem(j, "added_tokens");
+    long n = 0;
+    for (const cJSON *it = vocab->child; it; it = it->next) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 22)) return fail_j(j, e, path, "bad id in model.vocab");
+        if (it->valueint + 1 > n) n = it->valueint + 1;
+    }
+    for (const cJSON *it = added ? added->child : NULL; it; it = it->next) {
+        const cJSON *id = cJSON_GetObjectItem(it, "id"), *c = cJSON_GetObjectItem(it, "content");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 22) || !cJSON_IsString(c))
+            return fail_j(j, e, path, "bad entry in added_tokens");
+        if (id->valueint + 1 > n) n = id->valueint + 1;
+    }
+    if (n == 0) return fail_j(j, e, path, "empty vocabulary");
+    const char **pieces = calloc((size_t)n, sizeof *pieces);
+    int *lens = calloc((size_t)n, sizeof *lens);
+    uint8_t *types = malloc((size_t)n);
+    int nm = cJSON_GetArraySize(merges);
+    const char **ms = malloc(sizeof *ms * ((size_t)nm + 1));
+    int *ml = malloc(sizeof *ml * ((size_t)nm + 1));
+    char **owned = calloc((size_t)nm + 1, sizeof *owned);
+    int rc = !pieces || !lens || !types || !ms || !ml || !owned ? spq_fail(e, path, "out of memory") : 0;
+    for (long i = 0; !rc && i < n; i++) { pieces[i] = ""; types[i] = SPQ_PT_UNUSED; }
+    for (const cJSON *it = vocab->child; !rc && it; it = it->next) {
+        pieces[it->valueint] = it->string;
+        lens[it->valueint] = (int)strlen(it->string);
+        types[it->valueint] = SPQ_PT_NORMAL;
+    }
+    int unk = -1;
+    for (const cJSON *it = added ? added->child : NULL; !rc && it; it = it->next) {
+        int id = cJSON_GetObjectItem(it, "id")->valueint;
+        pieces[id] = cJSON_GetObjectItem(it, "content")->valuestring;
+        lens[id] = (int)strlen(pieces[id]);
+        types[id] = cJSON_IsTrue(cJSON_GetObjectItem(it, "special")) ? SPQ_PT_CONTROL : SPQ_PT_USER;
+    }
+    const cJSON *uk = cJSON_GetObjectItem(model, "unk_token");
+    for (long i = 0; !rc && cJSON_IsString(uk) && i < n && unk < 0; i++)
+        if (!strcmp(pieces[i], uk->valuestring)) unk = (int)i;
+    int k = 0;
+    for (const cJSON *it = merges->child; !rc && it; it = it->next, k++) {
+        if (cJSON_IsString(it)) { ms[k] = it->valuestring; ml[k] = (int)strlen(it->valuestring); continue; }
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
+        if (!cJSON_IsArray(it) || !cJSON_IsString(a) || !cJSON_IsString(b)) { rc = spq_fail(e, path, "bad entry %d in model.merges", k); break; }
+        size_t la = strlen(a->valuestring), lb = strlen(b->valuestring);
+        owned[k] = malloc(la + lb + 2);
+        if (!owned[k]) { rc = spq_fail(e, path, "out of memory"); break; }
+        memcpy(owned[k], a->valuestring, la);
+        owned[k][la] = ' ';
+        memcpy(owned[k] + la + 1, b->valuestring, lb + 1);
+        ms[k] = owned[k];
+        ml[k] = (int)(la + lb + 1);
+    }
+    /* BOS/EOS: the model's config.json says which (the HF importer sets them); until then
+     * the usual names */
+    int bos = -1, eos = -1;
+    static const char *const BOS[] = {"<|begin_of_text|>", "<|im_start|>", "<s>", "<|endoftext|>"};
+    static const char *const EOS[] = {"<|end_of_text|>", "<|im_end|>", "</s>", "<|endoftext|>"};
+    for (int q = 0; q < 4; q++)
+        for (long i = 0; i < n && !rc; i++) {
+            if (bos < 0 && !strcmp(pieces[i], BOS[q])) bos = (int)i;
+            if (eos < 0 && !strcmp(pieces[i], EOS[q])) eos = (int)i;
+        }
+    if (!rc) rc = spq_tok_build(t, (int)n, pieces, lens, NULL, types, bos, eos, unk, e);
+    if (!rc) {
+        char re[4200];
+        snprintf(re, sizeof re, "^%s", pre.s);
+        t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItem(model, "ignore_merges"));
+        rc = spq_tok_make_bpe(t, re, nm, ms, ml, path, e);
+        t->add_space_prefix = pre.prefix;
+    }
+    for (int i = 0; owned && i < nm; i++) free(owned[i]);
+    free(owned); free(ms); free(ml); free(pieces); free(lens); free(types);
+    cJSON_Delete(j);
+    if (rc) spq_tok_free(t);
+    return rc;
+}
