@@ -37,7 +37,8 @@ ifeq ($(ARCH),aarch64)
 endif
 BENCH := $(B)/bench/bench_gemm
 
-.PHONY: all test test-unit test-sanitize clean deps deps-cross run bench
+.SECONDARY:
+.PHONY: all test test-unit test-sanitize clean deps deps-cross run bench fuzz fuzz-build
 all: $(B)/spikeq $(BENCH)
 
 $(B)/%.o: %.c $(wildcard */*.h)
@@ -69,6 +70,7 @@ test: deps deps-cross
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-sanitize
 	@$(MAKE) --no-print-directory ARCH=aarch64 test-unit
+	@$(MAKE) --no-print-directory -j2 fuzz
 
 test-unit: $(TESTS) $(B)/spikeq
 	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_cli.sh:$(B)/spikeq)
@@ -78,6 +80,24 @@ test-sanitize:
 	@$(MAKE) --no-print-directory B=build-san OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-unit
 
+# libFuzzer targets (clang, ASan + UBSan): each runs FUZZ_SECONDS (10; 60 when CI=true) from
+# the seeds in fuzz/corpus/T and the regression inputs in fuzz/regress/T, growing its corpus in
+# build-fuzz/corpus/T; a crash stops it and leaves build-fuzz/crash-T-*. `make -j2 fuzz` runs
+# two at a time. Checksums are skipped in this build (FUZZING_BUILD_MODE_...) so mutations
+# reach the parsers behind them.
+FUZZ_TARGETS := spq gguf hf tokjson encode
+FUZZ_SECONDS ?= $(if $(filter true,$(CI)),60,10)
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
+fuzz-build:
+	@sh tools/deps.sh fuzz
+	@$(MAKE) --no-print-directory B=build-fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" SAN="$(FUZZ_SAN)" \
+	  $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+fuzz-run-%: fuzz-build
+	@sh fuzz/run.sh $* $(FUZZ_SECONDS)
+$(B)/fuzz/fuzz_%: $(B)/fuzz/fuzz_%.o $(B)/libspikeq.a
+	$(CC) -o $@ $^ $(LDLIBS) -fsanitize=fuzzer
+
 bench: $(BENCH)
 	$(BENCH)
 
@@ -85,4 +105,4 @@ run: deps $(B)/spikeq
 	$(B)/spikeq generate -m models/docs-llama-28m-w8a8.spq -p "The Linux kernel" -n 64
 
 clean:
-	rm -rf build build-san build-aarch64
+	rm -rf build build-san build-aarch64 build-fuzz

@@ -4,6 +4,8 @@
  * against the file size before use. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,19 @@ static double scalar(rd *r, int type)
     case G_F64: { double d; memcpy(&d, &v, 8); return d; }
     default: return (double)v;
     }
+}
+
+/* A metadata number as an int: out of int range (or NaN) becomes INT_MIN, which every
+ * later check refuses, instead of an undefined conversion. */
+static int ival(double x)
+{
+    return x >= -2147483648.0 && x <= 2147483647.0 ? (int)x : INT_MIN;
+}
+
+/* ... and as a float: out of float range (or NaN) becomes NaN, which the checks refuse. */
+static float fval(double x)
+{
+    return fabs(x) <= 3.0e38 ? (float)x : NAN;
 }
 
 /* skip one value of type (arrays recurse one level) */
@@ -132,21 +147,21 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
             skip(&r, G_ARR);
         } else if (type >= 0 && type <= G_F64 && type != G_STR && type != G_ARR) {
             double x = scalar(&r, type);
-            if (!strcmp(key, "general.alignment")) align = (uint64_t)x;
-            else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v.bos = (int)x;
-            else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v.eos = (int)x;
-            else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v.unk = (int)x;
+            if (!strcmp(key, "general.alignment")) align = x >= 1 && x <= 4096 ? (uint64_t)x : 0;
+            else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v.bos = ival(x);
+            else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v.eos = ival(x);
+            else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v.unk = ival(x);
             else if (!strcmp(key, "tokenizer.ggml.add_space_prefix")) v.add_space = x != 0, v.add_space_set = 1;
-            else if (sub && !strcmp(sub, "context_length")) p->max_seq = (int)x;
-            else if (sub && !strcmp(sub, "embedding_length")) p->dim = (int)x;
-            else if (sub && !strcmp(sub, "block_count")) p->n_layers = (int)x;
-            else if (sub && !strcmp(sub, "feed_forward_length")) p->hidden_dim = (int)x;
-            else if (sub && !strcmp(sub, "attention.head_count")) p->n_heads = (int)x;
-            else if (sub && !strcmp(sub, "attention.head_count_kv")) p->n_kv_heads = (int)x;
-            else if (sub && !strcmp(sub, "attention.layer_norm_rms_epsilon")) p->norm_eps = (float)x;
-            else if (sub && !strcmp(sub, "rope.freq_base")) p->rope_theta = (float)x;
-            else if (sub && !strcmp(sub, "rope.dimension_count")) rope_dim = (int)x;
-            else if (sub && !strcmp(sub, "vocab_size")) p->vocab_size = (int)x;
+            else if (sub && !strcmp(sub, "context_length")) p->max_seq = ival(x);
+            else if (sub && !strcmp(sub, "embedding_length")) p->dim = ival(x);
+            else if (sub && !strcmp(sub, "block_count")) p->n_layers = ival(x);
+            else if (sub && !strcmp(sub, "feed_forward_length")) p->hidden_dim = ival(x);
+            else if (sub && !strcmp(sub, "attention.head_count")) p->n_heads = ival(x);
+            else if (sub && !strcmp(sub, "attention.head_count_kv")) p->n_kv_heads = ival(x);
+            else if (sub && !strcmp(sub, "attention.layer_norm_rms_epsilon")) p->norm_eps = fval(x);
+            else if (sub && !strcmp(sub, "rope.freq_base")) p->rope_theta = fval(x);
+            else if (sub && !strcmp(sub, "rope.dimension_count")) rope_dim = ival(x);
+            else if (sub && !strcmp(sub, "vocab_size")) p->vocab_size = ival(x);
         } else {
             r.bad = 1;
         }
@@ -214,6 +229,12 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
     if (!p->n_kv_heads) p->n_kv_heads = p->n_heads;
     if (p->n_heads <= 0 || p->dim <= 0) { spq_ckpt_free(c); return spq_fail(e, path, "missing llama.* hyperparameters"); }
     p->head_dim = rope_dim ? rope_dim : p->dim / p->n_heads;
+    if (p->n_heads > 1024 || p->n_kv_heads <= 0 || p->n_kv_heads > p->n_heads || p->head_dim <= 0 ||
+        p->head_dim > 1024 || p->head_dim % 2) {
+        spq_ckpt_free(c);
+        return spq_fail(e, path, "llama.attention.head_count %d / head_count_kv %d / rope.dimension_count %d out of range",
+                        p->n_heads, p->n_kv_heads, p->head_dim);
+    }
     /* tensor infos */
     typedef struct { char name[96]; int ndim; uint64_t ne[4]; int type; uint64_t off; } info;
     info *ti = calloc(nt, sizeof *ti);
@@ -302,6 +323,9 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
         if (!spq_ckpt_add(c, &o)) { free(o.owned); rc = spq_fail(e, path, "out of memory"); }
     }
     free(ti);
+    if (!rc && c->n == 0)
+        rc = spq_fail(e, path, "none of its %llu tensors is a llama tensor (token_embd.weight, blk.N.attn_q.weight, ...)",
+                      (unsigned long long)nt);
     if (!rc) {
         spq_tensor *emb = spq_ckpt_find(c, "model.embed_tokens.weight");
         if (emb && !p->vocab_size) p->vocab_size = (int)emb->shape[0];

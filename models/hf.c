@@ -4,6 +4,8 @@
  * MistralForCausalLM. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,19 @@ static double num(const cJSON *o, const char *k, double dflt)
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
+/* ints and floats out of range (or NaN) become INT_MIN / NaN, which validation refuses,
+ * instead of an undefined conversion */
+static int inum(const cJSON *o, const char *k, double dflt)
+{
+    double x = num(o, k, dflt);
+    return x >= -2147483648.0 && x <= 2147483647.0 ? (int)x : INT_MIN;
+}
+static float fnum(const cJSON *o, const char *k, double dflt)
+{
+    double x = num(o, k, dflt);
+    return fabs(x) <= 3.0e38 ? (float)x : NAN;
+}
+
 static int parse_config(const char *dir, spq_config *p, spq_err *e)
 {
     char path[1100];
@@ -51,22 +66,22 @@ static int parse_config(const char *dir, spq_config *p, spq_err *e)
         rc = spq_fail(e, path, "unsupported architecture %s (LlamaForCausalLM, MistralForCausalLM)", a);
         goto out;
     }
-    p->dim = (int)num(j, "hidden_size", 0);
-    p->hidden_dim = (int)num(j, "intermediate_size", 0);
-    p->n_layers = (int)num(j, "num_hidden_layers", 0);
-    p->n_heads = (int)num(j, "num_attention_heads", 0);
-    p->n_kv_heads = (int)num(j, "num_key_value_heads", p->n_heads);
-    p->head_dim = (int)num(j, "head_dim", p->n_heads > 0 ? p->dim / p->n_heads : 0);
-    p->vocab_size = (int)num(j, "vocab_size", 0);
-    p->max_seq = (int)num(j, "max_position_embeddings", 2048);
-    p->norm_eps = (float)num(j, "rms_norm_eps", 1e-6);
+    p->dim = inum(j, "hidden_size", 0);
+    p->hidden_dim = inum(j, "intermediate_size", 0);
+    p->n_layers = inum(j, "num_hidden_layers", 0);
+    p->n_heads = inum(j, "num_attention_heads", 0);
+    p->n_kv_heads = inum(j, "num_key_value_heads", p->n_heads);
+    p->head_dim = inum(j, "head_dim", p->n_heads > 0 ? p->dim / p->n_heads : 0);
+    p->vocab_size = inum(j, "vocab_size", 0);
+    p->max_seq = inum(j, "max_position_embeddings", 2048);
+    p->norm_eps = fnum(j, "rms_norm_eps", 1e-6);
     p->tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings"));
-    p->bos_id = (int)num(j, "bos_token_id", 1);
-    p->eos_id = (int)num(j, "eos_token_id", 2);
+    p->bos_id = inum(j, "bos_token_id", 1);
+    p->eos_id = inum(j, "eos_token_id", 2);
     /* transformers 5 nests RoPE under rope_parameters; older files use rope_theta + rope_scaling */
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
-    p->rope_theta = (float)num(j, "rope_theta", cJSON_IsObject(rp) ? num(rp, "rope_theta", 10000) : 10000);
+    p->rope_theta = fnum(j, "rope_theta", cJSON_IsObject(rp) ? num(rp, "rope_theta", 10000) : 10000);
     const cJSON *sc = cJSON_IsObject(rs) ? rs : (cJSON_IsObject(rp) ? rp : NULL);
     if (sc) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(sc, "rope_type");
@@ -74,10 +89,10 @@ static int parse_config(const char *dir, spq_config *p, spq_err *e)
         const char *ty = cJSON_IsString(t) ? t->valuestring : "default";
         if (!strcmp(ty, "llama3")) {
             p->rope_type = 1;
-            p->rope_factor = (float)num(sc, "factor", 8);
-            p->rope_low_freq = (float)num(sc, "low_freq_factor", 1);
-            p->rope_high_freq = (float)num(sc, "high_freq_factor", 4);
-            p->rope_orig_ctx = (int)num(sc, "original_max_position_embeddings", 8192);
+            p->rope_factor = fnum(sc, "factor", 8);
+            p->rope_low_freq = fnum(sc, "low_freq_factor", 1);
+            p->rope_high_freq = fnum(sc, "high_freq_factor", 4);
+            p->rope_orig_ctx = inum(sc, "original_max_position_embeddings", 8192);
         } else if (strcmp(ty, "default")) {
             rc = spq_fail(e, path, "unsupported rope scaling type %s (default, llama3)", ty);
         }
@@ -204,7 +219,8 @@ int spq_import_hf(const char *dir, spq_ckpt *c, spq_err *e)
             snprintf(path, sizeof path, "%s/tokenizer.json", dir);
             if (!stat(path, &st)) rc = spq_tok_load_hf_json(path, &c->tok, e);
             /* byte-level vocabularies name no BOS/EOS of their own: config.json does */
-            if (!rc) { c->tok.bos_id = c->cfg.bos_id; c->tok.eos_id = c->cfg.eos_id; }
+            if (!rc && c->cfg.bos_id >= 0 && c->cfg.bos_id < c->tok.n_vocab) c->tok.bos_id = c->cfg.bos_id;
+            if (!rc && c->cfg.eos_id >= 0 && c->cfg.eos_id < c->tok.n_vocab) c->tok.eos_id = c->cfg.eos_id;
         }
     }
     if (rc) spq_ckpt_free(c);

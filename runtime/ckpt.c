@@ -116,6 +116,10 @@ int spq_ckpt_validate(const spq_ckpt *c, spq_err *e)
         p->n_layers > 1024 || p->vocab_size > 1 << 22 || p->head_dim > 1024 || p->n_heads > 1024)
         return spq_fail(e, c->path, "invalid model config (dim %d, layers %d, heads %d/%d, vocab %d)", p->dim,
                         p->n_layers, p->n_heads, p->n_kv_heads, p->vocab_size);
+    if (p->bos_id < -1 || p->bos_id >= p->vocab_size || p->eos_id < -1 || p->eos_id >= p->vocab_size)
+        return spq_fail(e, c->path, "bos id %d or eos id %d outside the vocabulary (%d)", p->bos_id, p->eos_id, p->vocab_size);
+    if (c->tok.n_vocab && c->tok.n_vocab > p->vocab_size)
+        return spq_fail(e, c->path, "tokenizer has %d pieces, more than the model's vocabulary (%d)", c->tok.n_vocab, p->vocab_size);
     if (p->n_heads % p->n_kv_heads)
         return spq_fail(e, c->path, "n_heads %d is not a multiple of n_kv_heads %d", p->n_heads, p->n_kv_heads);
     if (p->head_dim % 2) return spq_fail(e, c->path, "head_dim %d is odd", p->head_dim);

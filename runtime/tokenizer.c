@@ -61,6 +61,10 @@ static int cmp_ids(const void *x, const void *y, void *ctx)
 int spq_tok_finish(spq_tokenizer *t)
 {
     if (t->type != SPQ_TOK_BPE) t->type = SPQ_TOK_SPM;
+    /* ids a file names must be in the vocabulary; -1 means "none" */
+    if (t->bos_id < 0 || t->bos_id >= t->n_vocab) t->bos_id = -1;
+    if (t->eos_id < 0 || t->eos_id >= t->n_vocab) t->eos_id = -1;
+    if (t->unk_id < 0 || t->unk_id >= t->n_vocab) t->unk_id = -1;
     for (int i = 0; i < t->n_vocab; i++) t->sorted[i] = i;
     qsort_r(t->sorted, (size_t)t->n_vocab, sizeof(int), cmp_ids, t);
     if (t->type == SPQ_TOK_BPE) return spq_bpe_finish(t);
@@ -351,7 +355,7 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
     /* normalise: optional dummy prefix, ' ' -> ▁ */
     size_t cap = 3 * (len + 1);
     char *buf = malloc(cap);
-    sym *s = malloc(sizeof *s * (len + 1));
+    sym *s = malloc(sizeof *s * cap); /* at most one symbol per normalised byte */
     heap h = {0};
     if (!buf || !s) { free(buf); free(s); return -1; }
     size_t o = 0;
@@ -363,8 +367,10 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
     int ns = 0;
     for (size_t i = 0; i < o;) {
         int l = spq_utf8_len((unsigned char)buf[i]);
-        if (!l) l = 1; /* a stray byte is a symbol of its own (byte fallback) */
-        if (i + (size_t)l > o) l = (int)(o - i);
+        if (i + (size_t)l > o) l = 1;
+        for (int k = 1; k < l; k++)
+            if (((unsigned char)buf[i + (size_t)k] & 0xC0) != 0x80) l = 1;
+        if (!l) l = 1; /* a stray or malformed byte is a symbol of its own (byte fallback) */
         s[ns] = (sym){ns - 1, ns + 1, buf + i, l};
         ns++;
         i += (size_t)l;
@@ -389,7 +395,9 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
         if (id >= 0) { if (n < max) ids[n] = id; n++; continue; }
         for (int k = 0; k < s[i].n; k++) {
             int bid = t->byte_ids[(unsigned char)s[i].s[k]];
-            if (n < max) ids[n] = bid >= 0 ? bid : t->unk_id;
+            if (bid < 0) bid = t->unk_id;
+            if (bid < 0) continue; /* neither a byte piece nor <unk>: the byte is dropped */
+            if (n < max) ids[n] = bid;
             n++;
         }
     }
@@ -400,7 +408,7 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
 long spq_tok_encode(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, int *ids, long max)
 {
     long n = 0;
-    if (bos) { if (n < max) ids[n] = t->bos_id; n++; }
+    if (bos && t->bos_id >= 0) { if (n < max) ids[n] = t->bos_id; n++; }
     int first = 1;
     size_t start = 0;
     while (start <= len) {

@@ -2,6 +2,7 @@
 # deps.sh [cross] — install the Debian packages spikeq needs, only when something is missing.
 # Native: libgomp (gcc), libsleef-dev, libcjson-dev, libcmocka-dev, libpcre2-dev.
 # aarch64 cross tests: gcc-aarch64-linux-gnu, qemu-user and the arm64 multiarch -dev libs.
+# fuzz: clang with libFuzzer (libclang-rt-14-dev) and LLVM's OpenMP (libomp-dev).
 set -e
 need=""
 has_hdr() { [ -f "/usr/include/$1" ] || [ -f "/usr/include/x86_64-linux-gnu/$1" ]; }
@@ -9,6 +10,11 @@ has_hdr sleef.h || need="$need libsleef-dev"
 has_hdr cjson/cJSON.h || need="$need libcjson-dev"
 has_hdr cmocka.h || need="$need libcmocka-dev"
 has_hdr pcre2.h || need="$need libpcre2-dev"
+if [ "${1:-}" = fuzz ]; then
+  command -v clang >/dev/null || need="$need clang"
+  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need="$need libclang-rt-dev"
+  ls /usr/lib/llvm-*/lib/libomp.so >/dev/null 2>&1 || need="$need libomp-dev"
+fi
 if [ "${1:-}" = cross ]; then
   command -v aarch64-linux-gnu-gcc >/dev/null || need="$need gcc-aarch64-linux-gnu"
   command -v qemu-aarch64 >/dev/null || need="$need qemu-user"
