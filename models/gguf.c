@@ -105,9 +105,8 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
     size_t fsz = (size_t)st.st_size;
     if (fsz < 24) { close(fd); return spq_fail(e, path, "truncated GGUF header"); }
     uint8_t *m = mmap(NULL, fsz, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return spq_fail(e, path, "mmap failed");
-    spq_ckpt_add_map(c, m, fsz);
+    if (m == MAP_FAILED) { close(fd); return spq_fail(e, path, "mmap failed"); }
+    spq_ckpt_add_map(c, m, fsz, fd);
     rd r = {m + 4, m + fsz, 0};
     uint32_t ver = (uint32_t)take(&r, 4);
     uint64_t nt = take(&r, 8), nkv = take(&r, 8);

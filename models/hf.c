@@ -121,9 +121,8 @@ static int load_shard(const char *path, spq_ckpt *c, spq_err *e)
     if (fsz < 8 || pread(fd, &hl, 8, 0) != 8) { close(fd); return spq_fail(e, path, "truncated safetensors file"); }
     if (hl > fsz - 8 || hl > (100u << 20)) { close(fd); return spq_fail(e, path, "safetensors header length %llu runs past the end of the file", (unsigned long long)hl); }
     char *m = mmap(NULL, fsz, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return spq_fail(e, path, "mmap failed");
-    if (spq_ckpt_add_map(c, m, fsz)) { munmap(m, fsz); return spq_fail(e, path, "too many shards"); }
+    if (m == MAP_FAILED) { close(fd); return spq_fail(e, path, "mmap failed"); }
+    if (spq_ckpt_add_map(c, m, fsz, fd)) { munmap(m, fsz); close(fd); return spq_fail(e, path, "too many shards"); }
     cJSON *j = cJSON_ParseWithLength(m + 8, hl);
     if (!j) return spq_fail(e, path, "invalid safetensors header JSON");
     const char *data = m + 8 + hl;

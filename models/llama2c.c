@@ -65,9 +65,8 @@ int spq_import_llama2c(const char *path, spq_ckpt *c, spq_err *e)
                         (long long)st.st_size, (long long)need);
     }
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return spq_fail(e, path, "mmap failed");
-    spq_ckpt_add_map(c, m, (size_t)st.st_size);
+    if (m == MAP_FAILED) { close(fd); return spq_fail(e, path, "mmap failed"); }
+    spq_ckpt_add_map(c, m, (size_t)st.st_size, fd);
     const float *w = (const float *)((const char *)m + 28);
     const float *emb = w;
     char nm[96];

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 
@@ -45,11 +46,30 @@ spq_tensor *spq_ckpt_find(const spq_ckpt *c, const char *name)
     return NULL;
 }
 
-int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n)
+int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n, int fd)
 {
     if (c->n_maps == 64) return -1;
     c->maps[c->n_maps] = p;
+    c->map_fds[c->n_maps] = fd;
     c->map_sizes[c->n_maps++] = n;
+    return 0;
+}
+
+/* A file truncated or rewritten in place under a MAP_PRIVATE mapping makes every access past
+ * its new end raise SIGBUS; the open descriptor sees the inode's current size. (Replacing the
+ * file by rename, as spikeq's writer does, leaves the mapping valid.) */
+int spq_ckpt_check(const spq_ckpt *c, spq_err *e)
+{
+    for (int i = 0; i < c->n_maps; i++) {
+        struct stat st;
+        if (fstat(c->map_fds[i], &st) == 0 && (uint64_t)st.st_size == (uint64_t)c->map_sizes[i]) continue;
+        char link[64], path[1024];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", c->map_fds[i]);
+        ssize_t k = readlink(link, path, sizeof path - 1);
+        path[k > 0 ? k : 0] = 0;
+        return spq_fail(e, k > 0 ? path : c->path, "file changed size while in use (was %zu bytes, now %lld): reload it",
+                        c->map_sizes[i], (long long)st.st_size);
+    }
     return 0;
 }
 
@@ -57,7 +77,7 @@ void spq_ckpt_free(spq_ckpt *c)
 {
     for (int i = 0; i < c->n; i++) free(c->t[i].owned);
     free(c->t);
-    for (int i = 0; i < c->n_maps; i++) munmap(c->maps[i], c->map_sizes[i]);
+    for (int i = 0; i < c->n_maps; i++) { munmap(c->maps[i], c->map_sizes[i]); close(c->map_fds[i]); }
     spq_tok_free(&c->tok);
     free(c->plan_json);
     memset(c, 0, sizeof *c);
@@ -108,6 +128,8 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, spq
     return 0;
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 int spq_ckpt_validate(const spq_ckpt *c, spq_err *e)
 {
     const spq_config *p = &c->cfg;
@@ -125,10 +147,18 @@ int spq_ckpt_validate(const spq_ckpt *c, spq_err *e)
     if (p->head_dim % 2) return spq_fail(e, c->path, "head_dim %d is odd", p->head_dim);
     if (!(p->norm_eps > 0) || !(p->rope_theta > 0))
         return spq_fail(e, c->path, "invalid rms_norm_eps or rope_theta");
-    for (int i = 0; i < c->n; i++)
-        for (int j = 0; j < i; j++)
-            if (!strcmp(c->t[i].name, c->t[j].name))
-                return spq_fail(e, c->path, "tensor %s appears twice", c->t[i].name);
+    /* duplicates: sort the names (a hostile file may hold a million tensors) */
+    const char **names = malloc(sizeof *names * ((size_t)c->n + 1));
+    if (!names) return spq_fail(e, c->path, "out of memory");
+    for (int i = 0; i < c->n; i++) names[i] = c->t[i].name;
+    qsort(names, (size_t)c->n, sizeof *names, cmp_name);
+    for (int i = 1; i < c->n; i++)
+        if (!strcmp(names[i], names[i - 1])) {
+            spq_fail(e, c->path, "tensor %s appears twice", names[i]);
+            free(names);
+            return -1;
+        }
+    free(names);
     int D = p->dim, H = p->hidden_dim, q = p->n_heads * p->head_dim, kv = p->n_kv_heads * p->head_dim;
     char nm[96];
     if (expect(c, "model.embed_tokens.weight", p->vocab_size, D, e)) return -1;

@@ -45,6 +45,7 @@ typedef struct {
     int n, cap;
     void *maps[64];     /* mmapped files backing tensor data */
     size_t map_sizes[64];
+    int map_fds[64];    /* kept open: spq_ckpt_check compares the files' sizes with the maps */
     int n_maps;
     char path[1024];
 } spq_ckpt;
@@ -57,8 +58,12 @@ const char *spq_dtype_name(int dtype);
 spq_tensor *spq_ckpt_add(spq_ckpt *c, const spq_tensor *t);
 /* The tensor called name, or NULL. */
 spq_tensor *spq_ckpt_find(const spq_ckpt *c, const char *name);
-/* Remember an mmap to release with the checkpoint; -1 when the table is full. */
-int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n);
+/* Remember an mmap of file descriptor fd (now owned by c) to release with the checkpoint;
+ * -1 when the table is full. */
+int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n, int fd);
+/* -1 (naming the file) when a mapped file no longer has the size it had when mapped: reading
+ * its tensors would fault. Cheap (one fstat per file): called between turns and chunks. */
+int spq_ckpt_check(const spq_ckpt *c, spq_err *e);
 /* Release everything the checkpoint owns. */
 void spq_ckpt_free(spq_ckpt *c);
 /* Check names, shapes and dtypes against cfg; 0 or -1 with e set. */

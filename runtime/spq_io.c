@@ -97,9 +97,8 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
     }
     uint64_t fsz = (uint64_t)st.st_size;
     uint8_t *m = mmap(NULL, fsz, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return spq_fail(e, path, "mmap failed: %s", strerror(errno));
-    spq_ckpt_add_map(c, m, fsz);
+    if (m == MAP_FAILED) { close(fd); return spq_fail(e, path, "mmap failed: %s", strerror(errno)); }
+    spq_ckpt_add_map(c, m, fsz, fd);
     if (memcmp(m, MAGIC, 8)) { spq_ckpt_free(c); return spq_fail(e, path, "not a spikeq checkpoint (wrong magic)"); }
     const char *bad = NULL;
     uint32_t ver = rd32(m + 8), nt = rd32(m + 12);
@@ -208,15 +207,26 @@ int spq_write(const char *path, const spq_ckpt *c, spq_err *e)
 static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
 {
     if (spq_ckpt_validate(c, e)) return -1;
-    char tmp[1100];
+    /* An unnamed file (O_TMPFILE) in the target's directory: if the process dies mid-write
+     * (kill -9, or SIGBUS from a source file truncated under its mapping) nothing is left
+     * behind. Where the filesystem lacks O_TMPFILE, a named temp file removed on every error. */
+    char tmp[1100], dir[1100];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666), named = fd < 0;
     snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return spq_fail(e, path, "cannot create a temporary file beside it: %s", strerror(errno));
-    mode_t um = umask(0);
-    umask(um);
-    fchmod(fd, 0666 & ~um); /* mkstemp makes 0600; a checkpoint is an ordinary file */
+    if (named) {
+        fd = mkstemp(tmp);
+        if (fd < 0) return spq_fail(e, path, "cannot create a temporary file beside it: %s", strerror(errno));
+        mode_t um = umask(0);
+        umask(um);
+        fchmod(fd, 0666 & ~um); /* mkstemp makes 0600; a checkpoint is an ordinary file */
+    }
     FILE *f = fdopen(fd, "wb");
-    if (!f) { close(fd); unlink(tmp); return spq_fail(e, path, "cannot write"); }
+    if (!f) { close(fd); if (named) unlink(tmp); return spq_fail(e, path, "cannot write"); }
     uint8_t *tokb = NULL;
     size_t tok_size = c->tok.n_vocab ? spq_tok_serialize(&c->tok, &tokb) : 0;
     size_t plan_size = c->plan_json ? strlen(c->plan_json) : 0;
@@ -224,7 +234,7 @@ static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
     for (int i = 0; i < c->n; i++) tab_size += entry_size(&c->t[i]);
     uint64_t tok_off = HDR, plan_off = tok_off + tok_size, tab_off = plan_off + plan_size;
     uint64_t data_off = (tab_off + tab_size + 63) & ~63ull, pos = data_off;
-    if (c->n <= 0) { fclose(f); unlink(tmp); return spq_fail(e, path, "no tensors to write"); }
+    if (c->n <= 0) { fclose(f); if (named) unlink(tmp); return spq_fail(e, path, "no tensors to write"); }
     uint64_t *offs = malloc(sizeof *offs * (unsigned)c->n);
     for (int i = 0; i < c->n; i++) {
         offs[i] = pos;
@@ -257,10 +267,20 @@ static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
     free(offs);
     if (!rc) rc = fflush(f) || fsync(fileno(f));
     int err = errno;
+    if (!rc && !named) { /* give the complete file a temporary name, then rename it over path */
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fileno(f));
+        for (int k = 0; k < 100; k++) {
+            snprintf(tmp, sizeof tmp, "%s.tmp.%d.%d", path, (int)getpid(), k);
+            if (!linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW)) { named = 1; break; }
+            if (errno != EEXIST) break;
+        }
+        if (!named) { rc = -1; err = errno; }
+    }
     if (fclose(f)) { rc = -1; err = errno; }
     if (!rc && rename(tmp, path)) { rc = -1; err = errno; }
     if (rc) {
-        unlink(tmp);
+        if (named) unlink(tmp);
         return spq_fail(e, path, "write failed, no file written: %s", strerror(err));
     }
     return 0;

@@ -73,6 +73,20 @@ if [ -d "$SH/models/docs-llama-28m" ]; then
   expect_ok "^50256 15496$" $S tokenize -m $V --special "<|endoftext|>Hello"
   mkdir "$tmp/tj"; printf '{"model": {"type": "Unigram", "vocab": []}}' > "$tmp/tj/tokenizer.json"
   expect_fail "tokenizer.json: unsupported tokenizer model type" $S tokenize -m "$tmp/tj/tokenizer.json" hi
+  # a model file truncated while in use: the next turn stops with a clear error
+  cp $M "$tmp/live.spq"; mkfifo "$tmp/fifo"
+  ( $S generate -m "$tmp/live.spq" -i -n 2 <"$tmp/fifo" >/dev/null 2>"$tmp/lerr"; echo $? >"$tmp/lrc" ) &
+  exec 3>"$tmp/fifo"
+  for i in $(seq 1 100); do grep -q "> " "$tmp/lerr" 2>/dev/null && break; sleep 0.1; done
+  : > "$tmp/live.spq"; ( echo hello >&3 ) 2>/dev/null; exec 3>&-; wait
+  if [ "$(cat "$tmp/lrc")" = 1 ] && grep -q "spikeq: .*live.spq: file changed size while in use" "$tmp/lerr"; then pass=$((pass+1));
+  else fail=$((fail+1)); echo "FAIL: truncated model while in use"; cat "$tmp/lerr"; fi
+  # killed mid-write (kill -9): no temporary or partial file is left (O_TMPFILE)
+  mkdir "$tmp/kill"
+  $S convert $D -o "$tmp/kill/k.spq" --outtype f32 >/dev/null 2>&1 & kp=$!
+  sleep 0.3; kill -9 $kp 2>/dev/null; wait $kp 2>/dev/null
+  if ! ls "$tmp/kill" | grep -q tmp && { [ ! -e "$tmp/kill/k.spq" ] || $S info "$tmp/kill/k.spq" >/dev/null 2>&1; }; then pass=$((pass+1));
+  else fail=$((fail+1)); echo "FAIL: kill -9 during convert left:"; ls -la "$tmp/kill"; fi
   expect_ok "wrote" $S convert $SH/models/stories260K/stories260K.bin -o "$tmp/s.spq"
   expect_ok "pos 15 tok 5 top5 345:9.8538" $S logits -m "$tmp/s.spq" --tokens 1,300,301,302,400,17,99,260,511,42,7,258,1,333,444,5
 else

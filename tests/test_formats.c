@@ -293,6 +293,23 @@ static void test_bad_spq(void **st)
     expect_fail("/tmp/does-not-exist.spq", "no such file");
 }
 
+/* a file truncated while mapped is reported (spq_ckpt_check), naming the file */
+static void test_size_change(void **st)
+{
+    (void)st;
+    const char *p = "/tmp/spq_live_test.spq";
+    assert_int_equal(system("cp fuzz/corpus/spq/tiny-f16.spq /tmp/spq_live_test.spq"), 0);
+    spq_ckpt c;
+    spq_err e;
+    assert_int_equal(spq_open(p, &c, &e), 0);
+    assert_int_equal(spq_ckpt_check(&c, &e), 0);
+    assert_int_equal(truncate(p, 100), 0);
+    assert_int_equal(spq_ckpt_check(&c, &e), -1);
+    assert_non_null(strstr(e.msg, "spq_live_test.spq: file changed size while in use"));
+    spq_ckpt_free(&c);
+    unlink(p);
+}
+
 static void test_bad_hf(void **st)
 {
     (void)st;
@@ -361,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_hf_matches_transformers),
         cmocka_unit_test(test_gguf_matches_hf),
         cmocka_unit_test(test_bad_spq),
+        cmocka_unit_test(test_size_change),
         cmocka_unit_test(test_bad_hf),
         cmocka_unit_test(test_bad_llama2c_gguf),
     };

@@ -100,6 +100,8 @@ int cmd_perplexity(int argc, char **argv)
     int *win = malloc(sizeof(int) * (size_t)ctx);
     t0 = now_s();
     for (long w = 0; w < n_windows; w++) {
+        spq_err ce;
+        if (spq_ckpt_check(&c, &ce)) die_err(&ce);
         long start = w * ctx;
         int wl = (int)(half ? ctx : (n - 1 - start < ctx ? n - 1 - start : ctx));
         memcpy(win, ids + start, sizeof(int) * (size_t)wl);

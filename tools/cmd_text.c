@@ -101,6 +101,8 @@ typedef struct {
 static void run_turn(session *g, const int *ids, long n)
 {
     if (g->pos + n >= g->n_ctx) die("prompt of %ld tokens does not fit the context (%d, %d used): raise -c", n, g->n_ctx, g->pos);
+    spq_err e;
+    if (spq_ckpt_check(&g->c, &e)) die_err(&e);
     double t0 = now_s();
     for (long i = 0; i < n; i += g->s.max_batch) {
         int b = (int)(n - i < g->s.max_batch ? n - i : g->s.max_batch);
