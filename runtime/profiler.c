@@ -15,8 +15,33 @@ int spq_profile_init(spq_profile *p, int n_layers)
     return p->s ? 0 : -1;
 }
 
+int spq_profile_sample(spq_profile *p, const int site_k[SPQ_NSITES], int rows)
+{
+    size_t n = (size_t)p->n_layers * SPQ_NSITES;
+    p->rows = rows;
+    memcpy(p->site_k, site_k, sizeof p->site_k);
+    p->sample = calloc(n, sizeof *p->sample);
+    p->seen = calloc(n, sizeof *p->seen);
+    p->rng = 0x9E3779B97F4A7C15ull;
+    if (!p->sample || !p->seen) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!(p->sample[i] = malloc(sizeof(float) * (size_t)rows * (size_t)site_k[i % SPQ_NSITES]))) return -1;
+    return 0;
+}
+
+int spq_profile_rows(const spq_profile *p, int layer, int site, const float **x)
+{
+    if (!p->sample) return 0;
+    size_t i = (size_t)layer * SPQ_NSITES + (size_t)site;
+    *x = p->sample[i];
+    return (int)(p->seen[i] < p->rows ? p->seen[i] : p->rows);
+}
+
 void spq_profile_free(spq_profile *p)
 {
+    for (size_t i = 0; p->sample && i < (size_t)p->n_layers * SPQ_NSITES; i++) free(p->sample[i]);
+    free(p->sample);
+    free(p->seen);
     free(p->s);
     memset(p, 0, sizeof *p);
 }
@@ -47,6 +72,16 @@ void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int
             }
         }
         s->n += K; s->s1 += s1; s->s2 += s2; s->s3 += s3; s->s4 += s4;
+    }
+    if (!p->sample || K != p->site_k[site]) return;
+    size_t i = (size_t)layer * SPQ_NSITES + (size_t)site;
+    for (int m = 0; m < M; m++) { /* reservoir sampling (Algorithm R), deterministic xorshift */
+        long c = p->seen[i]++, slot = c;
+        if (c >= p->rows) {
+            p->rng ^= p->rng << 13; p->rng ^= p->rng >> 7; p->rng ^= p->rng << 17;
+            slot = (long)(p->rng % (uint64_t)(c + 1));
+        }
+        if (slot < p->rows) memcpy(p->sample[i] + (size_t)slot * K, x + (size_t)m * K, sizeof(float) * (size_t)K);
     }
 }
 

@@ -22,9 +22,19 @@ typedef struct {
 typedef struct spq_profile {
     int n_layers, tokens_seen;
     spq_site_stats *s; /* [n_layers][SPQ_NSITES] */
+    /* optional row samples (spq_profile_sample): per (layer, site) a uniform reservoir of
+     * up to rows input rows of site_k[site] floats, for searches that need real inputs */
+    int rows, site_k[SPQ_NSITES];
+    float **sample;     /* [n_layers * SPQ_NSITES] -> rows x site_k */
+    long *seen;         /* rows offered per (layer, site) */
+    uint64_t rng;
 } spq_profile;
 
 int spq_profile_init(spq_profile *p, int n_layers);
+/* Also keep a uniform sample of `rows` input rows per (layer, site); site_k: row lengths. */
+int spq_profile_sample(spq_profile *p, const int site_k[SPQ_NSITES], int rows);
+/* Rows sampled at (layer, site) (min(rows, seen)); *x points at them. */
+int spq_profile_rows(const spq_profile *p, int layer, int site, const float **x);
 void spq_profile_free(spq_profile *p);
 /* Record an input tensor x[M][K] at (layer, site); tokens/pos locate the max. */
 void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int M, int K,

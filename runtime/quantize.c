@@ -18,15 +18,22 @@ static const int proj_site[SPQ_NPROJ] = {SPQ_SITE_QKV, SPQ_SITE_QKV, SPQ_SITE_QK
 
 spq_quant_opts spq_quant_defaults(void)
 {
-    spq_quant_opts o = {0, 0, SPQ_E4M3, 3.0f, 0, NULL, SPQ_F16, 0};
+    spq_quant_opts o = {0, 0, SPQ_E4M3, 3.0f, 0, NULL, SPQ_F16, 0, 0};
     return o;
 }
 
-int spq_profile_run(const spq_model *m, const int *ids, long n, int samples, int seq, spq_profile *prof, spq_err *e)
+int spq_profile_run(const spq_model *m, const int *ids, long n, int samples, int seq, int sample_rows,
+                    spq_profile *prof, spq_err *e)
 {
     if (seq > m->ctx) seq = m->ctx;
     if (n < 2) return spq_fail(e, NULL, "calibration text is too short");
     if (spq_profile_init(prof, m->cfg.n_layers)) return spq_fail(e, NULL, "out of memory");
+    const spq_config *c = &m->cfg;
+    int site_k[SPQ_NSITES] = {c->dim, c->n_heads * c->head_dim, c->dim, c->hidden_dim, c->dim};
+    if (sample_rows > 0 && spq_profile_sample(prof, site_k, sample_rows)) {
+        spq_profile_free(prof);
+        return spq_fail(e, NULL, "out of memory for calibration row samples");
+    }
     spq_state s;
     if (spq_state_init(&s, m, seq)) { spq_profile_free(prof); return spq_fail(e, NULL, "out of memory"); }
     s.prof = prof;
@@ -103,7 +110,58 @@ int spq_plan(const spq_profile *prof, const spq_quant_opts *o, int L, unsigned c
     return count;
 }
 
-static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, float act_scale, int act_fmt)
+/* Output error of quantising w with scale sc: sum over samples and rows of (x . (w - q(w)))^2. */
+static double clip_error(const float *w, int N, int K, const float *x, int S, float sc)
+{
+    const spq_kernels *k = spq_kern();
+    double err = 0;
+#pragma omp parallel reduction(+ : err)
+    {
+        float *dr = malloc(sizeof(float) * (size_t)K);
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *wr = w + (size_t)n * K;
+            for (int i = 0; i < K; i++) {
+                float q = nearbyintf(wr[i] / sc);
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                dr[i] = wr[i] - q * sc;
+            }
+            for (int s = 0; s < S; s++) {
+                double y = k->dot_f32(x + (size_t)s * K, dr, K);
+                err += y * y;
+            }
+        }
+        free(dr);
+    }
+    return err;
+}
+
+float spq_clip_search(const float *w, int N, int K, const float *x, int S)
+{
+    float amax = spq_kern()->absmax(w, (size_t)N * K);
+    if (!(amax > 0) || S <= 0) return 1.0f;
+    /* coarse grid 1.00 .. 0.50 step 0.05, then 0.01 steps around the best */
+    float best = 1.0f;
+    double be = clip_error(w, N, K, x, S, amax / 127.0f);
+    for (int i = 1; i <= 10; i++) {
+        float a = 1.0f - 0.05f * (float)i;
+        double er = clip_error(w, N, K, x, S, a * amax / 127.0f);
+        if (er < be) { be = er; best = a; }
+    }
+    float c = best;
+    for (int i = -4; i <= 4; i++) {
+        float a = c + 0.01f * (float)i;
+        if (i == 0 || a > 1.0f || a < 0.45f) continue;
+        double er = clip_error(w, N, K, x, S, a * amax / 127.0f);
+        if (er < be) { be = er; best = a; }
+    }
+    return best;
+}
+
+/* x, S: calibration rows of the tensor's input when its INT8 scale is to be searched;
+ * *alpha receives the clipping factor used (1: absmax). */
+static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, float act_scale, int act_fmt,
+                                 const float *x, int S, float *alpha)
 {
     spq_tensor q = *t;
     size_t n = spq_tensor_numel(t);
@@ -118,7 +176,9 @@ static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, fl
     q.act_fmt = act_fmt;
     q.scale = 1.0f;
     if (dtype == SPQ_I8) {
-        q.scale = amax > 0 ? amax / 127.0f : 1.0f;
+        float a = x && S > 0 && t->ndim == 2 ? spq_clip_search(f, (int)t->shape[0], (int)t->shape[1], x, S) : 1.0f;
+        if (alpha) *alpha = a;
+        q.scale = amax > 0 ? a * amax / 127.0f : 1.0f;
         k->quant_i8(f, (int)n, (int)n, 1.0f / q.scale, q.owned); /* n < 2^31 for any real tensor */
     } else if (dtype == SPQ_E4M3) {
         q.scale = amax > 0 ? amax / 448.0f : 1.0f;
@@ -173,6 +233,10 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
     }
     cJSON_AddStringToObject(plan, "embed", spq_dtype_name(o->embed));
     cJSON_AddItemToObject(plan, "fallback", fbl);
+    if (o->clip && (!prof || !prof->sample)) { cJSON_Delete(plan); cJSON_Delete(sites); return spq_fail(e, src->path, "weight clipping search needs calibration text (--calib)"); }
+    cJSON *clip = cJSON_CreateObject();
+    if (o->clip) cJSON_AddItemToObject(plan, "clip", clip);
+    else cJSON_Delete(clip);
     int rc = 0;
     for (int i = 0; i < src->n && !rc; i++) {
         const spq_tensor *t = &src->t[i];
@@ -186,20 +250,27 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
             const spq_site_stats *st = prof ? &prof->s[l * SPQ_NSITES + proj_site[j]] : NULL;
             if (fb[l * SPQ_NPROJ + j]) {
                 int act = o->spike == SPQ_E4M3 ? o->spike_act : SPQ_F32;
-                q = add_quantized(d, t, o->spike == SPQ_E4M3 ? SPQ_E4M3 : SPQ_F16, 0, act);
+                q = add_quantized(d, t, o->spike == SPQ_E4M3 ? SPQ_E4M3 : SPQ_F16, 0, act, NULL, 0, NULL);
                 char nm[32];
                 snprintf(nm, sizeof nm, "%d.%s", l, j == SPQ_DOWN ? "down" : "o");
                 cJSON_AddItemToArray(fbl, cJSON_CreateString(nm));
             } else {
-                float as = o->act_static && st->absmax > 0 ? st->absmax / 127.0f : 0;
-                q = add_quantized(d, t, SPQ_I8, as, 0);
+                float as = o->act_static && st->absmax > 0 ? st->absmax / 127.0f : 0, alpha = 1;
+                const float *x = NULL;
+                int S = o->clip && prof ? spq_profile_rows(prof, l, proj_site[j], &x) : 0;
+                q = add_quantized(d, t, SPQ_I8, as, 0, x, S, &alpha);
+                if (S) {
+                    char nm[32];
+                    snprintf(nm, sizeof nm, "%d.%s", l, spq_proj_names[j]);
+                    cJSON_AddNumberToObject(clip, nm, (double)alpha);
+                }
             }
         } else if (!strcmp(t->name, "model.embed_tokens.weight")) {
-            q = add_quantized(d, t, o->embed, 0, 0);
+            q = add_quantized(d, t, o->embed, 0, 0, NULL, 0, NULL);
         } else if (!strcmp(t->name, "lm_head.weight")) {
-            q = add_quantized(d, t, o->head_i8 ? SPQ_I8 : SPQ_F16, 0, 0);
+            q = add_quantized(d, t, o->head_i8 ? SPQ_I8 : SPQ_F16, 0, 0, NULL, 0, NULL);
         } else { /* norms: FP32 */
-            q = add_quantized(d, t, SPQ_F32, 0, 0);
+            q = add_quantized(d, t, SPQ_F32, 0, 0, NULL, 0, NULL);
         }
         if (!q) rc = spq_fail(e, src->path, "out of memory quantising %s", t->name);
     }

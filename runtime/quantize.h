@@ -16,14 +16,17 @@ typedef struct {
     const char *keep;    /* explicit plan "5.down,9.o" (overrides the rule) */
     int embed;           /* embedding (and tied head) dtype: SPQ_F16, SPQ_F32 or SPQ_I8 */
     int head_i8;         /* untied lm_head in INT8 too */
+    int clip;            /* INT8 weights: search the clipping of the scale (needs calibration
+                          * row samples, spq_profile_sample) instead of absmax/127 */
 } spq_quant_opts;
 
 spq_quant_opts spq_quant_defaults(void);
 
 /* Run the model over calibration ids in `samples` windows of `seq` tokens and gather
- * statistics of every linear input into prof (initialised here). */
-int spq_profile_run(const spq_model *m, const int *ids, long n, int samples, int seq, spq_profile *prof,
-                    spq_err *e);
+ * statistics of every linear input into prof (initialised here); keep a uniform sample of
+ * sample_rows input rows per (layer, site) when sample_rows > 0. */
+int spq_profile_run(const spq_model *m, const int *ids, long n, int samples, int seq, int sample_rows,
+                    spq_profile *prof, spq_err *e);
 
 /* Which projections keep high precision: fb[layer * SPQ_NPROJ + proj] = 1. Returns the count. */
 int spq_plan(const spq_profile *prof, const spq_quant_opts *o, int n_layers, unsigned char *fb, spq_err *e);
@@ -33,6 +36,9 @@ int spq_plan(const spq_profile *prof, const spq_quant_opts *o, int n_layers, uns
  * calib_hash identifies the calibration text (stored in the plan). */
 int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned char *fb, const spq_quant_opts *o,
                  uint64_t calib_hash, spq_ckpt *dst, spq_err *e);
+/* Clipping factor a in [0.5, 1] for an INT8 weight w[N][K] (scale a * absmax / 127) that
+ * minimises the output error sum over the S sample rows x of |x (w - q(w))^T|^2. */
+float spq_clip_search(const float *w, int N, int K, const float *x, int S);
 /* Free what spq_quantize allocated in dst (not src's data). */
 void spq_quantized_free(spq_ckpt *dst);
 

@@ -34,7 +34,7 @@ static void test_planted_spike(void **st)
     int ids[128];
     for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % V;
     spq_profile prof;
-    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, &prof, &e), 0);
+    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, &prof, &e), 0);
     spq_model_free(&m);
     const spq_site_stats *sp = &prof.s[1 * SPQ_NSITES + SPQ_SITE_DOWN];
     fprintf(stderr, "  planted site absmax %.2f (channel %d), median %.4f\n", sp->absmax, sp->max_chan, spq_site_quantile(sp, 0.5));
@@ -98,11 +98,52 @@ static void test_keep_list(void **st)
     assert_non_null(strstr(e.msg, "only down and o"));
 }
 
+/* error of per-tensor INT8 with scale a * absmax / 127, computed plainly */
+static double out_err(const float *w, int N, int K, const float *x, int S, float a)
+{
+    float amax = 0;
+    for (int i = 0; i < N * K; i++) amax = fabsf(w[i]) > amax ? fabsf(w[i]) : amax;
+    float sc = a * amax / 127.0f;
+    double err = 0;
+    for (int n = 0; n < N; n++)
+        for (int s = 0; s < S; s++) {
+            double y = 0;
+            for (int k = 0; k < K; k++) {
+                float q = nearbyintf(w[n * K + k] / sc);
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                y += (double)x[s * K + k] * (w[n * K + k] - q * sc);
+            }
+            err += y * y;
+        }
+    return err;
+}
+
+/* the clipping search returns a factor at least as good as every coarse-grid point, and on
+ * heavy-tailed weights (a few 40-sigma outliers among Gaussian-like values) clips */
+static void test_clip_search(void **st)
+{
+    (void)st;
+    enum { N = 48, K = 200, S = 24 };
+    static float w[N * K], x[S * K];
+    for (int i = 0; i < N * K; i++) w[i] = 0.02f * (test_rand() + test_rand() + test_rand());
+    for (int i = 0; i < S * K; i++) x[i] = test_rand();
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) { w[7] = 2.4f; w[4000] = -2.2f; } /* outliers: absmax/127 is now coarse */
+        float a = spq_clip_search(w, N, K, x, S);
+        double ea = out_err(w, N, K, x, S, a), e1 = out_err(w, N, K, x, S, 1.0f);
+        assert_true(a >= 0.45f && a <= 1.0f);
+        for (int g = 0; g <= 10; g++) assert_true(ea <= out_err(w, N, K, x, S, 1.0f - 0.05f * (float)g) * (1 + 1e-9));
+        fprintf(stderr, "  clip search: a = %.2f, output error %.4g vs %.4g at absmax\n", (double)a, ea, e1);
+        if (round == 1) assert_true(a < 1.0f && ea < e1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planted_spike),
         cmocka_unit_test(test_keep_list),
+        cmocka_unit_test(test_clip_search),
     };
     return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
 }

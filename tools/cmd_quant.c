@@ -10,7 +10,7 @@
 
 typedef struct {
     const char *calib;
-    int samples, seq, ids_file;
+    int samples, seq, ids_file, sample_rows;
 } calib_opts;
 
 /* Calibration ids: the file's text tokenised (BOS once), or its whitespace-separated ids. */
@@ -41,7 +41,7 @@ static void run_profile(const spq_ckpt *c, const calib_opts *o, spq_profile *pro
     int seq = o->seq < c->cfg.max_seq ? o->seq : c->cfg.max_seq;
     if (spq_model_init(&m, c, seq, &e)) die_err(&e);
     double t0 = now_s();
-    if (spq_profile_run(&m, ids, n, o->samples, seq, prof, &e)) die_err(&e);
+    if (spq_profile_run(&m, ids, n, o->samples, seq, o->sample_rows, prof, &e)) die_err(&e);
     fprintf(stderr, "spikeq: profiled %d tokens of %s in %.2f s\n", prof->tokens_seen, o->calib, now_s() - t0);
     spq_model_free(&m);
     free(ids);
@@ -92,7 +92,7 @@ static void write_svg(const char *path, const spq_profile *p)
 int cmd_profile(int argc, char **argv)
 {
     const char *path = NULL, *csv = NULL, *json = NULL, *svg = NULL;
-    calib_opts co = {NULL, 16, 512, 0};
+    calib_opts co = {NULL, 16, 512, 0, 0};
     spq_quant_opts qo = spq_quant_defaults();
     qo.spike = SPQ_F16;
     int threads = 0;
@@ -173,7 +173,7 @@ static int dtype_arg(const char *flag, const char *v)
 int cmd_quantize(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *scheme = "w8a8";
-    calib_opts co = {NULL, 16, 512, 0};
+    calib_opts co = {NULL, 16, 512, 0, 0};
     spq_quant_opts qo = spq_quant_defaults();
     int threads = 0, spike_given = 0;
     for (int i = 1; i < argc; i++) {
@@ -181,11 +181,14 @@ int cmd_quantize(int argc, char **argv)
         if (!strcmp(a, "-h")) {
             puts("usage: spikeq quantize MODEL -o OUT.spq [--scheme w8a8] [--act dynamic|static]\n"
                  "       [--spike fp16|fp8|none] [--spike-act fp8|fp16] [--calib FILE [--ids] --samples 16 --seq 512]\n"
-                 "       [--spike-threshold 3] [--max-fallback K] [--keep 5.down,9.o] [--embed f16|f32|i8] [--head i8|f16] [-t N]\n"
+                 "       [--spike-threshold 3] [--max-fallback K] [--keep 5.down,9.o] [--embed f16|f32|i8] [--head i8|f16]\n"
+                 "       [--clip] [-t N]\n"
                  "Every linear layer becomes INT8 x INT8 with one scale per tensor; the spike projections\n"
                  "the profiler picks on --calib text (default rule: down/o inputs whose absmax is >= 3x the\n"
                  "median absmax of all linear inputs) stay FP16 or FP8 E4M3. Default --spike fp16 with --calib,\n"
-                 "none without. Embeddings and the LM head stay FP16 unless --embed/--head say otherwise.");
+                 "none without. Embeddings and the LM head stay FP16 unless --embed/--head say otherwise.\n"
+                 "--clip searches each INT8 weight scale (a x absmax/127, a in [0.45, 1]) for the least output\n"
+                 "error on 128 calibration input rows per layer (needs --calib).");
             return 0;
         }
         if (parse_calib_flag(&co, argc, argv, &i)) continue;
@@ -208,6 +211,7 @@ int cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--embed") && v) qo.embed = dtype_arg(a, argv[++i]);
         else if (!strcmp(a, "--head") && v) qo.head_i8 = dtype_arg(a, argv[++i]) == SPQ_I8;
         else if (!strcmp(a, "-t") && v) threads = (int)arg_int(a, argv[++i], 1, 1024);
+        else if (!strcmp(a, "--clip")) { qo.clip = 1; co.sample_rows = 128; }
         else if (a[0] == '-') die("quantize: unknown option %s", a);
         else in = a;
     }
@@ -218,6 +222,7 @@ int cmd_quantize(int argc, char **argv)
     if (qo.embed != SPQ_F16 && qo.embed != SPQ_F32 && qo.embed != SPQ_I8) die("--embed: f16, f32 or i8");
     if (qo.spike && !qo.keep && !co.calib) die("quantize: --spike %s needs --calib FILE to find the spikes", qo.spike == SPQ_F16 ? "fp16" : "fp8");
     if (qo.act_static && !co.calib) die("quantize: --act static needs --calib FILE");
+    if (qo.clip && !co.calib) die("quantize: --clip needs --calib FILE");
     set_threads(threads);
     spq_ckpt c, q;
     spq_err e;
