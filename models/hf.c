@@ -124,12 +124,12 @@ static int load_shard(const char *path, spq_ckpt *c, spq_err *e)
     if (m == MAP_FAILED) { close(fd); return spq_fail(e, path, "mmap failed"); }
     if (spq_ckpt_add_map(c, m, fsz, fd)) { munmap(m, fsz); close(fd); return spq_fail(e, path, "too many shards"); }
     cJSON *j = cJSON_ParseWithLength(m + 8, hl);
-    if (!j) return spq_fail(e, path, "invalid safetensors header JSON");
+    if (!cJSON_IsObject(j)) { cJSON_Delete(j); return spq_fail(e, path, "invalid safetensors header JSON (not an object)"); }
     const char *data = m + 8 + hl;
     uint64_t dsz = fsz - 8 - hl;
     int rc = 0;
     for (const cJSON *it = j->child; it && !rc; it = it->next) {
-        if (!strcmp(it->string, "__metadata__")) continue;
+        if (!it->string || !strcmp(it->string, "__metadata__")) continue;
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
         const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
         const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
