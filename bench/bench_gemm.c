@@ -1,6 +1,6 @@
 /* bench_gemm.c — INT8 W8A8 GEMV/GEMM speed per ISA on TinyLlama-1.1B and LLaMA-2-7B layer
  * shapes, beside this machine's limits measured in the same run.
- * usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME]
+ * usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv (M = 1 only)]
  * GEMV (M = 1) rotates over enough copies of the weights (>= 512 MiB) that every call
  * streams from DRAM: its figure of merit is GB/s of weights vs the read-bandwidth probe.
  * GEMM (M = 512) is compute-bound: int8 MAC/s vs the dot-product peak probe. */
@@ -31,11 +31,13 @@ int main(int argc, char **argv)
 {
     int threads = 0, reps = 7;
     const char *only = NULL;
+    int gemv_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) only = argv[++i];
-        else { fprintf(stderr, "usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME]\n"); return 2; }
+        else if (!strcmp(argv[i], "--gemv")) gemv_only = 1;
+        else { fprintf(stderr, "usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv]\n"); return 2; }
     }
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
@@ -67,7 +69,7 @@ int main(int argc, char **argv)
                 spq_pack_q8(raw, N, K, w[c], ws);
             }
             free(raw);
-            for (int M = 1; M <= 512; M += 511) {
+            for (int M = 1; M <= (gemv_only ? 1 : 512); M += 511) {
                 int8_t *x = aligned_alloc(64, (size_t)M * kp + 64);
                 float *y = aligned_alloc(64, sizeof(float) * (size_t)M * N + 64);
                 for (size_t i = 0; i < (size_t)M * kp; i++) x[i] = (int8_t)(i % 251 - 125);

@@ -52,6 +52,9 @@ INL void q8_tile(const int MR, const int NP, int N, int kp, int n, int m, const 
     }
 }
 
+#ifndef GEMV_PF
+#define GEMV_PF 1024
+#endif
 /* Decode (M = 1): two independent accumulator chains per panel hide vpdpbusd latency. */
 INL void q8_gemv(const int NP, int N, int kp, int n, const int8_t *x, const int8_t *w,
                  const int32_t *wsum, float scale, float *y)
@@ -62,6 +65,9 @@ INL void q8_gemv(const int NP, int N, int kp, int n, const int8_t *x, const int8
     const int8_t *wp = w + (size_t)(n / SPQ_NR) * ps;
     int nq = kp / 4, q = 0;
     for (; q + 1 < nq; q += 2) {
+        /* the NP panels are NP streams kp*16 bytes apart: prefetch each one PF bytes ahead
+         * so that no stream waits at a page boundary, where the hardware prefetcher stops */
+        for (int p = 0; p < NP; p++) _mm_prefetch((const char *)(wp + p * ps + (size_t)q * 64 + GEMV_PF), _MM_HINT_T0);
         __m512i x0 = _mm512_set1_epi32(load4(x + 4 * q) ^ (int32_t)0x80808080u);
         __m512i x1 = _mm512_set1_epi32(load4(x + 4 * q + 4) ^ (int32_t)0x80808080u);
         for (int p = 0; p < NP; p++) {
