@@ -29,6 +29,10 @@ static int cpu_has(const char *name)
     __builtin_cpu_init();
     if (!strcmp(name, "avx2"))
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+    if (!strcmp(name, "avxvnni")) { /* CPUID.(7,1):EAX bit 4 */
+        unsigned a, b, c, d;
+        return cpu_has("avx2") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+    }
     if (!strcmp(name, "avx512"))
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -50,6 +54,7 @@ const spq_kernels *spq_kern_get(const char *name)
     if (!cpu_has(name)) return NULL;
     if (!strcmp(name, "scalar")) return spq_kernels_scalar();
     if (!strcmp(name, "avx2")) return spq_kernels_avx2();
+    if (!strcmp(name, "avxvnni")) return spq_kernels_avxvnni();
     if (!strcmp(name, "avx512")) return spq_kernels_avx512();
     if (!strcmp(name, "neon")) return spq_kernels_neon();
     if (!strcmp(name, "neonplain")) return spq_kernels_neonplain();
@@ -58,9 +63,9 @@ const spq_kernels *spq_kern_get(const char *name)
 
 int spq_kern_available(const char **names, int max)
 {
-    static const char *all[] = {"scalar", "neonplain", "avx2", "avx512", "neon"};
+    static const char *all[] = {"scalar", "neonplain", "avx2", "avxvnni", "avx512", "neon"};
     int n = 0;
-    for (int i = 0; i < 5 && n < max; i++)
+    for (int i = 0; i < 6 && n < max; i++)
         if (spq_kern_get(all[i])) names[n++] = all[i];
     return n;
 }
@@ -78,8 +83,8 @@ const spq_kernels *spq_kern(void)
     if (!g_kern) {
         const char *env = getenv("SPIKEQ_ISA");
         if (env && *env && spq_kern_select(env) == 0) return g_kern;
-        const char *names[5];
-        int n = spq_kern_available(names, 5);
+        const char *names[8];
+        int n = spq_kern_available(names, 8); /* in order of preference: the last is best */
         g_kern = spq_kern_get(names[n - 1]);
     }
     return g_kern;
@@ -93,7 +98,9 @@ void spq_gemm_q8(const spq_kernels *k, int M, int N, int K, const int8_t *x, con
                  const int32_t *wsum, float scale, float *y, int ldy)
 {
     int nb = (N + BLK - 1) / BLK, kp = spq_kpad(K);
-#pragma omp parallel for schedule(static) if (nb > 1 && (long)M * N * K > 200000)
+    /* decode streams weights from DRAM: threads that get more bandwidth at the moment take
+     * more blocks (dynamic) instead of waiting at the barrier for the slowest half (static) */
+#pragma omp parallel for schedule(dynamic, 1) if (nb > 1 && (long)M * N * K > 200000)
     for (int b = 0; b < nb; b++) {
         int n1 = (b + 1) * BLK < N ? (b + 1) * BLK : N;
         k->gemm_q8(M, N, kp, b * BLK, n1, x, w, wsum, scale, y, ldy);

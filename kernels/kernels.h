@@ -65,7 +65,7 @@ typedef struct {
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */
 const spq_kernels *spq_kern(void);
-/* Select a table by name ("scalar", "avx2", "avx512", "neon", "neonplain"); 0 on success,
+/* Select a table by name ("scalar", "avx2", "avxvnni", "avx512", "neon", "neonplain"); 0 on success,
  * -1 if unknown or unsupported by this CPU. */
 int spq_kern_select(const char *name);
 /* Names of the tables this CPU supports, best last; returns the count. */
@@ -86,6 +86,7 @@ void spq_gemm_e4m3(const spq_kernels *k, int M, int N, int K, const float *x, co
 /* Per-ISA tables (NULL-returning where not compiled in). */
 const spq_kernels *spq_kernels_scalar(void);
 const spq_kernels *spq_kernels_avx2(void);
+const spq_kernels *spq_kernels_avxvnni(void);
 const spq_kernels *spq_kernels_avx512(void);
 const spq_kernels *spq_kernels_neon(void);      /* sdot (armv8.2-a+dotprod) */
 const spq_kernels *spq_kernels_neonplain(void); /* any ARMv8 NEON */
