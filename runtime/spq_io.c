@@ -1,5 +1,5 @@
 /* spq_io.c — the .spq checkpoint file: read (mmap, every field bounds-checked, tensor
- * checksums verified) and write (temp file, fsync, rename: never a half file).
+ * checksums verified) and write (unnamed O_TMPFILE, fsync, link + rename: never a half file).
  *
  * Layout, all little-endian:
  *   0   magic "SPIKEQ\0\1"         8   u32 version (1)      12  u32 n_tensors
