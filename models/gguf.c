@@ -292,7 +292,8 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
         } else if (!strcmp(t->name, "token_embd.weight")) strcpy(o.name, "model.embed_tokens.weight");
         else if (!strcmp(t->name, "output_norm.weight")) strcpy(o.name, "model.norm.weight");
         else if (!strcmp(t->name, "output.weight")) strcpy(o.name, "lm_head.weight");
-        if (!o.name[0]) continue; /* tensors the runtime does not use (e.g. rope_freqs) */
+        else if (!strcmp(t->name, "rope_freqs.weight")) strcpy(o.name, "rope_freqs.weight"); /* llama3 RoPE */
+        if (!o.name[0]) continue; /* tensors the runtime does not use */
         int permute = strstr(o.name, "q_proj") ? p->n_heads : strstr(o.name, "k_proj") ? p->n_kv_heads : 0;
         o.nbytes = (size_t)numel * spq_dtype_size(o.dtype);
         if (t->type == 8 || permute) {

@@ -25,14 +25,16 @@ static float *vec_f32(const spq_ckpt *c, const char *name)
 }
 
 /* RoPE tables as transformers computes them: inv_freq in FP32, angle = pos * inv_freq in
- * FP32, then cos/sin; LLaMA-3 scaling rescales the low frequencies. */
-static void rope_tables(spq_model *m)
+ * FP32, then cos/sin; LLaMA-3 scaling rescales the low frequencies, either from its config
+ * parameters or (GGUF) from per-frequency divisors, the rope_freqs tensor (NULL if none). */
+static void rope_tables(spq_model *m, const float *freq_div)
 {
     const spq_config *p = &m->cfg;
     int half = p->head_dim / 2;
     for (int i = 0; i < half; i++) {
         float inv = 1.0f / powf(p->rope_theta, (float)(2 * i) / (float)p->head_dim);
-        if (p->rope_type == 1) {
+        if (freq_div) inv /= freq_div[i];
+        else if (p->rope_type == 1) {
             double lo_wl = p->rope_orig_ctx / p->rope_low_freq, hi_wl = p->rope_orig_ctx / p->rope_high_freq;
             double wl = 2 * M_PI / inv;
             if (wl > lo_wl) inv = inv / p->rope_factor;
@@ -62,7 +64,25 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
     m->rope_cos = malloc(sizeof(float) * (size_t)m->ctx * (p->head_dim / 2));
     m->rope_sin = malloc(sizeof(float) * (size_t)m->ctx * (p->head_dim / 2));
     if (!m->layers || !m->final_norm || !m->rope_cos || !m->rope_sin) { spq_model_free(m); return spq_fail(e, c->path, "out of memory"); }
-    rope_tables(m);
+    const spq_tensor *rf = spq_ckpt_find(c, "rope_freqs.weight");
+    float *div = NULL;
+    if (rf) {
+        if (spq_tensor_numel(rf) != (size_t)(p->head_dim / 2)) {
+            spq_model_free(m);
+            return spq_fail(e, c->path, "rope_freqs.weight has %zu values, head_dim / 2 is %d", spq_tensor_numel(rf), p->head_dim / 2);
+        }
+        div = malloc(sizeof(float) * (size_t)(p->head_dim / 2));
+        if (!div) { spq_model_free(m); return spq_fail(e, c->path, "out of memory"); }
+        spq_tensor_to_f32(rf, div);
+        for (int i = 0; i < p->head_dim / 2; i++)
+            if (!(div[i] > 0 && div[i] < 1e30f)) {
+                free(div);
+                spq_model_free(m);
+                return spq_fail(e, c->path, "rope_freqs.weight value %d is not a positive number", i);
+            }
+    }
+    rope_tables(m, div);
+    free(div);
     char nm[128];
     for (int l = 0; l < p->n_layers; l++) {
         spq_layer *L = &m->layers[l];
