@@ -5,7 +5,8 @@
  * into words by the model's pre-tokenizer regexes, applied in turn (each splits every piece the
  * previous one left, and the text between matches stays a piece of its own); each word's bytes
  * become one symbol each (spelled in the byte-to-unicode alphabet the vocabulary uses), and the
- * adjacent pair with the lowest merge rank is merged first (ties: leftmost), with a min-heap.
+ * adjacent pair with the lowest merge rank is merged first (ties: leftmost), with the heap
+ * the SentencePiece encoder uses (key = -rank).
  *
  * The split uses PCRE2 (Debian libpcre2-dev) rather than hand code: the patterns need Unicode
  * property classes (\p{L}, \p{N}, Unicode \s) and a negative look-ahead; by hand that means
@@ -13,7 +14,7 @@
  * matcher per pattern, while PCRE2 tracks the Unicode standard, is in every distribution, and
  * with PCRE2_MATCH_INVALID_UTF it also takes arbitrary (invalid UTF-8) bytes without failing. */
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "runtime/bpe.h"
+#include "runtime/tok_internal.h"
 
 #include <pcre2.h>
 #include <stdio.h>
@@ -28,6 +29,8 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+const char spq_re_gpt2[] = RE_GPT2;
+
 static const struct { const char *names, *re; } PRESETS[] = {
     {"|gpt-2|gpt2|mpt|olmo|", RE_GPT2},
     {"|llama3|llama-v3|llama-bpe|falcon3|", RE_LLAMA3},
@@ -35,20 +38,21 @@ static const struct { const char *names, *re; } PRESETS[] = {
     {"|default|", "[\\p{P}\\$\\+<=>\\^~\\|]+\n" RE_GPT2 "\n\\p{N}+\n[0-9][0-9][0-9]"},
 };
 
+/* GPT-2's byte-to-unicode map: the printable bytes 33-126, 161-172 and 174-255 stand for
+ * themselves; the other 68 (0-32, 127-160, 173), in byte order, become 256, 257, ... */
 int spq_bpe_byte_cp(int b)
 {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    int n = 0; /* the others, in byte order, get 256, 257, ... */
-    for (int k = 0; k < b; k++) n += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || k >= 174);
-    return 256 + n;
+    if (b <= 32) return 256 + b;
+    if (b >= 127 && b <= 160) return 256 + 33 + (b - 127);
+    if (b == 173) return 256 + 67;
+    return b;
 }
 
 static int cp_byte(int cp)
 {
     if (cp < 256) return spq_bpe_byte_cp(cp) == cp ? cp : -1;
-    for (int b = 0; b < 256; b++)
-        if (spq_bpe_byte_cp(b) == cp) return b;
-    return -1;
+    int n = cp - 256;
+    return n < 33 ? n : n < 67 ? 127 + (n - 33) : n == 67 ? 173 : -1;
 }
 
 static int put_utf8(char *o, int cp) /* cp < 0x800 here */
@@ -154,53 +158,20 @@ int spq_tok_make_bpe(spq_tokenizer *t, const char *pre, int n, const char *const
         t->merges[2 * i] = spq_tok_lookup(t, merges[i], la);
         t->merges[2 * i + 1] = spq_tok_lookup(t, sp + 1, lens[i] - la - 1);
     }
-    if (spq_tok_finish(t)) return spq_fail(e, path, "bad pre-tokenizer regex or out of memory");
+    /* the pieces are indexed already (spq_tok_build): only the BPE part is left to derive */
+    if (spq_bpe_finish(t)) return spq_fail(e, path, "bad pre-tokenizer regex or out of memory");
     return 0;
 }
 
 /* ---- encode ---- */
 typedef struct { int prev, next, n, id; } sym; /* n: bytes of the word this symbol covers */
-typedef struct { int rank, left, size; } pair;
-typedef struct { pair *a; long n, cap; } heap;
 
-static int first(const pair *x, const pair *y) { return x->rank < y->rank || (x->rank == y->rank && x->left < y->left); }
-
-static int push(heap *h, pair p)
-{
-    if (h->n == h->cap) {
-        long cap = h->cap ? 2 * h->cap : 256;
-        pair *na = realloc(h->a, sizeof *na * (size_t)cap);
-        if (!na) return -1;
-        h->a = na; h->cap = cap;
-    }
-    long i = h->n++;
-    while (i > 0 && first(&p, &h->a[(i - 1) / 2])) { h->a[i] = h->a[(i - 1) / 2]; i = (i - 1) / 2; }
-    h->a[i] = p;
-    return 0;
-}
-
-static pair pop(heap *h)
-{
-    pair top = h->a[0], last = h->a[--h->n];
-    long i = 0;
-    for (;;) {
-        long c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && first(&h->a[c + 1], &h->a[c])) c++;
-        if (!first(&h->a[c], &last)) break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n) h->a[i] = last;
-    return top;
-}
-
-static int try_pair(const spq_tokenizer *t, heap *h, const sym *s, int l, int r)
+static int try_pair(const spq_tokenizer *t, spq_heap *h, const sym *s, int l, int r)
 {
     if (l < 0 || r < 0 || s[l].id < 0 || s[r].id < 0) return 0;
     int rank = merge_rank(t, s[l].id, s[r].id);
     if (rank < 0) return 0;
-    return push(h, (pair){rank, l, s[l].n + s[r].n});
+    return spq_heap_push(h, (spq_bigram){-(double)rank, l, s[l].n + s[r].n, rank}); /* lowest rank first */
 }
 
 static long emit(int *ids, long n, long max, int id)
@@ -210,7 +181,7 @@ static long emit(int *ids, long n, long max, int id)
 }
 
 /* One pre-tokenized word w[0..len) -> ids. s and the heap are scratch of >= len symbols. */
-static long encode_word(const spq_tokenizer *t, const unsigned char *w, int len, sym *s, heap *h, int *ids,
+static long encode_word(const spq_tokenizer *t, const unsigned char *w, int len, sym *s, spq_heap *h, int *ids,
                         long n, long max)
 {
     if (t->ignore_merges && len <= 512) {
@@ -225,12 +196,12 @@ static long encode_word(const spq_tokenizer *t, const unsigned char *w, int len,
     for (int i = 1; i < len; i++)
         if (try_pair(t, h, s, i - 1, i)) return -1;
     while (h->n) {
-        pair p = pop(h);
+        spq_bigram p = spq_heap_pop(h);
         sym *L = &s[p.left];
         if (L->n == 0 || L->next < 0) continue;
         sym *R = &s[L->next];
         if (L->n + R->n != p.size) continue; /* stale: one side has merged since */
-        L->id = t->merge_to[p.rank];
+        L->id = t->merge_to[p.id];
         L->n += R->n;
         R->n = 0;
         L->next = R->next;
@@ -314,7 +285,7 @@ long spq_bpe_encode(const spq_tokenizer *t, const char *text, size_t len, int pr
     size_t longest = 1;
     for (size_t i = 0; i < w.n; i++) longest = w.a[i].len > longest ? w.a[i].len : longest;
     sym *s = malloc(sizeof *s * longest);
-    heap h = {0};
+    spq_heap h = {0};
     if (!s) n = -1;
     for (size_t i = 0; i < w.n && n >= 0; i++)
         n = encode_word(t, (const unsigned char *)text + w.a[i].off, (int)w.a[i].len, s, &h, ids, n, max);

@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/tokenizer.h"
-
-#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+#include "runtime/tok_internal.h"
 
 typedef struct { char s[4096]; size_t n; int prefix; } pre_out;
 
@@ -38,7 +36,7 @@ static int pre_regexes(const cJSON *pt, pre_out *o, char *why, size_t cap)
     if (!strcmp(type, "ByteLevel")) {
         const cJSON *ur = cJSON_GetObjectItem(pt, "use_regex");
         o->prefix |= cJSON_IsTrue(cJSON_GetObjectItem(pt, "add_prefix_space"));
-        return cJSON_IsFalse(ur) ? 0 : append(o, RE_GPT2);
+        return cJSON_IsFalse(ur) ? 0 : append(o, spq_re_gpt2);
     }
     if (!strcmp(type, "Digits"))
         return append(o, cJSON_IsTrue(cJSON_GetObjectItem(pt, "individual_digits")) ? "\\p{N}" : "\\p{N}+");
@@ -70,15 +68,10 @@ static int fail_j(cJSON *j, spq_err *e, const char *path, const char *what)
 int spq_tok_load_hf_json(const char *path, spq_tokenizer *t, spq_err *e)
 {
     memset(t, 0, sizeof *t);
-    FILE *f = fopen(path, "rb");
-    if (!f) return spq_fail(e, path, "cannot open tokenizer.json");
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *txt = sz > 0 && sz < (1l << 30) ? malloc((size_t)sz + 1) : NULL;
-    if (!txt || fread(txt, 1, (size_t)sz, f) != (size_t)sz) { fclose(f); free(txt); return spq_fail(e, path, "cannot read tokenizer.json"); }
-    fclose(f);
-    txt[sz] = 0;
+    size_t sz;
+    int opened;
+    char *txt = spq_tok_read_file(path, &sz, &opened);
+    if (!txt) return spq_fail(e, path, opened ? "cannot read tokenizer.json" : "cannot open tokenizer.json");
     cJSON *j = cJSON_Parse(txt);
     free(txt);
     if (!j) return spq_fail(e, path, "not valid JSON");

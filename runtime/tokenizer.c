@@ -7,7 +7,7 @@
  * O(n log n). Characters outside the vocabulary fall back to <0xNN> byte pieces. */
 #include "runtime/tokenizer.h"
 
-#include "runtime/bpe.h"
+#include "runtime/tok_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,17 +149,29 @@ static void skip_field(pb *b, int wt)
     else b->bad = 1;
 }
 
-int spq_tok_load_spm(const char *path, spq_tokenizer *t, spq_err *e)
+char *spq_tok_read_file(const char *path, size_t *n, int *opened)
 {
-    memset(t, 0, sizeof *t);
     FILE *f = fopen(path, "rb");
-    if (!f) return spq_fail(e, path, "cannot open tokenizer");
+    *opened = f != NULL;
+    if (!f) return NULL;
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *buf = sz > 0 && sz < (1l << 30) ? malloc((size_t)sz) : NULL;
-    if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) { fclose(f); free(buf); return spq_fail(e, path, "cannot read tokenizer"); }
+    char *buf = sz > 0 && sz < (1l << 30) ? malloc((size_t)sz + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)sz, f) != (size_t)sz) { free(buf); buf = NULL; }
     fclose(f);
+    if (buf) { buf[sz] = 0; *n = (size_t)sz; }
+    return buf;
+}
+
+int spq_tok_load_spm(const char *path, spq_tokenizer *t, spq_err *e)
+{
+    memset(t, 0, sizeof *t);
+    size_t fsz;
+    int opened;
+    uint8_t *buf = (uint8_t *)spq_tok_read_file(path, &fsz, &opened);
+    if (!buf) return spq_fail(e, path, opened ? "cannot read tokenizer" : "cannot open tokenizer");
+    long sz = (long)fsz;
     /* pass 1: count pieces */
     pb b = {buf, buf + sz, 0};
     int n = 0, wt;
@@ -298,19 +310,17 @@ int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t)
 
 /* ---- encode ---- */
 typedef struct { int prev, next; const char *s; int n; } sym;
-typedef struct { float score; int left, size; } bigram;
-typedef struct { bigram *a; long n, cap; } heap;
 
-static int better(const bigram *x, const bigram *y) /* x pops before y */
+static int better(const spq_bigram *x, const spq_bigram *y) /* x pops before y */
 {
-    return x->score > y->score || (x->score == y->score && x->left < y->left);
+    return x->key > y->key || (x->key == y->key && x->left < y->left);
 }
 
-static int heap_push(heap *h, bigram b)
+int spq_heap_push(spq_heap *h, spq_bigram b)
 {
     if (h->n == h->cap) {
         long cap = h->cap ? 2 * h->cap : 1024;
-        bigram *na = realloc(h->a, sizeof *na * (size_t)cap);
+        spq_bigram *na = realloc(h->a, sizeof *na * (size_t)cap);
         if (!na) return -1;
         h->a = na; h->cap = cap;
     }
@@ -320,9 +330,9 @@ static int heap_push(heap *h, bigram b)
     return 0;
 }
 
-static bigram heap_pop(heap *h)
+spq_bigram spq_heap_pop(spq_heap *h)
 {
-    bigram top = h->a[0], last = h->a[--h->n];
+    spq_bigram top = h->a[0], last = h->a[--h->n];
     long i = 0;
     for (;;) {
         long c = 2 * i + 1;
@@ -336,12 +346,12 @@ static bigram heap_pop(heap *h)
     return top;
 }
 
-static int try_bigram(const spq_tokenizer *t, heap *h, const sym *s, int l, int r)
+static int try_bigram(const spq_tokenizer *t, spq_heap *h, const sym *s, int l, int r)
 {
     if (l < 0 || r < 0) return 0;
     int id = spq_tok_lookup(t, s[l].s, s[l].n + s[r].n);
     if (id < 0 || t->types[id] == SPQ_PT_UNUSED) return 0;
-    return heap_push(h, (bigram){t->scores[id], l, s[l].n + s[r].n});
+    return spq_heap_push(h, (spq_bigram){t->scores[id], l, s[l].n + s[r].n, id});
 }
 
 int spq_utf8_len(unsigned char c)
@@ -356,7 +366,7 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
     size_t cap = 3 * (len + 1);
     char *buf = malloc(cap);
     sym *s = malloc(sizeof *s * cap); /* at most one symbol per normalised byte */
-    heap h = {0};
+    spq_heap h = {0};
     if (!buf || !s) { free(buf); free(s); return -1; }
     size_t o = 0;
     if (prefix) { memcpy(buf, SPACE_MARK, 3); o = 3; }
@@ -379,7 +389,7 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
     int rc = 0;
     for (int i = 1; i < ns && !rc; i++) rc = try_bigram(t, &h, s, i - 1, i);
     while (h.n && !rc) {
-        bigram b = heap_pop(&h);
+        spq_bigram b = spq_heap_pop(&h);
         sym *L = &s[b.left];
         if (L->n == 0 || L->next < 0) continue;
         sym *R = &s[L->next];

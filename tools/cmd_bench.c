@@ -196,7 +196,7 @@ int cmd_bench(int argc, char **argv)
             double *tps = malloc(sizeof(double) * (size_t)reps);
             for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
                 spq_err ce;
-                if (c.n && spq_ckpt_check(&c, &ce)) die_err(&ce);
+                if (spq_ckpt_check(&c, &ce)) die_err(&ce);
                 double t0 = now_s();
                 if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
                 else

@@ -1,8 +1,26 @@
-/* bpe.h — byte-level BPE internals shared by tokenizer.c (not a public API: use tokenizer.h). */
-#ifndef SPQ_BPE_H
-#define SPQ_BPE_H
+/* tok_internal.h — what tokenizer.c, bpe.c and tok_json.c share (not a public API: use
+ * tokenizer.h). */
+#ifndef SPQ_TOK_INTERNAL_H
+#define SPQ_TOK_INTERNAL_H
 
 #include "runtime/tokenizer.h"
+
+/* A candidate merge of the symbols starting at `left` covering `size` bytes: the larger key
+ * pops first, ties leftmost (SentencePiece: key = piece score; byte-level BPE: key = -rank,
+ * with the rank kept in id). */
+typedef struct { double key; int left, size, id; } spq_bigram;
+typedef struct { spq_bigram *a; long n, cap; } spq_heap;
+/* Push b; -1 on OOM. */
+int spq_heap_push(spq_heap *h, spq_bigram b);
+/* Pop the first candidate (h->n > 0). */
+spq_bigram spq_heap_pop(spq_heap *h);
+
+/* Whole file, NUL-terminated, length in *n; NULL with *opened = 0 when it cannot be opened,
+ * 1 when it cannot be read (or is empty or over 1 GiB). */
+char *spq_tok_read_file(const char *path, size_t *n, int *opened);
+
+/* GPT-2's pre-tokenizer regex (also ByteLevel's in tokenizer.json). */
+extern const char spq_re_gpt2[];
 
 /* Hash the merges and compile the pre-tokenizer of a BPE tokenizer; -1 on failure. */
 int spq_bpe_finish(spq_tokenizer *t);
@@ -22,4 +40,4 @@ int spq_bpe_blob_read(spq_tokenizer *t, const uint8_t *p, const uint8_t *end);
 /* Codepoint GPT-2's byte-to-unicode map gives byte b. */
 int spq_bpe_byte_cp(int b);
 
-#endif
+#endif /* SPQ_TOK_INTERNAL_H */
