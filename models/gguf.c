@@ -4,8 +4,6 @@
  * against the file size before use. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,19 +52,6 @@ static double scalar(rd *r, int type)
     case G_F64: { double d; memcpy(&d, &v, 8); return d; }
     default: return (double)v;
     }
-}
-
-/* A metadata number as an int: out of int range (or NaN) becomes INT_MIN, which every
- * later check refuses, instead of an undefined conversion. */
-static int ival(double x)
-{
-    return x >= -2147483648.0 && x <= 2147483647.0 ? (int)x : INT_MIN;
-}
-
-/* ... and as a float: out of float range (or NaN) becomes NaN, which the checks refuse. */
-static float fval(double x)
-{
-    return fabs(x) <= 3.0e38 ? (float)x : NAN;
 }
 
 /* skip one value of type (arrays recurse one level) */
@@ -147,20 +132,20 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
         } else if (type >= 0 && type <= G_F64 && type != G_STR && type != G_ARR) {
             double x = scalar(&r, type);
             if (!strcmp(key, "general.alignment")) align = x >= 1 && x <= 4096 ? (uint64_t)x : 0;
-            else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v.bos = ival(x);
-            else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v.eos = ival(x);
-            else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v.unk = ival(x);
+            else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v.bos = spq_file_int(x);
+            else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v.eos = spq_file_int(x);
+            else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v.unk = spq_file_int(x);
             else if (!strcmp(key, "tokenizer.ggml.add_space_prefix")) v.add_space = x != 0, v.add_space_set = 1;
-            else if (sub && !strcmp(sub, "context_length")) p->max_seq = ival(x);
-            else if (sub && !strcmp(sub, "embedding_length")) p->dim = ival(x);
-            else if (sub && !strcmp(sub, "block_count")) p->n_layers = ival(x);
-            else if (sub && !strcmp(sub, "feed_forward_length")) p->hidden_dim = ival(x);
-            else if (sub && !strcmp(sub, "attention.head_count")) p->n_heads = ival(x);
-            else if (sub && !strcmp(sub, "attention.head_count_kv")) p->n_kv_heads = ival(x);
-            else if (sub && !strcmp(sub, "attention.layer_norm_rms_epsilon")) p->norm_eps = fval(x);
-            else if (sub && !strcmp(sub, "rope.freq_base")) p->rope_theta = fval(x);
-            else if (sub && !strcmp(sub, "rope.dimension_count")) rope_dim = ival(x);
-            else if (sub && !strcmp(sub, "vocab_size")) p->vocab_size = ival(x);
+            else if (sub && !strcmp(sub, "context_length")) p->max_seq = spq_file_int(x);
+            else if (sub && !strcmp(sub, "embedding_length")) p->dim = spq_file_int(x);
+            else if (sub && !strcmp(sub, "block_count")) p->n_layers = spq_file_int(x);
+            else if (sub && !strcmp(sub, "feed_forward_length")) p->hidden_dim = spq_file_int(x);
+            else if (sub && !strcmp(sub, "attention.head_count")) p->n_heads = spq_file_int(x);
+            else if (sub && !strcmp(sub, "attention.head_count_kv")) p->n_kv_heads = spq_file_int(x);
+            else if (sub && !strcmp(sub, "attention.layer_norm_rms_epsilon")) p->norm_eps = spq_file_float(x);
+            else if (sub && !strcmp(sub, "rope.freq_base")) p->rope_theta = spq_file_float(x);
+            else if (sub && !strcmp(sub, "rope.dimension_count")) rope_dim = spq_file_int(x);
+            else if (sub && !strcmp(sub, "vocab_size")) p->vocab_size = spq_file_int(x);
         } else {
             r.bad = 1;
         }

@@ -4,8 +4,6 @@
  * MistralForCausalLM. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <limits.h>
-#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,18 +35,8 @@ static double num(const cJSON *o, const char *k, double dflt)
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
-/* ints and floats out of range (or NaN) become INT_MIN / NaN, which validation refuses,
- * instead of an undefined conversion */
-static int inum(const cJSON *o, const char *k, double dflt)
-{
-    double x = num(o, k, dflt);
-    return x >= -2147483648.0 && x <= 2147483647.0 ? (int)x : INT_MIN;
-}
-static float fnum(const cJSON *o, const char *k, double dflt)
-{
-    double x = num(o, k, dflt);
-    return fabs(x) <= 3.0e38 ? (float)x : NAN;
-}
+static int inum(const cJSON *o, const char *k, double dflt) { return spq_file_int(num(o, k, dflt)); }
+static float fnum(const cJSON *o, const char *k, double dflt) { return spq_file_float(num(o, k, dflt)); }
 
 static int parse_config(const char *dir, spq_config *p, spq_err *e)
 {

@@ -1,6 +1,8 @@
 /* ckpt.c — the in-memory checkpoint: tensor table, validation, and opening any format. */
 #include "runtime/ckpt.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +223,16 @@ int spq_open(const char *path, spq_ckpt *c, spq_err *e)
     if (has_suffix(path, ".safetensors"))
         return spq_fail(e, path, "pass the model directory (with config.json), not the .safetensors file");
     return spq_import_llama2c(path, c, e);
+}
+
+int spq_file_int(double x)
+{
+    return x >= -2147483648.0 && x <= 2147483647.0 ? (int)x : INT_MIN;
+}
+
+float spq_file_float(double x)
+{
+    return fabs(x) <= 3.0e38 ? (float)x : NAN;
 }
 
 int spq_unpermute_rope(void *rows, int n_heads, int head_dim, size_t rowbytes)

@@ -93,4 +93,9 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e);
 /* Reorder q/k rows from interleaved RoPE pairs (llama2.c, GGUF) to HF's rotate-half order:
  * within each head, row 2i+j moves to j*hd/2+i. rowbytes = bytes per row. */
 int spq_unpermute_rope(void *rows, int n_heads, int head_dim, size_t rowbytes);
+/* A number read from a file as an int: out of int range or NaN gives INT_MIN, which every
+ * later check refuses, instead of an undefined conversion. */
+int spq_file_int(double x);
+/* ... and as a float: out of float range or NaN gives NaN, which the checks refuse. */
+float spq_file_float(double x);
 #endif
