@@ -244,8 +244,84 @@ static void axpy_f32(float a, const float *x, float *y, int n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* ---- CMPQ look-up-table GEMV ----
+ * vpermps ymm looks up 8 floats by bits 0..2 of each lane: enough for 2- and 3-bit tables
+ * (replicated, entry i = level i mod 2^b); 4-bit codes take both halves of the 16-entry
+ * table and pick by bit 3 (shifted into the sign bit for blendv). A panel is two ymm halves
+ * (rows 0..7, 8..15); two panels share each column's table loads and broadcast. */
+INL __m256i lut_idx8(const uint32_t *gw, const int b, const int j)
+{
+    const int o = j * b, w = o >> 5, sh = o & 31;
+    __m256i v = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(gw + w * 16)), sh);
+    if (sh + b > 32)
+        v = _mm256_or_si256(v, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(gw + (w + 1) * 16)), 32 - sh));
+    return v;
+}
+
+INL void lut_panels(const int b, const int NP, int kp, const float *x, const uint32_t *codes, size_t pw,
+                    const float *tab, float *acc)
+{
+    const int G = b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4, WG = G * b / 32;
+    __m256 a[2][2][2]; /* panel, half, chain */
+    for (int p = 0; p < NP; p++)
+        for (int h = 0; h < 2; h++) {
+            a[p][h][0] = _mm256_loadu_ps(acc + 16 * p + 8 * h);
+            a[p][h][1] = _mm256_setzero_ps();
+        }
+    for (int g = 0; g < kp / G; g++) {
+        const uint32_t *gw = codes + (size_t)g * WG * 16;
+        for (int p = 0; p < NP; p++)
+            for (int w = 0; w < WG; w++) _mm_prefetch((const char *)(gw + p * pw + w * 16) + 1024, _MM_HINT_T0);
+#pragma GCC unroll 32
+        for (int j = 0; j < G; j++) {
+            const int k = g * G + j;
+            if (b == 8) {
+                __m256 xs = _mm256_set1_ps(x[k] * tab[k]);
+                for (int p = 0; p < NP; p++)
+                    for (int h = 0; h < 2; h++) {
+                        __m256i c = _mm256_loadu_si256((const __m256i *)(gw + p * pw + 8 * h));
+                        __m256 v = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(c, 24 - 8 * j), 24));
+                        a[p][h][j & 1] = _mm256_fmadd_ps(v, xs, a[p][h][j & 1]);
+                    }
+            } else {
+                __m256 tl = _mm256_loadu_ps(tab + (size_t)k * 16), th = _mm256_loadu_ps(tab + (size_t)k * 16 + 8);
+                __m256 xb = _mm256_set1_ps(x[k]);
+                for (int p = 0; p < NP; p++)
+                    for (int h = 0; h < 2; h++) {
+                        __m256i idx = lut_idx8(gw + p * pw + 8 * h, b, j);
+                        __m256 v = _mm256_permutevar8x32_ps(tl, idx);
+                        if (b == 4)
+                            v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(th, idx),
+                                                 _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+                        a[p][h][j & 1] = _mm256_fmadd_ps(v, xb, a[p][h][j & 1]);
+                    }
+            }
+        }
+    }
+    for (int p = 0; p < NP; p++)
+        for (int h = 0; h < 2; h++) _mm256_storeu_ps(acc + 16 * p + 8 * h, _mm256_add_ps(a[p][h][0], a[p][h][1]));
+}
+
+#define LUT_CASES(NP, ...)                                             \
+    switch (b) {                                                       \
+    case 2: lut_panels(2, NP, __VA_ARGS__); break;                     \
+    case 3: lut_panels(3, NP, __VA_ARGS__); break;                     \
+    case 4: lut_panels(4, NP, __VA_ARGS__); break;                     \
+    default: lut_panels(8, NP, __VA_ARGS__); break;                    \
+    }
+
+static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
+                     float *acc)
+{
+    size_t pw = spq_lut_panel_words(b, kp);
+    int p = p0;
+    for (; p + 2 <= p1; p += 2) LUT_CASES(2, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
+    for (; p < p1; p++) LUT_CASES(1, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
+}
+
 static const spq_kernels table = {
     "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    gemv_lut,
 };
 
 /* ---- AVX-VNNI (VEX vpdpbusd on ymm: Alder Lake and later, Zen 5) ----
@@ -367,6 +443,7 @@ static VNNI double dot_spin_vnni(long iters, int32_t *sink)
 
 static const spq_kernels table_vnni = {
     "avxvnni", gemm_q8_vnni, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_vnni, dot_f32, axpy_f32,
+    gemv_lut,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }
 

@@ -304,8 +304,73 @@ static void axpy_f32(float a, const float *x, float *y, int n)
     }
 }
 
+/* ---- CMPQ look-up-table GEMV ----
+ * vpermps looks up 16 floats by the low 4 bits of each lane. A column's codes sit at a
+ * fixed bit offset of every row's 32-bit lane, so one shift brings them to bits 0..3 and the
+ * table's replication (entry i = level i mod 2^b) makes the neighbours' bits irrelevant:
+ * shift + vpermps + FMA per 16 weights. Four panels share each column's table load and
+ * broadcast; two accumulator chains per panel hide the FMA latency. */
+INL __m512i lut_idx(const uint32_t *gw, const int b, const int j)
+{
+    const int o = j * b, w = o >> 5, sh = o & 31;
+    __m512i v = _mm512_srli_epi32(_mm512_loadu_si512(gw + w * 16), sh);
+    if (sh + b > 32) v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_loadu_si512(gw + (w + 1) * 16), 32 - sh));
+    return v;
+}
+
+INL void lut_panels(const int b, const int NP, int kp, const float *x, const uint32_t *codes, size_t pw,
+                    const float *tab, float *acc)
+{
+    const int G = b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4, WG = G * b / 32;
+    __m512 a[4][2];
+    for (int p = 0; p < NP; p++) {
+        a[p][0] = _mm512_loadu_ps(acc + 16 * p);
+        a[p][1] = _mm512_setzero_ps();
+    }
+    for (int g = 0; g < kp / G; g++) {
+        const uint32_t *gw = codes + (size_t)g * WG * 16;
+        for (int p = 0; p < NP; p++)
+            for (int w = 0; w < WG; w++) _mm_prefetch((const char *)(gw + p * pw + w * 16) + GEMV_PF, _MM_HINT_T0);
+#pragma GCC unroll 32
+        for (int j = 0; j < G; j++) {
+            const int k = g * G + j;
+            if (b == 8) {
+                __m512 xs = _mm512_set1_ps(x[k] * tab[k]);
+                for (int p = 0; p < NP; p++) {
+                    __m512i c = _mm512_loadu_si512(gw + p * pw);
+                    __m512 v = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(c, 24 - 8 * j), 24));
+                    a[p][j & 1] = _mm512_fmadd_ps(v, xs, a[p][j & 1]);
+                }
+            } else {
+                __m512 t = _mm512_loadu_ps(tab + (size_t)k * 16), xb = _mm512_set1_ps(x[k]);
+                for (int p = 0; p < NP; p++)
+                    a[p][j & 1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lut_idx(gw + p * pw, b, j), t), xb, a[p][j & 1]);
+            }
+        }
+    }
+    for (int p = 0; p < NP; p++) _mm512_storeu_ps(acc + 16 * p, _mm512_add_ps(a[p][0], a[p][1]));
+}
+
+#define LUT_CASES(NP, ...)                                             \
+    switch (b) {                                                       \
+    case 2: lut_panels(2, NP, __VA_ARGS__); break;                     \
+    case 3: lut_panels(3, NP, __VA_ARGS__); break;                     \
+    case 4: lut_panels(4, NP, __VA_ARGS__); break;                     \
+    default: lut_panels(8, NP, __VA_ARGS__); break;                    \
+    }
+
+static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
+                     float *acc)
+{
+    size_t pw = spq_lut_panel_words(b, kp);
+    int p = p0;
+    for (; p + 4 <= p1; p += 4) LUT_CASES(4, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
+    for (; p < p1; p++) LUT_CASES(1, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
+}
+
 static const spq_kernels table = {
     "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    gemv_lut,
 };
 
 const spq_kernels *spq_kernels_avx512(void) { return &table; }

@@ -33,6 +33,30 @@ size_t spq_pack_f_size(int N, int K, int elem);
 /* Pack FP8 codes row-major [N][K] into the INT8 panel layout (same byte layout). */
 void spq_pack_fp8(const uint8_t *w, int N, int K, uint8_t *out);
 
+/* CMPQ LUT layout (weight-only, runtime/cmpq.h). The columns of one bit-width b (2, 3, 4
+ * or 8) form a class of kp columns, kp a multiple of spq_lut_group(b) (zero codes pad it).
+ * Rows are in panels of 16; a panel holds kp * b / 2 u32 words. Within a panel, column k is
+ * in group g = k / G (G = spq_lut_group(b)), at bit offset o = (k % G) * b of the group's
+ * G * b / 32 words; word w of group g, row r is at index (g * G * b / 32 + w) * 16 + r. So
+ * one 64-byte load brings the codes of 16 rows, and a 3-bit code may straddle two words.
+ * Tables: b <= 4: 16 floats per column, entry i = level (i mod 2^b) (a 16-entry look-up
+ * ignores the neighbouring codes' bits); b = 8: one float scale per column, codes signed. */
+static inline int spq_lut_group(int b) { return b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4; }
+/* u32 words of one 16-row panel of kp columns at b bits. */
+static inline size_t spq_lut_panel_words(int b, int kp) { return (size_t)kp * (size_t)b / 2; }
+/* The b-bit code of row r (0..15) and column k within one panel's words. */
+static inline unsigned spq_lut_code(const uint32_t *panel, int b, int k, int r)
+{
+    int G = spq_lut_group(b), o = (k % G) * b;
+    const uint32_t *gw = panel + (size_t)(k / G) * (size_t)(G * b / 32) * 16;
+    uint64_t v = gw[(o / 32) * 16 + r];
+    if (o % 32 + b > 32) v |= (uint64_t)gw[(o / 32 + 1) * 16 + r] << 32;
+    return (unsigned)(v >> (o % 32)) & ((1u << b) - 1u);
+}
+/* Pack row-major codes c[N][kc] (values < 2^b) into the LUT layout of kp >= kc columns
+ * (out: ceil(N/16) panels, zeroed first). */
+void spq_pack_lut(const uint8_t *c, int N, int kc, int b, int kp, uint32_t *out);
+
 /* One ISA's kernels. Ranges [n0, n1) are in output columns and multiples of SPQ_NR
  * except that n1 may be N (the padded tail is computed but not stored). */
 typedef struct {
@@ -61,6 +85,11 @@ typedef struct {
     /* Attention inner loops: sum_j a[j] * b[j], and y[j] += a * x[j], for j < n. */
     float (*dot_f32)(const float *a, const float *b, int n);
     void (*axpy_f32)(float a, const float *x, float *y, int n);
+    /* CMPQ look-up-table GEMV over one b-bit column class (LUT layout below):
+     * acc[(p - p0) * 16 + r] += sum_k x[k] * T_k(code of row 16p + r, column k) for panels
+     * p in [p0, p1); kp is a multiple of spq_lut_group(b); x has kp floats. */
+    void (*gemv_lut)(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes,
+                     const float *tab, float *acc);
 } spq_kernels;
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */

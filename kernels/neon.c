@@ -221,11 +221,59 @@ static void axpy_f32(float a, const float *x, float *y, int n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* ---- CMPQ look-up-table GEMV ----
+ * tbl over four q registers looks up 64 bytes: the 16-float table. A lane's code c (its
+ * column's bits shifted down, masked to 4: the table repeats every 2^b entries) becomes the
+ * byte indices 4c .. 4c+3 of its float. One panel = four vectors of 4 rows. */
+static inline uint32x4_t lut_idx4(const uint32_t *gw, int b, int j)
+{
+    int o = j * b, w = o >> 5, sh = o & 31;
+    uint32x4_t v = vshlq_u32(vld1q_u32(gw + w * 16), vdupq_n_s32(-sh));
+    if (sh + b > 32) v = vorrq_u32(v, vshlq_u32(vld1q_u32(gw + (w + 1) * 16), vdupq_n_s32(32 - sh)));
+    return v;
+}
+
+static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
+                     float *acc)
+{
+    size_t pw = spq_lut_panel_words(b, kp);
+    int G = spq_lut_group(b), WG = G * b / 32;
+    const uint32x4_t lanes = vdupq_n_u32(0x03020100u), four = vdupq_n_u32(0x04040404u), m15 = vdupq_n_u32(15);
+    for (int p = p0; p < p1; p++) {
+        float32x4_t a[4];
+        for (int q = 0; q < 4; q++) a[q] = vld1q_f32(acc + (size_t)(p - p0) * 16 + 4 * q);
+        const uint32_t *pc = codes + (size_t)p * pw;
+        for (int k = 0; k < kp; k++) {
+            const uint32_t *gw = pc + (size_t)(k / G) * WG * 16;
+            int j = k % G;
+            if (b == 8) {
+                float32x4_t xs = vdupq_n_f32(x[k] * tab[k]);
+                for (int q = 0; q < 4; q++) {
+                    int32x4_t c = vreinterpretq_s32_u32(vld1q_u32(gw + 4 * q));
+                    c = vshlq_s32(vshlq_s32(c, vdupq_n_s32(24 - 8 * j)), vdupq_n_s32(-24));
+                    a[q] = vfmaq_f32(a[q], vcvtq_f32_s32(c), xs);
+                }
+            } else {
+                uint8x16x4_t t = vld1q_u8_x4((const uint8_t *)(tab + (size_t)k * 16));
+                float32x4_t xb = vdupq_n_f32(x[k]);
+                for (int q = 0; q < 4; q++) {
+                    uint32x4_t c = vandq_u32(lut_idx4(gw + 4 * q, b, j), m15);
+                    uint8x16_t bi = vreinterpretq_u8_u32(vmlaq_u32(lanes, c, four));
+                    a[q] = vfmaq_f32(a[q], vreinterpretq_f32_u8(vqtbl4q_u8(t, bi)), xb);
+                }
+            }
+        }
+        for (int q = 0; q < 4; q++) vst1q_f32(acc + (size_t)(p - p0) * 16 + 4 * q, a[q]);
+    }
+}
+
 static const spq_kernels table_dot = {
     "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    gemv_lut,
 };
 static const spq_kernels table_plain = {
     "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_plain, dot_f32, axpy_f32,
+    gemv_lut,
 };
 
 const spq_kernels *spq_kernels_neon(void) { return &table_dot; }

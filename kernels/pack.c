@@ -55,3 +55,21 @@ void spq_pack_f(const void *w, int N, int K, int elem, void *out)
                    (size_t)elem);
     }
 }
+
+void spq_pack_lut(const uint8_t *c, int N, int kc, int b, int kp, uint32_t *out)
+{
+    int G = spq_lut_group(b), np = (N + SPQ_NR - 1) / SPQ_NR;
+    size_t pw = spq_lut_panel_words(b, kp);
+    memset(out, 0, 4 * pw * (size_t)np);
+    for (int n = 0; n < N; n++) {
+        uint32_t *panel = out + (size_t)(n / SPQ_NR) * pw;
+        int r = n % SPQ_NR;
+        for (int k = 0; k < kc; k++) {
+            int o = (k % G) * b;
+            uint32_t *gw = panel + (size_t)(k / G) * (size_t)(G * b / 32) * 16;
+            uint64_t v = (uint64_t)(c[(size_t)n * kc + k] & ((1u << b) - 1u)) << (o % 32);
+            gw[(o / 32) * 16 + r] |= (uint32_t)v;
+            if (v >> 32) gw[(o / 32 + 1) * 16 + r] |= (uint32_t)(v >> 32);
+        }
+    }
+}

@@ -112,8 +112,26 @@ static void axpy_f32(float a, const float *x, float *y, int n)
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* The reference: decode each code with spq_lut_code and accumulate in order of k. */
+static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
+                     float *acc)
+{
+    size_t pw = spq_lut_panel_words(b, kp);
+    for (int p = p0; p < p1; p++)
+        for (int r = 0; r < SPQ_NR; r++) {
+            float a = acc[(size_t)(p - p0) * SPQ_NR + r];
+            for (int k = 0; k < kp; k++) {
+                unsigned c = spq_lut_code(codes + (size_t)p * pw, b, k, r);
+                float v = b == 8 ? (float)(int8_t)c * tab[k] : tab[(size_t)k * 16 + c];
+                a += x[k] * v;
+            }
+            acc[(size_t)(p - p0) * SPQ_NR + r] = a;
+        }
+}
+
 static const spq_kernels table = {
     "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    gemv_lut,
 };
 
 const spq_kernels *spq_kernels_scalar(void) { return &table; }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "runtime/cmpq.h"
 
 size_t spq_dtype_size(int dtype)
 {
@@ -24,7 +25,7 @@ size_t spq_dtype_size(int dtype)
 
 const char *spq_dtype_name(int dtype)
 {
-    static const char *names[] = {"f32", "f16", "bf16", "i8", "e4m3", "e5m2"};
+    static const char *names[] = {"f32", "f16", "bf16", "i8", "e4m3", "e5m2", "cmpq"};
     return dtype >= 0 && dtype < SPQ_NDTYPES ? names[dtype] : "?";
 }
 
@@ -95,6 +96,10 @@ size_t spq_tensor_numel(const spq_tensor *t)
 void spq_tensor_to_f32(const spq_tensor *t, float *out)
 {
     size_t n = spq_tensor_numel(t);
+    if (t->dtype == SPQ_CMPQ) {
+        if (spq_cmpq_dequant(t->data, out)) memset(out, 0, 4 * n);
+        return;
+    }
     const uint8_t *b = t->data;
     for (size_t i = 0; i < n; i++) {
         switch (t->dtype) {
@@ -109,8 +114,8 @@ void spq_tensor_to_f32(const spq_tensor *t, float *out)
     }
 }
 
-/* One expected tensor: name, rows, cols (cols 0 for vectors). */
-static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, spq_err *e)
+/* One expected tensor: name, rows, cols (cols 0 for vectors); linear: CMPQ allowed. */
+static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int linear, spq_err *e)
 {
     const spq_tensor *t = spq_ckpt_find(c, name);
     if (!t) return spq_fail(e, c->path, "tensor %s is missing", name);
@@ -119,6 +124,13 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, spq
         return spq_fail(e, c->path, "tensor %s has shape [%lld%s%lld], config says [%lld%s%lld]", name,
                         (long long)t->shape[0], t->ndim > 1 ? "," : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
                         (long long)r, k ? "," : "", (long long)k);
+    if (t->dtype == SPQ_CMPQ) {
+        spq_cmpq_hdr h;
+        const char *bad = linear ? spq_cmpq_check(t->data, t->nbytes, t->shape[0], t->shape[1], &h)
+                                 : "CMPQ is for linear projections only";
+        if (bad) return spq_fail(e, c->path, "tensor %s: %s", name, bad);
+        return 0;
+    }
     if (!spq_dtype_size(t->dtype)) return spq_fail(e, c->path, "tensor %s has unknown dtype %d", name, t->dtype);
     if (t->nbytes != spq_tensor_numel(t) * spq_dtype_size(t->dtype))
         return spq_fail(e, c->path, "tensor %s: %zu bytes for %zu elements of %s", name, t->nbytes,
@@ -163,21 +175,21 @@ int spq_ckpt_validate(const spq_ckpt *c, spq_err *e)
     free(names);
     int D = p->dim, H = p->hidden_dim, q = p->n_heads * p->head_dim, kv = p->n_kv_heads * p->head_dim;
     char nm[96];
-    if (expect(c, "model.embed_tokens.weight", p->vocab_size, D, e)) return -1;
-    if (expect(c, "model.norm.weight", D, 0, e)) return -1;
-    if (!p->tied && expect(c, "lm_head.weight", p->vocab_size, D, e)) return -1;
+    if (expect(c, "model.embed_tokens.weight", p->vocab_size, D, 0, e)) return -1;
+    if (expect(c, "model.norm.weight", D, 0, 0, e)) return -1;
+    if (!p->tied && expect(c, "lm_head.weight", p->vocab_size, D, 0, e)) return -1;
     for (int l = 0; l < p->n_layers; l++) {
         static const char *fmt[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
         int64_t rows[] = {q, kv, kv, D, H, H, D}, cols[] = {D, D, D, q, D, D, H};
         for (int j = 0; j < 7; j++) {
             snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, fmt[j]);
-            if (expect(c, nm, rows[j], cols[j], e)) return -1;
+            if (expect(c, nm, rows[j], cols[j], 1, e)) return -1;
         }
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
-        if (expect(c, nm, D, 0, e)) return -1;
+        if (expect(c, nm, D, 0, 0, e)) return -1;
         snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
-        if (expect(c, nm, D, 0, e)) return -1;
+        if (expect(c, nm, D, 0, 0, e)) return -1;
     }
     return 0;
 }

@@ -13,7 +13,9 @@
 #include "runtime/error.h"
 #include "runtime/tokenizer.h"
 
-enum { SPQ_F32 = 0, SPQ_F16 = 1, SPQ_BF16 = 2, SPQ_I8 = 3, SPQ_E4M3 = 4, SPQ_E5M2 = 5, SPQ_NDTYPES };
+enum { SPQ_F32 = 0, SPQ_F16 = 1, SPQ_BF16 = 2, SPQ_I8 = 3, SPQ_E4M3 = 4, SPQ_E5M2 = 5, SPQ_CMPQ = 6, SPQ_NDTYPES };
+/* SPQ_CMPQ: a weight-only mixed-precision blob (runtime/cmpq.h) whose size follows from
+ * its header, not from shape x element size (spq_dtype_size gives 0). */
 
 typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, max_seq;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "runtime/cmpq.h"
 #include "runtime/model.h"
 
 int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
@@ -14,6 +15,11 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
     l->N = N; l->K = K; l->w_scale = t->scale; l->a_scale = t->act_scale; l->act_fmt = t->act_fmt;
     size_t nk = (size_t)N * K;
     switch (t->dtype) {
+    case SPQ_CMPQ: /* weight-only: codes stay in the checkpoint's memory, tables expand to floats */
+        l->kind = SPQ_CMPQ;
+        l->w = malloc(sizeof(spq_cmpq_rt));
+        if (!l->w || spq_cmpq_rt_init(l->w, t->data)) break;
+        return 0;
     case SPQ_I8:
         l->kind = SPQ_I8;
         l->w = aligned_alloc(64, (spq_pack_q8_size(N, K) + 63) & ~(size_t)63);
@@ -60,6 +66,7 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
 
 void spq_linear_free(spq_linear *l)
 {
+    if (l->kind == SPQ_CMPQ && l->w) spq_cmpq_rt_free(l->w);
     free(l->w);
     free(l->wsum);
     memset(l, 0, sizeof *l);
@@ -120,11 +127,15 @@ static float prepare_input(const spq_linear *l, const float *x, int M, int8_t *x
 }
 
 /* y = prepared input x W^T */
-static void run_prepared(const spq_linear *l, const float *xin, const int8_t *xq, float sa, int M, float *y)
+static void run_prepared(const spq_linear *l, const float *xin, const int8_t *xq, float sa, int M, float *y,
+                         float *xf_scratch)
 {
     const spq_kernels *k = spq_kern();
     int K = l->K, N = l->N;
     switch (l->kind) {
+    case SPQ_CMPQ: /* xf: scratch for the permuted input */
+        spq_cmpq_apply(l->w, xin, M, y, (float *)xf_scratch);
+        return;
     case SPQ_I8:
         spq_gemm_q8(k, M, N, K, xq, l->w, l->wsum, l->w_scale * sa, y, N);
         return;
@@ -146,7 +157,7 @@ void spq_linear_apply_n(const spq_linear *const *ls, int n, const float *x, int 
 {
     const float *xin;
     float sa = prepare_input(ls[0], x, M, xq, xf, &xin);
-    for (int i = 0; i < n; i++) run_prepared(ls[i], xin, xq, sa, M, ys[i]);
+    for (int i = 0; i < n; i++) run_prepared(ls[i], xin, xq, sa, M, ys[i], xf);
 }
 
 void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf)

@@ -90,7 +90,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
             snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
             const spq_tensor *t = spq_ckpt_find(c, nm);
             if (spq_linear_init(&L->p[j], t, e)) { spq_model_free(m); return -1; }
-            m->linear_bytes += spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_BF16 ? SPQ_F32 : t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
+            m->linear_bytes += t->dtype == SPQ_CMPQ ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_BF16 ? SPQ_F32 : t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }
         /* q/k/v (and gate/up) read one quantised input (spq_linear_apply_n): they must
          * agree on its format */
@@ -136,7 +136,8 @@ int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
     const spq_config *p = &m->cfg;
     size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
     size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
-    size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D)));
+    /* + 64: a CMPQ input permuted into its padded bit-width classes (spq_cmpq_row_scratch) */
+    size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D))) + 64;
 #ifdef _OPENMP
     s->n_threads = omp_get_max_threads();
 #else

@@ -11,8 +11,14 @@ int spq_profile_init(spq_profile *p, int n_layers)
 {
     memset(p, 0, sizeof *p);
     p->n_layers = n_layers;
-    p->s = calloc((size_t)n_layers * SPQ_NSITES, sizeof *p->s);
-    return p->s ? 0 : -1;
+    size_t n = (size_t)n_layers * SPQ_NSITES;
+    p->s = calloc(n, sizeof *p->s);
+    p->chan = calloc(n, sizeof *p->chan);
+    p->chan_k = calloc(n, sizeof *p->chan_k);
+    p->chan_rows = calloc(n, sizeof *p->chan_rows);
+    if (p->s && p->chan && p->chan_k && p->chan_rows) return 0;
+    spq_profile_free(p);
+    return -1;
 }
 
 int spq_profile_sample(spq_profile *p, const int site_k[SPQ_NSITES], int rows)
@@ -42,6 +48,10 @@ void spq_profile_free(spq_profile *p)
     for (size_t i = 0; p->sample && i < (size_t)p->n_layers * SPQ_NSITES; i++) free(p->sample[i]);
     free(p->sample);
     free(p->seen);
+    for (size_t i = 0; p->chan && i < (size_t)p->n_layers * SPQ_NSITES; i++) free(p->chan[i]);
+    free(p->chan);
+    free(p->chan_k);
+    free(p->chan_rows);
     free(p->s);
     memset(p, 0, sizeof *p);
 }
@@ -73,8 +83,14 @@ void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int
         }
         s->n += K; s->s1 += s1; s->s2 += s2; s->s3 += s3; s->s4 += s4;
     }
-    if (!p->sample || K != p->site_k[site]) return;
     size_t i = (size_t)layer * SPQ_NSITES + (size_t)site;
+    if (!p->chan[i] && (p->chan[i] = calloc((size_t)K, sizeof(double)))) p->chan_k[i] = K;
+    if (p->chan[i] && p->chan_k[i] == K) {
+        for (int m = 0; m < M; m++)
+            for (int k = 0; k < K; k++) p->chan[i][k] += (double)x[(size_t)m * K + k] * x[(size_t)m * K + k];
+        p->chan_rows[i] += M;
+    }
+    if (!p->sample || K != p->site_k[site]) return;
     for (int m = 0; m < M; m++) { /* reservoir sampling (Algorithm R), deterministic xorshift */
         long c = p->seen[i]++, slot = c;
         if (c >= p->rows) {
@@ -83,6 +99,14 @@ void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int
         }
         if (slot < p->rows) memcpy(p->sample[i] + (size_t)slot * K, x + (size_t)m * K, sizeof(float) * (size_t)K);
     }
+}
+
+int spq_profile_energy(const spq_profile *p, int layer, int site, int K, double *out)
+{
+    size_t i = (size_t)layer * SPQ_NSITES + (size_t)site;
+    if (!p->chan || !p->chan[i] || p->chan_k[i] != K || p->chan_rows[i] == 0) return -1;
+    for (int k = 0; k < K; k++) out[k] = p->chan[i][k] / (double)p->chan_rows[i];
+    return 0;
 }
 
 double spq_site_quantile(const spq_site_stats *s, double q)

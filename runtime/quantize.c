@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "runtime/cmpq.h"
 
 /* the input site of each projection */
 static const int proj_site[SPQ_NPROJ] = {SPQ_SITE_QKV, SPQ_SITE_QKV, SPQ_SITE_QKV, SPQ_SITE_O,
@@ -18,7 +19,7 @@ static const int proj_site[SPQ_NPROJ] = {SPQ_SITE_QKV, SPQ_SITE_QKV, SPQ_SITE_QK
 
 spq_quant_opts spq_quant_defaults(void)
 {
-    spq_quant_opts o = {0, 0, SPQ_E4M3, 3.0f, 0, NULL, SPQ_F16, 0, 0};
+    spq_quant_opts o = {0, 0, SPQ_E4M3, 3.0f, 0, NULL, SPQ_F16, 0, 0, SPQ_SCHEME_W8A8, 4.0, 0.002, -1};
     return o;
 }
 
@@ -196,6 +197,69 @@ static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, fl
     return spq_ckpt_add(d, &q);
 }
 
+void spq_rtn_rows(float *w, int N, int K, int bits)
+{
+    float top = (float)((1 << bits) - 1);
+    for (int n = 0; n < N; n++) {
+        float *r = w + (size_t)n * K, lo = r[0], hi = r[0];
+        for (int k = 1; k < K; k++) { lo = fminf(lo, r[k]); hi = fmaxf(hi, r[k]); }
+        /* scale and zero as a real RTN file would store them: FP16 */
+        float s = spq_f16_to_f32(spq_f32_to_f16((hi - lo) / top)), z = spq_f16_to_f32(spq_f32_to_f16(lo));
+        for (int k = 0; k < K; k++) r[k] = s > 0 ? z + s * fminf(fmaxf(nearbyintf((r[k] - z) / s), 0), top) : z;
+    }
+}
+
+/* A weight-only linear (CMPQ or RTN); its allocation summary goes to alloc. */
+static spq_tensor *add_weight_only(spq_ckpt *d, const spq_tensor *t, const spq_profile *prof, int l, int site,
+                                   const spq_quant_opts *o, cJSON *alloc, const char *nm, spq_err *e)
+{
+    int N = (int)t->shape[0], K = (int)t->shape[1];
+    spq_tensor q = *t;
+    float *f = malloc(sizeof(float) * (size_t)N * K);
+    double *h = malloc(sizeof(double) * (size_t)K);
+    if (!f || !h) { free(f); free(h); spq_fail(e, d->path, "out of memory quantising %s", t->name); return NULL; }
+    spq_tensor_to_f32(t, f);
+    q.scale = 1.0f; q.act_scale = 0; q.act_fmt = 0;
+    if (o->scheme == SPQ_SCHEME_RTN) {
+        spq_rtn_rows(f, N, K, (int)o->bits);
+        uint16_t *c = malloc(2 * (size_t)N * K);
+        if (!c) { free(f); free(h); spq_fail(e, d->path, "out of memory"); return NULL; }
+        for (size_t i = 0; i < (size_t)N * K; i++) c[i] = spq_f32_to_f16(f[i]);
+        q.dtype = SPQ_F16;
+        q.owned = c;
+        q.nbytes = 2 * (size_t)N * K;
+    } else {
+        if (!prof || spq_profile_energy(prof, l, site, K, h))
+            for (int k = 0; k < K; k++) h[k] = 1.0;
+        spq_cmpq_opts co = {o->bits, o->outliers, o->cmpq_mode};
+        spq_cmpq_stats st;
+        void *blob;
+        size_t nb;
+        if (spq_cmpq_quantize(f, N, K, h, &co, &blob, &nb, &st, e)) {
+            free(f); free(h);
+            char msg[sizeof e->msg];
+            memcpy(msg, e->msg, sizeof msg);
+            spq_fail(e, d->path, "%s: %.300s", t->name, msg);
+            return NULL;
+        }
+        q.dtype = SPQ_CMPQ;
+        q.owned = blob;
+        q.nbytes = nb;
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a, "bpw", st.bpw);
+        cJSON *kc = cJSON_AddArrayToObject(a, "channels_2_3_4_8");
+        for (int c = 0; c < SPQ_CMPQ_NCLS; c++) cJSON_AddItemToArray(kc, cJSON_CreateNumber(st.h.kc[c]));
+        cJSON_AddNumberToObject(a, "outliers", st.h.n_out);
+        cJSON_AddStringToObject(a, "tables", st.h.mode == SPQ_CMPQ_SHARED ? "shared" : "column");
+        cJSON_AddItemToObject(alloc, nm, a);
+    }
+    free(f); free(h);
+    q.data = q.owned;
+    spq_tensor *r = spq_ckpt_add(d, &q);
+    if (!r) { free(q.owned); spq_fail(e, d->path, "out of memory"); }
+    return r;
+}
+
 static cJSON *site_json(const spq_site_stats *s)
 {
     cJSON *o = cJSON_CreateObject();
@@ -218,7 +282,20 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
     if (o->act_static && !prof) return spq_fail(e, src->path, "static activation scales need calibration text (--calib)");
     const int L = src->cfg.n_layers;
     cJSON *plan = cJSON_CreateObject(), *fbl = cJSON_CreateArray(), *sites = cJSON_CreateArray();
-    cJSON_AddStringToObject(plan, "scheme", "w8a8");
+    static const char *scheme_names[] = {"w8a8", "cmpq", "rtn"};
+    int wonly = o->scheme != SPQ_SCHEME_W8A8;
+    cJSON_AddStringToObject(plan, "scheme", scheme_names[o->scheme]);
+    cJSON *alloc = cJSON_CreateObject();
+    if (wonly) {
+        cJSON_AddNumberToObject(plan, "bits", o->bits);
+        if (o->scheme == SPQ_SCHEME_CMPQ) {
+            cJSON_AddNumberToObject(plan, "outliers", o->outliers);
+            cJSON_AddItemToObject(plan, "allocation", alloc);
+        } else {
+            cJSON_AddStringToObject(plan, "rtn", "per output row, asymmetric min-max, FP16 scale and zero; stored dequantised as FP16");
+        }
+    }
+    if (!wonly || o->scheme != SPQ_SCHEME_CMPQ) cJSON_Delete(alloc);
     cJSON_AddStringToObject(plan, "act", o->act_static ? "static" : "dynamic");
     cJSON_AddStringToObject(plan, "spike", o->spike == SPQ_F16 ? "fp16" : o->spike == SPQ_E4M3 ? "fp8-e4m3" : "none");
     if (o->spike == SPQ_E4M3) cJSON_AddStringToObject(plan, "spike_act", spq_dtype_name(o->spike_act));
@@ -246,7 +323,13 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
             for (int k = 0; k < SPQ_NPROJ; k++)
                 if (strstr(t->name, spq_proj_names[k])) j = k;
         spq_tensor *q;
-        if (j >= 0 && l >= 0 && l < L) {
+        if (j >= 0 && l >= 0 && l < L && wonly) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "%d.%s", l, spq_proj_names[j]);
+            q = add_weight_only(d, t, prof, l, proj_site[j], o, alloc, nm, e);
+            if (!q) { rc = -1; break; }
+            continue;
+        } else if (j >= 0 && l >= 0 && l < L) {
             const spq_site_stats *st = prof ? &prof->s[l * SPQ_NSITES + proj_site[j]] : NULL;
             if (fb[l * SPQ_NPROJ + j]) {
                 int act = o->spike == SPQ_E4M3 ? o->spike_act : SPQ_F32;

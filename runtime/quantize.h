@@ -18,7 +18,18 @@ typedef struct {
     int head_i8;         /* untied lm_head in INT8 too */
     int clip;            /* INT8 weights: search the clipping of the scale (needs calibration
                           * row samples, spq_profile_sample) instead of absmax/127 */
+    int scheme;          /* SPQ_SCHEME_W8A8, SPQ_SCHEME_CMPQ (weight-only mixed precision,
+                          * runtime/cmpq.h) or SPQ_SCHEME_RTN (baseline, see below) */
+    double bits;         /* CMPQ: bits per weight of every linear (all bytes counted);
+                          * RTN: the integer bit-width */
+    double outliers;     /* CMPQ: fraction of weights kept as FP16 residuals */
+    int cmpq_mode;       /* CMPQ level tables: -1 best of both, SPQ_CMPQ_COLUMN, SPQ_CMPQ_SHARED */
 } spq_quant_opts;
+
+/* RTN: the uniform baseline of weight-only papers: per output row, asymmetric min-max
+ * round-to-nearest at `bits` bits (+ an FP16 scale and zero per row), stored dequantised
+ * as FP16 (a simulation for accuracy tables; it runs at FP16 speed). */
+enum { SPQ_SCHEME_W8A8 = 0, SPQ_SCHEME_CMPQ = 1, SPQ_SCHEME_RTN = 2 };
 
 spq_quant_opts spq_quant_defaults(void);
 
@@ -39,6 +50,8 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
 /* Clipping factor a in [0.5, 1] for an INT8 weight w[N][K] (scale a * absmax / 127) that
  * minimises the output error sum over the S sample rows x of |x (w - q(w))^T|^2. */
 float spq_clip_search(const float *w, int N, int K, const float *x, int S);
+/* RTN of w[N][K] in place: per row, levels min + i (max - min) / (2^bits - 1). */
+void spq_rtn_rows(float *w, int N, int K, int bits);
 /* Free what spq_quantize allocated in dst (not src's data). */
 void spq_quantized_free(spq_ckpt *dst);
 

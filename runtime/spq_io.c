@@ -11,6 +11,7 @@
  * Table entry: u16 name_len, name, u8 dtype, u8 ndim, u8 act_fmt, u8 0, i64 shape[ndim],
  *   f32 scale, f32 act_scale, u64 offset, u64 nbytes, u64 checksum. */
 #include "runtime/ckpt.h"
+#include "runtime/cmpq.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -142,7 +143,7 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         t.dtype = p[0]; t.ndim = p[1]; t.act_fmt = p[2];
         p += 4;
         if (t.ndim < 1 || t.ndim > 4) { bad = "tensor ndim out of range"; break; }
-        if (!spq_dtype_size(t.dtype)) { bad = "unknown tensor dtype"; break; }
+        if (!spq_dtype_size(t.dtype) && t.dtype != SPQ_CMPQ) { bad = "unknown tensor dtype"; break; }
         if (end - p < 8 * t.ndim + 32) { bad = "tensor table truncated"; break; }
         uint64_t numel = 1;
         for (int d = 0; d < t.ndim; d++) {
@@ -156,12 +157,14 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         memcpy(&t.act_scale, p + 4, 4);
         uint64_t off = rd64(p + 8), nb = rd64(p + 16), hash = rd64(p + 24);
         p += 32;
-        if (nb != numel * spq_dtype_size(t.dtype)) { bad = "tensor byte size does not match its shape and dtype"; break; }
+        if (t.dtype == SPQ_CMPQ ? t.ndim != 2 || nb < 64 || nb > fsz : nb != numel * spq_dtype_size(t.dtype)) { bad = "tensor byte size does not match its shape and dtype"; break; }
         if (!in_file(off, nb, data_off, fsz) || off % 64) { bad = "tensor data offset out of range"; break; }
         if (spq_hash64(m + off, nb) != hash && !FUZZING) {
             spq_ckpt_free(c);
             return spq_fail(e, path, "tensor %s: checksum mismatch (corrupt data)", t.name);
         }
+        spq_cmpq_hdr ch;
+        if (t.dtype == SPQ_CMPQ && (bad = spq_cmpq_check(m + off, nb, t.shape[0], t.shape[1], &ch))) break;
         t.data = m + off;
         t.nbytes = nb;
         if (!spq_ckpt_add(c, &t)) { bad = "out of memory"; break; }

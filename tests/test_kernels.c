@@ -127,7 +127,66 @@ static void f_all(const spq_kernels *kt)
         for (int w = 0; w < 3; w++) check_float(kt, shapes[s][0], shapes[s][1], shapes[s][2], w);
 }
 
+/* CMPQ LUT GEMV: codes packed by spq_pack_lut read back by spq_lut_code; the scalar kernel
+ * equals a plain row-major sum over dequantised weights; every SIMD table equals the
+ * scalar one to 1e-5 of sum |x w| (FMA and summation order differ). */
+static void check_lut(const spq_kernels *kt, int N, int kc, int b)
+{
+    const spq_kernels *ref = spq_kernels_scalar();
+    int G = spq_lut_group(b), kp = (kc + G - 1) / G * G, np = (N + 15) / 16;
+    uint8_t *c = malloc((size_t)N * kc);
+    uint32_t *pk = malloc(4 * spq_lut_panel_words(b, kp) * (size_t)np + 64);
+    float *tab = calloc((size_t)kp * 16, 4), *x = calloc((size_t)kp, 4);
+    float *a0 = calloc((size_t)np * 16, 4), *a1 = calloc((size_t)np * 16, 4);
+    for (int i = 0; i < N * kc; i++) c[i] = (uint8_t)(rnd() & ((1u << b) - 1u));
+    if (N > 2) c[0] = (uint8_t)((1u << b) - 1u); /* all-ones codes: the straddling bits */
+    for (int k = 0; k < kc; k++) {
+        x[k] = frand();
+        if (b == 8) tab[k] = 0.01f + 0.001f * (float)(rnd() % 100);
+        else {
+            float lv[16];
+            for (int i = 0; i < (1 << b); i++) lv[i] = frand();
+            for (int i = 0; i < 16; i++) tab[(size_t)k * 16 + i] = lv[i % (1 << b)];
+        }
+    }
+    spq_pack_lut(c, N, kc, b, kp, pk);
+    size_t pw = spq_lut_panel_words(b, kp);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < kp; k++)
+            assert_int_equal(spq_lut_code(pk + (size_t)(n / 16) * pw, b, k, n % 16), k < kc ? c[(size_t)n * kc + k] : 0);
+    for (int i = 0; i < np * 16; i++) a0[i] = a1[i] = 0.5f; /* the kernels accumulate */
+    ref->gemv_lut(b, kp, 0, np, x, pk, tab, a0);
+    /* split the panels as a threaded driver would: [0, 1) then [1, np) */
+    kt->gemv_lut(b, kp, 0, np > 1 ? 1 : np, x, pk, tab, a1);
+    if (np > 1) kt->gemv_lut(b, kp, 1, np, x, pk, tab, a1 + 16);
+    for (int n = 0; n < N; n++) {
+        double plain = 0.5, s = 0.5;
+        for (int k = 0; k < kc; k++) {
+            unsigned q = c[(size_t)n * kc + k];
+            double w = b == 8 ? (double)(int8_t)q * tab[k] : tab[(size_t)k * 16 + q];
+            plain += x[k] * w;
+            s += fabs(x[k] * w);
+        }
+        if (fabs(a0[n] - plain) > 1e-5 * s || fabs(a1[n] - a0[n]) > 1e-5 * s) {
+            fprintf(stderr, "%s lut b=%d N=%d kc=%d row %d: plain %g scalar %g simd %g\n", kt->name, b, N, kc, n,
+                    plain, a0[n], a1[n]);
+            fail();
+        }
+    }
+    free(c); free(pk); free(tab); free(x); free(a0); free(a1);
+}
+
+static void lut_all(const spq_kernels *kt)
+{
+    static const int Ns[] = {1, 16, 17, 33, 64, 71, 129}, Ks[] = {1, 5, 31, 33, 100, 257};
+    static const int bits[] = {2, 3, 4, 8};
+    for (int bi = 0; bi < 4; bi++)
+        for (int i = 0; i < 7; i++)
+            for (int j = 0; j < 6; j++) check_lut(kt, Ns[i], Ks[j], bits[bi]);
+}
+
 static void test_gemm_q8_bitexact(void **st) { (void)st; for_each_isa(q8_all); }
+static void test_gemv_lut(void **st) { (void)st; for_each_isa(lut_all); }
 static void test_gemm_float(void **st) { (void)st; for_each_isa(f_all); }
 
 static void test_act_quant(void **st)
@@ -204,6 +263,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_q8_bitexact),
         cmocka_unit_test(test_gemm_float),
+        cmocka_unit_test(test_gemv_lut),
         cmocka_unit_test(test_act_quant),
         cmocka_unit_test(test_fp8_codes),
     };

@@ -183,12 +183,19 @@ int cmd_quantize(int argc, char **argv)
                  "       [--spike fp16|fp8|none] [--spike-act fp8|fp16] [--calib FILE [--ids] --samples 16 --seq 512]\n"
                  "       [--spike-threshold 3] [--max-fallback K] [--keep 5.down,9.o] [--embed f16|f32|i8] [--head i8|f16]\n"
                  "       [--clip] [-t N]\n"
+                 "       spikeq quantize MODEL -o OUT.spq --scheme cmpq --bits 3.5 --calib FILE [--outliers 0.2]\n"
+                 "       [--tables auto|column|shared]\n"
+                 "       spikeq quantize MODEL -o OUT.spq --scheme rtn --bits 4\n"
                  "Every linear layer becomes INT8 x INT8 with one scale per tensor; the spike projections\n"
                  "the profiler picks on --calib text (default rule: down/o inputs whose absmax is >= 3x the\n"
                  "median absmax of all linear inputs) stay FP16 or FP8 E4M3. Default --spike fp16 with --calib,\n"
                  "none without. Embeddings and the LM head stay FP16 unless --embed/--head say otherwise.\n"
                  "--clip searches each INT8 weight scale (a x absmax/127, a in [0.45, 1]) for the least output\n"
-                 "error on 128 calibration input rows per layer (needs --calib).");
+                 "error on 128 calibration input rows per layer (needs --calib).\n"
+                 "cmpq: weight-only, channel-wise mixed precision (2/3/4/8 bits per input channel from the\n"
+                 "activation energy on --calib text, Lloyd-fitted levels, --outliers percent of weights kept\n"
+                 "as FP16 residuals); --bits is the average bits per weight of every linear, all bytes counted.\n"
+                 "rtn: the uniform baseline (per output row, min-max, --bits 2..8), stored dequantised in FP16.");
             return 0;
         }
         if (parse_calib_flag(&co, argc, argv, &i)) continue;
@@ -212,12 +219,29 @@ int cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--head") && v) qo.head_i8 = dtype_arg(a, argv[++i]) == SPQ_I8;
         else if (!strcmp(a, "-t") && v) threads = (int)arg_int(a, argv[++i], 1, 1024);
         else if (!strcmp(a, "--clip")) { qo.clip = 1; co.sample_rows = 128; }
+        else if (!strcmp(a, "--bits") && v) qo.bits = arg_float(a, argv[++i]);
+        else if (!strcmp(a, "--outliers") && v) qo.outliers = arg_float(a, argv[++i]) / 100.0;
+        else if (!strcmp(a, "--tables") && v) {
+            v = argv[++i];
+            qo.cmpq_mode = !strcmp(v, "auto") ? -1 : !strcmp(v, "column") ? 0 : !strcmp(v, "shared") ? 1 : -2;
+            if (qo.cmpq_mode == -2) die("--tables: auto, column or shared, not '%s'", v);
+        }
         else if (a[0] == '-') die("quantize: unknown option %s", a);
         else in = a;
     }
     if (!in || !out) die("quantize: usage: spikeq quantize MODEL -o OUT.spq [options]");
-    if (strcmp(scheme, "w8a8")) die("quantize: unknown --scheme '%s' (w8a8)", scheme);
-    if (!spike_given && co.calib && !qo.keep) qo.spike = SPQ_F16;
+    qo.scheme = !strcmp(scheme, "w8a8") ? SPQ_SCHEME_W8A8 : !strcmp(scheme, "cmpq") ? SPQ_SCHEME_CMPQ
+              : !strcmp(scheme, "rtn") ? SPQ_SCHEME_RTN : -1;
+    if (qo.scheme < 0) die("quantize: unknown --scheme '%s' (w8a8, cmpq, rtn)", scheme);
+    if (qo.scheme == SPQ_SCHEME_CMPQ) {
+        if (!co.calib) die("quantize: --scheme cmpq needs --calib FILE (bits follow the activation distribution)");
+        if (!(qo.bits >= 2.0 && qo.bits <= 16.0)) die("--bits: between 2 and 16 for cmpq, not %g", qo.bits);
+        if (!(qo.outliers >= 0 && qo.outliers <= 0.1)) die("--outliers: a percentage between 0 and 10");
+        if (spike_given || qo.keep || qo.act_static || qo.clip) die("quantize: --spike/--keep/--act/--clip are W8A8 options");
+    }
+    if (qo.scheme == SPQ_SCHEME_RTN && (qo.bits != (int)qo.bits || qo.bits < 2 || qo.bits > 8))
+        die("--bits: an integer from 2 to 8 for rtn, not %g", qo.bits);
+    if (!spike_given && co.calib && !qo.keep && qo.scheme == SPQ_SCHEME_W8A8) qo.spike = SPQ_F16;
     if (qo.spike_act != SPQ_E4M3 && qo.spike_act != SPQ_F16) die("--spike-act: fp8 or fp16");
     if (qo.embed != SPQ_F16 && qo.embed != SPQ_F32 && qo.embed != SPQ_I8) die("--embed: f16, f32 or i8");
     if (qo.spike && !qo.keep && !co.calib) die("quantize: --spike %s needs --calib FILE to find the spikes", qo.spike == SPQ_F16 ? "fp16" : "fp8");
@@ -238,12 +262,28 @@ int cmd_quantize(int argc, char **argv)
     if (nfb < 0) die_err(&e);
     if (spq_quantize(&c, have_prof ? &prof : NULL, fb, &qo, h, &q, &e)) die_err(&e);
     if (spq_write(out, &q, &e)) die_err(&e);
-    fprintf(stderr, "spikeq: wrote %s: W8A8 (%s activations), %d spike projection(s) in %s:", out,
-            qo.act_static ? "static" : "dynamic", nfb, qo.spike == SPQ_E4M3 ? "FP8 E4M3" : "FP16");
-    for (int l = 0; l < L; l++)
-        for (int j = 0; j < SPQ_NPROJ; j++)
-            if (fb[l * SPQ_NPROJ + j]) fprintf(stderr, " %d.%s", l, j == SPQ_DOWN ? "down" : "o");
-    fprintf(stderr, "\n");
+    if (qo.scheme != SPQ_SCHEME_W8A8) {
+        /* bits per weight of the linears: CMPQ blobs as stored; RTN as its codes + FP16 scale
+         * and zero per row would take */
+        double bits = 0, nw = 0, mib = 0;
+        for (int i = 0; i < q.n; i++)
+            if (strstr(q.t[i].name, "_proj.weight")) {
+                double n = (double)spq_tensor_numel(&q.t[i]);
+                nw += n;
+                bits += qo.scheme == SPQ_SCHEME_CMPQ ? 8.0 * (double)q.t[i].nbytes : n * qo.bits + 32.0 * (double)q.t[i].shape[0];
+            }
+        mib = bits / 8 / 1048576.0;
+        fprintf(stderr, "spikeq: wrote %s: %s, linear weights %.4f bits per weight (%.2f MiB%s)\n", out,
+                qo.scheme == SPQ_SCHEME_CMPQ ? "CMPQ" : "RTN (dequantised to FP16)", bits / nw, mib,
+                qo.scheme == SPQ_SCHEME_RTN ? " if packed" : "");
+    } else {
+        fprintf(stderr, "spikeq: wrote %s: W8A8 (%s activations), %d spike projection(s) in %s:", out,
+                qo.act_static ? "static" : "dynamic", nfb, qo.spike == SPQ_E4M3 ? "FP8 E4M3" : "FP16");
+        for (int l = 0; l < L; l++)
+            for (int j = 0; j < SPQ_NPROJ; j++)
+                if (fb[l * SPQ_NPROJ + j]) fprintf(stderr, " %d.%s", l, j == SPQ_DOWN ? "down" : "o");
+        fprintf(stderr, "\n");
+    }
     spq_quantized_free(&q);
     free(fb);
     if (have_prof) spq_profile_free(&prof);
