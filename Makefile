@@ -33,7 +33,7 @@ TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 ifeq ($(ARCH),aarch64)
   # under qemu: the kernels (bit-exactness of NEON vs scalar) and the quantisation path;
   # the model tests are slow under emulation (and gcc 12's aarch64 vectoriser ICEs on them)
-  TESTS := $(B)/tests/test_kernels $(B)/tests/test_quant
+  TESTS := $(B)/tests/test_kernels $(B)/tests/test_quant $(B)/tests/test_cmpq
 endif
 BENCH := $(B)/bench/bench_gemm
 

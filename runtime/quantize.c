@@ -239,7 +239,8 @@ static spq_tensor *add_weight_only(spq_ckpt *d, const spq_tensor *t, const spq_p
             free(f); free(h);
             char msg[sizeof e->msg];
             memcpy(msg, e->msg, sizeof msg);
-            spq_fail(e, d->path, "%s: %.300s", t->name, msg);
+            const char *why = strncmp(msg, "spikeq: ", 8) ? msg : msg + 8; /* spq_fail's prefix for no file */
+            spq_fail(e, d->path, "%s: %.300s", t->name, why);
             return NULL;
         }
         q.dtype = SPQ_CMPQ;

@@ -1,0 +1,225 @@
+/* test_cmpq.c — the CMPQ quantiser and format: the budget is met from below, error falls
+ * as bits rise, channels that carry energy get the bits, the reported loss is the real
+ * dequantised error, the LUT GEMV and the tile path equal a plain product with the
+ * dequantised weights, corrupt blobs are refused, and a quantised model survives .spq. */
+#include "tests/helpers.h"
+
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+#include "runtime/cmpq.h"
+#include "runtime/profiler.h"
+
+enum { N = 100, K = 300 }; /* N not a multiple of 16, K of no class group */
+
+static float W[N * K];
+static double H[K];
+
+static void make_weights(void)
+{
+    for (int k = 0; k < K; k++) {
+        float colscale = 0.02f * (1.0f + 3.0f * (float)(k % 7) / 7.0f);
+        for (int n = 0; n < N; n++) {
+            float g = test_rand() + test_rand() + test_rand(); /* bell-shaped */
+            W[(size_t)n * K + k] = colscale * g * (n % 17 == 0 && k % 13 == 0 ? 8.0f : 1.0f);
+        }
+        H[k] = k % 50 == 3 ? 400.0 : 0.5 + (double)(k % 11) / 11.0; /* six loud channels */
+    }
+}
+
+/* sum_k h_k sum_n (w - dequant)^2 */
+static double weighted_err(const float *dq)
+{
+    double e = 0;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double d = W[(size_t)n * K + k] - dq[(size_t)n * K + k];
+            e += H[k] * d * d;
+        }
+    return e;
+}
+
+/* y = x W^T through spq_cmpq_apply against a plain sum with the dequantised weights */
+static void check_apply(const void *blob, const float *dq, int M)
+{
+    spq_cmpq_rt r;
+    assert_int_equal(spq_cmpq_rt_init(&r, blob), 0);
+    float *x = malloc(sizeof(float) * (size_t)M * K), *y = malloc(sizeof(float) * (size_t)M * N);
+    float *xs = malloc(sizeof(float) * (size_t)M * (size_t)spq_cmpq_row_scratch(&r));
+    for (int i = 0; i < M * K; i++) x[i] = test_rand();
+    spq_cmpq_apply(&r, x, M, y, xs);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double ref = 0, s = 0;
+            for (int k = 0; k < K; k++) {
+                ref += (double)x[(size_t)m * K + k] * dq[(size_t)n * K + k];
+                s += fabs((double)x[(size_t)m * K + k] * dq[(size_t)n * K + k]);
+            }
+            if (fabs(y[(size_t)m * N + n] - ref) > 1e-5 * s + 1e-12) {
+                fprintf(stderr, "M=%d row %d col %d: %g vs %g\n", M, m, n, y[(size_t)m * N + n], ref);
+                fail();
+            }
+        }
+    free(x); free(y); free(xs);
+    spq_cmpq_rt_free(&r);
+}
+
+static void test_budget_error_kernels(void **st)
+{
+    (void)st;
+    make_weights();
+    static const double bits[] = {2.8, 3.0, 3.25, 3.5, 4.0, 5.0, 6.5}; /* 2.61: all at 2 bits */
+    double prev = INFINITY;
+    float *dq = malloc(sizeof(float) * N * K);
+    for (int i = 0; i < (int)(sizeof bits / sizeof bits[0]); i++) {
+        spq_cmpq_opts o = {bits[i], 0.004, -1};
+        spq_cmpq_stats s;
+        spq_err e;
+        void *blob;
+        size_t nb;
+        if (spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, &s, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+        spq_cmpq_hdr h;
+        assert_null(spq_cmpq_check(blob, nb, N, K, &h));
+        /* the budget from below, within one column group of the largest step: 32 3-bit
+         * columns of 112 padded rows (1344 bytes) */
+        double slack = 8.0 * 1344 / ((double)N * K);
+        fprintf(stderr, "  --bits %.2f: %.4f bits per weight, classes %u/%u/%u/%u, %u outliers, %s tables, loss %.4g\n",
+                bits[i], s.bpw, h.kc[0], h.kc[1], h.kc[2], h.kc[3], h.n_out, h.mode ? "shared" : "column", s.loss);
+        assert_true(s.bpw <= bits[i] + 1e-12);
+        assert_true(bits[i] - s.bpw < slack);
+        assert_true(fabs(s.bpw - spq_cmpq_bpw(&h)) < 1e-12);
+        assert_int_equal(h.n_out, (uint32_t)(0.004 * N * K));
+        /* more bits, less error */
+        assert_true(s.loss <= prev * (1 + 1e-9));
+        prev = s.loss;
+        /* the reported loss is the dequantised weights' real error (outliers included) */
+        assert_int_equal(spq_cmpq_dequant(blob, dq), 0);
+        assert_true(fabs(weighted_err(dq) - s.loss) <= 1e-3 * s.loss + 1e-9);
+        /* the loud channels get at least the median channel's bits */
+        const uint8_t *map = (const uint8_t *)blob + 48;
+        int cnt[4] = {0};
+        for (int k = 0; k < K; k++) cnt[map[k / 4] >> (2 * (k % 4)) & 3]++;
+        int med = 0, acc = 0;
+        while (acc + cnt[med] <= K / 2) acc += cnt[med++];
+        for (int k = 3; k < K; k += 50) assert_true((map[k / 4] >> (2 * (k % 4)) & 3) >= med);
+        /* decode (LUT GEMV) and prefill (dequantised tiles) against the dequantised weights */
+        check_apply(blob, dq, 1);
+        check_apply(blob, dq, 3);
+        check_apply(blob, dq, 7);
+        free(blob);
+    }
+    free(dq);
+}
+
+static void test_too_few_bits(void **st)
+{
+    (void)st;
+    make_weights();
+    spq_cmpq_opts o = {1.5, 0.0, -1};
+    spq_err e;
+    void *blob;
+    size_t nb;
+    assert_int_equal(spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, NULL, &e), -1);
+    fprintf(stderr, "  %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "below"));
+    assert_null(blob);
+}
+
+/* each corruption of a sound blob is named, never run */
+static void test_corrupt(void **st)
+{
+    (void)st;
+    make_weights();
+    spq_cmpq_opts o = {3.0, 0.004, SPQ_CMPQ_SHARED};
+    spq_err e;
+    void *blob;
+    size_t nb;
+    spq_cmpq_hdr h;
+    assert_int_equal(spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, NULL, &e), 0);
+    assert_null(spq_cmpq_check(blob, nb, N, K, &h));
+    uint8_t *c = malloc(nb);
+    spq_cmpq_layout L;
+    spq_cmpq_layout_of(&h, &L);
+    struct { size_t off; uint32_t v; int bytes; } bad[] = {
+        {0, 0x12345678u, 4},                      /* magic */
+        {4, 2, 4},                                /* version */
+        {16, h.kc[0] + 1, 4},                     /* class counts != K */
+        {36, 7, 4},                               /* table mode */
+        {48, 0xff, 1},                            /* class map != counts */
+        {L.rowptr + 4 * 5, 0xffffffu, 4},         /* row pointers */
+        {L.col, 0xffff, 2},                       /* outlier column >= K */
+        {L.val, 0x7c00, 2},                       /* outlier value inf */
+        {L.tables, 0x7e00, 2},                    /* table NaN */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(c, blob, nb);
+        memcpy(c + bad[i].off, &bad[i].v, (size_t)bad[i].bytes);
+        const char *why = spq_cmpq_check(c, nb, N, K, &h);
+        fprintf(stderr, "  corruption %zu: %s\n", i, why ? why : "(accepted!)");
+        assert_non_null(why);
+    }
+    assert_non_null(spq_cmpq_check(blob, nb - 64, N, K, &h)); /* truncated */
+    assert_non_null(spq_cmpq_check(blob, nb, N + 1, K, &h));  /* other shape */
+    free(c);
+    free(blob);
+}
+
+/* a whole model: profile -> CMPQ -> .spq -> read back -> the same logits, near FP32 */
+static void test_model_roundtrip(void **st)
+{
+    (void)st;
+    spq_ckpt c, q, back;
+    tiny_model(&c, 128, 256, 2, 4, 2, 97, 0);
+    spq_model m;
+    spq_err e;
+    assert_int_equal(spq_model_init(&m, &c, 64, &e), 0);
+    int ids[128]; /* per-column tables cost more in small layers: 3.5 and 4.5 bits */
+    for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % 97;
+    spq_profile prof;
+    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, &prof, &e), 0);
+    spq_model_free(&m);
+    double ehi = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        spq_quant_opts o = spq_quant_defaults();
+        o.scheme = SPQ_SCHEME_CMPQ;
+        o.bits = pass ? 4.5 : 3.5;
+        unsigned char fb[2 * SPQ_NPROJ] = {0};
+        if (spq_quantize(&c, &prof, fb, &o, 0, &q, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+        char path[] = "/tmp/spq_cmpq_XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(spq_write(path, &q, &e), 0);
+        assert_int_equal(spq_read(path, &back, &e), 0);
+        const spq_tensor *t = spq_ckpt_find(&back, "model.layers.1.mlp.down_proj.weight");
+        assert_int_equal(t->dtype, SPQ_CMPQ);
+        int ev[40];
+        for (int i = 0; i < 40; i++) ev[i] = (i * 29 + 3) % 97;
+        float *ref = run_logits(&c, ev, 40, 0), *a = run_logits(&q, ev, 40, 0), *b = run_logits(&back, ev, 40, 0);
+        float *d = run_logits(&back, ev, 40, 1); /* token by token: the LUT GEMV path */
+        double err = rel_err(a, ref, 40 * 97), errd = rel_err(d, b, 40 * 97);
+        fprintf(stderr, "  %.1f bits: logits rel err vs FP32 %.4f; decode vs prefill %.2e\n", o.bits, err, errd);
+        assert_memory_equal(a, b, sizeof(float) * 40 * 97);
+        assert_true(errd < 1e-4);
+        assert_true(err < 0.15);
+        if (pass == 1) assert_true(err < ehi); /* 4.5 bits closer than 3.5 */
+        ehi = err;
+        free(ref); free(a); free(b); free(d);
+        spq_ckpt_free(&back);
+        spq_quantized_free(&q);
+        unlink(path);
+    }
+    spq_profile_free(&prof);
+    spq_ckpt_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_budget_error_kernels),
+        cmocka_unit_test(test_too_few_bits),
+        cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_model_roundtrip),
+    };
+    return cmocka_run_group_tests_name("cmpq", tests, NULL, NULL);
+}
