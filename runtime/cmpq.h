@@ -90,6 +90,9 @@ typedef struct {
     spq_cmpq_hdr h;
 } spq_cmpq_stats;
 
+/* The fewest bits per weight an [N][K] tensor can take: every channel at 2 bits, shared
+ * levels, the outlier fraction's residuals. */
+double spq_cmpq_min_bits(int N, int K, double outliers);
 /* Quantise w[N][K] with input-channel energies h[K] (E[x_k^2] on calibration text; NULL:
  * all 1) into a new 64-aligned blob (free()) of at most opts->bits * N * K bits. */
 int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_cmpq_opts *o, void **blob,

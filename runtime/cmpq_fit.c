@@ -518,6 +518,12 @@ static void *build_blob(const fit *f, const int *cls, const uint8_t *codes, cons
     return p;
 }
 
+double spq_cmpq_min_bits(int N, int K, double outliers)
+{
+    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {(uint32_t)K, 0, 0, 0}, (uint32_t)(outliers * (double)N * K), SPQ_CMPQ_SHARED};
+    return spq_cmpq_bpw(&h);
+}
+
 int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_cmpq_opts *o, void **blob,
                       size_t *nbytes, spq_cmpq_stats *st, spq_err *e)
 {
@@ -569,10 +575,8 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
         memcpy(best_scale, f.scale, sizeof(float) * 4 * (size_t)K);
     }
     if (best < 0) {
-        int kc[4] = {K, 0, 0, 0};
-        f.mode = o->mode >= 0 ? o->mode : SPQ_CMPQ_SHARED;
         rc = spq_fail(e, NULL, "--bits %.3g is below this [%d x %d] tensor's minimum (%.3g bits: every channel at 2 bits, tables and %ld outliers)",
-                      o->bits, N, K, 8.0 * (double)blob_bytes(&f, kc, n_out) / (double)NK, n_out);
+                      o->bits, N, K, spq_cmpq_min_bits(N, K, o->outliers), n_out);
         goto done;
     }
     f.mode = best_mode;

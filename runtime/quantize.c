@@ -297,11 +297,13 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
         }
     }
     if (!wonly || o->scheme != SPQ_SCHEME_CMPQ) cJSON_Delete(alloc);
-    cJSON_AddStringToObject(plan, "act", o->act_static ? "static" : "dynamic");
-    cJSON_AddStringToObject(plan, "spike", o->spike == SPQ_F16 ? "fp16" : o->spike == SPQ_E4M3 ? "fp8-e4m3" : "none");
-    if (o->spike == SPQ_E4M3) cJSON_AddStringToObject(plan, "spike_act", spq_dtype_name(o->spike_act));
-    cJSON_AddStringToObject(plan, "rule", o->keep ? "explicit --keep" : "down/o input absmax >= threshold x median absmax of all linear inputs");
-    if (!o->keep) cJSON_AddNumberToObject(plan, "threshold", o->threshold);
+    if (!wonly) {
+        cJSON_AddStringToObject(plan, "act", o->act_static ? "static" : "dynamic");
+        cJSON_AddStringToObject(plan, "spike", o->spike == SPQ_F16 ? "fp16" : o->spike == SPQ_E4M3 ? "fp8-e4m3" : "none");
+        if (o->spike == SPQ_E4M3) cJSON_AddStringToObject(plan, "spike_act", spq_dtype_name(o->spike_act));
+        cJSON_AddStringToObject(plan, "rule", o->keep ? "explicit --keep" : "down/o input absmax >= threshold x median absmax of all linear inputs");
+        if (!o->keep) cJSON_AddNumberToObject(plan, "threshold", o->threshold);
+    }
     if (prof) {
         char hx[24];
         snprintf(hx, sizeof hx, "%016llx", (unsigned long long)calib_hash);

@@ -87,6 +87,15 @@ if [ -d "$SH/models/docs-llama-28m" ]; then
   sleep 0.3; kill -9 $kp 2>/dev/null; wait $kp 2>/dev/null
   if ! ls "$tmp/kill" | grep -q tmp && { [ ! -e "$tmp/kill/k.spq" ] || $S info "$tmp/kill/k.spq" >/dev/null 2>&1; }; then pass=$((pass+1));
   else fail=$((fail+1)); echo "FAIL: kill -9 during convert left:"; ls -la "$tmp/kill"; fi
+  # CMPQ: the budget is refused when too small (no file), met from below otherwise, shown by info, runs
+  head -c 20000 $D/docs-calib.txt > "$tmp/calib.txt"
+  expect_fail "below the minimum of model.layers.0" $S quantize $D -o "$tmp/c2.spq" --scheme cmpq --bits 2.05 --calib "$tmp/calib.txt"
+  [ ! -e "$tmp/c2.spq" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL: refused CMPQ left a file"; }
+  expect_fail "needs --calib" $S quantize $D -o "$tmp/c3.spq" --scheme cmpq --bits 3
+  expect_fail "integer from 2 to 8" $S quantize $D -o "$tmp/r.spq" --scheme rtn --bits 3.5
+  expect_ok "CMPQ, linear weights 3.4" $S quantize $D -o "$tmp/c35.spq" --scheme cmpq --bits 3.5 --calib "$tmp/calib.txt"
+  expect_ok "3.4[0-9]* bits per weight over 15.73 M" $S info "$tmp/c35.spq"
+  expect_ok "generation: *20 tokens" $S generate -m "$tmp/c35.spq" -p "The Linux kernel" -n 20
   expect_ok "wrote" $S convert $SH/models/stories260K/stories260K.bin -o "$tmp/s.spq"
   expect_ok "pos 15 tok 5 top5 345:9.8538" $S logits -m "$tmp/s.spq" --tokens 1,300,301,302,400,17,99,260,511,42,7,258,1,333,444,5
 else

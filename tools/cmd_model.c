@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "runtime/cmpq.h"
+#include "runtime/model.h"
 #include "tools/cli.h"
 
 /* The precision plan: scheme, rule, the fallback projections and the statistics behind
@@ -18,6 +20,15 @@ static void print_plan(const char *json, int verbose)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const cJSON *v = cJSON_GetObjectItem(j, keys[i]);
         if (cJSON_IsString(v)) printf(" %s=%s", keys[i], v->valuestring);
+    }
+    const cJSON *sch = cJSON_GetObjectItem(j, "scheme");
+    if (cJSON_IsString(sch) && strcmp(sch->valuestring, "w8a8")) { /* weight-only: no spike rule */
+        const cJSON *b = cJSON_GetObjectItem(j, "bits"), *o = cJSON_GetObjectItem(j, "outliers");
+        if (cJSON_IsNumber(b)) printf(" bits=%g", b->valuedouble);
+        if (cJSON_IsNumber(o)) printf(" outliers=%g%%", 100 * o->valuedouble);
+        printf("\n");
+        cJSON_Delete(j);
+        return;
     }
     printf("\n           rule: %s", cJSON_GetStringValue(cJSON_GetObjectItem(j, "rule")) ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "rule")) : "?");
     const cJSON *th = cJSON_GetObjectItem(j, "threshold"), *med = cJSON_GetObjectItem(j, "median_absmax");
@@ -44,6 +55,40 @@ static void print_plan(const char *json, int verbose)
                cJSON_GetNumberValue(cJSON_GetObjectItem(st, "max_over_median")), chosen ? "  <- fallback" : "");
     }
     cJSON_Delete(j);
+}
+
+/* CMPQ bit allocation, from the tensors' own headers: per layer (per projection with -v) */
+static void print_cmpq(const spq_ckpt *c, int verbose)
+{
+    double tb = 0, tw = 0;
+    int any = 0;
+    for (int i = 0; i < c->n; i++)
+        if (c->t[i].dtype == SPQ_CMPQ) { tb += (double)c->t[i].nbytes; tw += (double)spq_tensor_numel(&c->t[i]); any = 1; }
+    if (!any) return;
+    printf("CMPQ       %.4f bits per weight over %.2f M linear weights (%.2f MiB); channels per bit-width:\n", 8 * tb / tw,
+           tw / 1e6, tb / 1048576.0);
+    printf("           %5s %-10s %7s %7s %7s %7s %7s %9s %s\n", "layer", "proj", "bits/w", "2-bit", "3-bit", "4-bit", "8-bit",
+           "outliers", verbose ? "tables" : "");
+    for (int l = 0; l < c->cfg.n_layers; l++) {
+        double lb = 0, lw = 0;
+        unsigned kc[4] = {0}, nout = 0;
+        for (int j = 0; j < SPQ_NPROJ; j++) {
+            char nm[96];
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, j < SPQ_GATE ? "self_attn" : "mlp", spq_proj_names[j]);
+            const spq_tensor *t = spq_ckpt_find(c, nm);
+            spq_cmpq_hdr h;
+            if (!t || t->dtype != SPQ_CMPQ || spq_cmpq_check(t->data, t->nbytes, t->shape[0], t->shape[1], &h)) continue;
+            lb += (double)t->nbytes;
+            lw += (double)spq_tensor_numel(t);
+            for (int k = 0; k < 4; k++) kc[k] += h.kc[k];
+            nout += h.n_out;
+            if (verbose)
+                printf("           %5d %-10s %7.3f %7u %7u %7u %7u %9u %s\n", l, spq_proj_names[j], spq_cmpq_bpw(&h), h.kc[0],
+                       h.kc[1], h.kc[2], h.kc[3], h.n_out, h.mode == SPQ_CMPQ_SHARED ? "shared" : "column");
+        }
+        if (lw > 0 && !verbose)
+            printf("           %5d %-10s %7.3f %7u %7u %7u %7u %9u\n", l, "all", 8 * lb / lw, kc[0], kc[1], kc[2], kc[3], nout);
+    }
 }
 
 int cmd_info(int argc, char **argv)
@@ -102,6 +147,7 @@ int cmd_info(int argc, char **argv)
         printf("\n");
     }
     if (c.plan_json) print_plan(c.plan_json, verbose);
+    print_cmpq(&c, verbose);
     spq_ckpt_free(&c);
     return 0;
 }

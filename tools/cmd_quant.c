@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/cmpq.h"
 #include "runtime/quantize.h"
 #include "tools/cli.h"
 
@@ -252,6 +253,15 @@ int cmd_quantize(int argc, char **argv)
     spq_err e;
     open_ckpt(in, &c);
     if (spq_ckpt_validate(&c, &e)) die_err(&e);
+    if (qo.scheme == SPQ_SCHEME_CMPQ) /* refuse an impossible budget before profiling */
+        for (int i = 0; i < c.n; i++) {
+            const spq_tensor *t = &c.t[i];
+            if (!strstr(t->name, "_proj.weight") || t->ndim != 2) continue;
+            double mb = spq_cmpq_min_bits((int)t->shape[0], (int)t->shape[1], qo.outliers);
+            if (qo.bits < mb)
+                die("%s: --bits %g is below the minimum of %s [%lld x %lld]: %.3g bits (every channel at 2 bits, tables, outliers)",
+                    in, qo.bits, t->name, (long long)t->shape[0], (long long)t->shape[1], mb);
+        }
     spq_profile prof;
     int have_prof = 0;
     uint64_t h = 0;
