@@ -258,8 +258,8 @@ INL __m256i lut_idx8(const uint32_t *gw, const int b, const int j)
     return v;
 }
 
-INL void lut_panels(const int b, const int NP, int kp, const float *x, const uint32_t *codes, size_t pw,
-                    const float *tab, float *acc)
+INL void lut_panels(const int b, const int NP, const int TS, int kp, const float *x, const uint32_t *codes,
+                    size_t pw, const float *tab, float *acc)
 {
     const int G = b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4, WG = G * b / 32;
     __m256 a[2][2][2]; /* panel, half, chain */
@@ -284,7 +284,7 @@ INL void lut_panels(const int b, const int NP, int kp, const float *x, const uin
                         a[p][h][j & 1] = _mm256_fmadd_ps(v, xs, a[p][h][j & 1]);
                     }
             } else {
-                __m256 tl = _mm256_loadu_ps(tab + (size_t)k * 16), th = _mm256_loadu_ps(tab + (size_t)k * 16 + 8);
+                __m256 tl = _mm256_loadu_ps(tab + (size_t)k * TS), th = _mm256_loadu_ps(tab + (size_t)k * TS + 8);
                 __m256 xb = _mm256_set1_ps(x[k]);
                 for (int p = 0; p < NP; p++)
                     for (int h = 0; h < 2; h++) {
@@ -302,16 +302,18 @@ INL void lut_panels(const int b, const int NP, int kp, const float *x, const uin
         for (int h = 0; h < 2; h++) _mm256_storeu_ps(acc + 16 * p + 8 * h, _mm256_add_ps(a[p][h][0], a[p][h][1]));
 }
 
-#define LUT_CASES(NP, ...)                                             \
+#define LUT_B(NP, TS, ...)                                             \
     switch (b) {                                                       \
-    case 2: lut_panels(2, NP, __VA_ARGS__); break;                     \
-    case 3: lut_panels(3, NP, __VA_ARGS__); break;                     \
-    case 4: lut_panels(4, NP, __VA_ARGS__); break;                     \
-    default: lut_panels(8, NP, __VA_ARGS__); break;                    \
+    case 2: lut_panels(2, NP, TS, __VA_ARGS__); break;                 \
+    case 3: lut_panels(3, NP, TS, __VA_ARGS__); break;                 \
+    case 4: lut_panels(4, NP, TS, __VA_ARGS__); break;                 \
+    default: lut_panels(8, NP, 0, __VA_ARGS__); break;                 \
     }
+#define LUT_CASES(NP, ...)                                             \
+    if (tstride) LUT_B(NP, 16, __VA_ARGS__) else LUT_B(NP, 0, __VA_ARGS__)
 
 static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     float *acc)
+                     int tstride, float *acc)
 {
     size_t pw = spq_lut_panel_words(b, kp);
     int p = p0;

@@ -318,8 +318,8 @@ INL __m512i lut_idx(const uint32_t *gw, const int b, const int j)
     return v;
 }
 
-INL void lut_panels(const int b, const int NP, int kp, const float *x, const uint32_t *codes, size_t pw,
-                    const float *tab, float *acc)
+INL void lut_panels(const int b, const int NP, const int TS, int kp, const float *x, const uint32_t *codes,
+                    size_t pw, const float *tab, float *acc)
 {
     const int G = b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4, WG = G * b / 32;
     __m512 a[4][2];
@@ -342,7 +342,7 @@ INL void lut_panels(const int b, const int NP, int kp, const float *x, const uin
                     a[p][j & 1] = _mm512_fmadd_ps(v, xs, a[p][j & 1]);
                 }
             } else {
-                __m512 t = _mm512_loadu_ps(tab + (size_t)k * 16), xb = _mm512_set1_ps(x[k]);
+                __m512 t = _mm512_loadu_ps(tab + (size_t)k * TS), xb = _mm512_set1_ps(x[k]);
                 for (int p = 0; p < NP; p++)
                     a[p][j & 1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lut_idx(gw + p * pw, b, j), t), xb, a[p][j & 1]);
             }
@@ -351,16 +351,18 @@ INL void lut_panels(const int b, const int NP, int kp, const float *x, const uin
     for (int p = 0; p < NP; p++) _mm512_storeu_ps(acc + 16 * p, _mm512_add_ps(a[p][0], a[p][1]));
 }
 
-#define LUT_CASES(NP, ...)                                             \
+#define LUT_B(NP, TS, ...)                                             \
     switch (b) {                                                       \
-    case 2: lut_panels(2, NP, __VA_ARGS__); break;                     \
-    case 3: lut_panels(3, NP, __VA_ARGS__); break;                     \
-    case 4: lut_panels(4, NP, __VA_ARGS__); break;                     \
-    default: lut_panels(8, NP, __VA_ARGS__); break;                    \
+    case 2: lut_panels(2, NP, TS, __VA_ARGS__); break;                 \
+    case 3: lut_panels(3, NP, TS, __VA_ARGS__); break;                 \
+    case 4: lut_panels(4, NP, TS, __VA_ARGS__); break;                 \
+    default: lut_panels(8, NP, 0, __VA_ARGS__); break;                 \
     }
+#define LUT_CASES(NP, ...)                                             \
+    if (tstride) LUT_B(NP, 16, __VA_ARGS__) else LUT_B(NP, 0, __VA_ARGS__)
 
 static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     float *acc)
+                     int tstride, float *acc)
 {
     size_t pw = spq_lut_panel_words(b, kp);
     int p = p0;

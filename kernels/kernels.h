@@ -87,9 +87,11 @@ typedef struct {
     void (*axpy_f32)(float a, const float *x, float *y, int n);
     /* CMPQ look-up-table GEMV over one b-bit column class (LUT layout below):
      * acc[(p - p0) * 16 + r] += sum_k x[k] * T_k(code of row 16p + r, column k) for panels
-     * p in [p0, p1); kp is a multiple of spq_lut_group(b); x has kp floats. */
+     * p in [p0, p1); kp is a multiple of spq_lut_group(b); x has kp floats. tstride: floats
+     * between the 16-entry tables of consecutive columns (16), or 0 for one table shared by
+     * the class (its columns' scales folded into x); b = 8 ignores it. */
     void (*gemv_lut)(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes,
-                     const float *tab, float *acc);
+                     const float *tab, int tstride, float *acc);
 } spq_kernels;
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */

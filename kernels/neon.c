@@ -234,7 +234,7 @@ static inline uint32x4_t lut_idx4(const uint32_t *gw, int b, int j)
 }
 
 static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     float *acc)
+                     int tstride, float *acc)
 {
     size_t pw = spq_lut_panel_words(b, kp);
     int G = spq_lut_group(b), WG = G * b / 32;
@@ -254,7 +254,7 @@ static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32
                     a[q] = vfmaq_f32(a[q], vcvtq_f32_s32(c), xs);
                 }
             } else {
-                uint8x16x4_t t = vld1q_u8_x4((const uint8_t *)(tab + (size_t)k * 16));
+                uint8x16x4_t t = vld1q_u8_x4((const uint8_t *)(tab + (size_t)k * (size_t)tstride));
                 float32x4_t xb = vdupq_n_f32(x[k]);
                 for (int q = 0; q < 4; q++) {
                     uint32x4_t c = vandq_u32(lut_idx4(gw + 4 * q, b, j), m15);

@@ -114,7 +114,7 @@ static void axpy_f32(float a, const float *x, float *y, int n)
 
 /* The reference: decode each code with spq_lut_code and accumulate in order of k. */
 static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     float *acc)
+                     int tstride, float *acc)
 {
     size_t pw = spq_lut_panel_words(b, kp);
     for (int p = p0; p < p1; p++)
@@ -122,7 +122,7 @@ static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32
             float a = acc[(size_t)(p - p0) * SPQ_NR + r];
             for (int k = 0; k < kp; k++) {
                 unsigned c = spq_lut_code(codes + (size_t)p * pw, b, k, r);
-                float v = b == 8 ? (float)(int8_t)c * tab[k] : tab[(size_t)k * 16 + c];
+                float v = b == 8 ? (float)(int8_t)c * tab[k] : tab[(size_t)k * (size_t)tstride + c];
                 a += x[k] * v;
             }
             acc[(size_t)(p - p0) * SPQ_NR + r] = a;

@@ -127,11 +127,16 @@ int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob)
         r->tab[c] = aligned_alloc(64, up64(4 * nf + 4));
         if (!r->tab[c]) { spq_cmpq_rt_free(r); return -1; }
         memset(r->tab[c], 0, 4 * nf);
+        if (b <= 4 && r->h.mode == SPQ_CMPQ_SHARED) {
+            if (!(r->colscale[c] = calloc((size_t)kp + 1, sizeof(float)))) { spq_cmpq_rt_free(r); return -1; }
+            for (int i = 0; i < 16; i++) r->shtab[c][i] = spq_f16_to_f32(lv[lvoff[c] + i % (1 << b)]);
+        }
         for (uint32_t k = 0; k < r->h.kc[c]; k++) {
             if (b == 8) { r->tab[c][k] = spq_f16_to_f32(*tb++); continue; }
             float lev[16], s = 1.0f;
             if (r->h.mode == SPQ_CMPQ_SHARED) {
                 s = spq_f16_to_f32(*tb++);
+                r->colscale[c][k] = s;
                 for (int i = 0; i < 1 << b; i++) lev[i] = s * spq_f16_to_f32(lv[lvoff[c] + i]);
             } else {
                 for (int i = 0; i < 1 << b; i++) lev[i] = spq_f16_to_f32(*tb++);
@@ -153,6 +158,7 @@ void spq_cmpq_rt_free(spq_cmpq_rt *r)
     free(r->perm);
     free(r->pos);
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) free(r->tab[c]);
+    for (int c = 0; c < 3; c++) free(r->colscale[c]);
     free(r->val);
     memset(r, 0, sizeof *r);
 }
@@ -208,8 +214,9 @@ static void dequant_panel(const spq_cmpq_rt *r, int c, int p, float *tile)
     }
 }
 
-/* x[M][K] -> xs[M][kt]: each class's channels in stored order, zero padding */
-static void permute_input(const spq_cmpq_rt *r, const float *x, int M, float *xs)
+/* x[M][K] -> xs[M][kt]: each class's channels in stored order, zero padding; fold: times
+ * the column scales of shared-table classes (the decode kernel's form) */
+static void permute_input(const spq_cmpq_rt *r, const float *x, int M, float *xs, int fold)
 {
     int K = (int)r->h.K;
     for (int m = 0; m < M; m++) {
@@ -219,7 +226,11 @@ static void permute_input(const spq_cmpq_rt *r, const float *x, int M, float *xs
         for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
             float *oc = o + r->xoff[c];
             int kc = (int)r->h.kc[c];
-            for (int j = 0; j < kc; j++) oc[j] = xr[r->perm[j0 + j]];
+            const float *sc = fold && c < 3 ? r->colscale[c] : NULL;
+            if (sc)
+                for (int j = 0; j < kc; j++) oc[j] = xr[r->perm[j0 + j]] * sc[j];
+            else
+                for (int j = 0; j < kc; j++) oc[j] = xr[r->perm[j0 + j]];
             for (int j = kc; j < r->L.kp[c]; j++) oc[j] = 0;
             j0 += kc;
         }
@@ -238,7 +249,7 @@ void spq_cmpq_apply(const spq_cmpq_rt *r, const float *x, int M, float *y, float
 {
     const spq_kernels *k = spq_kern();
     int N = (int)r->h.N, K = (int)r->h.K, np = (N + 15) / 16;
-    permute_input(r, x, M, xs);
+    permute_input(r, x, M, xs, M < 4);
     if (M < 4) {
         /* decode: blocks of 4 panels (64 rows) per task, as the INT8 GEMV */
         int nb = (np + 3) / 4;
@@ -247,10 +258,12 @@ void spq_cmpq_apply(const spq_cmpq_rt *r, const float *x, int M, float *y, float
             int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
             for (int m = 0; m < M; m++) {
                 float acc[64] = {0};
-                for (int c = 0; c < SPQ_CMPQ_NCLS; c++)
-                    if (r->h.kc[c])
-                        k->gemv_lut(spq_cmpq_bits[c], r->L.kp[c], p0, p1, xs + (size_t)m * r->kt + r->xoff[c],
-                                    r->codes[c], r->tab[c], acc);
+                for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
+                    if (!r->h.kc[c]) continue;
+                    int sh = c < 3 && r->colscale[c];
+                    k->gemv_lut(spq_cmpq_bits[c], r->L.kp[c], p0, p1, xs + (size_t)m * r->kt + r->xoff[c], r->codes[c],
+                                sh ? r->shtab[c] : r->tab[c], sh ? 0 : 16, acc);
+                }
                 for (int n = 16 * p0; n < 16 * p1 && n < N; n++)
                     y[(size_t)m * N + n] = acc[n - 16 * p0] + outliers_row(r, n, x + (size_t)m * K);
             }

@@ -62,6 +62,10 @@ typedef struct {
     int32_t *pos;                      /* input channel k sits at pos[k] of the padded input */
     int xoff[SPQ_CMPQ_NCLS], kt;       /* class offsets in the permuted, padded input; its length */
     float *tab[SPQ_CMPQ_NCLS];         /* b <= 4: [kp][16]; b = 8: [kp] scales */
+    /* mode SHARED, b <= 4: one table per class and the column scales, which the decode path
+     * folds into the input so that the LUT kernel keeps its table in a register */
+    float shtab[3][16];
+    float *colscale[3];                /* [kp] */
     const uint32_t *codes[SPQ_CMPQ_NCLS];
     const uint32_t *rowptr;
     const uint16_t *col;

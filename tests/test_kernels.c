@@ -129,8 +129,9 @@ static void f_all(const spq_kernels *kt)
 
 /* CMPQ LUT GEMV: codes packed by spq_pack_lut read back by spq_lut_code; the scalar kernel
  * equals a plain row-major sum over dequantised weights; every SIMD table equals the
- * scalar one to 1e-5 of sum |x w| (FMA and summation order differ). */
-static void check_lut(const spq_kernels *kt, int N, int kc, int b)
+ * scalar one to 1e-5 of sum |x w| (FMA and summation order differ); per-column tables
+ * (ts 16) and one shared table (ts 0: every column's table equals column 0's). */
+static void check_lut(const spq_kernels *kt, int N, int kc, int b, int ts)
 {
     const spq_kernels *ref = spq_kernels_scalar();
     int G = spq_lut_group(b), kp = (kc + G - 1) / G * G, np = (N + 15) / 16;
@@ -146,7 +147,7 @@ static void check_lut(const spq_kernels *kt, int N, int kc, int b)
         else {
             float lv[16];
             for (int i = 0; i < (1 << b); i++) lv[i] = frand();
-            for (int i = 0; i < 16; i++) tab[(size_t)k * 16 + i] = lv[i % (1 << b)];
+            for (int i = 0; i < 16; i++) tab[(size_t)k * 16 + i] = ts || k == 0 ? lv[i % (1 << b)] : tab[i];
         }
     }
     spq_pack_lut(c, N, kc, b, kp, pk);
@@ -155,10 +156,10 @@ static void check_lut(const spq_kernels *kt, int N, int kc, int b)
         for (int k = 0; k < kp; k++)
             assert_int_equal(spq_lut_code(pk + (size_t)(n / 16) * pw, b, k, n % 16), k < kc ? c[(size_t)n * kc + k] : 0);
     for (int i = 0; i < np * 16; i++) a0[i] = a1[i] = 0.5f; /* the kernels accumulate */
-    ref->gemv_lut(b, kp, 0, np, x, pk, tab, a0);
+    ref->gemv_lut(b, kp, 0, np, x, pk, tab, ts, a0);
     /* split the panels as a threaded driver would: [0, 1) then [1, np) */
-    kt->gemv_lut(b, kp, 0, np > 1 ? 1 : np, x, pk, tab, a1);
-    if (np > 1) kt->gemv_lut(b, kp, 1, np, x, pk, tab, a1 + 16);
+    kt->gemv_lut(b, kp, 0, np > 1 ? 1 : np, x, pk, tab, ts, a1);
+    if (np > 1) kt->gemv_lut(b, kp, 1, np, x, pk, tab, ts, a1 + 16);
     for (int n = 0; n < N; n++) {
         double plain = 0.5, s = 0.5;
         for (int k = 0; k < kc; k++) {
@@ -182,7 +183,8 @@ static void lut_all(const spq_kernels *kt)
     static const int bits[] = {2, 3, 4, 8};
     for (int bi = 0; bi < 4; bi++)
         for (int i = 0; i < 7; i++)
-            for (int j = 0; j < 6; j++) check_lut(kt, Ns[i], Ks[j], bits[bi]);
+            for (int j = 0; j < 6; j++)
+                for (int ts = 0; ts <= 16; ts += 16) check_lut(kt, Ns[i], Ks[j], bits[bi], ts);
 }
 
 static void test_gemm_q8_bitexact(void **st) { (void)st; for_each_isa(q8_all); }

@@ -13,6 +13,7 @@
 
 #include "bench/probes.h"
 #include "kernels/kernels.h"
+#include "runtime/cmpq.h"
 #include "tools/cli.h"
 
 typedef struct { const char *name; int dim, hidden, layers, heads, kv, vocab, ctx; float theta; } shape;
@@ -61,8 +62,55 @@ static void add_random(spq_ckpt *c, const char *name, int64_t r, int64_t k, int 
     spq_ckpt_add(c, &t);
 }
 
-/* scheme: f32, f16, w8a8; spike_layers down_proj layers in FP16 (or FP8 with spike_fp8) */
-static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *scheme, int spike_layers, int spike_fp8)
+/* A random CMPQ tensor of the size a real one at `bits` would have: channels split between
+ * the two bit-widths around the budget (shared levels, 0.2% outliers), random codes. */
+static void add_cmpq(spq_ckpt *c, const char *name, int N, int K, double bits)
+{
+    static const int B[4] = {2, 3, 4, 8};
+    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {0, 0, 0, 0}, (uint32_t)(0.002 * N * K), SPQ_CMPQ_SHARED};
+    spq_cmpq_layout L;
+    size_t budget = (size_t)(bits * N * K / 8);
+    int lo = 0;
+    while (lo < 2 && B[lo + 1] < bits) lo++;
+    for (int hi = K; hi >= 0; hi--) { /* the most channels at the wider width that fit */
+        memset(h.kc, 0, sizeof h.kc);
+        h.kc[lo] = (uint32_t)(K - hi);
+        h.kc[lo + 1] = (uint32_t)hi;
+        spq_cmpq_layout_of(&h, &L);
+        if (L.size <= budget) break;
+    }
+    if (L.size > budget) die("--bits %g: below the smallest CMPQ tensor [%d x %d]", bits, N, K);
+    uint8_t *p = aligned_alloc(64, L.size);
+    if (!p) die("out of memory building the synthetic model (use --layers)");
+    for (size_t i = 0; i < L.size; i++) p[i] = rbyte();
+    uint32_t hw[12] = {0x51504d43u, 1, h.N, h.K, h.kc[0], h.kc[1], h.kc[2], h.kc[3], h.n_out, h.mode, 0, 0};
+    memcpy(p, hw, sizeof hw);
+    uint8_t *map = p + L.cls;
+    memset(map, 0, ((size_t)K + 3) / 4);
+    for (int k = 0; k < K; k++) /* every (K / kc)-th channel at the wider width */
+        map[k / 4] |= (uint8_t)((lo + (h.kc[lo + 1] && (long)k * h.kc[lo + 1] / K != (long)(k + 1) * h.kc[lo + 1] / K)) << (2 * (k % 4)));
+    uint16_t *lv = (uint16_t *)(p + L.levels), *tb = (uint16_t *)(p + L.tables);
+    for (int i = 0; i < 28; i++) lv[i] = spq_f32_to_f16(((float)rbyte() - 127.5f) / 128.0f);
+    for (size_t i = 0; i < (L.codes[0] - L.tables) / 2; i++) tb[i] = spq_f32_to_f16(0.02f + 0.0001f * (float)rbyte());
+    uint32_t *rp = (uint32_t *)(p + L.rowptr);
+    uint16_t *col = (uint16_t *)(p + L.col), *val = (uint16_t *)(p + L.val);
+    for (int n = 0; n <= N; n++) rp[n] = (uint32_t)((uint64_t)h.n_out * (uint64_t)n / (uint64_t)N);
+    for (uint32_t i = 0; i < h.n_out; i++) { col[i] = (uint16_t)((i * 7919u) % (uint32_t)K); val[i] = spq_f32_to_f16(0.01f); }
+    /* the class map must agree with the counts: recount, fix the header */
+    uint32_t cnt[4] = {0};
+    for (int k = 0; k < K; k++) cnt[map[k / 4] >> (2 * (k % 4)) & 3]++;
+    if (memcmp(cnt, h.kc, sizeof cnt)) die("synthetic CMPQ: class map mismatch");
+    spq_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.dtype = SPQ_CMPQ; t.ndim = 2; t.shape[0] = N; t.shape[1] = K; t.scale = 1.0f;
+    t.owned = p; t.data = p; t.nbytes = L.size;
+    spq_ckpt_add(c, &t);
+}
+
+/* scheme: f32, f16, w8a8, cmpq (at bits); spike_layers down_proj layers in FP16 (or FP8 with spike_fp8) */
+static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *scheme, double bits, int spike_layers,
+                      int spike_fp8)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->path, sizeof c->path, "synthetic:%s", s->name);
@@ -70,7 +118,7 @@ static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *schem
     p->dim = s->dim; p->hidden_dim = s->hidden; p->n_layers = layers; p->n_heads = s->heads; p->n_kv_heads = s->kv;
     p->head_dim = s->dim / s->heads; p->vocab_size = s->vocab; p->max_seq = s->ctx; p->bos_id = 1; p->eos_id = 2;
     p->norm_eps = 1e-5f; p->rope_theta = s->theta;
-    int lin = !strcmp(scheme, "w8a8") ? SPQ_I8 : !strcmp(scheme, "f16") ? SPQ_F16 : SPQ_F32;
+    int lin = !strcmp(scheme, "w8a8") || !strcmp(scheme, "cmpq") ? SPQ_I8 : !strcmp(scheme, "f16") ? SPQ_F16 : SPQ_F32;
     int kv = s->kv * p->head_dim;
     char nm[96];
     add_random(c, "model.embed_tokens.weight", s->vocab, s->dim, lin == SPQ_F32 ? SPQ_F32 : SPQ_F16);
@@ -83,7 +131,8 @@ static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *schem
             snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, pn[j]);
             int dt = lin;
             if (j == 6 && l < spike_layers && lin == SPQ_I8) dt = spike_fp8 ? SPQ_E4M3 : SPQ_F16;
-            add_random(c, nm, rows[j], cols[j], dt);
+            if (!strcmp(scheme, "cmpq")) add_cmpq(c, nm, (int)rows[j], (int)cols[j], bits);
+            else add_random(c, nm, rows[j], cols[j], dt);
         }
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
         add_random(c, nm, s->dim, 0, SPQ_F32);
@@ -91,7 +140,7 @@ static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *schem
         add_random(c, nm, s->dim, 0, SPQ_F32);
     }
     add_random(c, "model.norm.weight", s->dim, 0, SPQ_F32);
-    add_random(c, "lm_head.weight", s->vocab, s->dim, lin);
+    add_random(c, "lm_head.weight", s->vocab, s->dim, lin); /* cmpq: weight-only linears, INT8 head */
 }
 
 static int *parse_list(const char *s, int *n)
@@ -116,20 +165,24 @@ static void stats(const double *x, int n, double *mean, double *sd)
 int cmd_bench(int argc, char **argv)
 {
     const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
+    double bits = 4.0;
     int pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
             puts("usage: spikeq bench (-m MODEL | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
-                 "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32] [--spike-layers K [--spike-fp8]]\n"
+                 "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq [--bits 3.5]]\n"
+                 "       [--spike-layers K [--spike-fp8]]\n"
                  "       [--layers L] [--no-roofline] [-o md|json|csv]\n"
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
-                 "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8).");
+                 "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
+                 "random CMPQ linears of the size --bits gives (INT8 head).");
             return 0;
         }
         if (!strcmp(a, "-m") && v) path = argv[++i];
         else if (!strcmp(a, "--synthetic") && v) syn = argv[++i];
         else if (!strcmp(a, "--scheme") && v) scheme = argv[++i];
+        else if (!strcmp(a, "--bits") && v) bits = arg_float(a, argv[++i]);
         else if (!strcmp(a, "-p") && v) pp = (int)arg_int(a, argv[++i], 0, 1 << 20);
         else if (!strcmp(a, "-n") && v) tg = (int)arg_int(a, argv[++i], 0, 1 << 20);
         else if (!strcmp(a, "-r") && v) reps = (int)arg_int(a, argv[++i], 1, 1000);
@@ -142,7 +195,9 @@ int cmd_bench(int argc, char **argv)
         else die("bench: unknown option %s", a);
     }
     if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) die("-o: md, json or csv");
-    if (strcmp(scheme, "w8a8") && strcmp(scheme, "f16") && strcmp(scheme, "f32")) die("--scheme: w8a8, f16 or f32");
+    if (strcmp(scheme, "w8a8") && strcmp(scheme, "f16") && strcmp(scheme, "f32") && strcmp(scheme, "cmpq"))
+        die("--scheme: w8a8, f16, f32 or cmpq");
+    if (!(bits >= 2 && bits <= 8)) die("--bits: between 2 and 8");
     if (!path == !syn) die("bench: give -m MODEL or --synthetic SHAPE");
     spq_ckpt c;
     char model_name[128], plan[64];
@@ -151,10 +206,11 @@ int cmd_bench(int argc, char **argv)
         for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) if (!strcmp(SHAPES[i].name, syn)) s = &SHAPES[i];
         if (!s) die("--synthetic: unknown shape '%s' (tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b)", syn);
         int L = layers && layers < s->layers ? layers : s->layers;
-        synthetic(&c, s, L, scheme, spike_layers, spike_fp8);
+        synthetic(&c, s, L, scheme, bits, spike_layers, spike_fp8);
         if (L < s->layers) snprintf(model_name, sizeof model_name, "%s (random, %d of %d layers)", s->name, L, s->layers);
         else snprintf(model_name, sizeof model_name, "%s (random)", s->name);
-        snprintf(plan, sizeof plan, "%s%s", scheme, spike_layers ? (spike_fp8 ? " + FP8 down x" : " + FP16 down x") : "");
+        if (!strcmp(scheme, "cmpq")) snprintf(plan, sizeof plan, "cmpq %.2f bits", bits);
+        else snprintf(plan, sizeof plan, "%s%s", scheme, spike_layers ? (spike_fp8 ? " + FP8 down x" : " + FP16 down x") : "");
         if (spike_layers) snprintf(plan + strlen(plan), sizeof plan - strlen(plan), "%d", spike_layers);
     } else {
         open_ckpt(path, &c);

@@ -236,7 +236,7 @@ int cmd_quantize(int argc, char **argv)
     if (qo.scheme < 0) die("quantize: unknown --scheme '%s' (w8a8, cmpq, rtn)", scheme);
     if (qo.scheme == SPQ_SCHEME_CMPQ) {
         if (!co.calib) die("quantize: --scheme cmpq needs --calib FILE (bits follow the activation distribution)");
-        if (!(qo.bits >= 2.0 && qo.bits <= 16.0)) die("--bits: between 2 and 16 for cmpq, not %g", qo.bits);
+        if (!(qo.bits >= 2.0 && qo.bits <= 64.0)) die("--bits: between 2 and 64 for cmpq (all bytes counted), not %g", qo.bits);
         if (!(qo.outliers >= 0 && qo.outliers <= 0.1)) die("--outliers: a percentage between 0 and 10");
         if (spike_given || qo.keep || qo.act_static || qo.clip) die("quantize: --spike/--keep/--act/--clip are W8A8 options");
     }
