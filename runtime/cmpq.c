@@ -18,6 +18,21 @@ static size_t up64(size_t x) { return (x + 63) & ~(size_t)63; }
 static size_t up4(size_t x) { return (x + 3) & ~(size_t)3; }
 #define HDR 48
 
+void spq_cmpq_read_hdr(const void *blob, spq_cmpq_hdr *h)
+{
+    uint32_t u[10];
+    memcpy(u, blob, sizeof u);
+    h->N = u[2]; h->K = u[3];
+    memcpy(h->kc, u + 4, sizeof h->kc);
+    h->n_out = u[8]; h->mode = u[9];
+}
+
+void spq_cmpq_write_hdr(void *blob, const spq_cmpq_hdr *h)
+{
+    uint32_t u[HDR / 4] = {MAGIC, 1, h->N, h->K, h->kc[0], h->kc[1], h->kc[2], h->kc[3], h->n_out, h->mode};
+    memcpy(blob, u, sizeof u);
+}
+
 void spq_cmpq_layout_of(const spq_cmpq_hdr *h, spq_cmpq_layout *L)
 {
     size_t np = (h->N + 15) / 16, off = HDR, tb = 0;
@@ -58,14 +73,12 @@ static int finite_f16(uint16_t v) { return (v & 0x7c00) != 0x7c00; }
 const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq_cmpq_hdr *h)
 {
     const uint8_t *p = blob;
-    uint32_t u[11];
+    uint32_t u[2];
     if (n < HDR) return "CMPQ tensor shorter than its header";
     memcpy(u, p, sizeof u);
     if (u[0] != MAGIC) return "CMPQ tensor has a wrong magic";
     if (u[1] != 1) return "CMPQ tensor version is not 1";
-    h->N = u[2]; h->K = u[3];
-    memcpy(h->kc, u + 4, sizeof h->kc);
-    h->n_out = u[8]; h->mode = u[9];
+    spq_cmpq_read_hdr(blob, h);
     if (h->N != N || h->K != K) return "CMPQ header shape differs from the tensor's";
     if (K > 65535) return "CMPQ tensor has more than 65535 input channels";
     uint64_t sum = 0;
@@ -99,11 +112,7 @@ int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob)
 {
     memset(r, 0, sizeof *r);
     const uint8_t *p = blob;
-    uint32_t u[10];
-    memcpy(u, p, sizeof u);
-    r->h.N = u[2]; r->h.K = u[3];
-    memcpy(r->h.kc, u + 4, sizeof r->h.kc);
-    r->h.n_out = u[8]; r->h.mode = u[9];
+    spq_cmpq_read_hdr(blob, &r->h);
     spq_cmpq_layout_of(&r->h, &r->L);
     const spq_cmpq_layout *L = &r->L;
     r->perm = malloc(sizeof(int32_t) * r->h.K);

@@ -43,6 +43,10 @@ typedef struct {
     int kp[SPQ_CMPQ_NCLS];
 } spq_cmpq_layout;
 
+/* The 48-byte header at the start of a blob: read (no checks: spq_cmpq_check does them)
+ * and write (magic, version 1, h, zeros). */
+void spq_cmpq_read_hdr(const void *blob, spq_cmpq_hdr *h);
+void spq_cmpq_write_hdr(void *blob, const spq_cmpq_hdr *h);
 /* Section offsets and total size of a blob with header h. */
 void spq_cmpq_layout_of(const spq_cmpq_hdr *h, spq_cmpq_layout *L);
 /* Check a blob of n bytes meant for an [N][K] tensor: NULL when sound (h filled), else what

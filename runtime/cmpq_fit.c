@@ -476,8 +476,7 @@ static void *build_blob(const fit *f, const int *cls, const uint8_t *codes, cons
     uint8_t *rowc = malloc((size_t)N * K);
     if (!p || !rowc) { free(p); free(rowc); return NULL; }
     memset(p, 0, L.size);
-    uint32_t hw[10] = {0x51504d43u, 1, h.N, h.K, h.kc[0], h.kc[1], h.kc[2], h.kc[3], h.n_out, h.mode};
-    memcpy(p, hw, sizeof hw);
+    spq_cmpq_write_hdr(p, &h);
     uint16_t *tb = (uint16_t *)(p + L.tables);
     uint8_t *map = p + L.cls;
     for (int k = 0; k < K; k++) map[k / 4] |= (uint8_t)(cls[k] << (2 * (k % 4)));
@@ -587,7 +586,7 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
     *blob = build_blob(&f, best_cls, best_codes, best_deq, n_out, nbytes);
     if (!*blob) { rc = spq_fail(e, NULL, "out of memory"); goto done; }
     if (st) {
-        spq_cmpq_check(*blob, *nbytes, N, K, &st->h);
+        spq_cmpq_read_hdr(*blob, &st->h);
         st->bpw = 8.0 * (double)*nbytes / (double)NK;
         st->loss = best;
     }

@@ -83,8 +83,7 @@ static void add_cmpq(spq_ckpt *c, const char *name, int N, int K, double bits)
     uint8_t *p = aligned_alloc(64, L.size);
     if (!p) die("out of memory building the synthetic model (use --layers)");
     for (size_t i = 0; i < L.size; i++) p[i] = rbyte();
-    uint32_t hw[12] = {0x51504d43u, 1, h.N, h.K, h.kc[0], h.kc[1], h.kc[2], h.kc[3], h.n_out, h.mode, 0, 0};
-    memcpy(p, hw, sizeof hw);
+    spq_cmpq_write_hdr(p, &h);
     uint8_t *map = p + L.cls;
     memset(map, 0, ((size_t)K + 3) / 4);
     for (int k = 0; k < K; k++) /* every (K / kc)-th channel at the wider width */
