@@ -124,13 +124,8 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int
         return spq_fail(e, c->path, "tensor %s has shape [%lld%s%lld], config says [%lld%s%lld]", name,
                         (long long)t->shape[0], t->ndim > 1 ? "," : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
                         (long long)r, k ? "," : "", (long long)k);
-    if (t->dtype == SPQ_CMPQ) {
-        spq_cmpq_hdr h;
-        const char *bad = linear ? spq_cmpq_check(t->data, t->nbytes, t->shape[0], t->shape[1], &h)
-                                 : "CMPQ is for linear projections only";
-        if (bad) return spq_fail(e, c->path, "tensor %s: %s", name, bad);
-        return 0;
-    }
+    if (t->dtype == SPQ_CMPQ) /* its blob was checked by spq_ckpt_validate */
+        return linear ? 0 : spq_fail(e, c->path, "tensor %s: CMPQ is for linear projections only", name);
     if (!spq_dtype_size(t->dtype)) return spq_fail(e, c->path, "tensor %s has unknown dtype %d", name, t->dtype);
     if (t->nbytes != spq_tensor_numel(t) * spq_dtype_size(t->dtype))
         return spq_fail(e, c->path, "tensor %s: %zu bytes for %zu elements of %s", name, t->nbytes,
@@ -161,6 +156,14 @@ int spq_ckpt_validate(const spq_ckpt *c, spq_err *e)
     if (p->head_dim % 2) return spq_fail(e, c->path, "head_dim %d is odd", p->head_dim);
     if (!(p->norm_eps > 0) || !(p->rope_theta > 0))
         return spq_fail(e, c->path, "invalid rms_norm_eps or rope_theta");
+    for (int i = 0; i < c->n; i++) { /* every CMPQ blob, whatever its name: dequantisation reads them all */
+        const spq_tensor *t = &c->t[i];
+        spq_cmpq_hdr h;
+        const char *bad = t->dtype != SPQ_CMPQ ? NULL
+                          : t->ndim != 2      ? "CMPQ tensor is not 2-D"
+                                              : spq_cmpq_check(t->data, t->nbytes, t->shape[0], t->shape[1], &h);
+        if (bad) return spq_fail(e, c->path, "tensor %s: %s", t->name, bad);
+    }
     /* duplicates: sort the names (a hostile file may hold a million tensors) */
     const char **names = malloc(sizeof *names * ((size_t)c->n + 1));
     if (!names) return spq_fail(e, c->path, "out of memory");

@@ -11,7 +11,6 @@
  * Table entry: u16 name_len, name, u8 dtype, u8 ndim, u8 act_fmt, u8 0, i64 shape[ndim],
  *   f32 scale, f32 act_scale, u64 offset, u64 nbytes, u64 checksum. */
 #include "runtime/ckpt.h"
-#include "runtime/cmpq.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -163,8 +162,6 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
             spq_ckpt_free(c);
             return spq_fail(e, path, "tensor %s: checksum mismatch (corrupt data)", t.name);
         }
-        spq_cmpq_hdr ch;
-        if (t.dtype == SPQ_CMPQ && (bad = spq_cmpq_check(m + off, nb, t.shape[0], t.shape[1], &ch))) break;
         t.data = m + off;
         t.nbytes = nb;
         if (!spq_ckpt_add(c, &t)) { bad = "out of memory"; break; }

@@ -185,6 +185,16 @@ static void test_model_roundtrip(void **st)
         o.bits = pass ? 4.5 : 3.5;
         unsigned char fb[2 * SPQ_NPROJ] = {0};
         if (spq_quantize(&c, &prof, fb, &o, 0, &q, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+        if (pass == 0) { /* validation checks every blob: a broken class map is named */
+            spq_tensor *bt = spq_ckpt_find(&q, "model.layers.0.self_attn.k_proj.weight");
+            uint8_t *cm = (uint8_t *)bt->owned + 48, keep = *cm;
+            *cm ^= 0x3;
+            assert_int_equal(spq_ckpt_validate(&q, &e), -1);
+            fprintf(stderr, "  %s\n", e.msg);
+            assert_non_null(strstr(e.msg, "k_proj.weight: CMPQ channel classes"));
+            *cm = keep;
+            assert_int_equal(spq_ckpt_validate(&q, &e), 0);
+        }
         char path[] = "/tmp/spq_cmpq_XXXXXX";
         int fd = mkstemp(path);
         assert_true(fd >= 0);
