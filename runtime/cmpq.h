@@ -102,8 +102,9 @@ typedef struct {
  * levels, the outlier fraction's residuals. */
 double spq_cmpq_min_bits(int N, int K, double outliers);
 /* Quantise w[N][K] with input-channel energies h[K] (E[x_k^2] on calibration text; NULL:
- * all 1) into a new 64-aligned blob (free()) of at most opts->bits * N * K bits. */
+ * all 1) into a new 64-aligned blob (free()) of at most opts->bits * N * K bits. Errors
+ * name `what` (e.g. "FILE: tensor"; NULL: none). */
 int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_cmpq_opts *o, void **blob,
-                      size_t *nbytes, spq_cmpq_stats *st, spq_err *e);
+                      size_t *nbytes, spq_cmpq_stats *st, const char *what, spq_err *e);
 
 #endif

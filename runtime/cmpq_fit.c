@@ -524,10 +524,10 @@ double spq_cmpq_min_bits(int N, int K, double outliers)
 }
 
 int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_cmpq_opts *o, void **blob,
-                      size_t *nbytes, spq_cmpq_stats *st, spq_err *e)
+                      size_t *nbytes, spq_cmpq_stats *st, const char *what, spq_err *e)
 {
     *blob = NULL;
-    if (K > 65535 || N <= 0 || K <= 0) return spq_fail(e, NULL, "CMPQ needs 1..65535 input channels (K = %d)", K);
+    if (K > 65535 || N <= 0 || K <= 0) return spq_fail(e, what, "CMPQ needs 1..65535 input channels (K = %d)", K);
     size_t NK = (size_t)N * K;
     fit f = {N, K, (N + 15) / 16 * 16, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     float *wt = malloc(sizeof(float) * NK), *deqv = malloc(sizeof(float) * NK), *best_deq = malloc(sizeof(float) * NK);
@@ -545,7 +545,7 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
     int rc = 0;
     if (!wt || !deqv || !best_deq || !hh || !cls || !best_cls || !codes || !best_codes || !best_out || !f.out || !f.lv ||
         !f.sse || !f.shared || !f.scale || !f.amax || !best_lv || !best_scale) {
-        rc = spq_fail(e, NULL, "out of memory");
+        rc = spq_fail(e, what, "out of memory");
         goto done;
     }
     for (int n = 0; n < N; n++)
@@ -561,7 +561,7 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
         if (o->mode >= 0 && mode != o->mode) continue;
         f.mode = mode;
         double loss = run_mode(&f, budget, n_act, n_err, cls, codes, deqv);
-        if (loss == -2) { rc = spq_fail(e, NULL, "out of memory"); goto done; }
+        if (loss == -2) { rc = spq_fail(e, what, "out of memory"); goto done; }
         if (loss < 0 || (best >= 0 && loss >= best)) continue;
         best = loss;
         best_mode = mode;
@@ -574,7 +574,7 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
         memcpy(best_scale, f.scale, sizeof(float) * 4 * (size_t)K);
     }
     if (best < 0) {
-        rc = spq_fail(e, NULL, "--bits %.3g is below this [%d x %d] tensor's minimum (%.3g bits: every channel at 2 bits, tables and %ld outliers)",
+        rc = spq_fail(e, what, "--bits %.3g is below this [%d x %d] tensor's minimum (%.3g bits: every channel at 2 bits, tables and %ld outliers)",
                       o->bits, N, K, spq_cmpq_min_bits(N, K, o->outliers), n_out);
         goto done;
     }
@@ -584,7 +584,7 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
     memcpy(f.shared, best_lv_shared, sizeof best_lv_shared);
     memcpy(f.scale, best_scale, sizeof(float) * 4 * (size_t)K);
     *blob = build_blob(&f, best_cls, best_codes, best_deq, n_out, nbytes);
-    if (!*blob) { rc = spq_fail(e, NULL, "out of memory"); goto done; }
+    if (!*blob) { rc = spq_fail(e, what, "out of memory"); goto done; }
     if (st) {
         spq_cmpq_read_hdr(*blob, &st->h);
         st->bpw = 8.0 * (double)*nbytes / (double)NK;

@@ -235,12 +235,10 @@ static spq_tensor *add_weight_only(spq_ckpt *d, const spq_tensor *t, const spq_p
         spq_cmpq_stats st;
         void *blob;
         size_t nb;
-        if (spq_cmpq_quantize(f, N, K, h, &co, &blob, &nb, &st, e)) {
+        char where[sizeof d->path + sizeof t->name + 2];
+        snprintf(where, sizeof where, "%s: %s", d->path, t->name);
+        if (spq_cmpq_quantize(f, N, K, h, &co, &blob, &nb, &st, where, e)) {
             free(f); free(h);
-            char msg[sizeof e->msg];
-            memcpy(msg, e->msg, sizeof msg);
-            const char *why = strncmp(msg, "spikeq: ", 8) ? msg : msg + 8; /* spq_fail's prefix for no file */
-            spq_fail(e, d->path, "%s: %.300s", t->name, why);
             return NULL;
         }
         q.dtype = SPQ_CMPQ;

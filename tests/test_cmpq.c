@@ -77,7 +77,7 @@ static void test_budget_error_kernels(void **st)
         spq_err e;
         void *blob;
         size_t nb;
-        if (spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, &s, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+        if (spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, &s, "test", &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
         spq_cmpq_hdr h;
         assert_null(spq_cmpq_check(blob, nb, N, K, &h));
         /* the budget from below, within one column group of the largest step: 32 3-bit
@@ -119,7 +119,7 @@ static void test_too_few_bits(void **st)
     spq_err e;
     void *blob;
     size_t nb;
-    assert_int_equal(spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, NULL, &e), -1);
+    assert_int_equal(spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, NULL, "test", &e), -1);
     fprintf(stderr, "  %s\n", e.msg);
     assert_non_null(strstr(e.msg, "below"));
     assert_null(blob);
@@ -135,7 +135,7 @@ static void test_corrupt(void **st)
     void *blob;
     size_t nb;
     spq_cmpq_hdr h;
-    assert_int_equal(spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, NULL, &e), 0);
+    assert_int_equal(spq_cmpq_quantize(W, N, K, H, &o, &blob, &nb, NULL, "test", &e), 0);
     assert_null(spq_cmpq_check(blob, nb, N, K, &h));
     uint8_t *c = malloc(nb);
     spq_cmpq_layout L;
