@@ -321,40 +321,36 @@ static int upgrade_group(const fit *f, size_t budget, long n_out, int *cls, int 
     return 0;
 }
 
-/* bits per column under the budget (bytes): Lagrangian sweep, then exact greedy moves */
-static int allocate(const fit *f, size_t budget, long n_out, int *cls)
+/* each column's class minimising loss + lam * bytes; kc: the class counts */
+static void assign(const fit *f, double lam, int *cls, int *kc)
 {
-    int K = f->K, kc[4];
-    double lo = 0, hi = 1e30;
-    for (int it = 0; it < 200; it++) {
-        double lam = it == 0 ? hi : sqrt(fmax(lo, 1e-300) * hi);
-        memset(kc, 0, sizeof kc);
-        for (int k = 0; k < K; k++) {
-            int best = 0;
-            double bv = col_loss(f, k, 0) + lam * col_bytes(f, 0);
-            for (int c = 1; c < 4; c++) {
-                double v = col_loss(f, k, c) + lam * col_bytes(f, c);
-                if (v < bv) { bv = v; best = c; }
-            }
-            cls[k] = best;
-            kc[best]++;
-        }
-        int fits = blob_bytes(f, kc, n_out) <= budget;
-        if (it == 0 && !fits) return -1; /* all at 2 bits does not fit */
-        if (fits) hi = lam; else lo = lam;
-        if (lo > 0 && hi / lo < 1.0 + 1e-9) break;
-    }
-    memset(kc, 0, sizeof kc); /* the feasible end of the sweep */
-    for (int k = 0; k < K; k++) {
+    memset(kc, 0, 4 * sizeof *kc);
+    for (int k = 0; k < f->K; k++) {
         int best = 0;
-        double bv = col_loss(f, k, 0) + hi * col_bytes(f, 0);
+        double bv = col_loss(f, k, 0) + lam * col_bytes(f, 0);
         for (int c = 1; c < 4; c++) {
-            double v = col_loss(f, k, c) + hi * col_bytes(f, c);
+            double v = col_loss(f, k, c) + lam * col_bytes(f, c);
             if (v < bv) { bv = v; best = c; }
         }
         cls[k] = best;
         kc[best]++;
     }
+}
+
+/* bits per column under the budget (bytes): Lagrangian sweep, then exact greedy moves */
+static int allocate(const fit *f, size_t budget, long n_out, int *cls)
+{
+    int kc[4];
+    double lo = 0, hi = 1e30;
+    for (int it = 0; it < 200; it++) {
+        double lam = it == 0 ? hi : sqrt(fmax(lo, 1e-300) * hi);
+        assign(f, lam, cls, kc);
+        int fits = blob_bytes(f, kc, n_out) <= budget;
+        if (it == 0 && !fits) return -1; /* all at 2 bits does not fit */
+        if (fits) hi = lam; else lo = lam;
+        if (lo > 0 && hi / lo < 1.0 + 1e-9) break;
+    }
+    assign(f, hi, cls, kc); /* the feasible end of the sweep */
     /* greedy: the move with the most loss saved per byte that still fits, until none does;
      * single columns first, then several at once into one class (a class grows in groups of
      * 4 to 32 columns, so one column alone may not fit where a group's worth does) */
