@@ -174,33 +174,6 @@ void spq_cmpq_rt_free(spq_cmpq_rt *r)
 
 int spq_cmpq_row_scratch(const spq_cmpq_rt *r) { return r->kt; }
 
-/* the stored (permuted) column j of class c, row n: its dequantised value */
-static float weight_at(const spq_cmpq_rt *r, int c, int j, int n)
-{
-    int b = spq_cmpq_bits[c];
-    const uint32_t *panel = r->codes[c] + (size_t)(n / 16) * spq_lut_panel_words(b, r->L.kp[c]);
-    unsigned q = spq_lut_code(panel, b, j, n % 16);
-    return b == 8 ? (float)(int8_t)q * r->tab[c][j] : r->tab[c][(size_t)j * 16 + q];
-}
-
-int spq_cmpq_dequant(const void *blob, float *out)
-{
-    spq_cmpq_rt r;
-    if (spq_cmpq_rt_init(&r, blob)) return -1;
-    int N = (int)r.h.N, K = (int)r.h.K;
-    for (int n = 0; n < N; n++) {
-        int j0 = 0;
-        for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
-            for (uint32_t j = 0; j < r.h.kc[c]; j++)
-                out[(size_t)n * K + r.perm[j0 + (int)j]] = weight_at(&r, c, (int)j, n);
-            j0 += (int)r.h.kc[c];
-        }
-        for (uint32_t i = r.rowptr[n]; i < r.rowptr[n + 1]; i++) out[(size_t)n * K + r.col[i]] += r.val[i];
-    }
-    spq_cmpq_rt_free(&r);
-    return 0;
-}
-
 /* class c of panel p into tile[kp][16] (the float GEMM's panel layout); the 16-entry tables
  * repeat every 2^b entries, so a code's neighbours above bit b may stay in the index */
 static void dequant_panel(const spq_cmpq_rt *r, int c, int p, float *tile)
@@ -221,6 +194,25 @@ static void dequant_panel(const spq_cmpq_rt *r, int c, int p, float *tile)
             for (int i = 0; i < 16; i++) t[i] = T[((gw[i] >> sh) | (gw[i + 16] << (32 - sh))) & 15];
         }
     }
+}
+
+int spq_cmpq_dequant(const void *blob, float *out)
+{
+    spq_cmpq_rt r;
+    if (spq_cmpq_rt_init(&r, blob)) return -1;
+    int N = (int)r.h.N, K = (int)r.h.K;
+    float *tile = malloc(sizeof(float) * (size_t)r.kt * 16); /* one panel, the prefill layout */
+    if (!tile) { spq_cmpq_rt_free(&r); return -1; }
+    for (int p = 0; p < (N + 15) / 16; p++) {
+        for (int c = 0; c < SPQ_CMPQ_NCLS; c++) dequant_panel(&r, c, p, tile + (size_t)r.xoff[c] * 16);
+        for (int n = 16 * p; n < 16 * p + 16 && n < N; n++) {
+            for (int k = 0; k < K; k++) out[(size_t)n * K + k] = tile[(size_t)r.pos[k] * 16 + n % 16];
+            for (uint32_t i = r.rowptr[n]; i < r.rowptr[n + 1]; i++) out[(size_t)n * K + r.col[i]] += r.val[i];
+        }
+    }
+    free(tile);
+    spq_cmpq_rt_free(&r);
+    return 0;
 }
 
 /* x[M][K] -> xs[M][kt]: each class's channels in stored order, zero padding; fold: times
