@@ -6,6 +6,7 @@
  * inputs broadcast as 4 x s16 leaves two partial sums per column, folded by vphaddd at
  * the end. Register tile: MR <= 4 tokens x one 16-column panel. */
 #include "kernels.h"
+#include "lut_driver.h"
 
 #if defined(__x86_64__)
 
@@ -302,24 +303,7 @@ INL void lut_panels(const int b, const int NP, const int TS, int kp, const float
         for (int h = 0; h < 2; h++) _mm256_storeu_ps(acc + 16 * p + 8 * h, _mm256_add_ps(a[p][h][0], a[p][h][1]));
 }
 
-#define LUT_B(NP, TS, ...)                                             \
-    switch (b) {                                                       \
-    case 2: lut_panels(2, NP, TS, __VA_ARGS__); break;                 \
-    case 3: lut_panels(3, NP, TS, __VA_ARGS__); break;                 \
-    case 4: lut_panels(4, NP, TS, __VA_ARGS__); break;                 \
-    default: lut_panels(8, NP, 0, __VA_ARGS__); break;                 \
-    }
-#define LUT_CASES(NP, ...)                                             \
-    if (tstride) LUT_B(NP, 16, __VA_ARGS__) else LUT_B(NP, 0, __VA_ARGS__)
-
-static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     int tstride, float *acc)
-{
-    size_t pw = spq_lut_panel_words(b, kp);
-    int p = p0;
-    for (; p + 2 <= p1; p += 2) LUT_CASES(2, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
-    for (; p < p1; p++) LUT_CASES(1, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
-}
+SPQ_LUT_GEMV(2)
 
 static const spq_kernels table = {
     "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,

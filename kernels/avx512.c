@@ -7,6 +7,7 @@
  * Register tile: MR tokens x NP panels (<= 4 x 4 = 16 zmm accumulators); per k-quad
  * NP weight loads and MR 4-byte broadcasts feed MR*NP vpdpbusd. */
 #include "kernels.h"
+#include "lut_driver.h"
 
 #if defined(__x86_64__)
 
@@ -351,24 +352,7 @@ INL void lut_panels(const int b, const int NP, const int TS, int kp, const float
     for (int p = 0; p < NP; p++) _mm512_storeu_ps(acc + 16 * p, _mm512_add_ps(a[p][0], a[p][1]));
 }
 
-#define LUT_B(NP, TS, ...)                                             \
-    switch (b) {                                                       \
-    case 2: lut_panels(2, NP, TS, __VA_ARGS__); break;                 \
-    case 3: lut_panels(3, NP, TS, __VA_ARGS__); break;                 \
-    case 4: lut_panels(4, NP, TS, __VA_ARGS__); break;                 \
-    default: lut_panels(8, NP, 0, __VA_ARGS__); break;                 \
-    }
-#define LUT_CASES(NP, ...)                                             \
-    if (tstride) LUT_B(NP, 16, __VA_ARGS__) else LUT_B(NP, 0, __VA_ARGS__)
-
-static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     int tstride, float *acc)
-{
-    size_t pw = spq_lut_panel_words(b, kp);
-    int p = p0;
-    for (; p + 4 <= p1; p += 4) LUT_CASES(4, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
-    for (; p < p1; p++) LUT_CASES(1, kp, x, codes + p * pw, pw, tab, acc + (size_t)(p - p0) * 16)
-}
+SPQ_LUT_GEMV(4)
 
 static const spq_kernels table = {
     "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
