@@ -11,6 +11,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <sleef.h>
 #include <string.h>
 
@@ -237,12 +238,103 @@ static float dot_f32(const float *a, const float *b, int n)
     return s;
 }
 
-static void axpy_f32(float a, const float *x, float *y, int n)
+/* ---- attention (keys transposed: kt[d][t]) ----
+ * Scores: NH heads x 16 keys in 8 accumulators, 2 key loads per d; values: NH heads x 16
+ * output floats, 2 value loads per t. Tails use masked loads and stores. */
+INL void attn_qk(const int NH, int hd, int T, float scale, const float *q, const float *kt, int ldk, float *s)
 {
-    __m256 av = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (int t0 = 0; t0 < T; t0 += 16) {
+        __m256i mk[2] = {maskn(T - t0), maskn(T - t0 - 8)};
+        __m256 a[4][2];
+        for (int h = 0; h < NH; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d++) {
+            const float *kr = kt + (size_t)d * ldk + t0;
+            __m256 k0 = _mm256_maskload_ps(kr, mk[0]), k1 = _mm256_maskload_ps(kr + 8, mk[1]);
+            for (int h = 0; h < NH; h++) {
+                __m256 qb = _mm256_broadcast_ss(q + (size_t)h * hd + d);
+                a[h][0] = _mm256_fmadd_ps(qb, k0, a[h][0]);
+                a[h][1] = _mm256_fmadd_ps(qb, k1, a[h][1]);
+            }
+        }
+        for (int h = 0; h < NH; h++) {
+            store8(s + (size_t)h * T + t0, _mm256_mul_ps(a[h][0], sc), T - t0);
+            store8(s + (size_t)h * T + t0 + 8, _mm256_mul_ps(a[h][1], sc), T - t0 - 8);
+        }
+    }
+}
+
+INL void attn_pv(const int NH, int hd, int T, const float *s, const float *v, int ldv, const float *inv, float *o)
+{
+    for (int j0 = 0; j0 < hd; j0 += 16) {
+        __m256i mk[2] = {maskn(hd - j0), maskn(hd - j0 - 8)};
+        __m256 a[4][2];
+        for (int h = 0; h < NH; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            const float *vr = v + (size_t)t * ldv + j0;
+            __m256 v0 = _mm256_maskload_ps(vr, mk[0]), v1 = _mm256_maskload_ps(vr + 8, mk[1]);
+            for (int h = 0; h < NH; h++) {
+                __m256 pb = _mm256_broadcast_ss(s + (size_t)h * T + t);
+                a[h][0] = _mm256_fmadd_ps(pb, v0, a[h][0]);
+                a[h][1] = _mm256_fmadd_ps(pb, v1, a[h][1]);
+            }
+        }
+        for (int h = 0; h < NH; h++) {
+            __m256 iv = _mm256_set1_ps(inv[h]);
+            store8(o + (size_t)h * hd + j0, _mm256_mul_ps(a[h][0], iv), hd - j0);
+            store8(o + (size_t)h * hd + j0 + 8, _mm256_mul_ps(a[h][1], iv), hd - j0 - 8);
+        }
+    }
+}
+
+static float hsum8(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+/* s[t] = exp(s[t] - max s) over one row; returns 1 / sum */
+static float softmax_row(float *s, int T)
+{
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 mx = ninf, sum = _mm256_setzero_ps();
+    for (int t = 0; t < T; t += 8) {
+        __m256i k = maskn(T - t);
+        mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, _mm256_maskload_ps(s + t, k), _mm256_castsi256_ps(k)));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const __m256 m = _mm256_broadcastss_ps(m4);
+    for (int t = 0; t < T; t += 8) {
+        __m256i k = maskn(T - t);
+        __m256 e = Sleef_expf8_u10avx2(_mm256_sub_ps(_mm256_maskload_ps(s + t, k), m));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(k));
+        store8(s + t, e, T - t);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return 1.0f / hsum8(sum);
+}
+
+#define ATTN_HEADS(fn, nh, ...)                                                            \
+    switch (nh) {                                                                          \
+    case 4: fn(4, __VA_ARGS__); break;                                                     \
+    case 3: fn(3, __VA_ARGS__); break;                                                     \
+    case 2: fn(2, __VA_ARGS__); break;                                                     \
+    default: fn(1, __VA_ARGS__); break;                                                    \
+    }
+
+static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
+                 int ldv, float *s, float *o)
+{
+    for (int h0 = 0; h0 < nq; h0 += 4) {
+        int nh = nq - h0 < 4 ? nq - h0 : 4;
+        float inv[4], *sh = s + (size_t)h0 * T;
+        ATTN_HEADS(attn_qk, nh, hd, T, scale, q + (size_t)h0 * hd, kt, ldk, sh)
+        for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);
+        ATTN_HEADS(attn_pv, nh, hd, T, sh, v, ldv, inv, o + (size_t)h0 * hd)
+    }
 }
 
 /* ---- CMPQ look-up-table GEMV ----
@@ -306,7 +398,7 @@ INL void lut_panels(const int b, const int NP, const int TS, int kp, const float
 SPQ_LUT_GEMV(2)
 
 static const spq_kernels table = {
-    "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
     gemv_lut,
 };
 
@@ -428,7 +520,7 @@ static VNNI double dot_spin_vnni(long iters, int32_t *sink)
 }
 
 static const spq_kernels table_vnni = {
-    "avxvnni", gemm_q8_vnni, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_vnni, dot_f32, axpy_f32,
+    "avxvnni", gemm_q8_vnni, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_vnni, dot_f32, attn,
     gemv_lut,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }

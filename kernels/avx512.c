@@ -12,6 +12,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <sleef.h>
 #include <string.h>
 
@@ -296,12 +297,87 @@ static float dot_f32(const float *a, const float *b, int n)
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
-static void axpy_f32(float a, const float *x, float *y, int n)
+/* ---- attention (keys transposed: kt[d][t]) ----
+ * Scores: NH heads x 64 keys in 16 accumulators; per d, 4 key loads feed 4*NH FMAs.
+ * Values: NH heads x 64 output floats; per t, 4 value loads feed 4*NH FMAs. */
+INL void attn_qk(const int NH, int hd, int T, float scale, const float *q, const float *kt, int ldk, float *s)
 {
-    __m512 av = _mm512_set1_ps(a);
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int t0 = 0; t0 < T; t0 += 64) {
+        __mmask16 mk[4];
+        __m512 a[4][4];
+        for (int c = 0; c < 4; c++) mk[c] = colmask(t0 + 16 * c, T);
+        for (int h = 0; h < NH; h++)
+            for (int c = 0; c < 4; c++) a[h][c] = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d++) {
+            const float *kr = kt + (size_t)d * ldk + t0;
+            __m512 kv[4];
+            for (int c = 0; c < 4; c++) kv[c] = _mm512_maskz_loadu_ps(mk[c], kr + 16 * c);
+            for (int h = 0; h < NH; h++) {
+                __m512 qb = _mm512_set1_ps(q[(size_t)h * hd + d]);
+                for (int c = 0; c < 4; c++) a[h][c] = _mm512_fmadd_ps(qb, kv[c], a[h][c]);
+            }
+        }
+        for (int h = 0; h < NH; h++)
+            for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(s + (size_t)h * T + t0 + 16 * c, mk[c], _mm512_mul_ps(a[h][c], sc));
+    }
+}
+
+INL void attn_pv(const int NH, int hd, int T, const float *s, const float *v, int ldv, const float *inv, float *o)
+{
+    for (int j0 = 0; j0 < hd; j0 += 64) {
+        __mmask16 mk[4];
+        __m512 a[4][4];
+        for (int c = 0; c < 4; c++) mk[c] = colmask(j0 + 16 * c, hd);
+        for (int h = 0; h < NH; h++)
+            for (int c = 0; c < 4; c++) a[h][c] = _mm512_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            const float *vr = v + (size_t)t * ldv + j0;
+            __m512 vv[4];
+            for (int c = 0; c < 4; c++) vv[c] = _mm512_maskz_loadu_ps(mk[c], vr + 16 * c);
+            for (int h = 0; h < NH; h++) {
+                __m512 pb = _mm512_set1_ps(s[(size_t)h * T + t]);
+                for (int c = 0; c < 4; c++) a[h][c] = _mm512_fmadd_ps(pb, vv[c], a[h][c]);
+            }
+        }
+        for (int h = 0; h < NH; h++)
+            for (int c = 0; c < 4; c++)
+                _mm512_mask_storeu_ps(o + (size_t)h * hd + j0 + 16 * c, mk[c], _mm512_mul_ps(a[h][c], _mm512_set1_ps(inv[h])));
+    }
+}
+
+/* s[t] = exp(s[t] - max s) over one row; returns 1 / sum */
+static float softmax_row(float *s, int T)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int t = 0; t < T; t += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, colmask(t, T), s + t));
+    mx = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    for (int t = 0; t < T; t += 16) {
+        __mmask16 k = colmask(t, T);
+        __m512 e = Sleef_expf16_u10avx512f(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + t), mx));
+        _mm512_mask_storeu_ps(s + t, k, e);
+        sum = _mm512_mask_add_ps(sum, k, sum, e);
+    }
+    return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+#define ATTN_HEADS(fn, nh, ...)                                                            \
+    switch (nh) {                                                                          \
+    case 4: fn(4, __VA_ARGS__); break;                                                     \
+    case 3: fn(3, __VA_ARGS__); break;                                                     \
+    case 2: fn(2, __VA_ARGS__); break;                                                     \
+    default: fn(1, __VA_ARGS__); break;                                                    \
+    }
+
+static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
+                 int ldv, float *s, float *o)
+{
+    for (int h0 = 0; h0 < nq; h0 += 4) {
+        int nh = nq - h0 < 4 ? nq - h0 : 4;
+        float inv[4], *sh = s + (size_t)h0 * T;
+        ATTN_HEADS(attn_qk, nh, hd, T, scale, q + (size_t)h0 * hd, kt, ldk, sh)
+        for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);
+        ATTN_HEADS(attn_pv, nh, hd, T, sh, v, ldv, inv, o + (size_t)h0 * hd)
     }
 }
 
@@ -355,7 +431,7 @@ INL void lut_panels(const int b, const int NP, const int TS, int kp, const float
 SPQ_LUT_GEMV(4)
 
 static const spq_kernels table = {
-    "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
     gemv_lut,
 };
 

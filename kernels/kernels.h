@@ -82,9 +82,15 @@ typedef struct {
     /* Peak probe: iters rounds of independent int8 dot-product instructions (the GEMM's
      * own: vpdpbusd, vpmaddwd, sdot); returns the int8 multiply-adds done. */
     double (*dot_spin)(long iters, int32_t *sink);
-    /* Attention inner loops: sum_j a[j] * b[j], and y[j] += a * x[j], for j < n. */
+    /* sum_j a[j] * b[j] for j < n. */
     float (*dot_f32)(const float *a, const float *b, int n);
-    void (*axpy_f32)(float a, const float *x, float *y, int n);
+    /* Causal attention of nq query heads that share one KV head, over keys t < T:
+     * o[h*hd + j] = sum_t softmax_t(scale * sum_d q[h*hd + d] * kt[d*ldk + t]) * v[t*ldv + j]
+     * for h < nq, j < hd. Keys are stored transposed (hd rows of ldk >= T floats) so that
+     * the scores vectorise over t and every load feeds all nq heads; s: nq * T floats of
+     * scratch. */
+    void (*attn)(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk,
+                 const float *v, int ldv, float *s, float *o);
     /* CMPQ look-up-table GEMV over one b-bit column class (LUT layout below):
      * acc[(p - p0) * 16 + r] += sum_k x[k] * T_k(code of row 16p + r, column k) for panels
      * p in [p0, p1); kp is a multiple of spq_lut_group(b); x has kp floats. tstride: floats

@@ -6,6 +6,7 @@
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#include <math.h>
 #include <sleef.h>
 #include <string.h>
 
@@ -214,11 +215,104 @@ static float dot_f32(const float *a, const float *b, int n)
     return r;
 }
 
-static void axpy_f32(float a, const float *x, float *y, int n)
+/* ---- attention (keys transposed: kt[d][t]) ----
+ * Scores: NH heads x 4*NV keys, NV key loads per d feed NH*NV FMAs; values: NH heads x 4*NV
+ * output floats. Blocks of 16, then 4; the last t (or j) % 4 run in scalar code. */
+static inline __attribute__((always_inline)) void attn_qk(const int NH, const int NV, int hd, int T, int t0,
+                                                          float scale, const float *q, const float *kt, int ldk,
+                                                          float *s)
 {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
-    for (; i < n; i++) y[i] += a * x[i];
+    float32x4_t a[4][4];
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < NV; c++) a[h][c] = vdupq_n_f32(0);
+    for (int d = 0; d < hd; d++) {
+        const float *kr = kt + (size_t)d * ldk + t0;
+        float32x4_t kv[4];
+        for (int c = 0; c < NV; c++) kv[c] = vld1q_f32(kr + 4 * c);
+        for (int h = 0; h < NH; h++) {
+            float qd = q[(size_t)h * hd + d];
+            for (int c = 0; c < NV; c++) a[h][c] = vfmaq_n_f32(a[h][c], kv[c], qd);
+        }
+    }
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < NV; c++) vst1q_f32(s + (size_t)h * T + t0 + 4 * c, vmulq_n_f32(a[h][c], scale));
+}
+
+static inline __attribute__((always_inline)) void attn_pv(const int NH, const int NV, int hd, int T, int j0,
+                                                          const float *s, const float *v, int ldv,
+                                                          const float *inv, float *o)
+{
+    float32x4_t a[4][4];
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < NV; c++) a[h][c] = vdupq_n_f32(0);
+    for (int t = 0; t < T; t++) {
+        const float *vr = v + (size_t)t * ldv + j0;
+        float32x4_t vv[4];
+        for (int c = 0; c < NV; c++) vv[c] = vld1q_f32(vr + 4 * c);
+        for (int h = 0; h < NH; h++) {
+            float p = s[(size_t)h * T + t];
+            for (int c = 0; c < NV; c++) a[h][c] = vfmaq_n_f32(a[h][c], vv[c], p);
+        }
+    }
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < NV; c++) vst1q_f32(o + (size_t)h * hd + j0 + 4 * c, vmulq_n_f32(a[h][c], inv[h]));
+}
+
+/* s[t] = exp(s[t] - max s) over one row; returns 1 / sum */
+static float softmax_row(float *s, int T)
+{
+    float32x4_t mv = vdupq_n_f32(-INFINITY), sv = vdupq_n_f32(0);
+    int t = 0;
+    for (; t + 4 <= T; t += 4) mv = vmaxq_f32(mv, vld1q_f32(s + t));
+    float mx = vmaxvq_f32(mv), sum;
+    for (; t < T; t++) mx = s[t] > mx ? s[t] : mx;
+    for (t = 0; t + 4 <= T; t += 4) {
+        float32x4_t e = Sleef_expf4_u10advsimd(vsubq_f32(vld1q_f32(s + t), vdupq_n_f32(mx)));
+        vst1q_f32(s + t, e);
+        sv = vaddq_f32(sv, e);
+    }
+    sum = vaddvq_f32(sv);
+    for (; t < T; t++) {
+        s[t] = Sleef_expf_u10(s[t] - mx);
+        sum += s[t];
+    }
+    return 1.0f / sum;
+}
+
+#define ATTN_HEADS(fn, nh, ...)                                                            \
+    switch (nh) {                                                                          \
+    case 4: fn(4, __VA_ARGS__); break;                                                     \
+    case 3: fn(3, __VA_ARGS__); break;                                                     \
+    case 2: fn(2, __VA_ARGS__); break;                                                     \
+    default: fn(1, __VA_ARGS__); break;                                                    \
+    }
+
+static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
+                 int ldv, float *s, float *o)
+{
+    for (int h0 = 0; h0 < nq; h0 += 4) {
+        int nh = nq - h0 < 4 ? nq - h0 : 4, t = 0, j = 0;
+        float inv[4], *sh = s + (size_t)h0 * T;
+        const float *qh = q + (size_t)h0 * hd;
+        float *oh = o + (size_t)h0 * hd;
+        for (; t + 16 <= T; t += 16) ATTN_HEADS(attn_qk, nh, 4, hd, T, t, scale, qh, kt, ldk, sh)
+        for (; t + 4 <= T; t += 4) ATTN_HEADS(attn_qk, nh, 1, hd, T, t, scale, qh, kt, ldk, sh)
+        for (; t < T; t++)
+            for (int h = 0; h < nh; h++) {
+                float a = 0.0f;
+                for (int d = 0; d < hd; d++) a += qh[(size_t)h * hd + d] * kt[(size_t)d * ldk + t];
+                sh[(size_t)h * T + t] = a * scale;
+            }
+        for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);
+        for (; j + 16 <= hd; j += 16) ATTN_HEADS(attn_pv, nh, 4, hd, T, j, sh, v, ldv, inv, oh)
+        for (; j + 4 <= hd; j += 4) ATTN_HEADS(attn_pv, nh, 1, hd, T, j, sh, v, ldv, inv, oh)
+        for (; j < hd; j++)
+            for (int h = 0; h < nh; h++) {
+                float a = 0.0f;
+                for (int tt = 0; tt < T; tt++) a += sh[(size_t)h * T + tt] * v[(size_t)tt * ldv + j];
+                oh[(size_t)h * hd + j] = a * inv[h];
+            }
+    }
 }
 
 /* ---- CMPQ look-up-table GEMV ----
@@ -268,11 +362,11 @@ static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32
 }
 
 static const spq_kernels table_dot = {
-    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
     gemv_lut,
 };
 static const spq_kernels table_plain = {
-    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_plain, dot_f32, axpy_f32,
+    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_plain, dot_f32, attn,
     gemv_lut,
 };
 

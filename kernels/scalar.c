@@ -107,9 +107,28 @@ static float dot_f32(const float *a, const float *b, int n)
     return s;
 }
 
-static void axpy_f32(float a, const float *x, float *y, int n)
+static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
+                 int ldv, float *s, float *o)
 {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
+    for (int h = 0; h < nq; h++) {
+        const float *qh = q + (size_t)h * hd;
+        float *sh = s + (size_t)h * T, mx = -INFINITY, sum = 0.0f;
+        for (int t = 0; t < T; t++) {
+            float a = 0.0f;
+            for (int d = 0; d < hd; d++) a += qh[d] * kt[(size_t)d * ldk + t];
+            sh[t] = a * scale;
+            mx = sh[t] > mx ? sh[t] : mx;
+        }
+        for (int t = 0; t < T; t++) {
+            sh[t] = Sleef_expf_u10(sh[t] - mx);
+            sum += sh[t];
+        }
+        for (int j = 0; j < hd; j++) {
+            float a = 0.0f;
+            for (int t = 0; t < T; t++) a += sh[t] * v[(size_t)t * ldv + j];
+            o[(size_t)h * hd + j] = a / sum;
+        }
+    }
 }
 
 /* The reference: decode each code with spq_lut_code and accumulate in order of k. */
@@ -130,7 +149,7 @@ static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32
 }
 
 static const spq_kernels table = {
-    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, axpy_f32,
+    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
     gemv_lut,
 };
 

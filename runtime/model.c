@@ -151,7 +151,7 @@ int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
     s->q = malloc(4 * B * q);
     s->hb = malloc(4 * B * H);
     s->hb2 = malloc(4 * B * H);
-    s->att = malloc(4 * (size_t)s->n_threads * (size_t)m->ctx);
+    s->att = malloc(4 * (size_t)s->n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)m->ctx);
     s->logits = malloc(4 * B * (size_t)p->vocab_size);
     s->xf = malloc(4 * B * kmax);
     s->xq = malloc(B * kmax);
@@ -230,33 +230,22 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
             const float *cs = m->rope_cos + (size_t)(pos + i) * half, *sn = m->rope_sin + (size_t)(pos + i) * half;
             for (int h = 0; h < nh; h++) rope(s->q + (size_t)i * qd + h * hd, cs, sn, half);
             for (int h = 0; h < nkv; h++) rope(s->hb + (size_t)i * kvd + h * hd, cs, sn, half);
-            memcpy(kc + (size_t)(pos + i) * kvd, s->hb + (size_t)i * kvd, 4 * (size_t)kvd);
+            for (int d = 0; d < kvd; d++) kc[(size_t)d * s->ctx + pos + i] = s->hb[(size_t)i * kvd + d];
             memcpy(vc + (size_t)(pos + i) * kvd, s->hb2 + (size_t)i * kvd, 4 * (size_t)kvd);
         }
-        /* causal grouped-query attention; each (token, head) is independent */
-#pragma omp parallel for schedule(dynamic, 1) if (M * nh > 1 && (pos + M) * M > 64)
-        for (int ih = 0; ih < M * nh; ih++) {
-            int i = ih / nh, h = ih % nh, T = pos + i + 1;
+        /* causal grouped-query attention: the grp query heads of one (token, KV head) share
+         * every key and value load; the longest rows go first so that threads end together */
+#pragma omp parallel for schedule(dynamic, 1) if (M * nkv > 1 && (long)(pos + M) * M * nh > 4096)
+        for (int r = M * nkv - 1; r >= 0; r--) {
+            int i = r / nkv, g = r % nkv;
 #ifdef _OPENMP
-            float *att = s->att + (size_t)omp_get_thread_num() * s->ctx;
+            float *att = s->att + (size_t)omp_get_thread_num() * grp * s->ctx;
 #else
             float *att = s->att;
 #endif
-            const float *q = s->q + (size_t)i * qd + h * hd;
-            const float *kb = kc + (h / grp) * hd, *vb = vc + (h / grp) * hd;
-            float mx = -INFINITY;
-            for (int t = 0; t < T; t++) {
-                att[t] = kern->dot_f32(q, kb + (size_t)t * kvd, hd) * att_scale;
-                mx = att[t] > mx ? att[t] : mx;
-            }
-            for (int t = 0; t < T; t++) att[t] -= mx;
-            kern->vexp(att, T);
-            float sum = 0.0f;
-            for (int t = 0; t < T; t++) sum += att[t];
-            float *o = s->xb + (size_t)i * qd + h * hd;
-            memset(o, 0, 4 * (size_t)hd);
-            float inv = 1.0f / sum;
-            for (int t = 0; t < T; t++) kern->axpy_f32(att[t] * inv, vb + (size_t)t * kvd, o, hd);
+            size_t qo = (size_t)i * qd + (size_t)g * grp * hd;
+            kern->attn(grp, hd, pos + i + 1, att_scale, s->q + qo, kc + (size_t)g * hd * s->ctx, s->ctx,
+                       vc + (size_t)g * hd, kvd, att, s->xb + qo);
         }
         record(s, l, SPQ_SITE_O, s->xb, M, qd);
         spq_linear_apply(&L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);

@@ -40,7 +40,7 @@ typedef struct {
 typedef struct {
     int max_batch, ctx, n_threads;
     float *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits, *xf;
-    float *kcache, *vcache; /* [layer][ctx][kv_dim] */
+    float *kcache, *vcache; /* keys [layer][kv_dim][ctx] (transposed for the attention kernel), values [layer][ctx][kv_dim] */
     int8_t *xq;
     struct spq_profile *prof; /* when set, linear inputs are recorded */
     const int *tokens;        /* the batch being run (for the profiler) */
