@@ -110,11 +110,24 @@ int spq_kern_available(const char **names, int max);
 /* A table by name (NULL when unsupported here). */
 const spq_kernels *spq_kern_get(const char *name);
 
-/* Threaded drivers: split output columns over OpenMP threads in blocks of 64. */
+/* Threaded drivers: output columns in blocks of 64; each OpenMP thread runs a contiguous
+ * range of blocks and then takes blocks from the back of the others' ranges. */
 void spq_gemm_q8(const spq_kernels *k, int M, int N, int K, const int8_t *x, const int8_t *w,
                  const int32_t *wsum, float scale, float *y, int ldy);
 void spq_gemm_f32(const spq_kernels *k, int M, int N, int K, const float *x, const float *w,
                   float *y, int ldy);
+/* One INT8 GEMM's weights and output, for several GEMMs on one input in one parallel region. */
+#define SPQ_GEMM_MAXN 4
+typedef struct {
+    int N;
+    const void *w;        /* packed weights (int8 panels for spq_gemm_q8_n) */
+    const int32_t *wsum;  /* per-column weight sums (INT8 only) */
+    float scale, *y;
+    int ldy;
+} spq_gemm_out;
+/* spq_gemm_q8 for n <= SPQ_GEMM_MAXN weight matrices sharing the quantised input x (q, k, v;
+ * gate, up): one fork/join and one load balance instead of n. */
+void spq_gemm_q8_n(const spq_kernels *k, int M, int K, const int8_t *x, const spq_gemm_out *outs, int n);
 void spq_gemm_f16(const spq_kernels *k, int M, int N, int K, const float *x, const uint16_t *w,
                   float *y, int ldy);
 void spq_gemm_e4m3(const spq_kernels *k, int M, int N, int K, const float *x, const uint8_t *w,

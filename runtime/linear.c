@@ -157,6 +157,15 @@ void spq_linear_apply_n(const spq_linear *const *ls, int n, const float *x, int 
 {
     const float *xin;
     float sa = prepare_input(ls[0], x, M, xq, xf, &xin);
+    int all_i8 = n <= SPQ_GEMM_MAXN;
+    for (int i = 0; i < n; i++) all_i8 &= ls[i]->kind == SPQ_I8;
+    if (all_i8) { /* q, k, v (or gate, up) in one parallel region: one fork/join, one balance */
+        spq_gemm_out outs[SPQ_GEMM_MAXN];
+        for (int i = 0; i < n; i++)
+            outs[i] = (spq_gemm_out){ls[i]->N, ls[i]->w, ls[i]->wsum, ls[i]->w_scale * sa, ys[i], ls[i]->N};
+        spq_gemm_q8_n(spq_kern(), M, ls[0]->K, xq, outs, n);
+        return;
+    }
     for (int i = 0; i < n; i++) run_prepared(ls[i], xin, xq, sa, M, ys[i], xf);
 }
 

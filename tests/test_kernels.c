@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(void)
@@ -234,6 +237,57 @@ static void attn_all(const spq_kernels *kt)
             for (int t = 0; t < 8; t++) check_attn(kt, nqs[i], hds[j], Ts[t]);
 }
 
+/* The threaded driver: several GEMMs on one input in one region, each thread's contiguous
+ * range then stealing from the others, for thread counts that do not divide the blocks:
+ * every output equals the scalar reference bit for bit. */
+static void test_gemm_driver(void **st)
+{
+    (void)st;
+    const spq_kernels *ref = spq_kernels_scalar(), *kt = spq_kern();
+    enum { K = 700, NM = 3 };
+    static const int Ns[NM] = {1000, 64, 333};
+    int kp = spq_kpad(K);
+    int8_t *w[NM], *wp[NM];
+    int32_t *ws[NM];
+    float *y0[NM], *y1[NM];
+    int8_t *x = calloc((size_t)5 * kp, 1);
+    for (int i = 0; i < 5 * kp; i++) x[i] = (int8_t)(i % kp < K ? rnd() & 0xff : 0);
+    for (int i = 0; i < NM; i++) {
+        w[i] = malloc((size_t)Ns[i] * K);
+        wp[i] = malloc(spq_pack_q8_size(Ns[i], K));
+        ws[i] = malloc(sizeof(int32_t) * (size_t)((Ns[i] + 15) / 16 * 16));
+        y0[i] = malloc(sizeof(float) * 5 * (size_t)Ns[i]);
+        y1[i] = malloc(sizeof(float) * 5 * (size_t)Ns[i]);
+        for (int j = 0; j < Ns[i] * K; j++) w[i][j] = (int8_t)(rnd() & 0xff);
+        spq_pack_q8(w[i], Ns[i], K, wp[i], ws[i]);
+    }
+    static const int threads[] = {1, 2, 3, 5, 8};
+    for (int ti = 0; ti < 5; ti++) {
+#ifdef _OPENMP
+        omp_set_num_threads(threads[ti]);
+#endif
+        for (int M = 1; M <= 5; M += 4) {
+            spq_gemm_out outs[NM];
+            for (int i = 0; i < NM; i++) {
+                ref->gemm_q8(M, Ns[i], kp, 0, Ns[i], x, wp[i], ws[i], 0.5f + (float)i, y0[i], Ns[i]);
+                memset(y1[i], 0xff, sizeof(float) * (size_t)M * Ns[i]);
+                outs[i] = (spq_gemm_out){Ns[i], wp[i], ws[i], 0.5f + (float)i, y1[i], Ns[i]};
+            }
+            spq_gemm_q8_n(kt, M, K, x, outs, NM);
+            for (int i = 0; i < NM; i++)
+                if (memcmp(y0[i], y1[i], sizeof(float) * (size_t)M * Ns[i])) {
+                    fprintf(stderr, "%s driver: %d threads M=%d matrix %d differs\n", kt->name, threads[ti], M, i);
+                    fail();
+                }
+        }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(omp_get_num_procs());
+#endif
+    for (int i = 0; i < NM; i++) { free(w[i]); free(wp[i]); free(ws[i]); free(y0[i]); free(y1[i]); }
+    free(x);
+}
+
 static void test_gemm_q8_bitexact(void **st) { (void)st; for_each_isa(q8_all); }
 static void test_gemv_lut(void **st) { (void)st; for_each_isa(lut_all); }
 static void test_gemm_float(void **st) { (void)st; for_each_isa(f_all); }
@@ -312,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_gemm_float),
         cmocka_unit_test(test_gemv_lut),
         cmocka_unit_test(test_attn),
+        cmocka_unit_test(test_gemm_driver),
         cmocka_unit_test(test_act_quant),
         cmocka_unit_test(test_fp8_codes),
     };
