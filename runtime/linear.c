@@ -96,10 +96,16 @@ static float prepare_input(const spq_linear *l, const float *x, int M, int8_t *x
     case SPQ_I8: {
         float sa = l->a_scale;
         if (sa <= 0) { /* dynamic per-tensor: absmax of the whole input */
-            float amax = k->absmax(x, (size_t)M * K);
+            float amax = 0.0f;
+#pragma omp parallel for schedule(static) reduction(max : amax) if (M >= 16)
+            for (int m = 0; m < M; m++) {
+                float a = k->absmax(x + (size_t)m * K, (size_t)K);
+                amax = a > amax ? a : amax;
+            }
             sa = amax > 0 ? amax / 127.0f : 1.0f;
         }
         float inv = 1.0f / sa;
+#pragma omp parallel for schedule(static) if (M >= 16)
         for (int m = 0; m < M; m++) k->quant_i8(x + (size_t)m * K, K, kp, inv, xq + (size_t)m * kp);
         return sa;
     }

@@ -204,6 +204,10 @@ static void record(spq_state *s, int l, int site, const float *x, int M, int K)
     if (s->prof) spq_profile_record(s->prof, l, site, x, M, K, s->tokens, s->pos);
 }
 
+/* Row-wise steps (norms, RoPE, SwiGLU, residuals) run on all threads from this many rows
+ * (a prefill chunk); a decode step's single row is not worth a fork/join. */
+#define ROWS_PAR 16
+
 int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits)
 {
     const spq_config *p = &m->cfg;
@@ -221,11 +225,13 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
         float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
 
         /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
+#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
         for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
         record(s, l, SPQ_SITE_QKV, s->xb, M, D);
         const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]};
         float *qkv_out[3] = {s->q, s->hb, s->hb2};
         spq_linear_apply_n(qkv, 3, s->xb, M, qkv_out, s->xq, s->xf);
+#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
         for (int i = 0; i < M; i++) {
             const float *cs = m->rope_cos + (size_t)(pos + i) * half, *sn = m->rope_sin + (size_t)(pos + i) * half;
             for (int h = 0; h < nh; h++) rope(s->q + (size_t)i * qd + h * hd, cs, sn, half);
@@ -249,23 +255,33 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
         }
         record(s, l, SPQ_SITE_O, s->xb, M, qd);
         spq_linear_apply(&L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);
-        for (size_t i = 0; i < (size_t)M * D; i++) s->x[i] += s->xb2[i];
 
         /* SwiGLU MLP: x += down(silu(gate(xb)) * up(xb)) */
-        for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->ffn_norm, D, p->norm_eps);
+#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
+        for (int i = 0; i < M; i++) {
+            float *xr = s->x + (size_t)i * D;
+            for (int j = 0; j < D; j++) xr[j] += s->xb2[(size_t)i * D + j];
+            rmsnorm(s->xb + (size_t)i * D, xr, L->ffn_norm, D, p->norm_eps);
+        }
         record(s, l, SPQ_SITE_GATEUP, s->xb, M, D);
         const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]};
         float *gu_out[2] = {s->hb, s->hb2};
         spq_linear_apply_n(gu, 2, s->xb, M, gu_out, s->xq, s->xf);
+#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
         for (int i = 0; i < M; i++) {
-            float *g = s->hb + (size_t)i * H, *u = s->hb2 + (size_t)i * H, *e = s->xf;
-            for (int j = 0; j < H; j++) e[j] = -g[j];
-            kern->vexp(e, H);
-            for (int j = 0; j < H; j++) g[j] = g[j] / (1.0f + e[j]) * u[j];
+            float *g = s->hb + (size_t)i * H, *u = s->hb2 + (size_t)i * H, e[256];
+            for (int j0 = 0; j0 < H; j0 += 256) {
+                int n = H - j0 < 256 ? H - j0 : 256;
+                for (int j = 0; j < n; j++) e[j] = -g[j0 + j];
+                kern->vexp(e, n);
+                for (int j = 0; j < n; j++) g[j0 + j] = g[j0 + j] / (1.0f + e[j]) * u[j0 + j];
+            }
         }
         record(s, l, SPQ_SITE_DOWN, s->hb, M, H);
         spq_linear_apply(&L->p[SPQ_DOWN], s->hb, M, s->xb, s->xq, s->xf);
-        for (size_t i = 0; i < (size_t)M * D; i++) s->x[i] += s->xb[i];
+#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < D; j++) s->x[(size_t)i * D + j] += s->xb[(size_t)i * D + j];
         record(s, l, SPQ_SITE_RESID, s->x, M, D);
     }
 
