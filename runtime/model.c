@@ -218,6 +218,11 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
     const float att_scale = 1.0f / sqrtf((float)hd);
     s->tokens = tokens;
     s->pos = pos;
+    /* s->att holds one score buffer per thread counted at spq_state_init: never more */
+    int att_threads = s->n_threads;
+#ifdef _OPENMP
+    att_threads = omp_get_max_threads() < att_threads ? omp_get_max_threads() : att_threads;
+#endif
     for (int i = 0; i < M; i++) embed_row(m->embed, tokens[i], D, s->x + (size_t)i * D);
 
     for (int l = 0; l < p->n_layers; l++) {
@@ -241,7 +246,7 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
         }
         /* causal grouped-query attention: the grp query heads of one (token, KV head) share
          * every key and value load; the longest rows go first so that threads end together */
-#pragma omp parallel for schedule(dynamic, 1) if (M * nkv > 1 && (long)(pos + M) * M * nh > 4096)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(att_threads) if (M * nkv > 1 && (long)(pos + M) * M * nh > 4096)
         for (int r = M * nkv - 1; r >= 0; r--) {
             int i = r / nkv, g = r % nkv;
 #ifdef _OPENMP

@@ -52,6 +52,8 @@ if cmp -s "$tmp/g1" "$tmp/g2" && cmp -s "$tmp/s1" "$tmp/s2" && [ -s "$tmp/s1" ];
 expect_ok "generation: " $S generate -m $M -p "import os" -n 8
 expect_ok "tg16" $S bench -m $M -p 0 -n 16 -r 1 -t 1 --no-roofline
 expect_ok "pp16" $S bench -m $M -p 16 -n 0 -r 1 -t 1 --no-roofline -o csv
+# more threads than cores, after a smaller count: threaded attention scratch is sized for both
+expect_ok "| 5 | pp200 " $S bench -m $M -p 200 -n 0 -r 1 -t 1,5 --no-roofline
 
 if [ -d "$SH/models/docs-llama-28m" ]; then
   D=$SH/models/docs-llama-28m

@@ -230,6 +230,9 @@ int cmd_bench(int argc, char **argv)
     int nt;
     int *ts = parse_list(tlist, &nt);
     spq_state s;
+    int tmax = 0;
+    for (int i = 0; i < nt; i++) tmax = ts[i] > tmax ? ts[i] : tmax;
+    set_threads(tmax); /* the state's per-thread scratch is sized for the largest count */
     if (spq_state_init(&s, &m, pp > 0 ? pp : 1)) die("out of memory");
     int nids = (pp > tg ? pp : tg) + 1; /* token ids for both tests (-p 0 or -n 0 allowed) */
     int *ids = malloc(sizeof(int) * (size_t)nids);
