@@ -182,9 +182,12 @@ static void run_job(gemm_job *j)
 
 void spq_gemm_q8_n(const spq_kernels *k, int M, int K, const int8_t *x, const spq_gemm_out *outs, int n)
 {
-    gemm_job j = {.k = k, .kind = JOB_Q8, .M = M, .K = K, .nmat = n, .x = x};
-    memcpy(j.mat, outs, sizeof *outs * (size_t)n);
-    run_job(&j);
+    for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* more than fit one job: several */
+        int c = n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN;
+        gemm_job j = {.k = k, .kind = JOB_Q8, .M = M, .K = K, .nmat = c, .x = x};
+        memcpy(j.mat, outs + i0, sizeof *outs * (size_t)c);
+        run_job(&j);
+    }
 }
 
 void spq_gemm_q8(const spq_kernels *k, int M, int N, int K, const int8_t *x, const int8_t *w,

@@ -125,8 +125,8 @@ typedef struct {
     float scale, *y;
     int ldy;
 } spq_gemm_out;
-/* spq_gemm_q8 for n <= SPQ_GEMM_MAXN weight matrices sharing the quantised input x (q, k, v;
- * gate, up): one fork/join and one load balance instead of n. */
+/* spq_gemm_q8 for n weight matrices sharing the quantised input x (q, k, v; gate, up): one
+ * fork/join and one load balance per SPQ_GEMM_MAXN of them instead of one per matrix. */
 void spq_gemm_q8_n(const spq_kernels *k, int M, int K, const int8_t *x, const spq_gemm_out *outs, int n);
 void spq_gemm_f16(const spq_kernels *k, int M, int N, int K, const float *x, const uint16_t *w,
                   float *y, int ldy);

@@ -163,7 +163,7 @@ void spq_linear_apply_n(const spq_linear *const *ls, int n, const float *x, int 
 {
     const float *xin;
     float sa = prepare_input(ls[0], x, M, xq, xf, &xin);
-    int all_i8 = n <= SPQ_GEMM_MAXN;
+    int all_i8 = n <= SPQ_GEMM_MAXN; /* outs[] below */
     for (int i = 0; i < n; i++) all_i8 &= ls[i]->kind == SPQ_I8;
     if (all_i8) { /* q, k, v (or gate, up) in one parallel region: one fork/join, one balance */
         spq_gemm_out outs[SPQ_GEMM_MAXN];
