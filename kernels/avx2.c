@@ -6,6 +6,7 @@
  * inputs broadcast as 4 x s16 leaves two partial sums per column, folded by vphaddd at
  * the end. Register tile: MR <= 4 tokens x one 16-column panel. */
 #include "kernels.h"
+#include "attn_driver.h"
 #include "lut_driver.h"
 
 #if defined(__x86_64__)
@@ -317,25 +318,7 @@ static float softmax_row(float *s, int T)
     return 1.0f / hsum8(sum);
 }
 
-#define ATTN_HEADS(fn, nh, ...)                                                            \
-    switch (nh) {                                                                          \
-    case 4: fn(4, __VA_ARGS__); break;                                                     \
-    case 3: fn(3, __VA_ARGS__); break;                                                     \
-    case 2: fn(2, __VA_ARGS__); break;                                                     \
-    default: fn(1, __VA_ARGS__); break;                                                    \
-    }
-
-static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
-                 int ldv, float *s, float *o)
-{
-    for (int h0 = 0; h0 < nq; h0 += 4) {
-        int nh = nq - h0 < 4 ? nq - h0 : 4;
-        float inv[4], *sh = s + (size_t)h0 * T;
-        ATTN_HEADS(attn_qk, nh, hd, T, scale, q + (size_t)h0 * hd, kt, ldk, sh)
-        for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);
-        ATTN_HEADS(attn_pv, nh, hd, T, sh, v, ldv, inv, o + (size_t)h0 * hd)
-    }
-}
+SPQ_ATTN
 
 /* ---- CMPQ look-up-table GEMV ----
  * vpermps ymm looks up 8 floats by bits 0..2 of each lane: enough for 2- and 3-bit tables

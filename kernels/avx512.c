@@ -7,6 +7,7 @@
  * Register tile: MR tokens x NP panels (<= 4 x 4 = 16 zmm accumulators); per k-quad
  * NP weight loads and MR 4-byte broadcasts feed MR*NP vpdpbusd. */
 #include "kernels.h"
+#include "attn_driver.h"
 #include "lut_driver.h"
 
 #if defined(__x86_64__)
@@ -361,25 +362,7 @@ static float softmax_row(float *s, int T)
     return 1.0f / _mm512_reduce_add_ps(sum);
 }
 
-#define ATTN_HEADS(fn, nh, ...)                                                            \
-    switch (nh) {                                                                          \
-    case 4: fn(4, __VA_ARGS__); break;                                                     \
-    case 3: fn(3, __VA_ARGS__); break;                                                     \
-    case 2: fn(2, __VA_ARGS__); break;                                                     \
-    default: fn(1, __VA_ARGS__); break;                                                    \
-    }
-
-static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
-                 int ldv, float *s, float *o)
-{
-    for (int h0 = 0; h0 < nq; h0 += 4) {
-        int nh = nq - h0 < 4 ? nq - h0 : 4;
-        float inv[4], *sh = s + (size_t)h0 * T;
-        ATTN_HEADS(attn_qk, nh, hd, T, scale, q + (size_t)h0 * hd, kt, ldk, sh)
-        for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);
-        ATTN_HEADS(attn_pv, nh, hd, T, sh, v, ldv, inv, o + (size_t)h0 * hd)
-    }
-}
+SPQ_ATTN
 
 /* ---- CMPQ look-up-table GEMV ----
  * vpermps looks up 16 floats by the low 4 bits of each lane. A column's codes sit at a

@@ -3,6 +3,7 @@
  * any ARMv8 core. A 16-byte k-quad chunk is 4 columns x 4 inputs: exactly one sdot
  * operand against the token's 4 inputs broadcast to every 32-bit lane. */
 #include "kernels.h"
+#include "attn_driver.h"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -278,14 +279,6 @@ static float softmax_row(float *s, int T)
     }
     return 1.0f / sum;
 }
-
-#define ATTN_HEADS(fn, nh, ...)                                                            \
-    switch (nh) {                                                                          \
-    case 4: fn(4, __VA_ARGS__); break;                                                     \
-    case 3: fn(3, __VA_ARGS__); break;                                                     \
-    case 2: fn(2, __VA_ARGS__); break;                                                     \
-    default: fn(1, __VA_ARGS__); break;                                                    \
-    }
 
 static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
                  int ldv, float *s, float *o)

@@ -1,0 +1,29 @@
+/* attn_driver.h — the attention entry point shared by the ISA files. Each defines
+ *   attn_qk(NH, ...), attn_pv(NH, ...)   (always inlined; NH heads, a compile-time 1..4)
+ * and, on x86, softmax_row(s, T) returning 1 / sum, then expands SPQ_ATTN: the dispatch
+ * table's attn, four query heads at a time. ATTN_HEADS picks the NH specialisation. */
+#ifndef SPQ_ATTN_DRIVER_H
+#define SPQ_ATTN_DRIVER_H
+
+#define ATTN_HEADS(fn, nh, ...)                                                            \
+    switch (nh) {                                                                          \
+    case 4: fn(4, __VA_ARGS__); break;                                                     \
+    case 3: fn(3, __VA_ARGS__); break;                                                     \
+    case 2: fn(2, __VA_ARGS__); break;                                                     \
+    default: fn(1, __VA_ARGS__); break;                                                    \
+    }
+
+#define SPQ_ATTN                                                                                       \
+    static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk,    \
+                     const float *v, int ldv, float *s, float *o)                                     \
+    {                                                                                                  \
+        for (int h0 = 0; h0 < nq; h0 += 4) {                                                           \
+            int nh = nq - h0 < 4 ? nq - h0 : 4;                                                        \
+            float inv[4], *sh = s + (size_t)h0 * T;                                                    \
+            ATTN_HEADS(attn_qk, nh, hd, T, scale, q + (size_t)h0 * hd, kt, ldk, sh)                    \
+            for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);                  \
+            ATTN_HEADS(attn_pv, nh, hd, T, sh, v, ldv, inv, o + (size_t)h0 * hd)                       \
+        }                                                                                              \
+    }
+
+#endif
