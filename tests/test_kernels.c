@@ -27,6 +27,7 @@ static uint32_t rnd(void)
 static const int shapes[][3] = { /* M, N, K */
     {1, 16, 4}, {1, 1, 1}, {1, 17, 5}, {3, 33, 67}, {4, 64, 64}, {5, 71, 130},
     {1, 129, 2051}, {7, 100, 257}, {9, 48, 1000}, {1, 8, 14336}, {2, 3, 14336},
+    {1, 40, 27}, {1, 100, 2060}, /* M = 1 with 3 panels in a block; 3 and 0 tail k-quads */
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
