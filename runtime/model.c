@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -13,6 +14,8 @@
 #include "runtime/model.h"
 #include "runtime/profiler.h"
 
+const char *const spq_step_names[SPQ_NSTEPS] = {"attn_norm", "qkv", "rope_kv", "attention", "o",
+                                                "ffn_norm", "gate_up", "swiglu", "down", "head"};
 const char *const spq_proj_names[SPQ_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 static const char *const proj_prefix[SPQ_NPROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
 
@@ -190,6 +193,22 @@ static void rope(float *v, const float *cs, const float *sn, int half)
     }
 }
 
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the wall time since *t to s->step_sec[step] and restarts *t (no-op when not timing). */
+static void lap(spq_state *s, int step, double *t)
+{
+    if (!s->step_sec) return;
+    double now = wall();
+    s->step_sec[step] += now - *t;
+    *t = now;
+}
+
 static void embed_row(const spq_tensor *t, int tok, int dim, float *out)
 {
     spq_tensor row = *t;
@@ -223,6 +242,7 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
 #ifdef _OPENMP
     att_threads = omp_get_max_threads() < att_threads ? omp_get_max_threads() : att_threads;
 #endif
+    double t = s->step_sec ? wall() : 0;
     for (int i = 0; i < M; i++) embed_row(m->embed, tokens[i], D, s->x + (size_t)i * D);
 
     for (int l = 0; l < p->n_layers; l++) {
@@ -232,10 +252,12 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
         /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
 #pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
         for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
+        lap(s, SPQ_STEP_ATTN_NORM, &t);
         record(s, l, SPQ_SITE_QKV, s->xb, M, D);
         const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]};
         float *qkv_out[3] = {s->q, s->hb, s->hb2};
         spq_linear_apply_n(qkv, 3, s->xb, M, qkv_out, s->xq, s->xf);
+        lap(s, SPQ_STEP_QKV, &t);
 #pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
         for (int i = 0; i < M; i++) {
             const float *cs = m->rope_cos + (size_t)(pos + i) * half, *sn = m->rope_sin + (size_t)(pos + i) * half;
@@ -244,6 +266,7 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
             for (int d = 0; d < kvd; d++) kc[(size_t)d * s->ctx + pos + i] = s->hb[(size_t)i * kvd + d];
             memcpy(vc + (size_t)(pos + i) * kvd, s->hb2 + (size_t)i * kvd, 4 * (size_t)kvd);
         }
+        lap(s, SPQ_STEP_ROPE, &t);
         /* causal grouped-query attention: the grp query heads of one (token, KV head) share
          * every key and value load; the longest rows go first so that threads end together */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(att_threads) if (M * nkv > 1 && (long)(pos + M) * M * nh > 4096)
@@ -258,8 +281,10 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
             kern->attn(grp, hd, pos + i + 1, att_scale, s->q + qo, kc + (size_t)g * hd * s->ctx, s->ctx,
                        vc + (size_t)g * hd, kvd, att, s->xb + qo);
         }
+        lap(s, SPQ_STEP_ATTN, &t);
         record(s, l, SPQ_SITE_O, s->xb, M, qd);
         spq_linear_apply(&L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);
+        lap(s, SPQ_STEP_O, &t);
 
         /* SwiGLU MLP: x += down(silu(gate(xb)) * up(xb)) */
 #pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
@@ -268,10 +293,12 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
             for (int j = 0; j < D; j++) xr[j] += s->xb2[(size_t)i * D + j];
             rmsnorm(s->xb + (size_t)i * D, xr, L->ffn_norm, D, p->norm_eps);
         }
+        lap(s, SPQ_STEP_FFN_NORM, &t);
         record(s, l, SPQ_SITE_GATEUP, s->xb, M, D);
         const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]};
         float *gu_out[2] = {s->hb, s->hb2};
         spq_linear_apply_n(gu, 2, s->xb, M, gu_out, s->xq, s->xf);
+        lap(s, SPQ_STEP_GATE_UP, &t);
 #pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
         for (int i = 0; i < M; i++) {
             float *g = s->hb + (size_t)i * H, *u = s->hb2 + (size_t)i * H, e[256];
@@ -282,16 +309,19 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
                 for (int j = 0; j < n; j++) g[j0 + j] = g[j0 + j] / (1.0f + e[j]) * u[j0 + j];
             }
         }
+        lap(s, SPQ_STEP_SWIGLU, &t);
         record(s, l, SPQ_SITE_DOWN, s->hb, M, H);
         spq_linear_apply(&L->p[SPQ_DOWN], s->hb, M, s->xb, s->xq, s->xf);
 #pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
         for (int i = 0; i < M; i++)
             for (int j = 0; j < D; j++) s->x[(size_t)i * D + j] += s->xb[(size_t)i * D + j];
+        lap(s, SPQ_STEP_DOWN, &t);
         record(s, l, SPQ_SITE_RESID, s->x, M, D);
     }
 
     int first = all_logits ? 0 : M - 1, rows = M - first;
     for (int i = first; i < M; i++) rmsnorm(s->xb + (size_t)(i - first) * D, s->x + (size_t)i * D, m->final_norm, D, p->norm_eps);
     spq_linear_apply(&m->head, s->xb, rows, s->logits, s->xq, s->xf);
+    lap(s, SPQ_STEP_HEAD, &t);
     return 0;
 }

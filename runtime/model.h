@@ -36,6 +36,11 @@ typedef struct {
     size_t linear_bytes;        /* weight bytes streamed per decoded token (all linears + head) */
 } spq_model;
 
+/* The steps of one forward pass, as timed when spq_state.step_sec is set. */
+enum { SPQ_STEP_ATTN_NORM, SPQ_STEP_QKV, SPQ_STEP_ROPE, SPQ_STEP_ATTN, SPQ_STEP_O, SPQ_STEP_FFN_NORM,
+       SPQ_STEP_GATE_UP, SPQ_STEP_SWIGLU, SPQ_STEP_DOWN, SPQ_STEP_HEAD, SPQ_NSTEPS };
+extern const char *const spq_step_names[SPQ_NSTEPS]; /* "attn_norm", "qkv", ... */
+
 /* Activations and the KV cache for up to max_batch tokens at once and ctx positions. */
 typedef struct {
     int max_batch, ctx, n_threads;
@@ -45,6 +50,7 @@ typedef struct {
     struct spq_profile *prof; /* when set, linear inputs are recorded */
     const int *tokens;        /* the batch being run (for the profiler) */
     int pos;
+    double *step_sec;         /* when set: wall seconds of each step (SPQ_NSTEPS), added over calls */
 } spq_state;
 
 /* Build a runnable model from a validated checkpoint; ctx <= 0 means cfg.max_seq.

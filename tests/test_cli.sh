@@ -54,6 +54,13 @@ expect_ok "tg16" $S bench -m $M -p 0 -n 16 -r 1 -t 1 --no-roofline
 expect_ok "pp16" $S bench -m $M -p 16 -n 0 -r 1 -t 1 --no-roofline -o csv
 # more threads than cores, after a smaller count: threaded attention scratch is sized for both
 expect_ok "| 5 | pp200 " $S bench -m $M -p 200 -n 0 -r 1 -t 1,5 --no-roofline
+# --timings: every step named, and the steps add up to most of (never more than) the time per token
+$S bench -m $M -p 8 -n 8 -r 2 -t 1 --no-roofline --timings -o csv >"$tmp/out" 2>"$tmp/err"
+if [ "$(grep -c 'ms per token: attn_norm .*qkv .*rope_kv .*attention .*, o .*ffn_norm .*gate_up .*swiglu .*down .*head .*; total' "$tmp/err")" -eq 2 ] &&
+   awk -F, 'NR == FNR { if (FNR > 1) ms[$7] = 1000 / $8; next }
+            { t = $0; sub(/.* total /, "", t); n = $0; sub(/,.*/, "", n); sub(/.* /, "", n);
+              if (!(n in ms) || t + 0 > 1.1 * ms[n] || t + 0 < 0.5 * ms[n]) bad = 1; seen++ }
+            END { exit bad || seen != 2 }' "$tmp/out" "$tmp/err"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --timings"; cat "$tmp/out" "$tmp/err"; fi
 
 if [ -d "$SH/models/docs-llama-28m" ]; then
   D=$SH/models/docs-llama-28m

@@ -165,17 +165,18 @@ int cmd_bench(int argc, char **argv)
 {
     const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
     double bits = 4.0;
-    int pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0;
+    int pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0, timings = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
             puts("usage: spikeq bench (-m MODEL | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
                  "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq [--bits 3.5]]\n"
                  "       [--spike-layers K [--spike-fp8]]\n"
-                 "       [--layers L] [--no-roofline] [-o md|json|csv]\n"
+                 "       [--layers L] [--no-roofline] [--timings] [-o md|json|csv]\n"
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
                  "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
-                 "random CMPQ linears of the size --bits gives (INT8 head).");
+                 "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
+                 "milliseconds per token of each step of the forward pass in each test.");
             return 0;
         }
         if (!strcmp(a, "-m") && v) path = argv[++i];
@@ -190,6 +191,7 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "--spike-layers") && v) spike_layers = (int)arg_int(a, argv[++i], 0, 1024);
         else if (!strcmp(a, "--spike-fp8")) spike_fp8 = 1;
         else if (!strcmp(a, "--no-roofline")) roofline = 0;
+        else if (!strcmp(a, "--timings")) timings = 1;
         else if (!strcmp(a, "-o") && v) fmt = argv[++i];
         else die("bench: unknown option %s", a);
     }
@@ -254,18 +256,29 @@ int cmd_bench(int argc, char **argv)
         for (int test = 0; test < 2; test++) {
             int n = test ? tg : pp;
             if (n <= 0) continue;
-            double *tps = malloc(sizeof(double) * (size_t)reps);
+            double *tps = malloc(sizeof(double) * (size_t)reps), step[SPQ_NSTEPS] = {0};
             for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
                 spq_err ce;
                 if (spq_ckpt_check(&c, &ce)) die_err(&ce);
+                s.step_sec = timings && r >= 0 ? step : NULL;
                 double t0 = now_s();
                 if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
                 else
                     for (int k = 0; k < tg; k++) spq_forward(&m, &s, ids + k, 1, k, 0);
                 if (r >= 0) tps[r] = n / (now_s() - t0);
             }
+            s.step_sec = NULL;
             stats(tps, reps, &means[test], &sds[test]);
             free(tps);
+            if (timings) { /* stderr: the tables on stdout stay machine-readable */
+                double tot = 0, per = 1e3 / ((double)reps * n);
+                for (int k = 0; k < SPQ_NSTEPS; k++) tot += step[k];
+                fprintf(stderr, "spikeq: %d thread(s) %s%d, ms per token:", ts[ti], test ? "tg" : "pp", n);
+                for (int k = 0; k < SPQ_NSTEPS; k++)
+                    fprintf(stderr, " %s %.3f (%.1f%%)%s", spq_step_names[k], step[k] * per, tot > 0 ? 100 * step[k] / tot : 0.0,
+                            k + 1 < SPQ_NSTEPS ? "," : "");
+                fprintf(stderr, "; total %.3f\n", tot * per);
+            }
         }
         if (roofline) {
             double bw2 = spq_probe_read_bw((size_t)1 << 30), peak2 = spq_probe_int8_macs(spq_kern());
