@@ -1,5 +1,6 @@
 /* attn_driver.h — the attention entry point shared by the ISA files. Each defines
- *   attn_qk(NH, ...), attn_pv(NH, ...)   (always inlined; NH heads, a compile-time 1..4)
+ *   attn_mm(NH, R, J, a, lda, b, ldb, mul, c): c[h][j] = mul[h] * sum_r a[h][r] * b[r][j]
+ *   (always inlined; NH heads, a compile-time 1..4; c's rows J long)
  * and, on x86, softmax_row(s, T) returning 1 / sum, then expands SPQ_ATTN: the dispatch
  * table's attn, four query heads at a time. ATTN_HEADS picks the NH specialisation. */
 #ifndef SPQ_ATTN_DRIVER_H
@@ -19,10 +20,10 @@
     {                                                                                                  \
         for (int h0 = 0; h0 < nq; h0 += 4) {                                                           \
             int nh = nq - h0 < 4 ? nq - h0 : 4;                                                        \
-            float inv[4], *sh = s + (size_t)h0 * T;                                                    \
-            ATTN_HEADS(attn_qk, nh, hd, T, scale, q + (size_t)h0 * hd, kt, ldk, sh)                    \
+            float inv[4], sc[4] = {scale, scale, scale, scale}, *sh = s + (size_t)h0 * T;              \
+            ATTN_HEADS(attn_mm, nh, hd, T, q + (size_t)h0 * hd, hd, kt, ldk, sc, sh)                   \
             for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);                  \
-            ATTN_HEADS(attn_pv, nh, hd, T, sh, v, ldv, inv, o + (size_t)h0 * hd)                       \
+            ATTN_HEADS(attn_mm, nh, T, hd, sh, T, v, ldv, inv, o + (size_t)h0 * hd)                    \
         }                                                                                              \
     }
 

@@ -240,50 +240,30 @@ static float dot_f32(const float *a, const float *b, int n)
 }
 
 /* ---- attention (keys transposed: kt[d][t]) ----
- * Scores: NH heads x 16 keys in 8 accumulators, 2 key loads per d; values: NH heads x 16
- * output floats, 2 value loads per t. Tails use masked loads and stores. */
-INL void attn_qk(const int NH, int hd, int T, float scale, const float *q, const float *kt, int ldk, float *s)
+ * Both products of attention are one shape, c[h][j] = mul[h] * sum_r a[h][r] * b[r][j] with
+ * c's rows J long: scores (a = q, r = d, b = kt, j = key) and outputs (a = probabilities,
+ * r = key, b = v, j = dim). NH heads x 16 columns in 8 accumulators, 2 loads of b per r.
+ * Tails use masked loads and stores. */
+INL void attn_mm(const int NH, int R, int J, const float *a, int lda, const float *b, int ldb, const float *mul,
+                 float *c)
 {
-    const __m256 sc = _mm256_set1_ps(scale);
-    for (int t0 = 0; t0 < T; t0 += 16) {
-        __m256i mk[2] = {maskn(T - t0), maskn(T - t0 - 8)};
-        __m256 a[4][2];
-        for (int h = 0; h < NH; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
-        for (int d = 0; d < hd; d++) {
-            const float *kr = kt + (size_t)d * ldk + t0;
-            __m256 k0 = _mm256_maskload_ps(kr, mk[0]), k1 = _mm256_maskload_ps(kr + 8, mk[1]);
+    for (int j0 = 0; j0 < J; j0 += 16) {
+        __m256i mk[2] = {maskn(J - j0), maskn(J - j0 - 8)};
+        __m256 acc[4][2];
+        for (int h = 0; h < NH; h++) acc[h][0] = acc[h][1] = _mm256_setzero_ps();
+        for (int r = 0; r < R; r++) {
+            const float *br = b + (size_t)r * ldb + j0;
+            __m256 b0 = _mm256_maskload_ps(br, mk[0]), b1 = _mm256_maskload_ps(br + 8, mk[1]);
             for (int h = 0; h < NH; h++) {
-                __m256 qb = _mm256_broadcast_ss(q + (size_t)h * hd + d);
-                a[h][0] = _mm256_fmadd_ps(qb, k0, a[h][0]);
-                a[h][1] = _mm256_fmadd_ps(qb, k1, a[h][1]);
+                __m256 ab = _mm256_broadcast_ss(a + (size_t)h * lda + r);
+                acc[h][0] = _mm256_fmadd_ps(ab, b0, acc[h][0]);
+                acc[h][1] = _mm256_fmadd_ps(ab, b1, acc[h][1]);
             }
         }
         for (int h = 0; h < NH; h++) {
-            store8(s + (size_t)h * T + t0, _mm256_mul_ps(a[h][0], sc), T - t0);
-            store8(s + (size_t)h * T + t0 + 8, _mm256_mul_ps(a[h][1], sc), T - t0 - 8);
-        }
-    }
-}
-
-INL void attn_pv(const int NH, int hd, int T, const float *s, const float *v, int ldv, const float *inv, float *o)
-{
-    for (int j0 = 0; j0 < hd; j0 += 16) {
-        __m256i mk[2] = {maskn(hd - j0), maskn(hd - j0 - 8)};
-        __m256 a[4][2];
-        for (int h = 0; h < NH; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
-        for (int t = 0; t < T; t++) {
-            const float *vr = v + (size_t)t * ldv + j0;
-            __m256 v0 = _mm256_maskload_ps(vr, mk[0]), v1 = _mm256_maskload_ps(vr + 8, mk[1]);
-            for (int h = 0; h < NH; h++) {
-                __m256 pb = _mm256_broadcast_ss(s + (size_t)h * T + t);
-                a[h][0] = _mm256_fmadd_ps(pb, v0, a[h][0]);
-                a[h][1] = _mm256_fmadd_ps(pb, v1, a[h][1]);
-            }
-        }
-        for (int h = 0; h < NH; h++) {
-            __m256 iv = _mm256_set1_ps(inv[h]);
-            store8(o + (size_t)h * hd + j0, _mm256_mul_ps(a[h][0], iv), hd - j0);
-            store8(o + (size_t)h * hd + j0 + 8, _mm256_mul_ps(a[h][1], iv), hd - j0 - 8);
+            __m256 m = _mm256_set1_ps(mul[h]);
+            store8(c + (size_t)h * J + j0, _mm256_mul_ps(acc[h][0], m), J - j0);
+            store8(c + (size_t)h * J + j0 + 8, _mm256_mul_ps(acc[h][1], m), J - j0 - 8);
         }
     }
 }

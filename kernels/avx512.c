@@ -304,51 +304,31 @@ static float dot_f32(const float *a, const float *b, int n)
 }
 
 /* ---- attention (keys transposed: kt[d][t]) ----
- * Scores: NH heads x 64 keys in 16 accumulators; per d, 4 key loads feed 4*NH FMAs.
- * Values: NH heads x 64 output floats; per t, 4 value loads feed 4*NH FMAs. */
-INL void attn_qk(const int NH, int hd, int T, float scale, const float *q, const float *kt, int ldk, float *s)
+ * Both products of attention are one shape, c[h][j] = mul[h] * sum_r a[h][r] * b[r][j] with
+ * c's rows J long: scores (a = q, r = d, b = kt, j = key) and outputs (a = probabilities,
+ * r = key, b = v, j = dim). NH heads x 64 columns in 16 accumulators; per r, 4 loads of b
+ * feed 4*NH FMAs. */
+INL void attn_mm(const int NH, int R, int J, const float *a, int lda, const float *b, int ldb, const float *mul,
+                 float *c)
 {
-    const __m512 sc = _mm512_set1_ps(scale);
-    for (int t0 = 0; t0 < T; t0 += 64) {
+    for (int j0 = 0; j0 < J; j0 += 64) {
         __mmask16 mk[4];
-        __m512 a[4][4];
-        for (int c = 0; c < 4; c++) mk[c] = colmask(t0 + 16 * c, T);
+        __m512 acc[4][4];
+        for (int k = 0; k < 4; k++) mk[k] = colmask(j0 + 16 * k, J);
         for (int h = 0; h < NH; h++)
-            for (int c = 0; c < 4; c++) a[h][c] = _mm512_setzero_ps();
-        for (int d = 0; d < hd; d++) {
-            const float *kr = kt + (size_t)d * ldk + t0;
-            __m512 kv[4];
-            for (int c = 0; c < 4; c++) kv[c] = _mm512_maskz_loadu_ps(mk[c], kr + 16 * c);
+            for (int k = 0; k < 4; k++) acc[h][k] = _mm512_setzero_ps();
+        for (int r = 0; r < R; r++) {
+            const float *br = b + (size_t)r * ldb + j0;
+            __m512 bv[4];
+            for (int k = 0; k < 4; k++) bv[k] = _mm512_maskz_loadu_ps(mk[k], br + 16 * k);
             for (int h = 0; h < NH; h++) {
-                __m512 qb = _mm512_set1_ps(q[(size_t)h * hd + d]);
-                for (int c = 0; c < 4; c++) a[h][c] = _mm512_fmadd_ps(qb, kv[c], a[h][c]);
+                __m512 ab = _mm512_set1_ps(a[(size_t)h * lda + r]);
+                for (int k = 0; k < 4; k++) acc[h][k] = _mm512_fmadd_ps(ab, bv[k], acc[h][k]);
             }
         }
         for (int h = 0; h < NH; h++)
-            for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(s + (size_t)h * T + t0 + 16 * c, mk[c], _mm512_mul_ps(a[h][c], sc));
-    }
-}
-
-INL void attn_pv(const int NH, int hd, int T, const float *s, const float *v, int ldv, const float *inv, float *o)
-{
-    for (int j0 = 0; j0 < hd; j0 += 64) {
-        __mmask16 mk[4];
-        __m512 a[4][4];
-        for (int c = 0; c < 4; c++) mk[c] = colmask(j0 + 16 * c, hd);
-        for (int h = 0; h < NH; h++)
-            for (int c = 0; c < 4; c++) a[h][c] = _mm512_setzero_ps();
-        for (int t = 0; t < T; t++) {
-            const float *vr = v + (size_t)t * ldv + j0;
-            __m512 vv[4];
-            for (int c = 0; c < 4; c++) vv[c] = _mm512_maskz_loadu_ps(mk[c], vr + 16 * c);
-            for (int h = 0; h < NH; h++) {
-                __m512 pb = _mm512_set1_ps(s[(size_t)h * T + t]);
-                for (int c = 0; c < 4; c++) a[h][c] = _mm512_fmadd_ps(pb, vv[c], a[h][c]);
-            }
-        }
-        for (int h = 0; h < NH; h++)
-            for (int c = 0; c < 4; c++)
-                _mm512_mask_storeu_ps(o + (size_t)h * hd + j0 + 16 * c, mk[c], _mm512_mul_ps(a[h][c], _mm512_set1_ps(inv[h])));
+            for (int k = 0; k < 4; k++)
+                _mm512_mask_storeu_ps(c + (size_t)h * J + j0 + 16 * k, mk[k], _mm512_mul_ps(acc[h][k], _mm512_set1_ps(mul[h])));
     }
 }
 

@@ -217,46 +217,42 @@ static float dot_f32(const float *a, const float *b, int n)
 }
 
 /* ---- attention (keys transposed: kt[d][t]) ----
- * Scores: NH heads x 4*NV keys, NV key loads per d feed NH*NV FMAs; values: NH heads x 4*NV
- * output floats. Blocks of 16, then 4; the last t (or j) % 4 run in scalar code. */
-static inline __attribute__((always_inline)) void attn_qk(const int NH, const int NV, int hd, int T, int t0,
-                                                          float scale, const float *q, const float *kt, int ldk,
-                                                          float *s)
+ * Both products of attention are one shape, c[h][j] = mul[h] * sum_r a[h][r] * b[r][j] with
+ * c's rows J long: scores (a = q, r = d, b = kt, j = key) and outputs (a = probabilities,
+ * r = key, b = v, j = dim). attn_mm: NH heads x 4*NV columns from j0, NV loads of b per r
+ * feed NH*NV FMAs; attn_rows: blocks of 16, then 4; the last J % 4 in scalar code. */
+static inline __attribute__((always_inline)) void attn_mm(const int NH, const int NV, int R, int J, int j0,
+                                                          const float *a, int lda, const float *b, int ldb,
+                                                          const float *mul, float *c)
 {
-    float32x4_t a[4][4];
+    float32x4_t acc[4][4];
     for (int h = 0; h < NH; h++)
-        for (int c = 0; c < NV; c++) a[h][c] = vdupq_n_f32(0);
-    for (int d = 0; d < hd; d++) {
-        const float *kr = kt + (size_t)d * ldk + t0;
-        float32x4_t kv[4];
-        for (int c = 0; c < NV; c++) kv[c] = vld1q_f32(kr + 4 * c);
+        for (int k = 0; k < NV; k++) acc[h][k] = vdupq_n_f32(0);
+    for (int r = 0; r < R; r++) {
+        const float *br = b + (size_t)r * ldb + j0;
+        float32x4_t bv[4];
+        for (int k = 0; k < NV; k++) bv[k] = vld1q_f32(br + 4 * k);
         for (int h = 0; h < NH; h++) {
-            float qd = q[(size_t)h * hd + d];
-            for (int c = 0; c < NV; c++) a[h][c] = vfmaq_n_f32(a[h][c], kv[c], qd);
+            float ar = a[(size_t)h * lda + r];
+            for (int k = 0; k < NV; k++) acc[h][k] = vfmaq_n_f32(acc[h][k], bv[k], ar);
         }
     }
     for (int h = 0; h < NH; h++)
-        for (int c = 0; c < NV; c++) vst1q_f32(s + (size_t)h * T + t0 + 4 * c, vmulq_n_f32(a[h][c], scale));
+        for (int k = 0; k < NV; k++) vst1q_f32(c + (size_t)h * J + j0 + 4 * k, vmulq_n_f32(acc[h][k], mul[h]));
 }
 
-static inline __attribute__((always_inline)) void attn_pv(const int NH, const int NV, int hd, int T, int j0,
-                                                          const float *s, const float *v, int ldv,
-                                                          const float *inv, float *o)
+static void attn_rows(int nh, int R, int J, const float *a, int lda, const float *b, int ldb, const float *mul,
+                      float *c)
 {
-    float32x4_t a[4][4];
-    for (int h = 0; h < NH; h++)
-        for (int c = 0; c < NV; c++) a[h][c] = vdupq_n_f32(0);
-    for (int t = 0; t < T; t++) {
-        const float *vr = v + (size_t)t * ldv + j0;
-        float32x4_t vv[4];
-        for (int c = 0; c < NV; c++) vv[c] = vld1q_f32(vr + 4 * c);
-        for (int h = 0; h < NH; h++) {
-            float p = s[(size_t)h * T + t];
-            for (int c = 0; c < NV; c++) a[h][c] = vfmaq_n_f32(a[h][c], vv[c], p);
+    int j = 0;
+    for (; j + 16 <= J; j += 16) ATTN_HEADS(attn_mm, nh, 4, R, J, j, a, lda, b, ldb, mul, c)
+    for (; j + 4 <= J; j += 4) ATTN_HEADS(attn_mm, nh, 1, R, J, j, a, lda, b, ldb, mul, c)
+    for (; j < J; j++)
+        for (int h = 0; h < nh; h++) {
+            float acc = 0.0f;
+            for (int r = 0; r < R; r++) acc += a[(size_t)h * lda + r] * b[(size_t)r * ldb + j];
+            c[(size_t)h * J + j] = acc * mul[h];
         }
-    }
-    for (int h = 0; h < NH; h++)
-        for (int c = 0; c < NV; c++) vst1q_f32(o + (size_t)h * hd + j0 + 4 * c, vmulq_n_f32(a[h][c], inv[h]));
 }
 
 /* s[t] = exp(s[t] - max s) over one row; returns 1 / sum */
@@ -284,27 +280,11 @@ static void attn(int nq, int hd, int T, float scale, const float *q, const float
                  int ldv, float *s, float *o)
 {
     for (int h0 = 0; h0 < nq; h0 += 4) {
-        int nh = nq - h0 < 4 ? nq - h0 : 4, t = 0, j = 0;
-        float inv[4], *sh = s + (size_t)h0 * T;
-        const float *qh = q + (size_t)h0 * hd;
-        float *oh = o + (size_t)h0 * hd;
-        for (; t + 16 <= T; t += 16) ATTN_HEADS(attn_qk, nh, 4, hd, T, t, scale, qh, kt, ldk, sh)
-        for (; t + 4 <= T; t += 4) ATTN_HEADS(attn_qk, nh, 1, hd, T, t, scale, qh, kt, ldk, sh)
-        for (; t < T; t++)
-            for (int h = 0; h < nh; h++) {
-                float a = 0.0f;
-                for (int d = 0; d < hd; d++) a += qh[(size_t)h * hd + d] * kt[(size_t)d * ldk + t];
-                sh[(size_t)h * T + t] = a * scale;
-            }
+        int nh = nq - h0 < 4 ? nq - h0 : 4;
+        float inv[4], sc[4] = {scale, scale, scale, scale}, *sh = s + (size_t)h0 * T;
+        attn_rows(nh, hd, T, q + (size_t)h0 * hd, hd, kt, ldk, sc, sh);
         for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);
-        for (; j + 16 <= hd; j += 16) ATTN_HEADS(attn_pv, nh, 4, hd, T, j, sh, v, ldv, inv, oh)
-        for (; j + 4 <= hd; j += 4) ATTN_HEADS(attn_pv, nh, 1, hd, T, j, sh, v, ldv, inv, oh)
-        for (; j < hd; j++)
-            for (int h = 0; h < nh; h++) {
-                float a = 0.0f;
-                for (int tt = 0; tt < T; tt++) a += sh[(size_t)h * T + tt] * v[(size_t)tt * ldv + j];
-                oh[(size_t)h * hd + j] = a * inv[h];
-            }
+        attn_rows(nh, T, hd, sh, T, v, ldv, inv, o + (size_t)h0 * hd);
     }
 }
 
