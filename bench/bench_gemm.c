@@ -1,6 +1,8 @@
 /* bench_gemm.c — INT8 W8A8 GEMV/GEMM speed per ISA on TinyLlama-1.1B and LLaMA-2-7B layer
  * shapes, beside this machine's limits measured in the same run.
- * usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv (M = 1 only)]
+ * usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv (M = 1 only)] [--sync]
+ * --sync instead times what joins the threads between steps: an OpenMP fork/join, an
+ * OpenMP barrier, and the forward pass's team barrier (kernels/team.h).
  * GEMV (M = 1) rotates over enough copies of the weights (>= 512 MiB) that every call
  * streams from DRAM: its figure of merit is GB/s of weights vs the read-bandwidth probe.
  * GEMM (M = 512) is compute-bound: int8 MAC/s vs the dot-product peak probe. */
@@ -20,6 +22,44 @@ static int cmp_d(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Microseconds per fork/join, per OpenMP barrier and per team barrier (median of reps). */
+static void bench_sync(int threads, int reps)
+{
+    enum { N = 20000 };
+    double t[3][64];
+    reps = reps < 64 ? reps : 64;
+    for (int r = 0; r < reps; r++) {
+        double t0 = spq_now();
+        for (int i = 0; i < N; i++) {
+#pragma omp parallel
+            __asm__ __volatile__("");
+        }
+        double t1 = spq_now();
+#pragma omp parallel
+        for (int i = 0; i < N; i++) {
+#pragma omp barrier
+        }
+        double t2 = spq_now();
+        spq_team tm;
+        spq_team_init(&tm, threads);
+#pragma omp parallel
+        {
+            spq_thr th = {&tm, 0, 1};
+#ifdef _OPENMP
+            th = (spq_thr){&tm, omp_get_thread_num(), omp_get_num_threads()};
+#endif
+            for (int i = 0; i < N; i++) spq_team_sync(&th);
+        }
+        double t3 = spq_now();
+        t[0][r] = (t1 - t0) / N * 1e6;
+        t[1][r] = (t2 - t1) / N * 1e6;
+        t[2][r] = (t3 - t2) / N * 1e6;
+    }
+    for (int i = 0; i < 3; i++) qsort(t[i], (size_t)reps, sizeof(double), cmp_d);
+    printf("| join | us (median of %d) |\n|---|---:|\n| OpenMP fork/join | %.3f |\n| OpenMP barrier | %.3f |\n"
+           "| team barrier (spq_team_sync) | %.3f |\n", reps, t[0][reps / 2], t[1][reps / 2], t[2][reps / 2]);
+}
+
 static const struct { const char *name; int N, K; } SHAPES[] = {
     {"tinyllama q/o 2048x2048", 2048, 2048},  {"tinyllama k/v 256x2048", 256, 2048},
     {"tinyllama gate/up 5632x2048", 5632, 2048}, {"tinyllama down 2048x5632", 2048, 5632},
@@ -31,13 +71,14 @@ int main(int argc, char **argv)
 {
     int threads = 0, reps = 7;
     const char *only = NULL;
-    int gemv_only = 0;
+    int gemv_only = 0, sync = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--gemv")) gemv_only = 1;
-        else { fprintf(stderr, "usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv]\n"); return 2; }
+        else if (!strcmp(argv[i], "--sync")) sync = 1;
+        else { fprintf(stderr, "usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv] [--sync]\n"); return 2; }
     }
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
@@ -46,6 +87,11 @@ int main(int argc, char **argv)
     threads = 1;
 #endif
     if (reps < 1) reps = 1;
+    if (sync) {
+        printf("# threads %d\n", threads);
+        bench_sync(threads, reps);
+        return 0;
+    }
     double bw = spq_probe_read_bw((size_t)1 << 30);
     printf("# threads %d; read bandwidth probe (1 GiB, streaming loads): %.1f GB/s\n", threads, bw / 1e9);
     const char *names[8];

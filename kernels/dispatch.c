@@ -1,6 +1,7 @@
 /* dispatch.c — pick the best kernel table for this CPU once; thread the GEMM drivers.
  * The table pointer is the project's only global (see DEVELOPERS.md). */
 #include "kernels.h"
+#include "kernels/team.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -97,9 +98,7 @@ const spq_kernels *spq_kern(void)
 /* Column blocks of 64 (4 panels) are the unit of work: big enough to amortise the
  * activation loads, small enough to balance 16 threads on a 2048-wide layer. */
 #define BLK 64
-#define MAX_SPANS 256
 
-enum { JOB_Q8, JOB_F32, JOB_F16, JOB_E4M3 };
 /* One or more GEMMs on the same input, their column blocks numbered one after another. */
 typedef struct {
     const spq_kernels *k;
@@ -116,38 +115,21 @@ static void run_block(const gemm_job *j, int b)
     const spq_gemm_out *o = &j->mat[i];
     int N = o->N, n0 = (b - j->b0[i]) * BLK, n1 = n0 + BLK < N ? n0 + BLK : N, kp = spq_kpad(j->K);
     switch (j->kind) {
-    case JOB_Q8: j->k->gemm_q8(j->M, N, kp, n0, n1, j->x, o->w, o->wsum, o->scale, o->y, o->ldy); break;
-    case JOB_F32: j->k->gemm_f32(j->M, N, j->K, n0, n1, j->x, o->w, o->y, o->ldy); break;
-    case JOB_F16: j->k->gemm_f16(j->M, N, j->K, n0, n1, j->x, o->w, o->y, o->ldy); break;
+    case SPQ_GEMM_Q8: j->k->gemm_q8(j->M, N, kp, n0, n1, j->x, o->w, o->wsum, o->scale, o->y, o->ldy); break;
+    case SPQ_GEMM_F32: j->k->gemm_f32(j->M, N, j->K, n0, n1, j->x, o->w, o->y, o->ldy); break;
+    case SPQ_GEMM_F16: j->k->gemm_f16(j->M, N, j->K, n0, n1, j->x, o->w, o->y, o->ldy); break;
     default: j->k->gemm_e4m3(j->M, N, kp, n0, n1, j->x, o->w, o->scale, o->y, o->ldy); break;
     }
 }
 
-/* A thread's remaining blocks [front, back) packed in one word, on its own cache line. */
-typedef struct {
-    _Atomic uint64_t fb;
-    char pad[56];
-} span;
-
-static int take(span *s, int from_back)
-{
-    uint64_t v = atomic_load(&s->fb);
-    for (;;) {
-        uint32_t f = (uint32_t)v, bk = (uint32_t)(v >> 32);
-        if (f >= bk) return -1;
-        uint64_t nv = from_back ? ((uint64_t)(bk - 1) << 32 | f) : ((uint64_t)bk << 32 | (f + 1));
-        if (atomic_compare_exchange_weak(&s->fb, &v, nv)) return from_back ? (int)bk - 1 : (int)f;
-    }
-}
-
-/* Each thread owns a contiguous range of blocks and runs it front to back, so that its
- * weights are one long sequential read, as in the read-bandwidth probe, instead of blocks
- * dealt out one at a time, which interleave the threads' streams. A thread that finishes
- * early (the other core was busy: these machines are shared) takes blocks from the back of
- * the others' ranges instead of waiting at the barrier. With q/k/v and gate/up in one job
- * each (spq_gemm_q8_n), TinyLlama-shaped decode at 2 threads went from a median 46.3 to
- * 50.3 t/s (6 alternating runs of tg64). */
-static void run_job(gemm_job *j)
+/* The blocks go through the team's work loop: each thread owns a contiguous range and runs
+ * it front to back, so that its weights are one long sequential read, as in the
+ * read-bandwidth probe, instead of blocks dealt out one at a time, which interleave the
+ * threads' streams; a thread that finishes early takes blocks from the back of the others'
+ * ranges instead of waiting at the barrier. With q/k/v and gate/up in one job each,
+ * TinyLlama-shaped decode at 2 threads went from a median 46.3 to 50.3 t/s (6 alternating
+ * runs of tg64). */
+static void run_job(const spq_thr *t, gemm_job *j)
 {
     long work = 0;
     j->b0[0] = 0;
@@ -155,70 +137,78 @@ static void run_job(gemm_job *j)
         j->b0[i + 1] = j->b0[i] + (j->mat[i].N + BLK - 1) / BLK;
         work += (long)j->M * j->mat[i].N * j->K;
     }
-    int nb = j->b0[j->nmat], nt = 1;
+    int nb = j->b0[j->nmat];
+    if (t->nt == 1 || nb < 2 || work <= 200000) { /* too small to share */
+        if (t->id == 0)
+            for (int b = 0; b < nb; b++) run_block(j, b);
+    } else {
+        spq_loop lp;
+        spq_loop_begin(t, nb, &lp);
+        for (int b; (b = spq_loop_next(t, &lp)) >= 0;) run_block(j, b);
+    }
+    spq_team_sync(t);
+}
+
+void spq_gemm_team(const spq_thr *t, const spq_kernels *k, int kind, int M, int K, const void *x,
+                   const spq_gemm_out *outs, int n)
+{
+    for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* more than fit one job: several */
+        int c = n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN;
+        gemm_job j = {.k = k, .kind = kind, .M = M, .K = K, .nmat = c, .x = x};
+        memcpy(j.mat, outs + i0, sizeof *outs * (size_t)c);
+        run_job(t, &j);
+    }
+}
+
+/* The standalone drivers: a team of all OpenMP threads for one call. */
+static void run_alone(int kind, const spq_kernels *k, int M, int K, const void *x, const spq_gemm_out *outs, int n)
+{
+    int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
-    nt = nt < nb ? nt : nb;
-    nt = nt < MAX_SPANS ? nt : MAX_SPANS;
-    if (nt <= 1 || work <= 200000) {
-        for (int b = 0; b < nb; b++) run_block(j, b);
-        return;
-    }
-    span sp[MAX_SPANS];
-    for (int t = 0; t < nt; t++)
-        atomic_init(&sp[t].fb, (uint64_t)((long)nb * (t + 1) / nt) << 32 | (uint64_t)((long)nb * t / nt));
-#pragma omp parallel num_threads(nt)
+    spq_team tm;
+    spq_team_init(&tm, nt);
+#pragma omp parallel num_threads(tm.nt)
     {
-        int t = 0, b;
+        spq_thr t = {&tm, 0, tm.nt};
 #ifdef _OPENMP
-        t = omp_get_thread_num();
+        t.id = omp_get_thread_num();
+        t.nt = omp_get_num_threads(); /* the team may be smaller than asked */
 #endif
-        while ((b = take(&sp[t], 0)) >= 0) run_block(j, b);
-        for (int o = 1; o < nt; o++)
-            while ((b = take(&sp[(t + o) % nt], 1)) >= 0) run_block(j, b);
+        spq_gemm_team(&t, k, kind, M, K, x, outs, n);
     }
 }
 
 void spq_gemm_q8_n(const spq_kernels *k, int M, int K, const int8_t *x, const spq_gemm_out *outs, int n)
 {
-    for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* more than fit one job: several */
-        int c = n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN;
-        gemm_job j = {.k = k, .kind = JOB_Q8, .M = M, .K = K, .nmat = c, .x = x};
-        memcpy(j.mat, outs + i0, sizeof *outs * (size_t)c);
-        run_job(&j);
-    }
+    run_alone(SPQ_GEMM_Q8, k, M, K, x, outs, n);
 }
 
 void spq_gemm_q8(const spq_kernels *k, int M, int N, int K, const int8_t *x, const int8_t *w,
                  const int32_t *wsum, float scale, float *y, int ldy)
 {
     spq_gemm_out o = {N, w, wsum, scale, y, ldy};
-    spq_gemm_q8_n(k, M, K, x, &o, 1);
-}
-
-static void run1(const spq_kernels *k, int kind, int M, int N, int K, const void *x, const void *w, float scale,
-                 float *y, int ldy)
-{
-    gemm_job j = {.k = k, .kind = kind, .M = M, .K = K, .nmat = 1, .x = x};
-    j.mat[0] = (spq_gemm_out){N, w, NULL, scale, y, ldy};
-    run_job(&j);
+    run_alone(SPQ_GEMM_Q8, k, M, K, x, &o, 1);
 }
 
 void spq_gemm_f32(const spq_kernels *k, int M, int N, int K, const float *x, const float *w,
                   float *y, int ldy)
 {
-    run1(k, JOB_F32, M, N, K, x, w, 1.0f, y, ldy);
+    spq_gemm_out o = {N, w, NULL, 1.0f, y, ldy};
+    run_alone(SPQ_GEMM_F32, k, M, K, x, &o, 1);
 }
 
 void spq_gemm_f16(const spq_kernels *k, int M, int N, int K, const float *x, const uint16_t *w,
                   float *y, int ldy)
 {
-    run1(k, JOB_F16, M, N, K, x, w, 1.0f, y, ldy);
+    spq_gemm_out o = {N, w, NULL, 1.0f, y, ldy};
+    run_alone(SPQ_GEMM_F16, k, M, K, x, &o, 1);
 }
 
 void spq_gemm_e4m3(const spq_kernels *k, int M, int N, int K, const float *x, const uint8_t *w,
                    float scale, float *y, int ldy)
 {
-    run1(k, JOB_E4M3, M, N, K, x, w, scale, y, ldy);
+    spq_gemm_out o = {N, w, NULL, scale, y, ldy};
+    run_alone(SPQ_GEMM_E4M3, k, M, K, x, &o, 1);
 }

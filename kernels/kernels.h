@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/team.h"
+
 #define SPQ_NR 16 /* output columns per weight panel */
 
 /* Bytes in an INT8/FP8 panel-packed matrix of N outputs by K inputs. */
@@ -110,8 +112,10 @@ int spq_kern_available(const char **names, int max);
 /* A table by name (NULL when unsupported here). */
 const spq_kernels *spq_kern_get(const char *name);
 
-/* Threaded drivers: output columns in blocks of 64; each OpenMP thread runs a contiguous
- * range of blocks and then takes blocks from the back of the others' ranges. */
+/* Threaded drivers: output columns in blocks of 64 through a team's work loop (team.h):
+ * each thread runs a contiguous range of blocks, then takes blocks from the back of the
+ * others' ranges. These run one call on all OpenMP threads; spq_gemm_team runs inside a
+ * team that spans several steps. */
 void spq_gemm_q8(const spq_kernels *k, int M, int N, int K, const int8_t *x, const int8_t *w,
                  const int32_t *wsum, float scale, float *y, int ldy);
 void spq_gemm_f32(const spq_kernels *k, int M, int N, int K, const float *x, const float *w,
@@ -132,6 +136,12 @@ void spq_gemm_f16(const spq_kernels *k, int M, int N, int K, const float *x, con
                   float *y, int ldy);
 void spq_gemm_e4m3(const spq_kernels *k, int M, int N, int K, const float *x, const uint8_t *w,
                    float scale, float *y, int ldy);
+enum { SPQ_GEMM_Q8, SPQ_GEMM_F32, SPQ_GEMM_F16, SPQ_GEMM_E4M3 }; /* weight formats */
+/* outs[i].y = outs[i].scale * x W_i^T (scale unused for F32/F16) for n matrices of one kind
+ * on one input x (int8 [M][kpad(K)] for Q8, float [M][K] for F32/F16, [M][kpad(K)] for
+ * E4M3). Every thread of t's team calls it; it returns after a team barrier. */
+void spq_gemm_team(const spq_thr *t, const spq_kernels *k, int kind, int M, int K, const void *x,
+                   const spq_gemm_out *outs, int n);
 
 /* Per-ISA tables (NULL-returning where not compiled in). */
 const spq_kernels *spq_kernels_scalar(void);

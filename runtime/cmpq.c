@@ -5,9 +5,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "kernels/kernels.h"
 
@@ -246,64 +243,60 @@ static float outliers_row(const spq_cmpq_rt *r, int n, const float *xr)
     return s;
 }
 
-void spq_cmpq_apply(const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs)
+/* one block of 4 panels (64 rows) of the decode GEMV for M < 4 input rows */
+static void gemv_block(const spq_cmpq_rt *r, const float *x, int M, float *y, const float *xs, int blk)
 {
     const spq_kernels *k = spq_kern();
     int N = (int)r->h.N, K = (int)r->h.K, np = (N + 15) / 16;
-    permute_input(r, x, M, xs, M < 4);
-    if (M < 4) {
-        /* decode: blocks of 4 panels (64 rows) per task, as the INT8 GEMV */
-        int nb = (np + 3) / 4;
-#pragma omp parallel for schedule(dynamic, 1) if (nb > 1 && (long)N * K > 200000)
-        for (int blk = 0; blk < nb; blk++) {
-            int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
-            for (int m = 0; m < M; m++) {
-                float acc[64] = {0};
-                for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
-                    if (!r->h.kc[c]) continue;
-                    int sh = c < 3 && r->colscale[c];
-                    k->gemv_lut(spq_cmpq_bits[c], r->L.kp[c], p0, p1, xs + (size_t)m * r->kt + r->xoff[c], r->codes[c],
-                                sh ? r->shtab[c] : r->tab[c], sh ? 0 : 16, acc);
-                }
-                for (int n = 16 * p0; n < 16 * p1 && n < N; n++)
-                    y[(size_t)m * N + n] = acc[n - 16 * p0] + outliers_row(r, n, x + (size_t)m * K);
-            }
+    int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
+    for (int m = 0; m < M; m++) {
+        float acc[64] = {0};
+        for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
+            if (!r->h.kc[c]) continue;
+            int sh = c < 3 && r->colscale[c];
+            k->gemv_lut(spq_cmpq_bits[c], r->L.kp[c], p0, p1, xs + (size_t)m * r->kt + r->xoff[c], r->codes[c],
+                        sh ? r->shtab[c] : r->tab[c], sh ? 0 : 16, acc);
         }
-        return;
+        for (int n = 16 * p0; n < 16 * p1 && n < N; n++)
+            y[(size_t)m * N + n] = acc[n - 16 * p0] + outliers_row(r, n, x + (size_t)m * K);
     }
-    /* prefill: dequantise blocks of 4 panels (64 rows) to [4][kt][16] float tiles (the float
-     * GEMM's panel layout) and multiply all M rows by them; one tile per thread, allocated
-     * once per call */
-    int nt = 1, nb = (np + 3) / 4;
-#ifdef _OPENMP
-    nt = omp_get_max_threads();
-#endif
-    size_t ts = up64(sizeof(float) * (size_t)r->kt * 64);
-    float *tiles = aligned_alloc(64, ts * (size_t)nt);
-    if (!tiles) { /* no memory for tiles: the GEMV path, row by row */
+}
+
+/* prefill: dequantise one block of 4 panels (64 rows) to a [4][kt][16] float tile (the
+ * float GEMM's panel layout) and multiply all M rows by it */
+static void gemm_block(const spq_cmpq_rt *r, const float *xs, int M, float *y, float *tile, int blk)
+{
+    int N = (int)r->h.N, np = (N + 15) / 16;
+    int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
+    for (int p = p0; p < p1; p++)
+        for (int c = 0; c < SPQ_CMPQ_NCLS; c++)
+            dequant_panel(r, c, p, tile + ((size_t)(p - p0) * r->kt + (size_t)r->xoff[c]) * 16);
+    int n0 = 16 * p0, nr = N - n0 < 64 ? N - n0 : 64;
+    for (int n = n0; n < n0 + nr; n++) /* outliers join the tile: the GEMM applies them */
+        for (uint32_t i = r->rowptr[n]; i < r->rowptr[n + 1]; i++)
+            tile[((size_t)(n / 16 - p0) * r->kt + (size_t)r->pos[r->col[i]]) * 16 + n % 16] += r->val[i];
+    spq_kern()->gemm_f32(M, nr, r->kt, 0, nr, xs, tile, y + n0, N);
+}
+
+void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs)
+{
+    int N = (int)r->h.N, K = (int)r->h.K, nb = ((N + 15) / 16 + 3) / 4, r0, r1;
+    spq_team_sync(t); /* every row of x is complete */
+    spq_split(t, M, &r0, &r1);
+    permute_input(r, x + (size_t)r0 * K, r1 - r0, xs + (size_t)r0 * r->kt, M < 4);
+    /* prefill: one tile per thread, allocated once per call */
+    float *tile = M < 4 ? NULL : aligned_alloc(64, up64(sizeof(float) * (size_t)r->kt * 64));
+    if (spq_team_max(t, M >= 4 && !tile) > 0) { /* a thread has no tile: the GEMV path, 3 rows at a time */
+        free(tile);
         for (int m = 0; m < M; m += 3)
-            spq_cmpq_apply(r, x + (size_t)m * K, M - m < 3 ? M - m : 3, y + (size_t)m * N, xs);
+            spq_cmpq_apply(t, r, x + (size_t)m * K, M - m < 3 ? M - m : 3, y + (size_t)m * N, xs);
         return;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        int t = 0;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
-        float *tile = tiles + ts / sizeof(float) * (size_t)t;
-#pragma omp for schedule(dynamic, 1)
-        for (int blk = 0; blk < nb; blk++) {
-            int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
-            for (int p = p0; p < p1; p++)
-                for (int c = 0; c < SPQ_CMPQ_NCLS; c++)
-                    dequant_panel(r, c, p, tile + ((size_t)(p - p0) * r->kt + (size_t)r->xoff[c]) * 16);
-            int n0 = 16 * p0, nr = N - n0 < 64 ? N - n0 : 64;
-            for (int n = n0; n < n0 + nr; n++) /* outliers join the tile: the GEMM applies them */
-                for (uint32_t i = r->rowptr[n]; i < r->rowptr[n + 1]; i++)
-                    tile[((size_t)(n / 16 - p0) * r->kt + (size_t)r->pos[r->col[i]]) * 16 + n % 16] += r->val[i];
-            k->gemm_f32(M, nr, r->kt, 0, nr, xs, tile, y + n0, N);
-        }
-    }
-    free(tiles);
+    spq_loop lp; /* (spq_team_max above: every row of xs is complete) */
+    spq_loop_begin(t, nb, &lp);
+    for (int blk; (blk = spq_loop_next(t, &lp)) >= 0;)
+        if (M < 4) gemv_block(r, x, M, y, xs, blk);
+        else gemm_block(r, xs, M, y, tile, blk);
+    free(tile);
+    spq_team_sync(t);
 }

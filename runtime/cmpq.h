@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/team.h"
 #include "runtime/error.h"
 
 enum { SPQ_CMPQ_COLUMN = 0, SPQ_CMPQ_SHARED = 1 };
@@ -81,8 +82,10 @@ void spq_cmpq_rt_free(spq_cmpq_rt *r);
 /* Floats of scratch spq_cmpq_apply needs per input row. */
 int spq_cmpq_row_scratch(const spq_cmpq_rt *r);
 /* y[M][N] = x[M][K] W^T. xs: M * spq_cmpq_row_scratch floats. M < 4: LUT GEMV per row;
- * else each 16-row panel is dequantised to FP32 and multiplied by the float GEMM. */
-void spq_cmpq_apply(const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs);
+ * else each 64-row block is dequantised to FP32 and multiplied by the float GEMM (3 rows
+ * at a time through the GEMV when out of memory for that). Every thread of t's team calls
+ * it; it returns after a team barrier. */
+void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs);
 
 /* ---- quantiser (cmpq_fit.c) ---- */
 typedef struct {

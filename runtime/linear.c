@@ -72,110 +72,110 @@ void spq_linear_free(spq_linear *l)
     memset(l, 0, sizeof *l);
 }
 
-/* Round activations to FP8 E4M3 with one per-tensor scale (absmax -> 448), as the
- * paper's W8A8-FP8 setting does, writing [M][kp] rows. */
-static void round_e4m3(const float *x, int M, int K, int kp, float *out)
+/* The largest |x| over all M rows of x[M][K], each thread scanning its rows r0..r1. */
+static float team_absmax(const spq_thr *t, const float *x, int r0, int r1, int K)
 {
     const spq_kernels *k = spq_kern();
-    float amax = k->absmax(x, (size_t)M * K);
+    float amax = 0.0f;
+    for (int m = r0; m < r1; m++) {
+        float a = k->absmax(x + (size_t)m * K, (size_t)K);
+        amax = a > amax ? a : amax;
+    }
+    return spq_team_max(t, amax);
+}
+
+/* Round rows r0..r1 of x to FP8 E4M3 with one per-tensor scale (absmax of all rows ->
+ * 448), as the paper's W8A8-FP8 setting does, writing [M][kp] rows. */
+static void round_e4m3(const spq_thr *t, const float *x, int r0, int r1, int K, int kp, float *out)
+{
+    float amax = team_absmax(t, x, r0, r1, K);
     float s = amax > 0 ? amax / 448.0f : 1.0f;
-    for (int m = 0; m < M; m++) {
+    for (int m = r0; m < r1; m++) {
         for (int i = 0; i < K; i++) out[(size_t)m * kp + i] = spq_e4m3_to_f32(spq_f32_to_e4m3(x[(size_t)m * K + i] / s)) * s;
         for (int i = K; i < kp; i++) out[(size_t)m * kp + i] = 0;
     }
 }
 
 /* Bring x into the form l's GEMM reads: INT8 codes in xq (returning the activation
- * scale), or FP16/FP8-rounded / K-padded floats in xf. *xin is what float GEMMs read. */
-static float prepare_input(const spq_linear *l, const float *x, int M, int8_t *xq, float *xf, const float **xin)
+ * scale), or FP16/FP8-rounded / K-padded floats in xf. *xin is what float GEMMs read.
+ * Each thread converts its rows (spq_split over M) and reads only those of x; the team
+ * syncs before returning. */
+static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x, int M, int8_t *xq, float *xf,
+                           const float **xin)
 {
     const spq_kernels *k = spq_kern();
-    int K = l->K, kp = spq_kpad(K);
+    int K = l->K, kp = spq_kpad(K), r0, r1;
+    float sa = 1.0f;
+    spq_split(t, M, &r0, &r1);
     *xin = x;
     switch (l->kind) {
     case SPQ_I8: {
-        float sa = l->a_scale;
+        sa = l->a_scale;
         if (sa <= 0) { /* dynamic per-tensor: absmax of the whole input */
-            float amax = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : amax) if (M >= 16)
-            for (int m = 0; m < M; m++) {
-                float a = k->absmax(x + (size_t)m * K, (size_t)K);
-                amax = a > amax ? a : amax;
-            }
+            float amax = team_absmax(t, x, r0, r1, K);
             sa = amax > 0 ? amax / 127.0f : 1.0f;
         }
         float inv = 1.0f / sa;
-#pragma omp parallel for schedule(static) if (M >= 16)
-        for (int m = 0; m < M; m++) k->quant_i8(x + (size_t)m * K, K, kp, inv, xq + (size_t)m * kp);
-        return sa;
+        for (int m = r0; m < r1; m++) k->quant_i8(x + (size_t)m * K, K, kp, inv, xq + (size_t)m * kp);
+        break;
     }
     case SPQ_E4M3:
-        if (l->act_fmt == SPQ_E4M3) round_e4m3(x, M, K, kp, xf);
+        if (l->act_fmt == SPQ_E4M3) round_e4m3(t, x, r0, r1, K, kp, xf);
         else
-            for (int m = 0; m < M; m++) {
+            for (int m = r0; m < r1; m++) {
                 memcpy(xf + (size_t)m * kp, x + (size_t)m * K, 4 * (size_t)K);
                 for (int i = K; i < kp; i++) xf[(size_t)m * kp + i] = 0;
             }
         *xin = xf;
-        return 1.0f;
+        break;
     case SPQ_F16:
         if (l->act_fmt == SPQ_F16) {
-            for (size_t i = 0; i < (size_t)M * K; i++) xf[i] = spq_f16_to_f32(spq_f32_to_f16(x[i]));
+            for (size_t i = (size_t)r0 * K; i < (size_t)r1 * K; i++) xf[i] = spq_f16_to_f32(spq_f32_to_f16(x[i]));
             *xin = xf;
         } else if (l->act_fmt == SPQ_E4M3) {
-            round_e4m3(x, M, K, K, xf);
+            round_e4m3(t, x, r0, r1, K, K, xf);
             *xin = xf;
         }
-        return 1.0f;
+        break;
     default:
-        return 1.0f;
+        break;
     }
+    spq_team_sync(t);
+    return sa;
 }
 
-/* y = prepared input x W^T */
-static void run_prepared(const spq_linear *l, const float *xin, const int8_t *xq, float sa, int M, float *y,
-                         float *xf_scratch)
+void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
+                        float *const *ys, int8_t *xq, float *xf)
 {
-    const spq_kernels *k = spq_kern();
-    int K = l->K, N = l->N;
-    switch (l->kind) {
-    case SPQ_CMPQ: /* xf: scratch for the permuted input */
-        spq_cmpq_apply(l->w, xin, M, y, (float *)xf_scratch);
-        return;
-    case SPQ_I8:
-        spq_gemm_q8(k, M, N, K, xq, l->w, l->wsum, l->w_scale * sa, y, N);
-        return;
-    case SPQ_E4M3:
-        spq_gemm_e4m3(k, M, N, K, xin, l->w, l->w_scale, y, N);
-        return;
-    case SPQ_F16:
-        spq_gemm_f16(k, M, N, K, xin, l->w, y, N);
-        if (l->w_scale != 1.0f)
-            for (size_t i = 0; i < (size_t)M * N; i++) y[i] *= l->w_scale;
-        return;
-    default:
-        spq_gemm_f32(k, M, N, K, xin, l->w, y, N);
+    if (ls[0]->kind == SPQ_CMPQ) { /* weight-only: each reads x itself (xf: its scratch) */
+        for (int i = 0; i < n; i++) spq_cmpq_apply(t, ls[i]->w, x, M, ys[i], xf);
         return;
     }
-}
-
-void spq_linear_apply_n(const spq_linear *const *ls, int n, const float *x, int M, float *const *ys, int8_t *xq, float *xf)
-{
     const float *xin;
-    float sa = prepare_input(ls[0], x, M, xq, xf, &xin);
-    int all_i8 = n <= SPQ_GEMM_MAXN; /* outs[] below */
-    for (int i = 0; i < n; i++) all_i8 &= ls[i]->kind == SPQ_I8;
-    if (all_i8) { /* q, k, v (or gate, up) in one parallel region: one fork/join, one balance */
-        spq_gemm_out outs[SPQ_GEMM_MAXN];
-        for (int i = 0; i < n; i++)
-            outs[i] = (spq_gemm_out){ls[i]->N, ls[i]->w, ls[i]->wsum, ls[i]->w_scale * sa, ys[i], ls[i]->N};
-        spq_gemm_q8_n(spq_kern(), M, ls[0]->K, xq, outs, n);
-        return;
+    float sa = prepare_input(t, ls[0], x, M, xq, xf, &xin);
+    int kind = ls[0]->kind == SPQ_I8 ? SPQ_GEMM_Q8 : ls[0]->kind == SPQ_E4M3 ? SPQ_GEMM_E4M3
+             : ls[0]->kind == SPQ_F16 ? SPQ_GEMM_F16 : SPQ_GEMM_F32;
+    spq_gemm_out outs[SPQ_GEMM_MAXN];
+    for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* q, k, v (or gate, up): one job, one balance */
+        int c = n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN;
+        for (int i = 0; i < c; i++) {
+            const spq_linear *l = ls[i0 + i];
+            outs[i] = (spq_gemm_out){l->N, l->w, l->wsum, l->w_scale * (kind == SPQ_GEMM_Q8 ? sa : 1.0f), ys[i0 + i], l->N};
+        }
+        spq_gemm_team(t, spq_kern(), kind, M, ls[0]->K, kind == SPQ_GEMM_Q8 ? (const void *)xq : xin, outs, c);
     }
-    for (int i = 0; i < n; i++) run_prepared(ls[i], xin, xq, sa, M, ys[i], xf);
+    /* F16 weights stored with a scale (E5M2 widened): applied to each thread's rows */
+    if (kind == SPQ_GEMM_F16) {
+        int r0, r1;
+        spq_split(t, M, &r0, &r1);
+        for (int i = 0; i < n; i++)
+            if (ls[i]->w_scale != 1.0f)
+                for (size_t j = (size_t)r0 * ls[i]->N; j < (size_t)r1 * ls[i]->N; j++) ys[i][j] *= ls[i]->w_scale;
+        spq_team_sync(t);
+    }
 }
 
-void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf)
+void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf)
 {
-    spq_linear_apply_n(&l, 1, x, M, &y, xq, xf);
+    spq_linear_apply_n(t, &l, 1, x, M, &y, xq, xf);
 }

@@ -200,10 +200,11 @@ static double wall(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Adds the wall time since *t to s->step_sec[step] and restarts *t (no-op when not timing). */
+/* Adds the wall time since *t to s->step_sec[step] and restarts *t (no-op when s is NULL,
+ * a thread other than the timing one, or when not timing). */
 static void lap(spq_state *s, int step, double *t)
 {
-    if (!s->step_sec) return;
+    if (!s || !s->step_sec) return;
     double now = wall();
     s->step_sec[step] += now - *t;
     *t = now;
@@ -218,110 +219,148 @@ static void embed_row(const spq_tensor *t, int tok, int dim, float *out)
     spq_tensor_to_f32(&row, out);
 }
 
-static void record(spq_state *s, int l, int site, const float *x, int M, int K)
+/* Hands a linear's input x[M][K] to the profiler when profiling: thread 0 records, after
+ * a team barrier when other threads wrote rows of x since the last one (sync). */
+static void record(const spq_thr *t, spq_state *s, int l, int site, const float *x, int M, int K, int sync)
 {
-    if (s->prof) spq_profile_record(s->prof, l, site, x, M, K, s->tokens, s->pos);
+    if (!s->prof) return;
+    if (sync) spq_team_sync(t);
+    if (t->id == 0) spq_profile_record(s->prof, l, site, x, M, K, s->tokens, s->pos);
 }
 
-/* Row-wise steps (norms, RoPE, SwiGLU, residuals) run on all threads from this many rows
- * (a prefill chunk); a decode step's single row is not worth a fork/join. */
-#define ROWS_PAR 16
+/* SwiGLU on one chunk of up to 256 of a row's H values: g = silu(g) * u. Chunks start
+ * at multiples of 256 in every row whatever the thread count, so that the vector exp
+ * sees the same lanes (its scalar tail may round differently). */
+static void swiglu_chunk(const spq_kernels *kern, float *g, const float *u, int n)
+{
+    float e[256];
+    for (int j = 0; j < n; j++) e[j] = -g[j];
+    kern->vexp(e, n);
+    for (int j = 0; j < n; j++) g[j] = g[j] / (1.0f + e[j]) * u[j];
+}
 
-int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits)
+/* One thread's part of spq_forward: every thread of the team runs this, top to bottom.
+ * Row-wise steps take the thread's rows (spq_split over M: thread 0 has a decode step's
+ * single row) or an even share of smaller items (heads, chunks); each step that reads
+ * what other threads wrote follows a team barrier. Thread 0 times (lead) and profiles. */
+static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, const int *tokens, int M, int pos,
+                           int all_logits)
 {
     const spq_config *p = &m->cfg;
     const spq_kernels *kern = spq_kern();
-    if (M < 1 || M > s->max_batch || pos < 0 || pos + M > s->ctx) return -1;
     const int D = p->dim, hd = p->head_dim, half = hd / 2, nh = p->n_heads, nkv = p->n_kv_heads;
-    const int qd = nh * hd, kvd = nkv * hd, H = p->hidden_dim, grp = nh / nkv;
+    const int qd = nh * hd, kvd = nkv * hd, H = p->hidden_dim, grp = nh / nkv, nch = (H + 255) / 256;
     const float att_scale = 1.0f / sqrtf((float)hd);
-    s->tokens = tokens;
-    s->pos = pos;
-    /* s->att holds one score buffer per thread counted at spq_state_init: never more */
-    int att_threads = s->n_threads;
-#ifdef _OPENMP
-    att_threads = omp_get_max_threads() < att_threads ? omp_get_max_threads() : att_threads;
-#endif
-    double t = s->step_sec ? wall() : 0;
-    for (int i = 0; i < M; i++) embed_row(m->embed, tokens[i], D, s->x + (size_t)i * D);
+    spq_state *lead = t->id == 0 ? s : NULL; /* timing and profiling: thread 0 only */
+    float *att = s->att + (size_t)t->id * grp * s->ctx;
+    int r0, r1, i0, i1;
+    spq_split(t, M, &r0, &r1);
+    double tm = lead && s->step_sec ? wall() : 0;
+    for (int i = r0; i < r1; i++) embed_row(m->embed, tokens[i], D, s->x + (size_t)i * D);
 
     for (int l = 0; l < p->n_layers; l++) {
         const spq_layer *L = &m->layers[l];
         float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
 
         /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
-#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
-        for (int i = 0; i < M; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
-        lap(s, SPQ_STEP_ATTN_NORM, &t);
-        record(s, l, SPQ_SITE_QKV, s->xb, M, D);
+        for (int i = r0; i < r1; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
+        lap(lead, SPQ_STEP_ATTN_NORM, &tm);
+        record(t, s, l, SPQ_SITE_QKV, s->xb, M, D, 1);
         const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]};
         float *qkv_out[3] = {s->q, s->hb, s->hb2};
-        spq_linear_apply_n(qkv, 3, s->xb, M, qkv_out, s->xq, s->xf);
-        lap(s, SPQ_STEP_QKV, &t);
-#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
-        for (int i = 0; i < M; i++) {
+        spq_linear_apply_n(t, qkv, 3, s->xb, M, qkv_out, s->xq, s->xf);
+        lap(lead, SPQ_STEP_QKV, &tm);
+        /* items: (token, head) over the nh query heads, then the nkv key heads with their
+         * cache writes */
+        spq_split(t, M * (nh + nkv), &i0, &i1);
+        for (int it = i0; it < i1; it++) {
+            int i = it / (nh + nkv), h = it % (nh + nkv);
             const float *cs = m->rope_cos + (size_t)(pos + i) * half, *sn = m->rope_sin + (size_t)(pos + i) * half;
-            for (int h = 0; h < nh; h++) rope(s->q + (size_t)i * qd + h * hd, cs, sn, half);
-            for (int h = 0; h < nkv; h++) rope(s->hb + (size_t)i * kvd + h * hd, cs, sn, half);
-            for (int d = 0; d < kvd; d++) kc[(size_t)d * s->ctx + pos + i] = s->hb[(size_t)i * kvd + d];
-            memcpy(vc + (size_t)(pos + i) * kvd, s->hb2 + (size_t)i * kvd, 4 * (size_t)kvd);
+            if (h < nh) {
+                rope(s->q + (size_t)i * qd + h * hd, cs, sn, half);
+                continue;
+            }
+            int d0 = (h - nh) * hd; /* this KV head's dims */
+            float *kr = s->hb + (size_t)i * kvd, *vr = s->hb2 + (size_t)i * kvd;
+            rope(kr + d0, cs, sn, half);
+            for (int d = d0; d < d0 + hd; d++) kc[(size_t)d * s->ctx + pos + i] = kr[d];
+            memcpy(vc + (size_t)(pos + i) * kvd + d0, vr + d0, 4 * (size_t)hd);
         }
-        lap(s, SPQ_STEP_ROPE, &t);
+        spq_team_sync(t);
+        lap(lead, SPQ_STEP_ROPE, &tm);
         /* causal grouped-query attention: the grp query heads of one (token, KV head) share
          * every key and value load; the longest rows go first so that threads end together */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(att_threads) if (M * nkv > 1 && (long)(pos + M) * M * nh > 4096)
-        for (int r = M * nkv - 1; r >= 0; r--) {
-            int i = r / nkv, g = r % nkv;
-#ifdef _OPENMP
-            float *att = s->att + (size_t)omp_get_thread_num() * grp * s->ctx;
-#else
-            float *att = s->att;
-#endif
+        spq_loop lp;
+        spq_loop_begin(t, M * nkv, &lp);
+        for (int it; (it = spq_loop_next(t, &lp)) >= 0;) {
+            int r = M * nkv - 1 - it, i = r / nkv, g = r % nkv;
             size_t qo = (size_t)i * qd + (size_t)g * grp * hd;
             kern->attn(grp, hd, pos + i + 1, att_scale, s->q + qo, kc + (size_t)g * hd * s->ctx, s->ctx,
                        vc + (size_t)g * hd, kvd, att, s->xb + qo);
         }
-        lap(s, SPQ_STEP_ATTN, &t);
-        record(s, l, SPQ_SITE_O, s->xb, M, qd);
-        spq_linear_apply(&L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);
-        lap(s, SPQ_STEP_O, &t);
+        spq_team_sync(t);
+        lap(lead, SPQ_STEP_ATTN, &tm);
+        record(t, s, l, SPQ_SITE_O, s->xb, M, qd, 0);
+        spq_linear_apply(t, &L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);
+        lap(lead, SPQ_STEP_O, &tm);
 
         /* SwiGLU MLP: x += down(silu(gate(xb)) * up(xb)) */
-#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
-        for (int i = 0; i < M; i++) {
+        for (int i = r0; i < r1; i++) {
             float *xr = s->x + (size_t)i * D;
             for (int j = 0; j < D; j++) xr[j] += s->xb2[(size_t)i * D + j];
             rmsnorm(s->xb + (size_t)i * D, xr, L->ffn_norm, D, p->norm_eps);
         }
-        lap(s, SPQ_STEP_FFN_NORM, &t);
-        record(s, l, SPQ_SITE_GATEUP, s->xb, M, D);
+        lap(lead, SPQ_STEP_FFN_NORM, &tm);
+        record(t, s, l, SPQ_SITE_GATEUP, s->xb, M, D, 1);
         const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]};
         float *gu_out[2] = {s->hb, s->hb2};
-        spq_linear_apply_n(gu, 2, s->xb, M, gu_out, s->xq, s->xf);
-        lap(s, SPQ_STEP_GATE_UP, &t);
-#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
-        for (int i = 0; i < M; i++) {
-            float *g = s->hb + (size_t)i * H, *u = s->hb2 + (size_t)i * H, e[256];
-            for (int j0 = 0; j0 < H; j0 += 256) {
-                int n = H - j0 < 256 ? H - j0 : 256;
-                for (int j = 0; j < n; j++) e[j] = -g[j0 + j];
-                kern->vexp(e, n);
-                for (int j = 0; j < n; j++) g[j0 + j] = g[j0 + j] / (1.0f + e[j]) * u[j0 + j];
-            }
+        spq_linear_apply_n(t, gu, 2, s->xb, M, gu_out, s->xq, s->xf);
+        lap(lead, SPQ_STEP_GATE_UP, &tm);
+        spq_split(t, M * nch, &i0, &i1); /* items: (token, chunk of 256) */
+        for (int it = i0; it < i1; it++) {
+            int i = it / nch, j0 = it % nch * 256;
+            swiglu_chunk(kern, s->hb + (size_t)i * H + j0, s->hb2 + (size_t)i * H + j0, H - j0 < 256 ? H - j0 : 256);
         }
-        lap(s, SPQ_STEP_SWIGLU, &t);
-        record(s, l, SPQ_SITE_DOWN, s->hb, M, H);
-        spq_linear_apply(&L->p[SPQ_DOWN], s->hb, M, s->xb, s->xq, s->xf);
-#pragma omp parallel for schedule(static) if (M >= ROWS_PAR)
-        for (int i = 0; i < M; i++)
+        spq_team_sync(t);
+        lap(lead, SPQ_STEP_SWIGLU, &tm);
+        record(t, s, l, SPQ_SITE_DOWN, s->hb, M, H, 0);
+        spq_linear_apply(t, &L->p[SPQ_DOWN], s->hb, M, s->xb, s->xq, s->xf);
+        for (int i = r0; i < r1; i++)
             for (int j = 0; j < D; j++) s->x[(size_t)i * D + j] += s->xb[(size_t)i * D + j];
-        lap(s, SPQ_STEP_DOWN, &t);
-        record(s, l, SPQ_SITE_RESID, s->x, M, D);
+        lap(lead, SPQ_STEP_DOWN, &tm);
+        record(t, s, l, SPQ_SITE_RESID, s->x, M, D, 1);
     }
 
+    /* the head: the last row's logits, or every row's (split over those: a barrier first) */
     int first = all_logits ? 0 : M - 1, rows = M - first;
-    for (int i = first; i < M; i++) rmsnorm(s->xb + (size_t)(i - first) * D, s->x + (size_t)i * D, m->final_norm, D, p->norm_eps);
-    spq_linear_apply(&m->head, s->xb, rows, s->logits, s->xq, s->xf);
-    lap(s, SPQ_STEP_HEAD, &t);
+    spq_team_sync(t);
+    spq_split(t, rows, &i0, &i1);
+    for (int i = first + i0; i < first + i1; i++)
+        rmsnorm(s->xb + (size_t)(i - first) * D, s->x + (size_t)i * D, m->final_norm, D, p->norm_eps);
+    spq_linear_apply(t, &m->head, s->xb, rows, s->logits, s->xq, s->xf);
+    lap(lead, SPQ_STEP_HEAD, &tm);
+}
+
+int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits)
+{
+    if (M < 1 || M > s->max_batch || pos < 0 || pos + M > s->ctx) return -1;
+    s->tokens = tokens;
+    s->pos = pos;
+    /* s->att holds one score buffer per thread counted at spq_state_init: never more */
+    int nt = s->n_threads;
+#ifdef _OPENMP
+    nt = omp_get_max_threads() < nt ? omp_get_max_threads() : nt;
+#endif
+    spq_team tm;
+    spq_team_init(&tm, nt);
+#pragma omp parallel num_threads(tm.nt)
+    {
+        spq_thr t = {&tm, 0, 1};
+#ifdef _OPENMP
+        t.id = omp_get_thread_num();
+        t.nt = omp_get_num_threads(); /* the team may be smaller than asked */
+#endif
+        forward_thread(m, s, &t, tokens, M, pos, all_logits);
+    }
     return 0;
 }

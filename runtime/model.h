@@ -2,6 +2,7 @@
 #ifndef SPQ_MODEL_H
 #define SPQ_MODEL_H
 
+#include "kernels/team.h"
 #include "runtime/ckpt.h"
 
 struct spq_profile;
@@ -69,11 +70,13 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
 /* Prepare one linear from a weight tensor (any stored dtype). */
 int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
 void spq_linear_free(spq_linear *l);
-/* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K). */
-void spq_linear_apply(const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf);
+/* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K).
+ * Every thread of t's team calls it, when its own rows of x (spq_split over M) are
+ * written; it returns after a team barrier, y complete. */
+void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf);
 /* ys[i] = x ls[i]^T for linears that read one input in one format (same kind, activation
  * scale and format, as q/k/v and gate/up are): the input is quantised once. */
-void spq_linear_apply_n(const spq_linear *const *ls, int n, const float *x, int M, float *const *ys, int8_t *xq,
-                        float *xf);
+void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
+                        float *const *ys, int8_t *xq, float *xf);
 
 #endif

@@ -111,23 +111,25 @@ static inline double rel_err(const float *a, const float *b, size_t n)
 }
 
 /* Run ids through a freshly built model; returns malloc'd logits [n][vocab]. */
+/* Logits [n][V] of ids: one prefill (decode 0), n decode steps (1), or a prefill asked
+ * for the last row only (2: [1][V]). */
 static inline float *run_logits(const spq_ckpt *c, const int *ids, int n, int decode)
 {
     spq_model m;
     spq_state s;
     spq_err e;
     if (spq_model_init(&m, c, n, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
-    assert_int_equal(spq_state_init(&s, &m, decode ? 1 : n), 0);
+    assert_int_equal(spq_state_init(&s, &m, decode == 1 ? 1 : n), 0);
     int V = c->cfg.vocab_size;
     float *out = malloc(sizeof(float) * (size_t)n * V);
-    if (decode) {
+    if (decode == 1) {
         for (int i = 0; i < n; i++) {
             spq_forward(&m, &s, ids + i, 1, i, 0);
             memcpy(out + (size_t)i * V, s.logits, sizeof(float) * (size_t)V);
         }
     } else {
-        spq_forward(&m, &s, ids, n, 0, 1);
-        memcpy(out, s.logits, sizeof(float) * (size_t)n * V);
+        assert_int_equal(spq_forward(&m, &s, ids, n, 0, decode == 0), 0);
+        memcpy(out, s.logits, sizeof(float) * (size_t)(decode ? 1 : n) * V);
     }
     spq_state_free(&s);
     spq_model_free(&m);

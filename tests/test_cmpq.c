@@ -4,6 +4,7 @@
  * dequantised weights, corrupt blobs are refused, and a quantised model survives .spq. */
 #include "tests/helpers.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include "kernels/kernels.h"
@@ -47,7 +48,22 @@ static void check_apply(const void *blob, const float *dq, int M)
     float *x = malloc(sizeof(float) * (size_t)M * K), *y = malloc(sizeof(float) * (size_t)M * N);
     float *xs = malloc(sizeof(float) * (size_t)M * (size_t)spq_cmpq_row_scratch(&r));
     for (int i = 0; i < M * K; i++) x[i] = test_rand();
-    spq_cmpq_apply(&r, x, M, y, xs);
+    float *y3 = malloc(sizeof(float) * (size_t)M * N);
+    spq_team tm;
+    spq_thr t;
+    spq_team_solo(&tm, &t);
+    spq_cmpq_apply(&t, &r, x, M, y, xs);
+    /* a team of up to 3 (OMP_NUM_THREADS caps it: 1 under qemu) splits rows and blocks:
+     * the same sums */
+    int nt = omp_get_max_threads() < 3 ? omp_get_max_threads() : 3;
+    spq_team_init(&tm, nt);
+#pragma omp parallel num_threads(nt)
+    {
+        spq_thr t3 = {&tm, omp_get_thread_num(), omp_get_num_threads()};
+        spq_cmpq_apply(&t3, &r, x, M, y3, xs);
+    }
+    assert_memory_equal(y, y3, sizeof(float) * (size_t)M * N);
+    free(y3);
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             double ref = 0, s = 0;

@@ -1,6 +1,7 @@
 /* test_model.c — the FP32 forward pass against independent references, .spq round trips,
  * prefill vs decode, GQA/tied/untied shapes, and the W8A8 path's closeness to FP32. */
 #include "tests/helpers.h"
+#include <omp.h>
 
 #include <cjson/cJSON.h>
 #include <unistd.h>
@@ -125,6 +126,42 @@ static void test_prefill_equals_decode(void **st)
     }
 }
 
+/* The forward pass splits rows, heads and column blocks over its team: the logits must
+ * not depend on how many threads there are (bit for bit: every reduction is per row or a
+ * max). FP32 and W8A8 (dynamic scales: a team-wide max), prefill all rows / last row only,
+ * and decode; the matrices are big enough that decode GEMMs are shared too. */
+static void test_threads_agree(void **st)
+{
+    (void)st;
+    spq_ckpt c, q;
+    spq_err e;
+    tiny_model(&c, 384, 1024, 2, 6, 2, 300, 0);
+    spq_quant_opts o = spq_quant_defaults();
+    unsigned char fb[2 * SPQ_NPROJ] = {0};
+    assert_int_equal(spq_quantize(&c, NULL, fb, &o, 0, &q, &e), 0);
+    int ids[19];
+    for (int i = 0; i < 19; i++) ids[i] = (i * 53 + 7) % 300;
+    int max = omp_get_max_threads();
+    for (int w = 0; w < 2; w++)
+        for (int mode = 0; mode < 3; mode++) {
+            omp_set_num_threads(1);
+            float *ref = run_logits(w ? &q : &c, ids, 19, mode);
+            for (int nt = 2; nt <= 4; nt++) {
+                omp_set_num_threads(nt);
+                float *got = run_logits(w ? &q : &c, ids, 19, mode);
+                if (memcmp(ref, got, sizeof(float) * (mode == 2 ? 1 : 19) * 300)) {
+                    fprintf(stderr, "  %s mode %d: %d threads differ from 1 (%g vs %g)\n", w ? "W8A8" : "FP32", mode, nt, ref[0], got[0]);
+                    fail();
+                }
+                free(got);
+            }
+            free(ref);
+        }
+    omp_set_num_threads(max);
+    spq_quantized_free(&q);
+    spq_ckpt_free(&c);
+}
+
 /* .spq written and read back gives bit-identical logits; F16 conversion stays close */
 static void test_spq_roundtrip(void **st)
 {
@@ -210,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_stories260k_matches_llama2c),
         cmocka_unit_test(test_docs_model_matches_transformers),
         cmocka_unit_test(test_prefill_equals_decode),
+        cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_spq_roundtrip),
         cmocka_unit_test(test_w8a8_close_to_fp32),
     };
