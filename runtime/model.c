@@ -175,10 +175,11 @@ void spq_state_free(spq_state *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The sum of squares through the kernels' dot product: a plain loop is one chain of
+ * dependent adds (2 x 4096 cycles per decode step at dim 2048, on one thread). */
 static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
 {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float ss = spq_kern()->dot_f32(x, x, n);
     float r = 1.0f / sqrtf(ss / (float)n + eps);
     for (int i = 0; i < n; i++) o[i] = w[i] * (x[i] * r);
 }
