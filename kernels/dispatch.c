@@ -1,9 +1,7 @@
 /* dispatch.c — pick the best kernel table for this CPU once; thread the GEMM drivers.
  * The table pointer is the project's only global (see DEVELOPERS.md). */
 #include "kernels.h"
-#include "kernels/team.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
