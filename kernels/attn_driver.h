@@ -1,8 +1,10 @@
 /* attn_driver.h — the attention entry point shared by the ISA files. Each defines
  *   attn_mm(NH, R, J, a, lda, b, ldb, mul, c): c[h][j] = mul[h] * sum_r a[h][r] * b[r][j]
  *   (always inlined; NH heads, a compile-time 1..4; c's rows J long)
- * and, on x86, softmax_row(s, T) returning 1 / sum, then expands SPQ_ATTN: the dispatch
- * table's attn, four query heads at a time. ATTN_HEADS picks the NH specialisation. */
+ * and softmax_row(s, T) returning 1 / sum, then expands SPQ_ATTN: the dispatch table's
+ * attn, four query heads at a time. ATTN_HEADS picks the NH specialisation; an ISA whose
+ * product is not one attn_mm call (NEON: column blocks of 16, 4, then scalar) defines
+ * ATTN_PROD(nh, R, J, a, lda, b, ldb, mul, c) before including this. */
 #ifndef SPQ_ATTN_DRIVER_H
 #define SPQ_ATTN_DRIVER_H
 
@@ -14,6 +16,10 @@
     default: fn(1, __VA_ARGS__); break;                                                    \
     }
 
+#ifndef ATTN_PROD
+#define ATTN_PROD(nh, ...) ATTN_HEADS(attn_mm, nh, __VA_ARGS__)
+#endif
+
 #define SPQ_ATTN                                                                                       \
     static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk,    \
                      const float *v, int ldv, float *s, float *o)                                     \
@@ -21,9 +27,9 @@
         for (int h0 = 0; h0 < nq; h0 += 4) {                                                           \
             int nh = nq - h0 < 4 ? nq - h0 : 4;                                                        \
             float inv[4], sc[4] = {scale, scale, scale, scale}, *sh = s + (size_t)h0 * T;              \
-            ATTN_HEADS(attn_mm, nh, hd, T, q + (size_t)h0 * hd, hd, kt, ldk, sc, sh)                   \
+            ATTN_PROD(nh, hd, T, q + (size_t)h0 * hd, hd, kt, ldk, sc, sh);                          \
             for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);                  \
-            ATTN_HEADS(attn_mm, nh, T, hd, sh, T, v, ldv, inv, o + (size_t)h0 * hd)                    \
+            ATTN_PROD(nh, T, hd, sh, T, v, ldv, inv, o + (size_t)h0 * hd);                           \
         }                                                                                              \
     }
 

@@ -3,6 +3,7 @@
  * any ARMv8 core. A 16-byte k-quad chunk is 4 columns x 4 inputs: exactly one sdot
  * operand against the token's 4 inputs broadcast to every 32-bit lane. */
 #include "kernels.h"
+#define ATTN_PROD attn_rows
 #include "attn_driver.h"
 
 #if defined(__aarch64__)
@@ -276,17 +277,7 @@ static float softmax_row(float *s, int T)
     return 1.0f / sum;
 }
 
-static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
-                 int ldv, float *s, float *o)
-{
-    for (int h0 = 0; h0 < nq; h0 += 4) {
-        int nh = nq - h0 < 4 ? nq - h0 : 4;
-        float inv[4], sc[4] = {scale, scale, scale, scale}, *sh = s + (size_t)h0 * T;
-        attn_rows(nh, hd, T, q + (size_t)h0 * hd, hd, kt, ldk, sc, sh);
-        for (int h = 0; h < nh; h++) inv[h] = softmax_row(sh + (size_t)h * T, T);
-        attn_rows(nh, T, hd, sh, T, v, ldv, inv, o + (size_t)h0 * hd);
-    }
-}
+SPQ_ATTN
 
 /* ---- CMPQ look-up-table GEMV ----
  * tbl over four q registers looks up 64 bytes: the 16-float table. A lane's code c (its
