@@ -44,10 +44,7 @@ static void bench_sync(int threads, int reps)
         spq_team_init(&tm, threads);
 #pragma omp parallel
         {
-            spq_thr th = {&tm, 0, 1};
-#ifdef _OPENMP
-            th = (spq_thr){&tm, omp_get_thread_num(), omp_get_num_threads()};
-#endif
+            spq_thr th = spq_team_member(&tm);
             for (int i = 0; i < N; i++) spq_team_sync(&th);
         }
         double t3 = spq_now();

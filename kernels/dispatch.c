@@ -169,11 +169,7 @@ static void run_alone(int kind, const spq_kernels *k, int M, int K, const void *
     spq_team_init(&tm, nt);
 #pragma omp parallel num_threads(tm.nt)
     {
-        spq_thr t = {&tm, 0, tm.nt};
-#ifdef _OPENMP
-        t.id = omp_get_thread_num();
-        t.nt = omp_get_num_threads(); /* the team may be smaller than asked */
-#endif
+        spq_thr t = spq_team_member(&tm);
         spq_gemm_team(&t, k, kind, M, K, x, outs, n);
     }
 }

@@ -3,6 +3,9 @@
 
 #include <sched.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Spins before a waiting thread yields its core: about the span of a barrier between two
  * steps that end together; a longer wait (the other core is taken, or more threads than
@@ -24,10 +27,13 @@ void spq_team_init(spq_team *tm, int nt)
     tm->nt = nt < 1 ? 1 : nt > SPQ_TEAM_MAX ? SPQ_TEAM_MAX : nt;
 }
 
-void spq_team_solo(spq_team *tm, spq_thr *t)
+spq_thr spq_team_member(spq_team *tm)
 {
-    spq_team_init(tm, 1);
-    *t = (spq_thr){tm, 0, 1};
+#ifdef _OPENMP
+    return (spq_thr){tm, omp_get_thread_num(), omp_get_num_threads()};
+#else
+    return (spq_thr){tm, 0, 1};
+#endif
 }
 
 void spq_team_sync(const spq_thr *t)

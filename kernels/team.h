@@ -33,8 +33,9 @@ typedef struct {
 
 /* Prepare a team of nt threads (1 <= nt <= SPQ_TEAM_MAX). */
 void spq_team_init(spq_team *tm, int nt);
-/* A team of one, for a caller outside any parallel region: t works alone. */
-void spq_team_solo(spq_team *tm, spq_thr *t);
+/* The calling OpenMP thread's view of tm: its thread number and the size of the
+ * enclosing parallel region (which may be smaller than asked; outside one, a team of one). */
+spq_thr spq_team_member(spq_team *tm);
 /* Barrier: returns once every thread of the team has called it (spins, then yields). */
 void spq_team_sync(const spq_thr *t);
 /* This thread's share [*i0, *i1) of n items split evenly in team order (thread 0 first). */

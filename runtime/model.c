@@ -356,11 +356,7 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
     spq_team_init(&tm, nt);
 #pragma omp parallel num_threads(tm.nt)
     {
-        spq_thr t = {&tm, 0, 1};
-#ifdef _OPENMP
-        t.id = omp_get_thread_num();
-        t.nt = omp_get_num_threads(); /* the team may be smaller than asked */
-#endif
+        spq_thr t = spq_team_member(&tm);
         forward_thread(m, s, &t, tokens, M, pos, all_logits);
     }
     return 0;

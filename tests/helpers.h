@@ -110,9 +110,8 @@ static inline double rel_err(const float *a, const float *b, size_t n)
     return m > 0 ? d / m : d;
 }
 
-/* Run ids through a freshly built model; returns malloc'd logits [n][vocab]. */
-/* Logits [n][V] of ids: one prefill (decode 0), n decode steps (1), or a prefill asked
- * for the last row only (2: [1][V]). */
+/* Run ids through a freshly built model; returns malloc'd logits [n][V]: one prefill
+ * (decode 0), n decode steps (1), or a prefill asked for the last row only (2: [1][V]). */
 static inline float *run_logits(const spq_ckpt *c, const int *ids, int n, int decode)
 {
     spq_model m;

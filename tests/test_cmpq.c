@@ -50,8 +50,8 @@ static void check_apply(const void *blob, const float *dq, int M)
     for (int i = 0; i < M * K; i++) x[i] = test_rand();
     float *y3 = malloc(sizeof(float) * (size_t)M * N);
     spq_team tm;
-    spq_thr t;
-    spq_team_solo(&tm, &t);
+    spq_team_init(&tm, 1);
+    spq_thr t = spq_team_member(&tm); /* outside a parallel region: a team of one */
     spq_cmpq_apply(&t, &r, x, M, y, xs);
     /* a team of up to 3 (OMP_NUM_THREADS caps it: 1 under qemu) splits rows and blocks:
      * the same sums */
@@ -59,7 +59,7 @@ static void check_apply(const void *blob, const float *dq, int M)
     spq_team_init(&tm, nt);
 #pragma omp parallel num_threads(nt)
     {
-        spq_thr t3 = {&tm, omp_get_thread_num(), omp_get_num_threads()};
+        spq_thr t3 = spq_team_member(&tm);
         spq_cmpq_apply(&t3, &r, x, M, y3, xs);
     }
     assert_memory_equal(y, y3, sizeof(float) * (size_t)M * N);
