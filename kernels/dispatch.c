@@ -127,7 +127,8 @@ static void run_block(const gemm_job *j, int b)
  * ranges instead of waiting at the barrier. With q/k/v and gate/up in one job each,
  * TinyLlama-shaped decode at 2 threads went from a median 46.3 to 50.3 t/s (6 alternating
  * runs of tg64). */
-static void run_job(const spq_thr *t, gemm_job *j)
+/* Number the job's blocks (b0); whether the team shares them (else thread 0 runs all). */
+static int plan_job(const spq_thr *t, gemm_job *j)
 {
     long work = 0;
     j->b0[0] = 0;
@@ -135,27 +136,58 @@ static void run_job(const spq_thr *t, gemm_job *j)
         j->b0[i + 1] = j->b0[i] + (j->mat[i].N + BLK - 1) / BLK;
         work += (long)j->M * j->mat[i].N * j->K;
     }
-    int nb = j->b0[j->nmat];
-    if (t->nt == 1 || nb < 2 || work <= 200000) { /* too small to share */
+    return t->nt > 1 && j->b0[j->nmat] >= 2 && work > 200000; /* else too small to share */
+}
+
+static void run_job(const spq_thr *t, gemm_job *j)
+{
+    if (!plan_job(t, j)) {
         if (t->id == 0)
-            for (int b = 0; b < nb; b++) run_block(j, b);
+            for (int b = 0; b < j->b0[j->nmat]; b++) run_block(j, b);
     } else {
         spq_loop lp;
-        spq_loop_begin(t, nb, &lp);
+        spq_loop_begin(t, j->b0[j->nmat], &lp);
         for (int b; (b = spq_loop_next(t, &lp)) >= 0;) run_block(j, b);
     }
     spq_team_sync(t);
+}
+
+static gemm_job make_job(const spq_kernels *k, int kind, int M, int K, const void *x, const spq_gemm_out *outs, int n)
+{
+    gemm_job j = {.k = k, .kind = kind, .M = M, .K = K, .nmat = n, .x = x};
+    memcpy(j.mat, outs, sizeof *outs * (size_t)n);
+    return j;
 }
 
 void spq_gemm_team(const spq_thr *t, const spq_kernels *k, int kind, int M, int K, const void *x,
                    const spq_gemm_out *outs, int n)
 {
     for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* more than fit one job: several */
-        int c = n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN;
-        gemm_job j = {.k = k, .kind = kind, .M = M, .K = K, .nmat = c, .x = x};
-        memcpy(j.mat, outs + i0, sizeof *outs * (size_t)c);
+        gemm_job j = make_job(k, kind, M, K, x, outs + i0, n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN);
         run_job(t, &j);
     }
+}
+
+void spq_gemm_team_hint(const spq_thr *t, int kind, int M, int K, const spq_gemm_out *outs, int n)
+{
+    gemm_job j = make_job(NULL, kind, M, K, NULL, outs, n < SPQ_GEMM_MAXN ? n : SPQ_GEMM_MAXN);
+    int b0 = 0, b1 = 0;
+    if (plan_job(t, &j)) spq_split(t, j.b0[j.nmat], &b0, &b1);
+    else if (t->id == 0) b1 = j.b0[j.nmat];
+    if (b0 >= b1) {
+        spq_team_hint(t, NULL, 0);
+        return;
+    }
+    int i = 0;
+    while (b0 >= j.b0[i + 1]) i++;
+    if (b1 > j.b0[i + 1]) b1 = j.b0[i + 1]; /* the blocks of one matrix lie end to end */
+    /* a block is 64 columns of panel-packed weights: 64 * kpad(K) bytes for INT8/FP8,
+     * 64 * K elements for F16/F32 */
+    size_t col = kind == SPQ_GEMM_Q8 || kind == SPQ_GEMM_E4M3 ? (size_t)spq_kpad(K)
+               : (size_t)K * (kind == SPQ_GEMM_F16 ? 2 : 4);
+    size_t n0 = (size_t)(b0 - j.b0[i]) * BLK, n1 = (size_t)(b1 - j.b0[i]) * BLK;
+    if (n1 > (size_t)j.mat[i].N) n1 = (size_t)j.mat[i].N;
+    spq_team_hint(t, (const char *)j.mat[i].w + n0 * col, (n1 - n0) * col);
 }
 
 /* The standalone drivers: a team of all OpenMP threads for one call. */

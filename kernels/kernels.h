@@ -142,6 +142,9 @@ enum { SPQ_GEMM_Q8, SPQ_GEMM_F32, SPQ_GEMM_F16, SPQ_GEMM_E4M3 }; /* weight forma
  * E4M3). Every thread of t's team calls it; it returns after a team barrier. */
 void spq_gemm_team(const spq_thr *t, const spq_kernels *k, int kind, int M, int K, const void *x,
                    const spq_gemm_out *outs, int n);
+/* Hint (spq_team_hint) the weights this thread reads first in the spq_gemm_team call
+ * with these arguments: from its first block to the end of its share in that matrix. */
+void spq_gemm_team_hint(const spq_thr *t, int kind, int M, int K, const spq_gemm_out *outs, int n);
 
 /* Per-ISA tables (NULL-returning where not compiled in). */
 const spq_kernels *spq_kernels_scalar(void);

@@ -2,7 +2,6 @@
 #include "kernels/team.h"
 
 #include <sched.h>
-#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -11,6 +10,7 @@
  * steps that end together; a longer wait (the other core is taken, or more threads than
  * cores) gives the core to whoever can use it. */
 #define SPINS 4096
+#define HINT_STEP 512 /* bytes fetched between two looks at the barrier */
 
 static inline void cpu_relax(void)
 {
@@ -23,8 +23,16 @@ static inline void cpu_relax(void)
 
 void spq_team_init(spq_team *tm, int nt)
 {
-    memset(tm, 0, sizeof *tm);
+    /* only what nt threads use: the team is set up on every forward pass */
     tm->nt = nt < 1 ? 1 : nt > SPQ_TEAM_MAX ? SPQ_TEAM_MAX : nt;
+    tm->hint_max = 0;
+    atomic_init(&tm->arrived, 0);
+    atomic_init(&tm->gen, 0);
+    for (int i = 0; i < tm->nt; i++) {
+        atomic_init(&tm->span[i].fb, 0);
+        tm->hint[i].p = NULL;
+        atomic_init(&tm->hint[i].left, 0);
+    }
 }
 
 spq_thr spq_team_member(spq_team *tm)
@@ -34,6 +42,25 @@ spq_thr spq_team_member(spq_team *tm)
 #else
     return (spq_thr){tm, 0, 1};
 #endif
+}
+
+void spq_team_hint(const spq_thr *t, const void *p, size_t bytes)
+{
+    spq_hint *h = &t->team->hint[t->id];
+    h->p = p;
+    atomic_store_explicit(&h->left, bytes < t->team->hint_max ? bytes : t->team->hint_max, memory_order_relaxed);
+}
+
+/* Fetch the next piece of this thread's hint; 0 when none is left. */
+static int fetch_hint(spq_hint *h)
+{
+    size_t left = atomic_load_explicit(&h->left, memory_order_relaxed);
+    if (!left) return 0;
+    size_t n = left < HINT_STEP ? left : HINT_STEP;
+    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(h->p + o, 0, 3);
+    h->p += n;
+    atomic_store_explicit(&h->left, left - n, memory_order_relaxed);
+    return 1;
 }
 
 void spq_team_sync(const spq_thr *t)
@@ -47,8 +74,10 @@ void spq_team_sync(const spq_thr *t)
         atomic_store_explicit(&tm->gen, g + 1, memory_order_release);
         return;
     }
+    spq_hint *h = &tm->hint[t->id];
     for (int spin = 0; atomic_load_explicit(&tm->gen, memory_order_acquire) == g; spin++) {
-        if (spin < SPINS) cpu_relax();
+        if (fetch_hint(h)) spin--;
+        else if (spin < SPINS) cpu_relax();
         else sched_yield();
     }
 }

@@ -8,6 +8,7 @@
 #define SPQ_TEAM_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SPQ_TEAM_MAX 256
@@ -17,11 +18,20 @@ typedef struct {
     _Alignas(64) _Atomic uint64_t fb;
 } spq_span;
 
+/* Bytes one thread reads next, fetched into its cache while it waits at a barrier (left
+ * is atomic only so that a test may watch it from another thread). */
+typedef struct {
+    _Alignas(64) const char *p;
+    _Atomic size_t left;
+} spq_hint;
+
 typedef struct {
     int nt;
+    size_t hint_max; /* the most bytes a thread's hint holds (0, as spq_team_init sets: none) */
     _Alignas(64) _Atomic int arrived;
     _Alignas(64) _Atomic int gen;
     _Alignas(64) spq_span span[SPQ_TEAM_MAX];
+    spq_hint hint[SPQ_TEAM_MAX];
     float red[2][SPQ_TEAM_MAX]; /* one partial per thread for spq_team_max, by barrier parity */
 } spq_team;
 
@@ -36,6 +46,9 @@ void spq_team_init(spq_team *tm, int nt);
 /* The calling OpenMP thread's view of tm: its thread number and the size of the
  * enclosing parallel region (which may be smaller than asked; outside one, a team of one). */
 spq_thr spq_team_member(spq_team *tm);
+/* The calling thread reads [p, p + bytes) next: its waits at spq_team_sync fetch up to
+ * hint_max bytes of it into its cache (replaces the previous hint; bytes 0 clears it). */
+void spq_team_hint(const spq_thr *t, const void *p, size_t bytes);
 /* Barrier: returns once every thread of the team has called it (spins, then yields). */
 void spq_team_sync(const spq_thr *t);
 /* This thread's share [*i0, *i1) of n items split evenly in team order (thread 0 first). */

@@ -323,6 +323,69 @@ static void test_gemv_lut(void **st) { (void)st; for_each_isa(lut_all); }
 static void test_gemm_float(void **st) { (void)st; for_each_isa(f_all); }
 static void test_attn(void **st) { (void)st; for_each_isa(attn_all); }
 
+/* spq_gemm_team_hint names the first weights a thread runs: the start of its even share
+ * of the job's blocks, to the end of that matrix or of the share (worked by hand for
+ * blocks of 64 columns: 16 + 1 + 6 = 23 here), and nothing for a thread that runs none;
+ * a thread waiting at spq_team_sync fetches its hint. */
+static void test_gemm_hint(void **st)
+{
+    (void)st;
+    enum { K = 700 };
+    static int8_t w0[2 * 1000 * K], w1[64 * K], w2[333 * K]; /* w0: room for F16 */
+    spq_gemm_out outs[3] = {{1000, w0, NULL, 1, NULL, 0}, {64, w1, NULL, 1, NULL, 0}, {333, w2, NULL, 1, NULL, 0}};
+    static const struct { int nt, id; const void *p; size_t len; } want[] = {
+        {2, 0, w0, 768 * K},         /* blocks 0..11 */
+        {2, 1, w0 + 768 * K, 232 * K}, /* blocks 12..22: to the end of matrix 0 (col 1000) */
+        {3, 1, w0 + 512 * K, 488 * K}, /* blocks 8..15 */
+        {3, 2, w1, 64 * K},            /* blocks 16..22: matrix 1 is block 16 */
+    };
+    spq_team tm;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        spq_team_init(&tm, want[i].nt);
+        spq_thr t = {&tm, want[i].id, want[i].nt};
+        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, 1, K, outs, 3);
+        assert_int_equal(atomic_load(&tm.hint[t.id].left), 0); /* hint_max 0: hints off */
+        tm.hint_max = (size_t)1 << 30;
+        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, 1, K, outs, 3);
+        assert_ptr_equal(tm.hint[t.id].p, want[i].p);
+        assert_int_equal(atomic_load(&tm.hint[t.id].left), want[i].len);
+        tm.hint_max = 4096;
+        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, 1, K, outs, 3);
+        assert_int_equal(atomic_load(&tm.hint[t.id].left), 4096);
+    }
+    /* F16: 2 bytes per weight, K not padded; thread 1 of 2 */
+    spq_team_init(&tm, 2);
+    tm.hint_max = (size_t)1 << 30;
+    spq_thr t1 = {&tm, 1, 2}, t0 = {&tm, 0, 2};
+    spq_gemm_team_hint(&t1, SPQ_GEMM_F16, 1, K, outs, 3);
+    assert_ptr_equal(tm.hint[1].p, (const char *)w0 + 768 * 2 * K);
+    /* a job too small to share (64 x 700 MACs): thread 0 runs it all, thread 1 nothing */
+    spq_gemm_team_hint(&t0, SPQ_GEMM_Q8, 1, K, outs + 1, 1);
+    assert_ptr_equal(tm.hint[0].p, w1);
+    assert_int_equal(atomic_load(&tm.hint[0].left), 64 * K);
+    spq_gemm_team_hint(&t1, SPQ_GEMM_Q8, 1, K, outs + 1, 1);
+    assert_int_equal(atomic_load(&tm.hint[1].left), 0);
+#ifdef _OPENMP
+    if (omp_get_max_threads() < 2) return; /* OMP_NUM_THREADS=1 (qemu-user) */
+    /* thread 1 waits at the barrier until its hint is fetched: thread 0 arrives only then */
+    int drained = 0;
+    spq_team_init(&tm, 2);
+    tm.hint_max = sizeof w0;
+#pragma omp parallel num_threads(2)
+    {
+        spq_thr t = spq_team_member(&tm);
+        if (t.nt == 2 && t.id == 1) spq_team_hint(&t, w0, sizeof w0);
+#pragma omp barrier
+        if (t.nt == 2 && t.id == 0) {
+            for (long i = 0; i < 2000000000L && !drained; i++)
+                drained = atomic_load(&tm.arrived) == 1 && atomic_load(&tm.hint[1].left) == 0;
+        }
+        spq_team_sync(&t);
+    }
+    assert_true(drained);
+#endif
+}
+
 static void test_act_quant(void **st)
 {
     (void)st;
@@ -397,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_gemv_lut),
         cmocka_unit_test(test_attn),
         cmocka_unit_test(test_gemm_driver),
+        cmocka_unit_test(test_gemm_hint),
         cmocka_unit_test(test_act_quant),
         cmocka_unit_test(test_fp8_codes),
     };
