@@ -144,24 +144,46 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
     return sa;
 }
 
+/* The GEMM kind and outputs of linears ls[0..n) (same kind and input format). */
+static int gemm_outs(const spq_linear *const *ls, int n, float sa, float *const *ys, spq_gemm_out *outs)
+{
+    int kind = ls[0]->kind == SPQ_I8 ? SPQ_GEMM_Q8 : ls[0]->kind == SPQ_E4M3 ? SPQ_GEMM_E4M3
+             : ls[0]->kind == SPQ_F16 ? SPQ_GEMM_F16 : SPQ_GEMM_F32;
+    for (int i = 0; i < n; i++) {
+        const spq_linear *l = ls[i];
+        outs[i] = (spq_gemm_out){l->N, l->w, l->wsum, l->w_scale * (kind == SPQ_GEMM_Q8 ? sa : 1.0f), ys ? ys[i] : NULL, l->N};
+    }
+    return kind;
+}
+
+void spq_linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, int M)
+{
+    if (!ls || n < 1 || ls[0]->kind == SPQ_CMPQ) {
+        spq_team_hint(t, NULL, 0);
+        return;
+    }
+    spq_gemm_out outs[SPQ_GEMM_MAXN];
+    int c = n < SPQ_GEMM_MAXN ? n : SPQ_GEMM_MAXN;
+    int kind = gemm_outs(ls, c, 1.0f, NULL, outs);
+    spq_gemm_team_hint(t, kind, M, ls[0]->K, outs, c);
+}
+
 void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
-                        float *const *ys, int8_t *xq, float *xf)
+                        float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next, int nnext)
 {
     if (ls[0]->kind == SPQ_CMPQ) { /* weight-only: each reads x itself (xf: its scratch) */
         for (int i = 0; i < n; i++) spq_cmpq_apply(t, ls[i]->w, x, M, ys[i], xf);
         return;
     }
+    spq_linear_hint(t, ls, n, M); /* for the waits while the input is prepared */
     const float *xin;
     float sa = prepare_input(t, ls[0], x, M, xq, xf, &xin);
-    int kind = ls[0]->kind == SPQ_I8 ? SPQ_GEMM_Q8 : ls[0]->kind == SPQ_E4M3 ? SPQ_GEMM_E4M3
-             : ls[0]->kind == SPQ_F16 ? SPQ_GEMM_F16 : SPQ_GEMM_F32;
+    spq_linear_hint(t, next, nnext, M); /* for the wait at the end of the GEMM, and after */
     spq_gemm_out outs[SPQ_GEMM_MAXN];
+    int kind = SPQ_GEMM_F32;
     for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* q, k, v (or gate, up): one job, one balance */
         int c = n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN;
-        for (int i = 0; i < c; i++) {
-            const spq_linear *l = ls[i0 + i];
-            outs[i] = (spq_gemm_out){l->N, l->w, l->wsum, l->w_scale * (kind == SPQ_GEMM_Q8 ? sa : 1.0f), ys[i0 + i], l->N};
-        }
+        kind = gemm_outs(ls + i0, c, sa, ys + i0, outs);
         spq_gemm_team(t, spq_kern(), kind, M, ls[0]->K, kind == SPQ_GEMM_Q8 ? (const void *)xq : xin, outs, c);
     }
     /* F16 weights stored with a scale (E5M2 widened): applied to each thread's rows */
@@ -175,7 +197,8 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
     }
 }
 
-void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf)
+void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf,
+                      const spq_linear *const *next, int nnext)
 {
-    spq_linear_apply_n(t, &l, 1, x, M, &y, xq, xf);
+    spq_linear_apply_n(t, &l, 1, x, M, &y, xq, xf, next, nnext);
 }

@@ -148,6 +148,7 @@ int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
 #endif
     s->max_batch = max_batch;
     s->ctx = m->ctx;
+    s->prefetch = SPQ_PREFETCH;
     s->x = malloc(4 * B * D);
     s->xb = malloc(4 * B * (D > q ? D : q));
     s->xb2 = malloc(4 * B * D);
@@ -267,9 +268,10 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         for (int i = r0; i < r1; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
         lap(lead, SPQ_STEP_ATTN_NORM, &tm);
         record(t, s, l, SPQ_SITE_QKV, s->xb, M, D, 1);
-        const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]};
+        const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]}, *o = &L->p[SPQ_O];
+        const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]}, *down = &L->p[SPQ_DOWN];
         float *qkv_out[3] = {s->q, s->hb, s->hb2};
-        spq_linear_apply_n(t, qkv, 3, s->xb, M, qkv_out, s->xq, s->xf);
+        spq_linear_apply_n(t, qkv, 3, s->xb, M, qkv_out, s->xq, s->xf, &o, 1);
         lap(lead, SPQ_STEP_QKV, &tm);
         /* items: (token, head) over the nh query heads, then the nkv key heads with their
          * cache writes */
@@ -302,7 +304,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         spq_team_sync(t);
         lap(lead, SPQ_STEP_ATTN, &tm);
         record(t, s, l, SPQ_SITE_O, s->xb, M, qd, 0);
-        spq_linear_apply(t, &L->p[SPQ_O], s->xb, M, s->xb2, s->xq, s->xf);
+        spq_linear_apply(t, o, s->xb, M, s->xb2, s->xq, s->xf, gu, 2);
         lap(lead, SPQ_STEP_O, &tm);
 
         /* SwiGLU MLP: x += down(silu(gate(xb)) * up(xb)) */
@@ -313,9 +315,8 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         }
         lap(lead, SPQ_STEP_FFN_NORM, &tm);
         record(t, s, l, SPQ_SITE_GATEUP, s->xb, M, D, 1);
-        const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]};
         float *gu_out[2] = {s->hb, s->hb2};
-        spq_linear_apply_n(t, gu, 2, s->xb, M, gu_out, s->xq, s->xf);
+        spq_linear_apply_n(t, gu, 2, s->xb, M, gu_out, s->xq, s->xf, &down, 1);
         lap(lead, SPQ_STEP_GATE_UP, &tm);
         spq_split(t, M * nch, &i0, &i1); /* items: (token, chunk of 256) */
         for (int it = i0; it < i1; it++) {
@@ -325,7 +326,15 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         spq_team_sync(t);
         lap(lead, SPQ_STEP_SWIGLU, &tm);
         record(t, s, l, SPQ_SITE_DOWN, s->hb, M, H, 0);
-        spq_linear_apply(t, &L->p[SPQ_DOWN], s->hb, M, s->xb, s->xq, s->xf);
+        /* next: the following layer's q/k/v, or the head after the last layer */
+        const spq_linear *next[3] = {&m->head};
+        int nnext = 1;
+        if (l + 1 < p->n_layers) {
+            const spq_linear *P = m->layers[l + 1].p;
+            next[0] = &P[SPQ_Q]; next[1] = &P[SPQ_K]; next[2] = &P[SPQ_V];
+            nnext = 3;
+        }
+        spq_linear_apply(t, down, s->hb, M, s->xb, s->xq, s->xf, next, nnext);
         for (int i = r0; i < r1; i++)
             for (int j = 0; j < D; j++) s->x[(size_t)i * D + j] += s->xb[(size_t)i * D + j];
         lap(lead, SPQ_STEP_DOWN, &tm);
@@ -338,7 +347,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
     spq_split(t, rows, &i0, &i1);
     for (int i = first + i0; i < first + i1; i++)
         rmsnorm(s->xb + (size_t)(i - first) * D, s->x + (size_t)i * D, m->final_norm, D, p->norm_eps);
-    spq_linear_apply(t, &m->head, s->xb, rows, s->logits, s->xq, s->xf);
+    spq_linear_apply(t, &m->head, s->xb, rows, s->logits, s->xq, s->xf, NULL, 0);
     lap(lead, SPQ_STEP_HEAD, &tm);
 }
 
@@ -354,6 +363,7 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
 #endif
     spq_team tm;
     spq_team_init(&tm, nt);
+    tm.hint_max = s->prefetch;
 #pragma omp parallel num_threads(tm.nt)
     {
         spq_thr t = spq_team_member(&tm);

@@ -42,9 +42,16 @@ enum { SPQ_STEP_ATTN_NORM, SPQ_STEP_QKV, SPQ_STEP_ROPE, SPQ_STEP_ATTN, SPQ_STEP_
        SPQ_STEP_GATE_UP, SPQ_STEP_SWIGLU, SPQ_STEP_DOWN, SPQ_STEP_HEAD, SPQ_NSTEPS };
 extern const char *const spq_step_names[SPQ_NSTEPS]; /* "attn_norm", "qkv", ... */
 
+/* A thread that waits at a barrier fetches the first weights of its share of the next
+ * GEMM: two 64-column blocks at K = 2048, a quarter of its 1 MiB L2 (Zen 5). Against
+ * none, 128 to 512 KiB measured alike and 1 MiB less (`bench --prefetch 0,128,256,512`,
+ * decode at 2 threads: README, Speed). */
+#define SPQ_PREFETCH ((size_t)256 << 10)
+
 /* Activations and the KV cache for up to max_batch tokens at once and ctx positions. */
 typedef struct {
     int max_batch, ctx, n_threads;
+    size_t prefetch;          /* bytes of its next weights a waiting thread fetches (SPQ_PREFETCH; 0: none) */
     float *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits, *xf;
     float *kcache, *vcache; /* keys [layer][kv_dim][ctx] (transposed for the attention kernel), values [layer][ctx][kv_dim] */
     int8_t *xq;
@@ -72,11 +79,17 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
 void spq_linear_free(spq_linear *l);
 /* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K).
  * Every thread of t's team calls it, when its own rows of x (spq_split over M) are
- * written; it returns after a team barrier, y complete. */
-void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf);
+ * written; it returns after a team barrier, y complete. next[0..nnext) are the linears
+ * the team applies next (NULL, 0 if none known): a thread that waits fetches its first
+ * weights of them. */
+void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf,
+                      const spq_linear *const *next, int nnext);
 /* ys[i] = x ls[i]^T for linears that read one input in one format (same kind, activation
  * scale and format, as q/k/v and gate/up are): the input is quantised once. */
 void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
-                        float *const *ys, int8_t *xq, float *xf);
+                        float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next, int nnext);
+/* Hint (spq_team_hint) the weights this thread reads first when the team applies ls[0..n)
+ * to M rows (nothing for CMPQ or n = 0). */
+void spq_linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, int M);
 
 #endif
