@@ -54,6 +54,12 @@ expect_ok "tg16" $S bench -m $M -p 0 -n 16 -r 1 -t 1 --no-roofline
 expect_ok "pp16" $S bench -m $M -p 16 -n 0 -r 1 -t 1 --no-roofline -o csv
 # more threads than cores, after a smaller count: threaded attention scratch is sized for both
 expect_ok "| 5 | pp200 " $S bench -m $M -p 200 -n 0 -r 1 -t 1,5 --no-roofline
+# --prefetch with a list: one row per value and test, the values named in the plan column
+$S bench -m $M -p 8 -n 8 -r 1 -t 2 --no-roofline --prefetch 0,256 -o csv >"$tmp/out" 2>"$tmp/err"
+if [ "$(grep -c 'prefetch 0 KiB",.*,\(pp8\|tg8\),' "$tmp/out")" -eq 2 ] && [ "$(grep -c 'prefetch 256 KiB",.*,\(pp8\|tg8\),' "$tmp/out")" -eq 2 ] &&
+   [ "$(wc -l <"$tmp/out")" -eq 5 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --prefetch 0,256"; cat "$tmp/out" "$tmp/err"; fi
+expect_fail "--prefetch: 'x' is not an integer" $S bench -m $M -p 0 -n 4 --prefetch 0,x
+expect_fail "give -n >= 3" $S bench -m $M -p 0 -n 2 --prefetch 0,1,2
 # --timings: every step named, and the steps add up to most of (never more than) the time per token
 $S bench -m $M -p 8 -n 8 -r 2 -t 1 --no-roofline --timings -o csv >"$tmp/out" 2>"$tmp/err"
 if [ "$(grep -c 'ms per token: attn_norm .*qkv .*rope_kv .*attention .*, o .*ffn_norm .*gate_up .*swiglu .*down .*head .*; total' "$tmp/err")" -eq 2 ] &&

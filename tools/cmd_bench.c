@@ -142,12 +142,13 @@ static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *schem
     add_random(c, "lm_head.weight", s->vocab, s->dim, lin); /* cmpq: weight-only linears, INT8 head */
 }
 
-static int *parse_list(const char *s, int *n)
+/* A comma list of integers in [lo, hi] (at most 64) for flag. */
+static int *parse_list(const char *flag, const char *s, int lo, int hi, int *n)
 {
     int *v = malloc(sizeof(int) * 64);
     *n = 0;
     char *dup = strdup(s), *save = NULL;
-    for (char *t = strtok_r(dup, ",", &save); t && *n < 64; t = strtok_r(NULL, ",", &save)) v[(*n)++] = (int)arg_int("-t", t, 1, 1024);
+    for (char *t = strtok_r(dup, ",", &save); t && *n < 64; t = strtok_r(NULL, ",", &save)) v[(*n)++] = (int)arg_int(flag, t, lo, hi);
     free(dup);
     return v;
 }
@@ -166,17 +167,21 @@ int cmd_bench(int argc, char **argv)
     const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
     double bits = 4.0;
     int pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0, timings = 0;
+    const char *pflist = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
             puts("usage: spikeq bench (-m MODEL | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
                  "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq [--bits 3.5]]\n"
                  "       [--spike-layers K [--spike-fp8]]\n"
-                 "       [--layers L] [--no-roofline] [--timings] [-o md|json|csv]\n"
+                 "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB] [-o md|json|csv]\n"
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
                  "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
                  "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
-                 "milliseconds per token of each step of the forward pass in each test.");
+                 "milliseconds per token of each step of the forward pass in each test; --prefetch sets the KiB of\n"
+                 "its next weights a thread fetches while it waits at a barrier (default 256, 0: off); a list\n"
+                 "(--prefetch 0,256) runs the values in turn, token by token (tg) or run by run (pp), one row\n"
+                 "each: they compare under the same load on a shared machine.");
             return 0;
         }
         if (!strcmp(a, "-m") && v) path = argv[++i];
@@ -192,6 +197,7 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "--spike-fp8")) spike_fp8 = 1;
         else if (!strcmp(a, "--no-roofline")) roofline = 0;
         else if (!strcmp(a, "--timings")) timings = 1;
+        else if (!strcmp(a, "--prefetch") && v) pflist = argv[++i];
         else if (!strcmp(a, "-o") && v) fmt = argv[++i];
         else die("bench: unknown option %s", a);
     }
@@ -230,12 +236,15 @@ int cmd_bench(int argc, char **argv)
         for (int j = 0; j < SPQ_NPROJ; j++) macs += (double)m.layers[l].p[j].N * m.layers[l].p[j].K;
     macs += (double)m.head.N * m.head.K;
     int nt;
-    int *ts = parse_list(tlist, &nt);
+    int *ts = parse_list("-t", tlist, 1, 1024, &nt);
+    int npf = 1, *pfs = pflist ? parse_list("--prefetch", pflist, 0, 1 << 20, &npf) : NULL;
+    if (pfs && tg > 0 && tg < npf) die("--prefetch: %d values take turns over -n %d tokens: give -n >= %d", npf, tg, npf);
     spq_state s;
     int tmax = 0;
     for (int i = 0; i < nt; i++) tmax = ts[i] > tmax ? ts[i] : tmax;
     set_threads(tmax); /* the state's per-thread scratch is sized for the largest count */
     if (spq_state_init(&s, &m, pp > 0 ? pp : 1)) die("out of memory");
+    size_t pf_default = s.prefetch;
     int nids = (pp > tg ? pp : tg) + 1; /* token ids for both tests (-p 0 or -n 0 allowed) */
     int *ids = malloc(sizeof(int) * (size_t)nids);
     for (int i = 0; i < nids; i++) ids[i] = (i * 7919 + 13) % c.cfg.vocab_size;
@@ -252,58 +261,74 @@ int cmd_bench(int argc, char **argv)
         /* the limits are probed before and after the runs and the higher kept: a busy
          * neighbour on a shared machine during one probe would otherwise inflate the fractions */
         double bw = roofline ? spq_probe_read_bw((size_t)1 << 30) : 0, peak = roofline ? spq_probe_int8_macs(spq_kern()) : 0;
-        double means[2] = {0, 0}, sds[2] = {0, 0};
+        double means[64][2], sds[64][2];
         for (int test = 0; test < 2; test++) {
             int n = test ? tg : pp;
             if (n <= 0) continue;
-            double *tps = malloc(sizeof(double) * (size_t)reps), step[SPQ_NSTEPS] = {0};
+            /* per prefetch value: seconds and tokens of each repetition, step times */
+            double (*sec)[64] = calloc((size_t)reps, sizeof *sec), (*step)[SPQ_NSTEPS] = calloc((size_t)npf, sizeof *step);
+            int (*cnt)[64] = calloc((size_t)reps, sizeof *cnt);
+            double *tps = malloc(sizeof(double) * (size_t)reps);
             for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
                 spq_err ce;
                 if (spq_ckpt_check(&c, &ce)) die_err(&ce);
-                s.step_sec = timings && r >= 0 ? step : NULL;
-                double t0 = now_s();
-                if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
-                else
-                    for (int k = 0; k < tg; k++) spq_forward(&m, &s, ids + k, 1, k, 0);
-                if (r >= 0) tps[r] = n / (now_s() - t0);
+                /* tg: the values take turns token by token; pp: run by run */
+                for (int k = 0; k < (test ? tg : npf); k++) {
+                    int v = k % npf;
+                    s.prefetch = pfs ? (size_t)pfs[v] << 10 : pf_default;
+                    s.step_sec = timings && r >= 0 ? step[v] : NULL;
+                    double t0 = now_s();
+                    if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
+                    else spq_forward(&m, &s, ids + k, 1, k, 0);
+                    if (r >= 0) { sec[r][v] += now_s() - t0; cnt[r][v] += test ? 1 : pp; }
+                }
             }
             s.step_sec = NULL;
-            stats(tps, reps, &means[test], &sds[test]);
-            free(tps);
-            if (timings) { /* stderr: the tables on stdout stay machine-readable */
-                double tot = 0, per = 1e3 / ((double)reps * n);
-                for (int k = 0; k < SPQ_NSTEPS; k++) tot += step[k];
-                fprintf(stderr, "spikeq: %d thread(s) %s%d, ms per token:", ts[ti], test ? "tg" : "pp", n);
-                for (int k = 0; k < SPQ_NSTEPS; k++)
-                    fprintf(stderr, " %s %.3f (%.1f%%)%s", spq_step_names[k], step[k] * per, tot > 0 ? 100 * step[k] / tot : 0.0,
-                            k + 1 < SPQ_NSTEPS ? "," : "");
-                fprintf(stderr, "; total %.3f\n", tot * per);
+            for (int v = 0; v < npf; v++) {
+                for (int r = 0; r < reps; r++) tps[r] = cnt[r][v] / sec[r][v];
+                stats(tps, reps, &means[v][test], &sds[v][test]);
+                if (timings) { /* stderr: the tables on stdout stay machine-readable */
+                    double tot = 0, per = 1e3 / ((double)reps * (test ? cnt[0][v] : n));
+                    for (int k = 0; k < SPQ_NSTEPS; k++) tot += step[v][k];
+                    fprintf(stderr, "spikeq: %d thread(s) %s%d", ts[ti], test ? "tg" : "pp", n);
+                    if (pfs) fprintf(stderr, " prefetch %d KiB", pfs[v]);
+                    fprintf(stderr, ", ms per token:");
+                    for (int k = 0; k < SPQ_NSTEPS; k++)
+                        fprintf(stderr, " %s %.3f (%.1f%%)%s", spq_step_names[k], step[v][k] * per,
+                                tot > 0 ? 100 * step[v][k] / tot : 0.0, k + 1 < SPQ_NSTEPS ? "," : "");
+                    fprintf(stderr, "; total %.3f\n", tot * per);
+                }
             }
+            free(tps); free(sec); free(cnt); free(step);
         }
         if (roofline) {
             double bw2 = spq_probe_read_bw((size_t)1 << 30), peak2 = spq_probe_int8_macs(spq_kern());
             bw = bw2 > bw ? bw2 : bw;
             peak = peak2 > peak ? peak2 : peak;
         }
+        for (int v = 0; v < npf; v++)
         for (int test = 0; test < 2; test++) {
             int n = test ? tg : pp;
             if (n <= 0) continue;
-            double mean = means[test], sd = sds[test];
+            double mean = means[v][test], sd = sds[v][test];
+            char vplan[96];
+            if (pfs) snprintf(vplan, sizeof vplan, "%s, prefetch %d KiB", plan, pfs[v]);
+            else snprintf(vplan, sizeof vplan, "%s", plan);
             double frac = !roofline ? 0 : test ? (double)m.linear_bytes * mean / bw : macs * mean / peak;
             char tname[32];
             snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
             if (!strcmp(fmt, "md")) {
                 printf("| %s | %.2f GiB | %.2f B | %s | %s | %d | %s | %.2f ± %.2f |", model_name, bytes / 1073741824.0,
-                       params / 1e9, plan, spq_kern()->name, ts[ti], tname, mean, sd);
+                       params / 1e9, vplan, spq_kern()->name, ts[ti], tname, mean, sd);
                 if (roofline) printf(" %.0f%% of %s |\n", 100 * frac, test ? "read BW" : "int8 peak");
                 else printf(" |\n");
             } else if (!strcmp(fmt, "csv")) {
-                printf("\"%s\",%zu,%zu,\"%s\",%s,%d,%s,%.3f,%.3f,%.4f,%s\n", model_name, bytes, params, plan, spq_kern()->name, ts[ti], tname,
+                printf("\"%s\",%zu,%zu,\"%s\",%s,%d,%s,%.3f,%.3f,%.4f,%s\n", model_name, bytes, params, vplan, spq_kern()->name, ts[ti], tname,
                        mean, sd, frac, test ? "read_bw" : "int8_peak");
             } else {
                 printf("%s  {\"model\": \"%s\", \"size_bytes\": %zu, \"params\": %zu, \"plan\": \"%s\", \"isa\": \"%s\", \"threads\": %d, "
                        "\"test\": \"%s\", \"tps_mean\": %.3f, \"tps_sd\": %.3f, \"roofline_fraction\": %.4f, \"read_bw\": %.0f, \"int8_macs\": %.0f}",
-                       first ? "" : ",\n", model_name, bytes, params, plan, spq_kern()->name, ts[ti], tname, mean, sd, frac, bw, peak);
+                       first ? "" : ",\n", model_name, bytes, params, vplan, spq_kern()->name, ts[ti], tname, mean, sd, frac, bw, peak);
                 first = 0;
             }
             fflush(stdout);
@@ -313,7 +338,7 @@ int cmd_bench(int argc, char **argv)
                     ts[ti], bw / 1e9, peak / 1e9, m.linear_bytes / 1e9, macs / 1e9);
     }
     if (!strcmp(fmt, "json")) printf("\n]\n");
-    free(ids); free(ts);
+    free(ids); free(ts); free(pfs);
     spq_state_free(&s);
     spq_model_free(&m);
     spq_ckpt_free(&c);
