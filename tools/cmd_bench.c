@@ -174,7 +174,7 @@ int cmd_bench(int argc, char **argv)
             puts("usage: spikeq bench (-m MODEL | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
                  "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq [--bits 3.5]]\n"
                  "       [--spike-layers K [--spike-fp8]]\n"
-                 "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB] [-o md|json|csv]\n"
+                 "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB[,KIB...]] [-o md|json|csv]\n"
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
                  "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
                  "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
