@@ -156,7 +156,9 @@ static int gemm_outs(const spq_linear *const *ls, int n, float sa, float *const 
     return kind;
 }
 
-void spq_linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, int M)
+/* Hint (spq_team_hint) the weights this thread reads first when the team applies ls[0..n)
+ * to M rows (nothing for CMPQ or n = 0). */
+static void linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, int M)
 {
     if (!ls || n < 1 || ls[0]->kind == SPQ_CMPQ) {
         spq_team_hint(t, NULL, 0);
@@ -175,10 +177,10 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
         for (int i = 0; i < n; i++) spq_cmpq_apply(t, ls[i]->w, x, M, ys[i], xf);
         return;
     }
-    spq_linear_hint(t, ls, n, M); /* for the waits while the input is prepared */
+    linear_hint(t, ls, n, M); /* for the waits while the input is prepared */
     const float *xin;
     float sa = prepare_input(t, ls[0], x, M, xq, xf, &xin);
-    spq_linear_hint(t, next, nnext, M); /* for the wait at the end of the GEMM, and after */
+    linear_hint(t, next, nnext, M); /* for the wait at the end of the GEMM, and after */
     spq_gemm_out outs[SPQ_GEMM_MAXN];
     int kind = SPQ_GEMM_F32;
     for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* q, k, v (or gate, up): one job, one balance */

@@ -88,8 +88,5 @@ void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int
  * scale and format, as q/k/v and gate/up are): the input is quantised once. */
 void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
                         float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next, int nnext);
-/* Hint (spq_team_hint) the weights this thread reads first when the team applies ls[0..n)
- * to M rows (nothing for CMPQ or n = 0). */
-void spq_linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, int M);
 
 #endif
