@@ -362,7 +362,7 @@ SPQ_LUT_GEMV(2)
 
 static const spq_kernels table = {
     "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
-    gemv_lut,
+    gemv_lut, NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
 
 /* ---- AVX-VNNI (VEX vpdpbusd on ymm: Alder Lake and later, Zen 5) ----
@@ -407,13 +407,13 @@ static inline VNNI void q8v_tile(const int MR, int N, int kp, int n, int m, cons
 }
 
 /* Decode (M = 1): NP panels at once, NP weight streams each prefetched 1 KiB ahead */
-static inline VNNI void q8v_gemv(const int NP, int N, int kp, int n, const int8_t *x, const int8_t *w,
-                                 const int32_t *wsum, float scale, float *y)
+static inline VNNI void q8v_gemv(const int NP, int N, int kp, int p0, int pstride, const int8_t *x,
+                                 const int8_t *w, const int32_t *wsum, float scale, float *y)
 {
     __m256i acc[4][2];
     for (int p = 0; p < NP; p++) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
-    const size_t ps = (size_t)kp * SPQ_NR;
-    const int8_t *wp = w + (size_t)(n / SPQ_NR) * ps;
+    const size_t ps = (size_t)kp * SPQ_NR * (size_t)pstride; /* bytes between the NP streams */
+    const int8_t *wp = w + (size_t)p0 * kp * SPQ_NR;
     for (int q = 0; q < kp / 4; q++) {
         __m256i xb = xq4(x + 4 * q);
         for (int p = 0; p < NP; p++) {
@@ -425,11 +425,22 @@ static inline VNNI void q8v_gemv(const int NP, int N, int kp, int n, const int8_
     }
     const __m256 sc = _mm256_set1_ps(scale);
     for (int p = 0; p < NP; p++) {
-        int c = n + 16 * p;
+        int c = (p0 + p * pstride) * SPQ_NR;
         __m256i c0 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(wsum + c)), 7);
         __m256i c1 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(wsum + c + 8)), 7);
         store8(y + c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[p][0], c0)), sc), N - c);
         store8(y + c + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[p][1], c1)), sc), N - c - 8);
+    }
+}
+
+static VNNI void gemv_q8_vnni(int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
+                              const int32_t *wsum, float scale, float *y)
+{
+    switch (np) {
+    case 4: q8v_gemv(4, N, kp, p0, pstride, x, w, wsum, scale, y); break;
+    case 3: q8v_gemv(3, N, kp, p0, pstride, x, w, wsum, scale, y); break;
+    case 2: q8v_gemv(2, N, kp, p0, pstride, x, w, wsum, scale, y); break;
+    default: q8v_gemv(1, N, kp, p0, pstride, x, w, wsum, scale, y); break;
     }
 }
 
@@ -439,12 +450,7 @@ static VNNI void gemm_q8_vnni(int M, int N, int kp, int n0, int n1, const int8_t
     if (M == 1) {
         for (int n = n0; n < n1; n += 64) {
             int np = (n1 - n + 15) / 16;
-            switch (np > 4 ? 4 : np) {
-            case 4: q8v_gemv(4, N, kp, n, x, w, wsum, scale, y); break;
-            case 3: q8v_gemv(3, N, kp, n, x, w, wsum, scale, y); break;
-            case 2: q8v_gemv(2, N, kp, n, x, w, wsum, scale, y); break;
-            default: q8v_gemv(1, N, kp, n, x, w, wsum, scale, y); break;
-            }
+            gemv_q8_vnni(N, kp, n / SPQ_NR, np > 4 ? 4 : np, 1, x, w, wsum, scale, y);
         }
         return;
     }
@@ -484,7 +490,7 @@ static VNNI double dot_spin_vnni(long iters, int32_t *sink)
 
 static const spq_kernels table_vnni = {
     "avxvnni", gemm_q8_vnni, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_vnni, dot_f32, attn,
-    gemv_lut,
+    gemv_lut, gemv_q8_vnni,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }
 

@@ -63,13 +63,13 @@ INL void q8_tile(const int MR, const int NP, int N, int kp, int n, int m, const 
  * prefetch: the hardware prefetcher keeps up with NP sequential streams, and prefetch
  * instructions only took issue slots (against the prefetching loop: 10-35% more GB/s per
  * shape in `bench_gemm -t 2 --gemv`, tg64 +20% at 1 and 2 threads; README, Speed). */
-INL void q8_gemv(const int NP, int N, int kp, int n, const int8_t *x, const int8_t *w,
+INL void q8_gemv(const int NP, int N, int kp, int p0, int pstride, const int8_t *x, const int8_t *w,
                  const int32_t *wsum, float scale, float *y)
 {
     __m512i a[4], b[4];
     for (int p = 0; p < NP; p++) a[p] = b[p] = _mm512_setzero_si512();
-    const size_t ps = (size_t)kp * SPQ_NR;
-    const int8_t *wp = w + (size_t)(n / SPQ_NR) * ps;
+    const size_t ps = (size_t)kp * SPQ_NR * (size_t)pstride; /* bytes between the NP streams */
+    const int8_t *wp = w + (size_t)p0 * kp * SPQ_NR;
     const __m512i off = _mm512_set1_epi32((int32_t)0x80808080u);
 #define XB(i) _mm512_xor_si512(off, _mm512_set1_epi32(load4(x + 4 * (q + (i)))))
 #define DP(acc, xv, i) for (int p = 0; p < NP; p++) \
@@ -90,10 +90,21 @@ INL void q8_gemv(const int NP, int N, int kp, int n, const int8_t *x, const int8
 #undef DP
     const __m512 sc = _mm512_set1_ps(scale);
     for (int p = 0; p < NP; p++) {
-        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(wsum + n + p * 16), 7);
+        int n = (p0 + p * pstride) * SPQ_NR;
+        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(wsum + n), 7);
         __m512i acc = _mm512_sub_epi32(_mm512_add_epi32(a[p], b[p]), corr);
-        _mm512_mask_storeu_ps(y + n + p * 16, colmask(n + p * 16, N),
-                              _mm512_mul_ps(_mm512_cvtepi32_ps(acc), sc));
+        _mm512_mask_storeu_ps(y + n, colmask(n, N), _mm512_mul_ps(_mm512_cvtepi32_ps(acc), sc));
+    }
+}
+
+static void gemv_q8(int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
+                    const int32_t *wsum, float scale, float *y)
+{
+    switch (np) {
+    case 4: q8_gemv(4, N, kp, p0, pstride, x, w, wsum, scale, y); break;
+    case 3: q8_gemv(3, N, kp, p0, pstride, x, w, wsum, scale, y); break;
+    case 2: q8_gemv(2, N, kp, p0, pstride, x, w, wsum, scale, y); break;
+    default: q8_gemv(1, N, kp, p0, pstride, x, w, wsum, scale, y); break;
     }
 }
 
@@ -112,12 +123,7 @@ static void gemm_q8(int M, int N, int kp, int n0, int n1, const int8_t *x, const
         int np = (n1 - n + 15) / 16;
         if (np > 4) np = 4;
         if (M == 1) {
-            switch (np) {
-            case 4: q8_gemv(4, N, kp, n, x, w, wsum, scale, y); break;
-            case 3: q8_gemv(3, N, kp, n, x, w, wsum, scale, y); break;
-            case 2: q8_gemv(2, N, kp, n, x, w, wsum, scale, y); break;
-            default: q8_gemv(1, N, kp, n, x, w, wsum, scale, y); break;
-            }
+            gemv_q8(N, kp, n / SPQ_NR, np, 1, x, w, wsum, scale, y);
             continue;
         }
         int m = 0;
@@ -400,7 +406,7 @@ SPQ_LUT_GEMV(4)
 
 static const spq_kernels table = {
     "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
-    gemv_lut,
+    gemv_lut, gemv_q8,
 };
 
 const spq_kernels *spq_kernels_avx512(void) { return &table; }

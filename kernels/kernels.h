@@ -100,6 +100,12 @@ typedef struct {
      * the class (its columns' scales folded into x); b = 8 ignores it. */
     void (*gemv_lut)(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes,
                      const float *tab, int tstride, float *acc);
+    /* Decode (M = 1) over np <= 4 panels pstride panels apart: the 16 columns of each panel
+     * p0 + i * pstride (i < np), exactly as gemm_q8 computes them, into y[column]. A thread
+     * of the driver runs panels from four places in a matrix, so that its weights arrive as
+     * four long sequential streams. NULL: the driver calls gemm_q8 one panel at a time. */
+    void (*gemv_q8)(int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
+                    const int32_t *wsum, float scale, float *y);
 } spq_kernels;
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */

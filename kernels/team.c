@@ -31,6 +31,8 @@ void spq_team_init(spq_team *tm, int nt)
     for (int i = 0; i < tm->nt; i++) {
         atomic_init(&tm->span[i].fb, 0);
         tm->hint[i].p = NULL;
+        tm->hint[i].stride = 0;
+        tm->hint[i].lanes = 1;
         atomic_init(&tm->hint[i].left, 0);
     }
 }
@@ -44,20 +46,26 @@ spq_thr spq_team_member(spq_team *tm)
 #endif
 }
 
-void spq_team_hint(const spq_thr *t, const void *p, size_t bytes)
+void spq_team_hint(const spq_thr *t, const void *p, size_t bytes, size_t stride, int lanes)
 {
     spq_hint *h = &t->team->hint[t->id];
+    lanes = lanes < 1 ? 1 : lanes > 4 ? 4 : lanes;
+    size_t cap = t->team->hint_max / (size_t)lanes;
     h->p = p;
-    atomic_store_explicit(&h->left, bytes < t->team->hint_max ? bytes : t->team->hint_max, memory_order_relaxed);
+    h->stride = stride;
+    h->lanes = lanes;
+    atomic_store_explicit(&h->left, bytes < cap ? bytes : cap, memory_order_relaxed);
 }
 
-/* Fetch the next piece of this thread's hint; 0 when none is left. */
+/* Fetch the next piece of this thread's hint (HINT_STEP bytes over its lanes); 0 when none
+ * is left. */
 static int fetch_hint(spq_hint *h)
 {
     size_t left = atomic_load_explicit(&h->left, memory_order_relaxed);
     if (!left) return 0;
-    size_t n = left < HINT_STEP ? left : HINT_STEP;
-    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(h->p + o, 0, 3);
+    size_t step = HINT_STEP / (size_t)h->lanes & ~(size_t)63, n = left < step ? left : step;
+    for (int l = 0; l < h->lanes; l++)
+        for (size_t o = 0; o < n; o += 64) __builtin_prefetch(h->p + (size_t)l * h->stride + o, 0, 3);
     h->p += n;
     atomic_store_explicit(&h->left, left - n, memory_order_relaxed);
     return 1;

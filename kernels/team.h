@@ -18,10 +18,13 @@ typedef struct {
     _Alignas(64) _Atomic uint64_t fb;
 } spq_span;
 
-/* Bytes one thread reads next, fetched into its cache while it waits at a barrier (left
- * is atomic only so that a test may watch it from another thread). */
+/* Bytes one thread reads next, fetched into its cache while it waits at a barrier: left
+ * bytes from p in each of lanes streams stride bytes apart (left is atomic only so that a
+ * test may watch it from another thread). */
 typedef struct {
     _Alignas(64) const char *p;
+    size_t stride;
+    int lanes;
     _Atomic size_t left;
 } spq_hint;
 
@@ -46,9 +49,10 @@ void spq_team_init(spq_team *tm, int nt);
 /* The calling OpenMP thread's view of tm: its thread number and the size of the
  * enclosing parallel region (which may be smaller than asked; outside one, a team of one). */
 spq_thr spq_team_member(spq_team *tm);
-/* The calling thread reads [p, p + bytes) next: its waits at spq_team_sync fetch up to
- * hint_max bytes of it into its cache (replaces the previous hint; bytes 0 clears it). */
-void spq_team_hint(const spq_thr *t, const void *p, size_t bytes);
+/* The calling thread reads [p + l * stride, + bytes) for l < lanes (1..4) next: its waits at
+ * spq_team_sync fetch up to hint_max bytes of them in all into its cache, the lanes in step
+ * (replaces the previous hint; bytes 0 clears it). */
+void spq_team_hint(const spq_thr *t, const void *p, size_t bytes, size_t stride, int lanes);
 /* Barrier: returns once every thread of the team has called it (spins, then yields). */
 void spq_team_sync(const spq_thr *t);
 /* This thread's share [*i0, *i1) of n items split evenly in team order (thread 0 first). */

@@ -161,7 +161,7 @@ static int gemm_outs(const spq_linear *const *ls, int n, float sa, float *const 
 static void linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, int M)
 {
     if (!ls || n < 1 || ls[0]->kind == SPQ_CMPQ) {
-        spq_team_hint(t, NULL, 0);
+        spq_team_hint(t, NULL, 0, 0, 1);
         return;
     }
     spq_gemm_out outs[SPQ_GEMM_MAXN];

@@ -69,6 +69,22 @@ static void check_q8(const spq_kernels *kt, int M, int N, int K, int mode)
         fprintf(stderr, "%s q8 M=%d N=%d K=%d mode=%d split at %d differs\n", kt->name, M, N, K, mode, cut);
         fail();
     }
+    /* the decode GEMV over panels spread across the matrix: the driver's lanes (item i:
+     * panels i, i + Q, i + 2Q, i + 3Q with Q = ceil(panels / 4)) and a stride of 3 */
+    int np = (N + SPQ_NR - 1) / SPQ_NR;
+    for (int st = 0; M == 1 && kt->gemv_q8 && st < 2; st++) {
+        int Q = st ? 3 : (np + 3) / 4, span = st ? 4 * Q : Q; /* items start in [0, Q) of each span */
+        memset(y1, 0, sizeof(float) * (size_t)N);
+        for (int b = 0; b < np; b += span)
+            for (int p0 = b; p0 < b + Q && p0 < np; p0++) {
+                int nv = (np - 1 - p0) / Q + 1;
+                kt->gemv_q8(N, kp, p0, nv > 4 ? 4 : nv, Q, x, wp, ws, scale, y1);
+            }
+        if (memcmp(y0, y1, sizeof(float) * (size_t)N)) {
+            fprintf(stderr, "%s gemv_q8 N=%d K=%d mode=%d stride %d differs\n", kt->name, N, K, mode, Q);
+            fail();
+        }
+    }
     free(w); free(x); free(wp); free(ws); free(y0); free(y1);
 }
 
@@ -324,45 +340,54 @@ static void test_gemm_float(void **st) { (void)st; for_each_isa(f_all); }
 static void test_attn(void **st) { (void)st; for_each_isa(attn_all); }
 
 /* spq_gemm_team_hint names the first weights a thread runs: the start of its even share
- * of the job's blocks, to the end of that matrix or of the share (worked by hand for
- * blocks of 64 columns: 16 + 1 + 6 = 23 here), and nothing for a thread that runs none;
- * a thread waiting at spq_team_sync fetches its hint. */
+ * of the job's items, to the end of that matrix or of the share (worked by hand: 16 + 1 + 6
+ * = 23 items here), and nothing for a thread that runs none; in decode INT8 jobs the same
+ * stretch of each of the four quarters of the matrix (panels of 16 x 700 = 11200 bytes; the
+ * 63 panels of matrix 0 in quarters of 16), elsewhere blocks of 64 columns; a thread
+ * waiting at spq_team_sync fetches its hint. */
 static void test_gemm_hint(void **st)
 {
     (void)st;
-    enum { K = 700 };
+    enum { K = 700, PS = 16 * K };
     static int8_t w0[2 * 1000 * K], w1[64 * K], w2[333 * K]; /* w0: room for F16 */
     spq_gemm_out outs[3] = {{1000, w0, NULL, 1, NULL, 0}, {64, w1, NULL, 1, NULL, 0}, {333, w2, NULL, 1, NULL, 0}};
-    static const struct { int nt, id; const void *p; size_t len; } want[] = {
-        {2, 0, w0, 768 * K},         /* blocks 0..11 */
-        {2, 1, w0 + 768 * K, 232 * K}, /* blocks 12..22: to the end of matrix 0 (col 1000) */
-        {3, 1, w0 + 512 * K, 488 * K}, /* blocks 8..15 */
-        {3, 2, w1, 64 * K},            /* blocks 16..22: matrix 1 is block 16 */
+    static const struct { int nt, id, M; const void *p; size_t len, stride; int lanes; } want[] = {
+        {2, 0, 1, w0, 12 * PS, 16 * PS, 4},         /* items 0..11: panels 0-11, 16-27, 32-43, 48-59 */
+        {2, 1, 1, w0 + 12 * PS, 3 * PS, 16 * PS, 4}, /* items 12..15 (to matrix 1): the last quarter ends at 63 */
+        {3, 1, 1, w0 + 8 * PS, 7 * PS, 16 * PS, 4},  /* items 8..15 */
+        {3, 2, 1, w1, PS, PS, 4},                    /* matrix 1 (item 16): its 4 panels, one per quarter */
+        {2, 0, 2, w0, 768 * K, 0, 1},                /* M = 2: blocks 0..11 */
+        {2, 1, 2, w0 + 768 * K, 232 * K, 0, 1},      /* blocks 12..22: to the end of matrix 0 (col 1000) */
+        {3, 2, 2, w1, 64 * K, 0, 1},                 /* blocks 16..22: matrix 1 is block 16 */
     };
     spq_team tm;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         spq_team_init(&tm, want[i].nt);
         spq_thr t = {&tm, want[i].id, want[i].nt};
-        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, 1, K, outs, 3);
+        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, want[i].M, K, outs, 3);
         assert_int_equal(atomic_load(&tm.hint[t.id].left), 0); /* hint_max 0: hints off */
         tm.hint_max = (size_t)1 << 30;
-        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, 1, K, outs, 3);
+        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, want[i].M, K, outs, 3);
         assert_ptr_equal(tm.hint[t.id].p, want[i].p);
         assert_int_equal(atomic_load(&tm.hint[t.id].left), want[i].len);
-        tm.hint_max = 4096;
-        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, 1, K, outs, 3);
-        assert_int_equal(atomic_load(&tm.hint[t.id].left), 4096);
+        assert_int_equal(tm.hint[t.id].lanes, want[i].lanes);
+        if (want[i].lanes > 1) assert_int_equal(tm.hint[t.id].stride, want[i].stride);
+        tm.hint_max = 4096; /* the cap is over all lanes */
+        spq_gemm_team_hint(&t, SPQ_GEMM_Q8, want[i].M, K, outs, 3);
+        assert_int_equal(atomic_load(&tm.hint[t.id].left), 4096 / want[i].lanes);
     }
-    /* F16: 2 bytes per weight, K not padded; thread 1 of 2 */
+    /* F16 decode: blocks, 2 bytes per weight, K not padded; thread 1 of 2 */
     spq_team_init(&tm, 2);
     tm.hint_max = (size_t)1 << 30;
     spq_thr t1 = {&tm, 1, 2}, t0 = {&tm, 0, 2};
     spq_gemm_team_hint(&t1, SPQ_GEMM_F16, 1, K, outs, 3);
     assert_ptr_equal(tm.hint[1].p, (const char *)w0 + 768 * 2 * K);
+    assert_int_equal(tm.hint[1].lanes, 1);
     /* a job too small to share (64 x 700 MACs): thread 0 runs it all, thread 1 nothing */
     spq_gemm_team_hint(&t0, SPQ_GEMM_Q8, 1, K, outs + 1, 1);
     assert_ptr_equal(tm.hint[0].p, w1);
-    assert_int_equal(atomic_load(&tm.hint[0].left), 64 * K);
+    assert_int_equal(atomic_load(&tm.hint[0].left), PS);
+    assert_int_equal(tm.hint[0].lanes, 4);
     spq_gemm_team_hint(&t1, SPQ_GEMM_Q8, 1, K, outs + 1, 1);
     assert_int_equal(atomic_load(&tm.hint[1].left), 0);
 #ifdef _OPENMP
@@ -374,7 +399,7 @@ static void test_gemm_hint(void **st)
 #pragma omp parallel num_threads(2)
     {
         spq_thr t = spq_team_member(&tm);
-        if (t.nt == 2 && t.id == 1) spq_team_hint(&t, w0, sizeof w0);
+        if (t.nt == 2 && t.id == 1) spq_team_hint(&t, w0, sizeof w0, 0, 1);
 #pragma omp barrier
         if (t.nt == 2 && t.id == 0) {
             for (long i = 0; i < 2000000000L && !drained; i++)
