@@ -58,6 +58,11 @@ expect_ok "| 5 | pp200 " $S bench -m $M -p 200 -n 0 -r 1 -t 1,5 --no-roofline
 $S bench -m $M -p 8 -n 8 -r 1 -t 2 --no-roofline --prefetch 0,256 -o csv >"$tmp/out" 2>"$tmp/err"
 if [ "$(grep -c 'prefetch 0 KiB",.*,\(pp8\|tg8\),' "$tmp/out")" -eq 2 ] && [ "$(grep -c 'prefetch 256 KiB",.*,\(pp8\|tg8\),' "$tmp/out")" -eq 2 ] &&
    [ "$(wc -l <"$tmp/out")" -eq 5 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --prefetch 0,256"; cat "$tmp/out" "$tmp/err"; fi
+# the roofline: limits probed between the runs (table, roofline_fraction) and the best probes
+# before and after (_best), every field non-zero for both tests
+$S bench -m $M -p 8 -n 4 -r 2 -t 1 -o json >"$tmp/out" 2>"$tmp/err"
+if [ "$(grep -c '"roofline_fraction": [0-9.]*[1-9][0-9]*, "read_bw": [1-9][0-9]*, "int8_macs": [1-9][0-9]*, "roofline_fraction_best": [0-9.]*[1-9][0-9]*, "read_bw_best": [1-9][0-9]*, "int8_macs_best": [1-9]' "$tmp/out")" -eq 2 ]; then
+  pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench roofline fields"; cat "$tmp/out" "$tmp/err"; fi
 expect_fail "--prefetch: 'x' is not an integer" $S bench -m $M -p 0 -n 4 --prefetch 0,x
 expect_fail "give -n >= 3" $S bench -m $M -p 0 -n 2 --prefetch 0,1,2
 # --timings: every step named, and the steps add up to most of (never more than) the time per token
