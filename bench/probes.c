@@ -57,19 +57,25 @@ int spq_bwprobe_init(spq_bwprobe *p, size_t bytes)
     return 0;
 }
 
+/* A pass reads the buffer in 4 MiB chunks (each as 4 streams of 1 MiB, as long as the
+ * GEMV lanes' streams), taken in turn by whichever thread is free: like the GEMM driver's
+ * stealing, so that a thread descheduled by a neighbour on a shared machine does not hold
+ * the pass up while the other threads could read its part. */
+#define CHUNK_WORDS ((size_t)4 << 20 >> 3)
+
 double spq_bwprobe_pass(const spq_bwprobe *p)
 {
     volatile uint64_t sink = 0;
+    long nch = (long)((p->n + CHUNK_WORDS - 1) / CHUNK_WORDS);
     double t0 = spq_now();
 #pragma omp parallel
     {
-#ifdef _OPENMP
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-#else
-        int nt = 1, id = 0;
-#endif
-        size_t chunk = p->n / (size_t)nt;
-        uint64_t x = xor4(p->buf + chunk * (size_t)id, chunk);
+        uint64_t x = 0;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (long c = 0; c < nch; c++) {
+            size_t w0 = (size_t)c * CHUNK_WORDS, len = p->n - w0 < CHUNK_WORDS ? p->n - w0 : CHUNK_WORDS;
+            x ^= xor4(p->buf + w0, len);
+        }
 #pragma omp atomic
         sink ^= x;
     }
