@@ -11,8 +11,8 @@
 /* Seconds on a monotonic clock. */
 double spq_now(void);
 /* Read bandwidth in bytes/s with the current OpenMP thread count: best of 5 passes over
- * a buffer of `bytes` (1 GiB: far past any cache), each thread reading its slice as 4
- * interleaved streams. */
+ * a buffer of `bytes` (1 GiB: far past any cache), the threads taking 4 MiB chunks in turn,
+ * each read as 4 interleaved streams with the widest loads the CPU has. */
 double spq_probe_read_bw(size_t bytes);
 /* int8 multiply-adds per second with the current thread count (ops = 2 x MACs): best of 3
  * passes. */
