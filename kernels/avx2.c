@@ -220,7 +220,7 @@ static double dot_spin(long iters, int32_t *sink)
     for (int i = 1; i < 12; i++) s = _mm256_add_epi32(s, a[i]);
     int32_t r[8];
     _mm256_storeu_si256((__m256i *)r, s);
-    *sink += r[0];
+    *sink = (int32_t)((uint32_t)*sink + (uint32_t)r[0]); /* wraps: only keeps the loop alive */
     return (double)iters * 12 * 16;
 }
 
@@ -484,7 +484,7 @@ static VNNI double dot_spin_vnni(long iters, int32_t *sink)
     VN_ALL(VN_SUM)
     int32_t r[8];
     _mm256_storeu_si256((__m256i *)r, s);
-    *sink += r[0];
+    *sink = (int32_t)((uint32_t)*sink + (uint32_t)r[0]); /* wraps: only keeps the loop alive */
     return (double)iters * 12 * 32;
 }
 

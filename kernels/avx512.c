@@ -290,7 +290,12 @@ static double dot_spin(long iters, int32_t *sink)
     }
     __m512i s = a[0];
     for (int i = 1; i < 16; i++) s = _mm512_add_epi32(s, a[i]);
-    *sink += _mm512_reduce_add_epi32(s);
+    /* the accumulators wrap; so does this sum (unsigned), which only keeps the loop alive
+     * (_mm512_reduce_add_epi32 adds in signed int: overflow, as UBSan found) */
+    uint32_t r[16], t = (uint32_t)*sink;
+    _mm512_storeu_si512(r, s);
+    for (int i = 0; i < 16; i++) t += r[i];
+    *sink = (int32_t)t;
     return (double)iters * 16 * 64;
 }
 

@@ -188,7 +188,7 @@ static double dot_spin(long iters, int32_t *sink)
     }
     int32x4_t s = a[0];
     for (int i = 1; i < 8; i++) s = vaddq_s32(s, a[i]);
-    *sink += vaddvq_s32(s);
+    *sink = (int32_t)((uint32_t)*sink + vaddvq_u32(vreinterpretq_u32_s32(s))); /* wraps: only keeps the loop alive */
     return (double)iters * 8 * 16;
 }
 
@@ -203,7 +203,7 @@ static double dot_spin_plain(long iters, int32_t *sink)
     }
     int32x4_t s = a[0];
     for (int i = 1; i < 8; i++) s = vaddq_s32(s, a[i]);
-    *sink += vaddvq_s32(s);
+    *sink = (int32_t)((uint32_t)*sink + vaddvq_u32(vreinterpretq_u32_s32(s))); /* wraps: only keeps the loop alive */
     return (double)iters * 8 * 8;
 }
 

@@ -91,12 +91,13 @@ static void vexp(float *x, int n)
 
 static double dot_spin(long iters, int32_t *sink)
 {
-    int32_t a[8] = {0};
+    uint32_t a[8] = {0}, t = (uint32_t)*sink; /* unsigned: the sums wrap, they only keep the loop alive */
     volatile int8_t xv = 3, wv = 5;
     int8_t x = xv, w = wv;
     for (long it = 0; it < iters; it++)
-        for (int i = 0; i < 8; i++) a[i] += x * w + i;
-    for (int i = 0; i < 8; i++) *sink += a[i];
+        for (int i = 0; i < 8; i++) a[i] += (uint32_t)(x * w + i);
+    for (int i = 0; i < 8; i++) t += a[i];
+    *sink = (int32_t)t;
     return (double)iters * 8;
 }
 
