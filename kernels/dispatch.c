@@ -113,6 +113,16 @@ typedef struct {
     int b0[SPQ_GEMM_MAXN + 1]; /* first block of each matrix; b0[nmat]: all blocks */
 } gemm_job;
 
+/* Lanes: item p0 of a matrix of N columns is panels p0 + l * (*Q) for l below the count
+ * returned (4, or fewer where the last quarters run out). */
+static int lane_item(int N, int p0, int *Q)
+{
+    int np = (N + SPQ_NR - 1) / SPQ_NR, nv;
+    *Q = (np + 3) / 4;
+    nv = (np - 1 - p0) / *Q + 1;
+    return nv < 4 ? nv : 4;
+}
+
 static void run_block(const gemm_job *j, int b)
 {
     int i = 0;
@@ -120,8 +130,7 @@ static void run_block(const gemm_job *j, int b)
     const spq_gemm_out *o = &j->mat[i];
     int N = o->N, n0 = (b - j->b0[i]) * BLK, n1 = n0 + BLK < N ? n0 + BLK : N, kp = spq_kpad(j->K);
     if (j->lanes) {
-        int np = (N + SPQ_NR - 1) / SPQ_NR, Q = (np + 3) / 4, p0 = b - j->b0[i], nv = (np - 1 - p0) / Q + 1;
-        if (nv > 4) nv = 4;
+        int Q, p0 = b - j->b0[i], nv = lane_item(N, p0, &Q);
         if (j->k->gemv_q8) {
             j->k->gemv_q8(N, kp, p0, nv, Q, j->x, o->w, o->wsum, o->scale, o->y);
             return;
@@ -207,8 +216,7 @@ void spq_gemm_team_hint(const spq_thr *t, int kind, int M, int K, const spq_gemm
     const char *w = j.mat[i].w;
     int N = j.mat[i].N, p0 = b0 - j.b0[i], p1 = b1 - j.b0[i];
     if (j.lanes) { /* panels p0..p1 of each quarter, as long as the last quarter has them */
-        int np = (N + SPQ_NR - 1) / SPQ_NR, Q = (np + 3) / 4, nv = (np - 1 - p0) / Q + 1;
-        if (nv > 4) nv = 4;
+        int Q, nv = lane_item(N, p0, &Q), np = (N + SPQ_NR - 1) / SPQ_NR;
         if (p1 > np - (nv - 1) * Q) p1 = np - (nv - 1) * Q;
         size_t ps = col * SPQ_NR;
         spq_team_hint(t, w + (size_t)p0 * ps, (size_t)(p1 - p0) * ps, (size_t)Q * ps, nv);

@@ -118,10 +118,11 @@ int spq_kern_available(const char **names, int max);
 /* A table by name (NULL when unsupported here). */
 const spq_kernels *spq_kern_get(const char *name);
 
-/* Threaded drivers: output columns in blocks of 64 through a team's work loop (team.h):
- * each thread runs a contiguous range of blocks, then takes blocks from the back of the
- * others' ranges. These run one call on all OpenMP threads; spq_gemm_team runs inside a
- * team that spans several steps. */
+/* Threaded drivers: output columns in blocks of 64 (INT8 decode: items of 4 panels, one from
+ * each quarter of the matrix, see gemv_q8) through a team's work loop (team.h): each thread
+ * runs a contiguous range of items, then takes items from the back of the others' ranges.
+ * These run one call on all OpenMP threads; spq_gemm_team runs inside a team that spans
+ * several steps. */
 void spq_gemm_q8(const spq_kernels *k, int M, int N, int K, const int8_t *x, const int8_t *w,
                  const int32_t *wsum, float scale, float *y, int ldy);
 void spq_gemm_f32(const spq_kernels *k, int M, int N, int K, const float *x, const float *w,
@@ -149,7 +150,8 @@ enum { SPQ_GEMM_Q8, SPQ_GEMM_F32, SPQ_GEMM_F16, SPQ_GEMM_E4M3 }; /* weight forma
 void spq_gemm_team(const spq_thr *t, const spq_kernels *k, int kind, int M, int K, const void *x,
                    const spq_gemm_out *outs, int n);
 /* Hint (spq_team_hint) the weights this thread reads first in the spq_gemm_team call
- * with these arguments: from its first block to the end of its share in that matrix. */
+ * with these arguments: from its first item to the end of its share in that matrix (in
+ * each of the four lanes for INT8 decode). */
 void spq_gemm_team_hint(const spq_thr *t, int kind, int M, int K, const spq_gemm_out *outs, int n);
 
 /* Per-ISA tables (NULL-returning where not compiled in). */
