@@ -2,22 +2,16 @@
  *   attn_mm(NH, R, J, a, lda, b, ldb, mul, c): c[h][j] = mul[h] * sum_r a[h][r] * b[r][j]
  *   (always inlined; NH heads, a compile-time 1..4; c's rows J long)
  * and softmax_row(s, T) returning 1 / sum, then expands SPQ_ATTN: the dispatch table's
- * attn, four query heads at a time. ATTN_HEADS picks the NH specialisation; an ISA whose
+ * attn, four query heads at a time. SPQ_BY_COUNT4 picks the NH specialisation; an ISA whose
  * product is not one attn_mm call (NEON: column blocks of 16, 4, then scalar) defines
  * ATTN_PROD(nh, R, J, a, lda, b, ldb, mul, c) before including this. */
 #ifndef SPQ_ATTN_DRIVER_H
 #define SPQ_ATTN_DRIVER_H
 
-#define ATTN_HEADS(fn, nh, ...)                                                            \
-    switch (nh) {                                                                          \
-    case 4: fn(4, __VA_ARGS__); break;                                                     \
-    case 3: fn(3, __VA_ARGS__); break;                                                     \
-    case 2: fn(2, __VA_ARGS__); break;                                                     \
-    default: fn(1, __VA_ARGS__); break;                                                    \
-    }
+#include "by_count.h"
 
 #ifndef ATTN_PROD
-#define ATTN_PROD(nh, ...) ATTN_HEADS(attn_mm, nh, __VA_ARGS__)
+#define ATTN_PROD(nh, ...) SPQ_BY_COUNT4(attn_mm, nh, __VA_ARGS__)
 #endif
 
 #define SPQ_ATTN                                                                                       \

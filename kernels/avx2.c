@@ -436,12 +436,7 @@ static inline VNNI void q8v_gemv(const int NP, int N, int kp, int p0, int pstrid
 static VNNI void gemv_q8_vnni(int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
                               const int32_t *wsum, float scale, float *y)
 {
-    switch (np) {
-    case 4: q8v_gemv(4, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    case 3: q8v_gemv(3, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    case 2: q8v_gemv(2, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    default: q8v_gemv(1, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    }
+    SPQ_BY_COUNT4(q8v_gemv, np, N, kp, p0, pstride, x, w, wsum, scale, y)
 }
 
 static VNNI void gemm_q8_vnni(int M, int N, int kp, int n0, int n1, const int8_t *x, const int8_t *w,

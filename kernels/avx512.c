@@ -100,12 +100,7 @@ INL void q8_gemv(const int NP, int N, int kp, int p0, int pstride, const int8_t 
 static void gemv_q8(int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
                     const int32_t *wsum, float scale, float *y)
 {
-    switch (np) {
-    case 4: q8_gemv(4, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    case 3: q8_gemv(3, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    case 2: q8_gemv(2, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    default: q8_gemv(1, N, kp, p0, pstride, x, w, wsum, scale, y); break;
-    }
+    SPQ_BY_COUNT4(q8_gemv, np, N, kp, p0, pstride, x, w, wsum, scale, y)
 }
 
 #define TILE_ROW(fn, MR, np, ...)                                                          \

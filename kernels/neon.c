@@ -246,8 +246,8 @@ static void attn_rows(int nh, int R, int J, const float *a, int lda, const float
                       float *c)
 {
     int j = 0;
-    for (; j + 16 <= J; j += 16) ATTN_HEADS(attn_mm, nh, 4, R, J, j, a, lda, b, ldb, mul, c)
-    for (; j + 4 <= J; j += 4) ATTN_HEADS(attn_mm, nh, 1, R, J, j, a, lda, b, ldb, mul, c)
+    for (; j + 16 <= J; j += 16) SPQ_BY_COUNT4(attn_mm, nh, 4, R, J, j, a, lda, b, ldb, mul, c)
+    for (; j + 4 <= J; j += 4) SPQ_BY_COUNT4(attn_mm, nh, 1, R, J, j, a, lda, b, ldb, mul, c)
     for (; j < J; j++)
         for (int h = 0; h < nh; h++) {
             float acc = 0.0f;
