@@ -43,7 +43,8 @@ enum { SPQ_STEP_ATTN_NORM, SPQ_STEP_QKV, SPQ_STEP_ROPE, SPQ_STEP_ATTN, SPQ_STEP_
 extern const char *const spq_step_names[SPQ_NSTEPS]; /* "attn_norm", "qkv", ... */
 
 /* A thread that waits at a barrier fetches the first weights of its share of the next
- * GEMM: two 64-column blocks at K = 2048, a quarter of a Zen 5 core's 1 MiB L2. Decode
+ * GEMM: at K = 2048 two decode items (64 KiB in each of the four lanes) or two 64-column
+ * blocks, a quarter of a Zen 5 core's 1 MiB L2. Decode
  * against none (`bench --prefetch 0,256,1024`, README, Speed): +10-13% at 16 threads of
  * the device's Xeon, 1 MiB alike; within the noise at 2 threads here. */
 #define SPQ_PREFETCH ((size_t)256 << 10)
