@@ -18,10 +18,9 @@ double spq_now(void)
 
 /* XOR of 4 interleaved streams (one per quarter of the slice): several independent loads
  * in flight per thread, like the GEMV's four lanes; 4 streams read faster than 1, 2, 8 or
- * 16 here. Built for the baseline ISA the loop vectorises to 16-byte loads, which on this
- * Zen 5 read 7-8% slower than the GEMV's 64-byte ones (74 vs 81 GB/s at 2 threads, medians
- * of 15 passes each, interleaved): the widest loads the CPU has are used, so that the probe
- * is the limit and not a loop that a kernel can beat. */
+ * 16. Built for the baseline ISA the loop vectorises to 16-byte loads, which read slower
+ * than the GEMV's 64-byte ones: the widest loads the CPU has are used, so that the probe
+ * is the limit and not a loop that a kernel can beat (docs/benchmarks.md, Method). */
 #define XOR4_BODY                                                                              \
     size_t q = n / 4;                                                                          \
     const uint64_t *a = p, *b = p + q, *c = p + 2 * q, *d = p + 3 * q;                         \

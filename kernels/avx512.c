@@ -61,8 +61,7 @@ INL void q8_tile(const int MR, const int NP, int N, int kp, int n, int m, const 
 /* Decode (M = 1): a pure weight stream. Four k-quads per iteration, two accumulator chains
  * per panel, activations broadcast straight from memory and offset in-register. No software
  * prefetch: the hardware prefetcher keeps up with NP sequential streams, and prefetch
- * instructions only took issue slots (against the prefetching loop: 10-35% more GB/s per
- * shape in `bench_gemm -t 2 --gemv`, tg64 +20% at 1 and 2 threads; README, Speed). */
+ * instructions only take issue slots (docs/benchmarks.md, Findings). */
 INL void q8_gemv(const int NP, int N, int kp, int p0, int pstride, const int8_t *x, const int8_t *w,
                  const int32_t *wsum, float scale, float *y)
 {

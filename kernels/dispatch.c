@@ -1,5 +1,5 @@
 /* dispatch.c — pick the best kernel table for this CPU once; thread the GEMM drivers.
- * The table pointer is the project's only global (see DEVELOPERS.md). */
+ * The table pointer is the project's only global (docs/architecture.md, Dispatch). */
 #include "kernels.h"
 
 #include <stdlib.h>
@@ -103,8 +103,8 @@ const spq_kernels *spq_kern(void)
  * = the matrix's item count), so that a thread's contiguous share reads four long
  * sequential streams instead of four panel-long ones (kpad * 16 bytes: 32 KiB at K = 2048)
  * that restart at every block; the hardware prefetcher ramps up once per share, not once
- * per block (read probe in 4 streams restarting every 32 KiB: 74 GB/s at 2 threads; every
- * 1 MiB: 83 GB/s). */
+ * per block (streams that restart every 32 KiB read measurably slower than long ones:
+ * docs/benchmarks.md, Findings). */
 typedef struct {
     const spq_kernels *k;
     int kind, M, K, nmat, lanes;
@@ -153,9 +153,8 @@ static void run_block(const gemm_job *j, int b)
  * it front to back, so that its weights are one long sequential read, as in the
  * read-bandwidth probe, instead of blocks dealt out one at a time, which interleave the
  * threads' streams; a thread that finishes early takes blocks from the back of the others'
- * ranges instead of waiting at the barrier. With q/k/v and gate/up in one job each,
- * TinyLlama-shaped decode at 2 threads went from a median 46.3 to 50.3 t/s (6 alternating
- * runs of tg64). */
+ * ranges instead of waiting at the barrier. q/k/v and gate/up each run as one job, so that
+ * a thread's range spans the matrices and no barrier separates them. */
 /* Number the job's blocks (b0); whether the team shares them (else thread 0 runs all). */
 static int plan_job(const spq_thr *t, gemm_job *j)
 {

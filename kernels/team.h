@@ -2,8 +2,8 @@
  * split of items, and a work loop with stealing, so that one OpenMP parallel region spans
  * the whole pass instead of one per GEMM and row-wise step (about 90 per decoded token of
  * TinyLlama), and the steps between the GEMMs (norms, RoPE, attention, SwiGLU) run on every
- * thread instead of one at M = 1. At 2 threads on this machine a libgomp fork/join takes
- * 3.0 us, its barrier 1.4 us, spq_team_sync 0.24 us (`bench_gemm --sync -t 2`). */
+ * thread instead of one at M = 1. A spinning barrier is several times cheaper than a libgomp
+ * fork/join or barrier (`bench_gemm --sync`; figures in docs/benchmarks.md). */
 #ifndef SPQ_TEAM_H
 #define SPQ_TEAM_H
 

@@ -44,9 +44,8 @@ extern const char *const spq_step_names[SPQ_NSTEPS]; /* "attn_norm", "qkv", ... 
 
 /* A thread that waits at a barrier fetches the first weights of its share of the next
  * GEMM: at K = 2048 two decode items (64 KiB in each of the four lanes) or two 64-column
- * blocks, a quarter of a Zen 5 core's 1 MiB L2. Decode
- * against none (`bench --prefetch 0,256,1024`, README, Speed): +10-13% at 16 threads of
- * the device's Xeon, 1 MiB alike; within the noise at 2 threads here. */
+ * blocks, a quarter of a Zen 5 core's 1 MiB L2. It pays with many threads, where more of
+ * them wait at each barrier (`bench --prefetch 0,256`; docs/benchmarks.md, Findings). */
 #define SPQ_PREFETCH ((size_t)256 << 10)
 
 /* Activations and the KV cache for up to max_batch tokens at once and ctx positions. */

@@ -295,9 +295,9 @@ int cmd_bench(int argc, char **argv)
                     if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
                     else spq_forward(&m, &s, ids + k, 1, k, 0);
                     if (r >= 0) { sec[r][v] += now_s() - t0; cnt[r][v] += test ? 1 : pp; }
-                    /* passes in the warm-up too, uncounted: here the first pass over the
-                     * buffer after the 1 GiB probe's allocation read at 2-5 GB/s with no
-                     * page fault in the process (the VM's host backing it again?) */
+                    /* passes in the warm-up too, uncounted: the first pass over the buffer
+                     * after the 1 GiB probe's allocation can read far slower than the rest
+                     * with no page fault in the process (docs/benchmarks.md, Method) */
                     if (roofline) {
                         double ps = 0, w = test ? (double)bp.n * sizeof *bp.buf : 0;
                         if (test) ps = spq_bwprobe_pass(&bp);

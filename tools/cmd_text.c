@@ -95,10 +95,10 @@ typedef struct {
     int n_ctx, pos, n_predict, special, ids_out;
     double t_prompt, t_gen;
     long n_prompt, n_gen;
-} session;
+} gen_run;
 
 /* Feed the prompt ids, then sample and stream up to n_predict tokens. */
-static void run_turn(session *g, const int *ids, long n)
+static void run_turn(gen_run *g, const int *ids, long n)
 {
     if (g->pos + n >= g->n_ctx) die("prompt of %ld tokens does not fit the context (%d, %d used): raise -c", n, g->n_ctx, g->pos);
     spq_err e;
@@ -136,7 +136,7 @@ int cmd_generate(int argc, char **argv)
 {
     const char *path = NULL, *prompt = NULL, *file = NULL, *prompt_ids = NULL;
     int threads = 0, interactive = 0;
-    session g;
+    gen_run g;
     memset(&g, 0, sizeof g);
     g.n_predict = 128;
     spq_sampler_params sp = spq_sampler_defaults();
