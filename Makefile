@@ -73,7 +73,7 @@ test: deps deps-cross
 	@$(MAKE) --no-print-directory -j2 fuzz
 
 test-unit: $(TESTS) $(B)/spikeq
-	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_cli.sh:$(B)/spikeq)
+	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_cli.sh:$(B)/spikeq) $(if $(filter build,$(B)),tests/test_eval.sh:$(B)/spikeq tests/test_docs.sh:all)
 
 # unit tests again under AddressSanitizer + UBSan, in their own build folder
 test-sanitize:

@@ -4,6 +4,7 @@
 #include "bench/probes.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,4 +93,11 @@ int *parse_ids(const char *text, const char *what, int vocab, long *n)
     free(dup);
     *n = k;
     return ids;
+}
+
+void mean_se(double s1, double s2, long n, double *mean, double *se)
+{
+    *mean = n > 0 ? s1 / (double)n : 0;
+    double var = n > 1 ? (s2 - (double)n * *mean * *mean) / (double)(n - 1) : 0;
+    *se = n > 0 ? sqrt((var > 0 ? var : 0) / (double)n) : 0;
 }

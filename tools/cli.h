@@ -22,6 +22,9 @@ char *read_text(const char *path, size_t *n);
 /* Token ids in text separated by spaces, commas or newlines, each checked against
  * [0, vocab); dies naming `what` on a bad entry. Returns a malloc'd array, count in *n. */
 int *parse_ids(const char *text, const char *what, int vocab, long *n);
+/* Mean of n values from their sum s1 and sum of squares s2, and its standard error (sample
+ * standard deviation / sqrt(n), as lm-evaluation-harness and llama.cpp report it). */
+void mean_se(double s1, double s2, long n, double *mean, double *se);
 /* Seconds on a monotonic clock. */
 double now_s(void);
 
@@ -33,6 +36,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 #endif

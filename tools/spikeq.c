@@ -15,6 +15,7 @@ static const struct {
     {"generate", "generate text from a prompt", cmd_generate},
     {"bench", "measure prompt and generation tokens/s", cmd_bench},
     {"perplexity", "WikiText-2 style perplexity of a text file", cmd_perplexity},
+    {"eval", "zero-shot accuracy on HellaSwag, PIQA, ARC, ... (lm-eval-harness requests)", cmd_eval},
     {"quantize", "write a W8A8 (+ spike fallback) checkpoint", cmd_quantize},
     {"profile", "activation spike profile of every linear input", cmd_profile},
     {"convert", "write any supported model as .spq (F32/F16)", cmd_convert},
