@@ -84,24 +84,48 @@ static float team_absmax(const spq_thr *t, const float *x, int r0, int r1, int K
     return spq_team_max(t, amax);
 }
 
-/* Round rows r0..r1 of x to FP8 E4M3 with one per-tensor scale (absmax of all rows ->
- * 448), as the paper's W8A8-FP8 setting does, writing [M][kp] rows. */
-static void round_e4m3(const spq_thr *t, const float *x, int r0, int r1, int K, int kp, float *out)
+/* The activation scale's absmax for row m: its tensor's (several) or the one value. */
+static float row_amax(const spq_rows *rows, int m, float one) { return rows && rows->n > 1 ? rows->tmax[rows->id[m]] : one; }
+
+/* Absmax of each activation tensor of x[M][K]: the team max when the rows form one tensor
+ * (returned), else each tensor's in rows->tmax. Each thread scans its rows r0..r1. */
+static float input_absmax(const spq_thr *t, const spq_rows *rows, const float *x, int M, int r0, int r1, int K)
 {
-    float amax = team_absmax(t, x, r0, r1, K);
-    float s = amax > 0 ? amax / 448.0f : 1.0f;
+    if (!rows || rows->n <= 1) return team_absmax(t, x, r0, r1, K);
+    const spq_kernels *k = spq_kern();
+    for (int m = r0; m < r1; m++) rows->rmax[m] = k->absmax(x + (size_t)m * K, (size_t)K);
+    spq_team_sync(t);
+    if (t->id == 0) {
+        for (int j = 0; j < rows->n; j++) rows->tmax[j] = 0;
+        for (int m = 0; m < M; m++) {
+            float *v = &rows->tmax[rows->id[m]];
+            *v = rows->rmax[m] > *v ? rows->rmax[m] : *v;
+        }
+    }
+    spq_team_sync(t);
+    return 0;
+}
+
+/* Round rows r0..r1 of x to FP8 E4M3 with one scale per activation tensor (its absmax ->
+ * 448), as the paper's W8A8-FP8 setting does, writing [M][kp] rows. */
+static void round_e4m3(const spq_thr *t, const spq_rows *rows, const float *x, int M, int r0, int r1, int K, int kp,
+                       float *out)
+{
+    float one = input_absmax(t, rows, x, M, r0, r1, K);
     for (int m = r0; m < r1; m++) {
+        float amax = row_amax(rows, m, one), s = amax > 0 ? amax / 448.0f : 1.0f;
         for (int i = 0; i < K; i++) out[(size_t)m * kp + i] = spq_e4m3_to_f32(spq_f32_to_e4m3(x[(size_t)m * K + i] / s)) * s;
         for (int i = K; i < kp; i++) out[(size_t)m * kp + i] = 0;
     }
 }
 
-/* Bring x into the form l's GEMM reads: INT8 codes in xq (returning the activation
- * scale), or FP16/FP8-rounded / K-padded floats in xf. *xin is what float GEMMs read.
+/* Bring x into the form l's GEMM reads: INT8 codes in xq, or FP16/FP8-rounded / K-padded
+ * floats in xf. *xin is what float GEMMs read. Returns the INT8 activation scale when the
+ * rows are one tensor (or the scale is static), else 0 with each row's scale in rsc[m].
  * Each thread converts its rows (spq_split over M) and reads only those of x; the team
  * syncs before returning. */
-static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x, int M, int8_t *xq, float *xf,
-                           const float **xin)
+static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x, int M, const spq_rows *rows,
+                           int8_t *xq, float *xf, float *rsc, const float **xin)
 {
     const spq_kernels *k = spq_kern();
     int K = l->K, kp = spq_kpad(K), r0, r1;
@@ -111,16 +135,25 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
     switch (l->kind) {
     case SPQ_I8: {
         sa = l->a_scale;
-        if (sa <= 0) { /* dynamic per-tensor: absmax of the whole input */
-            float amax = team_absmax(t, x, r0, r1, K);
-            sa = amax > 0 ? amax / 127.0f : 1.0f;
+        if (sa <= 0) { /* dynamic per-tensor: absmax of the whole input tensor */
+            float one = input_absmax(t, rows, x, M, r0, r1, K);
+            if (rows && rows->n > 1) {
+                sa = 0;
+                for (int m = r0; m < r1; m++) {
+                    float amax = row_amax(rows, m, one);
+                    rsc[m] = amax > 0 ? amax / 127.0f : 1.0f;
+                    k->quant_i8(x + (size_t)m * K, K, kp, 1.0f / rsc[m], xq + (size_t)m * kp);
+                }
+                break;
+            }
+            sa = one > 0 ? one / 127.0f : 1.0f;
         }
         float inv = 1.0f / sa;
         for (int m = r0; m < r1; m++) k->quant_i8(x + (size_t)m * K, K, kp, inv, xq + (size_t)m * kp);
         break;
     }
     case SPQ_E4M3:
-        if (l->act_fmt == SPQ_E4M3) round_e4m3(t, x, r0, r1, K, kp, xf);
+        if (l->act_fmt == SPQ_E4M3) round_e4m3(t, rows, x, M, r0, r1, K, kp, xf);
         else
             for (int m = r0; m < r1; m++) {
                 memcpy(xf + (size_t)m * kp, x + (size_t)m * K, 4 * (size_t)K);
@@ -133,7 +166,7 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
             for (size_t i = (size_t)r0 * K; i < (size_t)r1 * K; i++) xf[i] = spq_f16_to_f32(spq_f32_to_f16(x[i]));
             *xin = xf;
         } else if (l->act_fmt == SPQ_E4M3) {
-            round_e4m3(t, x, r0, r1, K, K, xf);
+            round_e4m3(t, rows, x, M, r0, r1, K, K, xf);
             *xin = xf;
         }
         break;
@@ -144,16 +177,34 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
     return sa;
 }
 
-/* The GEMM kind and outputs of linears ls[0..n) (same kind and input format). */
+/* The GEMM kind and outputs of linears ls[0..n) (same kind and input format). An INT8
+ * activation scale sa of 0 (one per row) makes the kernels' scale 1: the rows are scaled
+ * after the GEMM (row_scale), to the same float product. */
 static int gemm_outs(const spq_linear *const *ls, int n, float sa, float *const *ys, spq_gemm_out *outs)
 {
     int kind = ls[0]->kind == SPQ_I8 ? SPQ_GEMM_Q8 : ls[0]->kind == SPQ_E4M3 ? SPQ_GEMM_E4M3
              : ls[0]->kind == SPQ_F16 ? SPQ_GEMM_F16 : SPQ_GEMM_F32;
     for (int i = 0; i < n; i++) {
         const spq_linear *l = ls[i];
-        outs[i] = (spq_gemm_out){l->N, l->w, l->wsum, l->w_scale * (kind == SPQ_GEMM_Q8 ? sa : 1.0f), ys ? ys[i] : NULL, l->N};
+        float sc = kind != SPQ_GEMM_Q8 ? l->w_scale : sa > 0 ? l->w_scale * sa : 1.0f;
+        outs[i] = (spq_gemm_out){l->N, l->w, l->wsum, sc, ys ? ys[i] : NULL, l->N};
     }
     return kind;
+}
+
+/* y[m][n] *= w_scale * rsc[m] for this thread's rows of each output: the INT8 epilogue
+ * with one activation scale per row. The kernels wrote (float)acc * 1, exact, so this is
+ * the same product (float)acc * (w_scale * sa) as a single scale gives. */
+static void row_scale(const spq_thr *t, const spq_linear *const *ls, int n, int M, const float *rsc, float *const *ys)
+{
+    int r0, r1;
+    spq_split(t, M, &r0, &r1);
+    for (int i = 0; i < n; i++)
+        for (int m = r0; m < r1; m++) {
+            float sc = ls[i]->w_scale * rsc[m], *y = ys[i] + (size_t)m * ls[i]->N;
+            for (int j = 0; j < ls[i]->N; j++) y[j] *= sc;
+        }
+    spq_team_sync(t);
 }
 
 /* Hint (spq_team_hint) the weights this thread reads first when the team applies ls[0..n)
@@ -171,7 +222,8 @@ static void linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, in
 }
 
 void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
-                        float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next, int nnext)
+                        const spq_rows *rows, float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next,
+                        int nnext)
 {
     if (ls[0]->kind == SPQ_CMPQ) { /* weight-only: each reads x itself (xf: its scratch) */
         for (int i = 0; i < n; i++) spq_cmpq_apply(t, ls[i]->w, x, M, ys[i], xf);
@@ -179,7 +231,8 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
     }
     linear_hint(t, ls, n, M); /* for the waits while the input is prepared */
     const float *xin;
-    float sa = prepare_input(t, ls[0], x, M, xq, xf, &xin);
+    float *rsc = rows ? rows->rmax : NULL;
+    float sa = prepare_input(t, ls[0], x, M, rows, xq, xf, rsc, &xin);
     linear_hint(t, next, nnext, M); /* for the wait at the end of the GEMM, and after */
     spq_gemm_out outs[SPQ_GEMM_MAXN];
     int kind = SPQ_GEMM_F32;
@@ -188,6 +241,7 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
         kind = gemm_outs(ls + i0, c, sa, ys + i0, outs);
         spq_gemm_team(t, spq_kern(), kind, M, ls[0]->K, kind == SPQ_GEMM_Q8 ? (const void *)xq : xin, outs, c);
     }
+    if (kind == SPQ_GEMM_Q8 && sa == 0) row_scale(t, ls, n, M, rsc, ys);
     /* F16 weights stored with a scale (E5M2 widened): applied to each thread's rows */
     if (kind == SPQ_GEMM_F16) {
         int r0, r1;
@@ -199,8 +253,8 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
     }
 }
 
-void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf,
-                      const spq_linear *const *next, int nnext)
+void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, const spq_rows *rows, float *y,
+                      int8_t *xq, float *xf, const spq_linear *const *next, int nnext)
 {
-    spq_linear_apply_n(t, &l, 1, x, M, &y, xq, xf, next, nnext);
+    spq_linear_apply_n(t, &l, 1, x, M, rows, &y, xq, xf, next, nnext);
 }

@@ -135,7 +135,13 @@ void spq_model_free(spq_model *m)
 
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
 {
+    return spq_state_init_seq(s, m, max_batch, 1);
+}
+
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq)
+{
     memset(s, 0, sizeof *s);
+    if (max_batch < 1 || n_seq < 1) return -1;
     const spq_config *p = &m->cfg;
     size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
     size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
@@ -159,10 +165,19 @@ int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
     s->logits = malloc(4 * B * (size_t)p->vocab_size);
     s->xf = malloc(4 * B * kmax);
     s->xq = malloc(B * kmax);
-    s->kcache = calloc((size_t)p->n_layers * (size_t)m->ctx * kv, 4);
-    s->vcache = calloc((size_t)p->n_layers * (size_t)m->ctx * kv, 4);
+    s->n_seq = n_seq;
+    s->seq_floats = (size_t)p->n_layers * (size_t)m->ctx * kv;
+    s->kcache = calloc(s->seq_floats * (size_t)n_seq, 4);
+    s->vcache = calloc(s->seq_floats * (size_t)n_seq, 4);
+    s->rpos = malloc(sizeof(int) * B);
+    s->rseq = malloc(sizeof(int) * B);
+    s->rid = malloc(sizeof(int) * B);
+    s->out = malloc(sizeof(int) * B);
+    s->out_id = malloc(sizeof(int) * B);
+    s->rmax = malloc(sizeof(float) * B);
+    s->tmax = malloc(sizeof(float) * B);
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 || !s->att || !s->logits || !s->xf || !s->xq ||
-        !s->kcache || !s->vcache) {
+        !s->kcache || !s->vcache || !s->rpos || !s->rseq || !s->rid || !s->out || !s->out_id || !s->rmax || !s->tmax) {
         spq_state_free(s);
         return -1;
     }
@@ -173,6 +188,7 @@ void spq_state_free(spq_state *s)
 {
     free(s->x); free(s->xb); free(s->xb2); free(s->q); free(s->hb); free(s->hb2); free(s->att);
     free(s->logits); free(s->xf); free(s->xq); free(s->kcache); free(s->vcache);
+    free(s->rpos); free(s->rseq); free(s->rid); free(s->out); free(s->out_id); free(s->rmax); free(s->tmax);
     memset(s, 0, sizeof *s);
 }
 
@@ -245,8 +261,7 @@ static void swiglu_chunk(const spq_kernels *kern, float *g, const float *u, int 
  * Row-wise steps take the thread's rows (spq_split over M: thread 0 has a decode step's
  * single row) or an even share of smaller items (heads, chunks); each step that reads
  * what other threads wrote follows a team barrier. Thread 0 times (lead) and profiles. */
-static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, const int *tokens, int M, int pos,
-                           int all_logits)
+static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, const int *tokens, int M)
 {
     const spq_config *p = &m->cfg;
     const spq_kernels *kern = spq_kern();
@@ -262,7 +277,8 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
 
     for (int l = 0; l < p->n_layers; l++) {
         const spq_layer *L = &m->layers[l];
-        float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
+        const size_t lo = (size_t)l * s->ctx * kvd; /* this layer's cache in each sequence's */
+        const spq_rows *rows = &s->rows;
 
         /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
         for (int i = r0; i < r1; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
@@ -271,14 +287,14 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]}, *o = &L->p[SPQ_O];
         const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]}, *down = &L->p[SPQ_DOWN];
         float *qkv_out[3] = {s->q, s->hb, s->hb2};
-        spq_linear_apply_n(t, qkv, 3, s->xb, M, qkv_out, s->xq, s->xf, &o, 1);
+        spq_linear_apply_n(t, qkv, 3, s->xb, M, rows, qkv_out, s->xq, s->xf, &o, 1);
         lap(lead, SPQ_STEP_QKV, &tm);
         /* items: (token, head) over the nh query heads, then the nkv key heads with their
          * cache writes */
         spq_split(t, M * (nh + nkv), &i0, &i1);
         for (int it = i0; it < i1; it++) {
-            int i = it / (nh + nkv), h = it % (nh + nkv);
-            const float *cs = m->rope_cos + (size_t)(pos + i) * half, *sn = m->rope_sin + (size_t)(pos + i) * half;
+            int i = it / (nh + nkv), h = it % (nh + nkv), pi = s->rpos[i];
+            const float *cs = m->rope_cos + (size_t)pi * half, *sn = m->rope_sin + (size_t)pi * half;
             if (h < nh) {
                 rope(s->q + (size_t)i * qd + h * hd, cs, sn, half);
                 continue;
@@ -286,8 +302,10 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
             int d0 = (h - nh) * hd; /* this KV head's dims */
             float *kr = s->hb + (size_t)i * kvd, *vr = s->hb2 + (size_t)i * kvd;
             rope(kr + d0, cs, sn, half);
-            for (int d = d0; d < d0 + hd; d++) kc[(size_t)d * s->ctx + pos + i] = kr[d];
-            memcpy(vc + (size_t)(pos + i) * kvd + d0, vr + d0, 4 * (size_t)hd);
+            float *kc = s->kcache + (size_t)s->rseq[i] * s->seq_floats + lo;
+            float *vc = s->vcache + (size_t)s->rseq[i] * s->seq_floats + lo;
+            for (int d = d0; d < d0 + hd; d++) kc[(size_t)d * s->ctx + pi] = kr[d];
+            memcpy(vc + (size_t)pi * kvd + d0, vr + d0, 4 * (size_t)hd);
         }
         spq_team_sync(t);
         lap(lead, SPQ_STEP_ROPE, &tm);
@@ -298,13 +316,15 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         for (int it; (it = spq_loop_next(t, &lp)) >= 0;) {
             int r = M * nkv - 1 - it, i = r / nkv, g = r % nkv;
             size_t qo = (size_t)i * qd + (size_t)g * grp * hd;
-            kern->attn(grp, hd, pos + i + 1, att_scale, s->q + qo, kc + (size_t)g * hd * s->ctx, s->ctx,
+            const float *kc = s->kcache + (size_t)s->rseq[i] * s->seq_floats + lo;
+            const float *vc = s->vcache + (size_t)s->rseq[i] * s->seq_floats + lo;
+            kern->attn(grp, hd, s->rpos[i] + 1, att_scale, s->q + qo, kc + (size_t)g * hd * s->ctx, s->ctx,
                        vc + (size_t)g * hd, kvd, att, s->xb + qo);
         }
         spq_team_sync(t);
         lap(lead, SPQ_STEP_ATTN, &tm);
         record(t, s, l, SPQ_SITE_O, s->xb, M, qd, 0);
-        spq_linear_apply(t, o, s->xb, M, s->xb2, s->xq, s->xf, gu, 2);
+        spq_linear_apply(t, o, s->xb, M, rows, s->xb2, s->xq, s->xf, gu, 2);
         lap(lead, SPQ_STEP_O, &tm);
 
         /* SwiGLU MLP: x += down(silu(gate(xb)) * up(xb)) */
@@ -316,7 +336,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         lap(lead, SPQ_STEP_FFN_NORM, &tm);
         record(t, s, l, SPQ_SITE_GATEUP, s->xb, M, D, 1);
         float *gu_out[2] = {s->hb, s->hb2};
-        spq_linear_apply_n(t, gu, 2, s->xb, M, gu_out, s->xq, s->xf, &down, 1);
+        spq_linear_apply_n(t, gu, 2, s->xb, M, rows, gu_out, s->xq, s->xf, &down, 1);
         lap(lead, SPQ_STEP_GATE_UP, &tm);
         spq_split(t, M * nch, &i0, &i1); /* items: (token, chunk of 256) */
         for (int it = i0; it < i1; it++) {
@@ -334,28 +354,38 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
             next[0] = &P[SPQ_Q]; next[1] = &P[SPQ_K]; next[2] = &P[SPQ_V];
             nnext = 3;
         }
-        spq_linear_apply(t, down, s->hb, M, s->xb, s->xq, s->xf, next, nnext);
+        spq_linear_apply(t, down, s->hb, M, rows, s->xb, s->xq, s->xf, next, nnext);
         for (int i = r0; i < r1; i++)
             for (int j = 0; j < D; j++) s->x[(size_t)i * D + j] += s->xb[(size_t)i * D + j];
         lap(lead, SPQ_STEP_DOWN, &tm);
         record(t, s, l, SPQ_SITE_RESID, s->x, M, D, 1);
     }
 
-    /* the head: the last row's logits, or every row's (split over those: a barrier first) */
-    int first = all_logits ? 0 : M - 1, rows = M - first;
+    /* the head: the wanted rows' logits (split over those: a barrier first) */
     spq_team_sync(t);
-    spq_split(t, rows, &i0, &i1);
-    for (int i = first + i0; i < first + i1; i++)
-        rmsnorm(s->xb + (size_t)(i - first) * D, s->x + (size_t)i * D, m->final_norm, D, p->norm_eps);
-    spq_linear_apply(t, &m->head, s->xb, rows, s->logits, s->xq, s->xf, NULL, 0);
+    spq_split(t, s->n_out, &i0, &i1);
+    for (int j = i0; j < i1; j++)
+        rmsnorm(s->xb + (size_t)j * D, s->x + (size_t)s->out[j] * D, m->final_norm, D, p->norm_eps);
+    spq_linear_apply(t, &m->head, s->xb, s->n_out, &s->out_rows, s->logits, s->xq, s->xf, NULL, 0);
     lap(lead, SPQ_STEP_HEAD, &tm);
 }
 
-int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits)
+/* Number each row's sequence as a tensor (0, 1, ... in order of first appearance) into
+ * ids; returns how many. */
+static int number_tensors(const int *seq, int M, int *ids, int *first_row)
 {
-    if (M < 1 || M > s->max_batch || pos < 0 || pos + M > s->ctx) return -1;
-    s->tokens = tokens;
-    s->pos = pos;
+    int n = 0;
+    for (int i = 0; i < M; i++) {
+        int j = 0;
+        while (j < n && seq[first_row[j]] != seq[i]) j++;
+        if (j == n) first_row[n++] = i;
+        ids[i] = j;
+    }
+    return n;
+}
+
+static void run_team(const spq_model *m, spq_state *s, const int *tokens, int M)
+{
     /* s->att holds one score buffer per thread counted at spq_state_init: never more */
     int nt = s->n_threads;
 #ifdef _OPENMP
@@ -367,7 +397,44 @@ int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int 
 #pragma omp parallel num_threads(tm.nt)
     {
         spq_thr t = spq_team_member(&tm);
-        forward_thread(m, s, &t, tokens, M, pos, all_logits);
+        forward_thread(m, s, &t, tokens, M);
     }
+}
+
+int spq_forward_batch(const spq_model *m, spq_state *s, const int *tokens, const int *pos, const int *seq,
+                      const signed char *want, int M)
+{
+    if (M < 1 || M > s->max_batch) return -1;
+    for (int i = 0; i < M; i++)
+        if (pos[i] < 0 || pos[i] >= s->ctx || seq[i] < 0 || seq[i] >= s->n_seq || tokens[i] < 0 ||
+            tokens[i] >= m->cfg.vocab_size)
+            return -1;
+    memcpy(s->rpos, pos, sizeof(int) * (size_t)M);
+    memcpy(s->rseq, seq, sizeof(int) * (size_t)M);
+    int *first = s->out_id; /* scratch until the outputs are numbered */
+    int n = number_tensors(seq, M, s->rid, first);
+    s->rows = (spq_rows){n, s->rid, s->rmax, s->tmax};
+    s->n_out = 0;
+    for (int i = 0; i < M; i++)
+        if (!want || want[i]) s->out[s->n_out++] = i;
+    for (int j = 0; j < s->n_out; j++) s->out_id[j] = s->rid[s->out[j]];
+    s->out_rows = (spq_rows){n, s->out_id, s->rmax, s->tmax};
+    s->tokens = tokens;
+    s->pos = pos[0];
+    run_team(m, s, tokens, M);
+    return s->n_out;
+}
+
+int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits)
+{
+    if (M < 1 || M > s->max_batch || pos < 0 || pos + M > s->ctx) return -1;
+    for (int i = 0; i < M; i++) { s->rpos[i] = pos + i; s->rseq[i] = 0; s->rid[i] = 0; }
+    s->rows = (spq_rows){1, s->rid, s->rmax, s->tmax};
+    s->n_out = all_logits ? M : 1;
+    for (int j = 0; j < s->n_out; j++) { s->out[j] = all_logits ? j : M - 1; s->out_id[j] = 0; }
+    s->out_rows = (spq_rows){1, s->out_id, s->rmax, s->tmax};
+    s->tokens = tokens;
+    s->pos = pos;
+    run_team(m, s, tokens, M);
     return 0;
 }

@@ -48,13 +48,32 @@ extern const char *const spq_step_names[SPQ_NSTEPS]; /* "attn_norm", "qkv", ... 
  * them wait at each barrier (`bench --prefetch 0,256`; docs/benchmarks.md, Findings). */
 #define SPQ_PREFETCH ((size_t)256 << 10)
 
-/* Activations and the KV cache for up to max_batch tokens at once and ctx positions. */
+/* Which rows of a linear's input form one activation tensor, with one dynamic activation
+ * scale: the rows of one sequence, so that a sequence's results do not depend on what it
+ * is batched with. n == 1: every row (the single-sequence path). */
 typedef struct {
-    int max_batch, ctx, n_threads;
+    int n;          /* tensors (sequences) among the rows */
+    const int *id;  /* [M] row -> tensor 0..n-1 */
+    float *rmax;    /* [M] scratch: each row's absmax */
+    float *tmax;    /* [n] scratch: each tensor's absmax */
+} spq_rows;
+
+/* Activations and the KV caches of n_seq sequences for up to max_batch tokens at once and
+ * ctx positions each. */
+typedef struct {
+    int max_batch, ctx, n_threads, n_seq;
     size_t prefetch;          /* bytes of its next weights a waiting thread fetches (SPQ_PREFETCH; 0: none) */
     float *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits, *xf;
-    float *kcache, *vcache; /* keys [layer][kv_dim][ctx] (transposed for the attention kernel), values [layer][ctx][kv_dim] */
+    /* per sequence: keys [layer][kv_dim][ctx] (transposed for the attention kernel), values
+     * [layer][ctx][kv_dim]; sequence s's start at s * seq_floats */
+    float *kcache, *vcache;
+    size_t seq_floats;
     int8_t *xq;
+    /* the batch being run: each row's position and sequence, its tensor (spq_rows), the rows
+     * whose logits are wanted (n_out of them, in row order) and their tensors */
+    int *rpos, *rseq, *rid, *out, *out_id, n_out;
+    spq_rows rows, out_rows;
+    float *rmax, *tmax;
     struct spq_profile *prof; /* when set, linear inputs are recorded */
     const int *tokens;        /* the batch being run (for the profiler) */
     int pos;
@@ -65,28 +84,40 @@ typedef struct {
  * The checkpoint must outlive the model (embeddings are read from it). */
 int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e);
 void spq_model_free(spq_model *m);
-/* Allocate state for batches of up to max_batch tokens. */
+/* Allocate state for batches of up to max_batch tokens of one sequence. */
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch);
+/* The same for n_seq sequences, each with its own KV cache of the model's ctx positions. */
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq);
 void spq_state_free(spq_state *s);
 
 /* Run M <= max_batch tokens at positions pos..pos+M-1 (earlier positions must be in
  * the cache). Logits of every row go to s->logits[M][vocab] when all_logits, else only
  * the last row's to s->logits[0..vocab). Returns 0, or -1 if pos+M exceeds ctx. */
 int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits);
+/* Run M <= max_batch tokens of any of the state's sequences: row i is token tokens[i] of
+ * sequence seq[i] at position pos[i] (that sequence's earlier positions must be in its
+ * cache, and no two rows may share a sequence and position). Each sequence's rows form its
+ * own activation tensors, so its results are those of running it alone. The logits of the
+ * rows with want[i] go to s->logits in row order (want NULL: every row). Returns how many
+ * rows of logits were written, or -1 if a row is out of range. */
+int spq_forward_batch(const spq_model *m, spq_state *s, const int *tokens, const int *pos, const int *seq,
+                      const signed char *want, int M);
 
 /* Prepare one linear from a weight tensor (any stored dtype). */
 int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
 void spq_linear_free(spq_linear *l);
-/* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K).
+/* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K); rows
+ * groups the rows into activation tensors (NULL: one tensor).
  * Every thread of t's team calls it, when its own rows of x (spq_split over M) are
  * written; it returns after a team barrier, y complete. next[0..nnext) are the linears
  * the team applies next (NULL, 0 if none known): a thread that waits fetches its first
  * weights of them. */
-void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, float *y, int8_t *xq, float *xf,
-                      const spq_linear *const *next, int nnext);
+void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, const spq_rows *rows, float *y,
+                      int8_t *xq, float *xf, const spq_linear *const *next, int nnext);
 /* ys[i] = x ls[i]^T for linears that read one input in one format (same kind, activation
  * scale and format, as q/k/v and gate/up are): the input is quantised once. */
 void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
-                        float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next, int nnext);
+                        const spq_rows *rows, float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next,
+                        int nnext);
 
 #endif

@@ -162,6 +162,102 @@ static void test_threads_agree(void **st)
     spq_ckpt_free(&c);
 }
 
+/* Greedy steps of one sequence run alone: the prompt's last logits, then `steps` decode
+ * steps, each row of V logits into out[(1 + steps) * V]. */
+static void run_alone(const spq_model *m, const int *prompt, int np, int steps, float *out)
+{
+    spq_state s;
+    int V = m->cfg.vocab_size;
+    assert_int_equal(spq_state_init(&s, m, np), 0);
+    assert_int_equal(spq_forward(m, &s, prompt, np, 0, 0), 0);
+    for (int k = 0;; k++) {
+        memcpy(out + (size_t)k * V, s.logits, sizeof(float) * (size_t)V);
+        if (k == steps) break;
+        int next = 0;
+        for (int v = 1; v < V; v++) next = s.logits[v] > s.logits[next] ? v : next;
+        assert_int_equal(spq_forward(m, &s, &next, 1, np + k, 0), 0);
+    }
+    spq_state_free(&s);
+}
+
+/* Three sequences in one batch (prompt rows interleaved, then one decode row each per
+ * step, in a rotating order) give bit for bit the logits each gives alone: per-sequence
+ * activation scales (INT8, FP8), per-row positions and caches. */
+static void batch_agrees(const spq_ckpt *c, const char *what)
+{
+    enum { NS = 3, STEPS = 4 };
+    static const int np[NS] = {7, 5, 3};
+    int prompt[NS][7];
+    for (int j = 0; j < NS; j++)
+        for (int i = 0; i < np[j]; i++) prompt[j][i] = (j * 97 + i * 31 + 5) % c->cfg.vocab_size;
+    spq_model m;
+    spq_err e;
+    assert_int_equal(spq_model_init(&m, c, 64, &e), 0);
+    int V = m.cfg.vocab_size;
+    float *ref = malloc(sizeof(float) * NS * (STEPS + 1) * (size_t)V);
+    for (int j = 0; j < NS; j++) run_alone(&m, prompt[j], np[j], STEPS, ref + (size_t)j * (STEPS + 1) * V);
+    spq_state s;
+    assert_int_equal(spq_state_init_seq(&s, &m, 15, NS), 0);
+    int tok[15], pos[15], seq[15], n = 0, last[NS];
+    signed char want[15];
+    for (int i = 0; i < 7; i++) /* A0 B0 C0 A1 B1 C1 A2 ... */
+        for (int j = 0; j < NS; j++)
+            if (i < np[j]) { tok[n] = prompt[j][i]; pos[n] = i; seq[n] = j; want[n] = i == np[j] - 1; n++; }
+    assert_int_equal(spq_forward_batch(&m, &s, tok, pos, seq, want, n), NS);
+    int row = 0, bad = 0;
+    for (int i = 0; i < n; i++) /* logits rows come in row order: C's prompt ends first */
+        if (want[i]) last[seq[i]] = row++;
+    for (int k = 0; k <= STEPS; k++) {
+        int next[NS];
+        for (int j = 0; j < NS; j++) {
+            const float *got = s.logits + (size_t)last[j] * V, *want_row = ref + ((size_t)j * (STEPS + 1) + k) * V;
+            if (memcmp(got, want_row, sizeof(float) * (size_t)V)) {
+                fprintf(stderr, "  %s: sequence %d step %d differs batched (%g vs %g)\n", what, j, k, got[0], want_row[0]);
+                bad = 1;
+            }
+            next[j] = 0;
+            for (int v = 1; v < V; v++) next[j] = want_row[v] > want_row[next[j]] ? v : next[j];
+        }
+        if (k == STEPS) break;
+        for (int r = 0; r < NS; r++) { /* rotate which sequence comes first */
+            int j = (r + k) % NS;
+            tok[r] = next[j]; pos[r] = np[j] + k; seq[r] = j; last[j] = r;
+        }
+        assert_int_equal(spq_forward_batch(&m, &s, tok, pos, seq, NULL, NS), NS);
+    }
+    assert_false(bad);
+    int bad_pos[1] = {64}, zero[1] = {0};
+    assert_int_equal(spq_forward_batch(&m, &s, tok, bad_pos, zero, NULL, 1), -1); /* position past ctx */
+    assert_int_equal(spq_forward_batch(&m, &s, tok, zero, (int[]){NS}, NULL, 1), -1); /* no such sequence */
+    free(ref);
+    spq_state_free(&s);
+    spq_model_free(&m);
+}
+
+static void test_batch_agrees(void **st)
+{
+    (void)st;
+    spq_ckpt c, q;
+    spq_err e;
+    tiny_model(&c, 384, 1024, 2, 6, 2, 300, 0);
+    batch_agrees(&c, "FP32");
+    unsigned char fb[2 * SPQ_NPROJ] = {0};
+    fb[1 * SPQ_NPROJ + SPQ_DOWN] = 1;
+    spq_quant_opts o = spq_quant_defaults();
+    for (int v = 0; v < 3; v++) {
+        o.spike = v == 0 ? 0 : v == 1 ? SPQ_F16 : SPQ_E4M3;
+        o.spike_act = SPQ_E4M3;
+        o.embed = SPQ_F16;
+        assert_int_equal(spq_quantize(&c, NULL, fb, &o, 0, &q, &e), 0);
+        batch_agrees(&q, v == 0 ? "W8A8" : v == 1 ? "W8A8 + FP16 down" : "W8A8 + FP8 down (FP8 activations)");
+        spq_quantized_free(&q);
+    }
+    spq_ckpt_free(&c);
+    assert_int_equal(spq_open("models/docs-llama-28m-w8a8.spq", &c, &e), 0);
+    batch_agrees(&c, "shipped model");
+    spq_ckpt_free(&c);
+}
+
 /* .spq written and read back gives bit-identical logits; F16 conversion stays close */
 static void test_spq_roundtrip(void **st)
 {
@@ -248,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_docs_model_matches_transformers),
         cmocka_unit_test(test_prefill_equals_decode),
         cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_batch_agrees),
         cmocka_unit_test(test_spq_roundtrip),
         cmocka_unit_test(test_w8a8_close_to_fp32),
     };
