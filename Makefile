@@ -19,16 +19,20 @@ endif
 CC ?= cc
 SAN ?=
 OPT ?= -O3 -g
-CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -I. $(SAN)
+# -fPIC: the same objects make libspikeq.a and libspikeq.so; hidden visibility: the .so
+# exports only the public API (include/spikeq.h, SPIKEQ_API)
+CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -fPIC -fvisibility=hidden -I. $(SAN)
 LDLIBS := -lsleef -lcjson -lpcre2-8 -lm -fopenmp $(SAN)
 
 KERN_SRC := kernels/dispatch.c kernels/team.c kernels/pack.c kernels/numfmt.c kernels/scalar.c $(ISA_SRC)
 ifneq ($(ARCH),aarch64)
   KERN_SRC += kernels/neon.c
 endif
-RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c) bench/probes.c
+RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c)
 LIB_SRC := $(KERN_SRC) $(RT_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+# the machine probes serve the benchmarks (spikeq bench, bench_gemm), not the library
+PROBE_OBJ := $(B)/bench/probes.o
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 ifeq ($(ARCH),aarch64)
   # under qemu: the kernels (bit-exactness of NEON vs scalar) and the quantisation path;
@@ -38,10 +42,10 @@ endif
 BENCH := $(B)/bench/bench_gemm
 
 .SECONDARY:
-.PHONY: all test test-unit test-sanitize clean deps deps-cross run bench fuzz fuzz-build
-all: $(B)/spikeq $(BENCH)
+.PHONY: all test test-unit test-sanitize test-install install clean deps deps-cross run bench fuzz fuzz-build
+all: $(B)/spikeq $(BENCH) $(B)/libspikeq.so
 
-$(B)/%.o: %.c $(wildcard */*.h)
+$(B)/%.o: %.c $(wildcard */*.h) include/spikeq.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_FLAGS_$(basename $(notdir $<))) -c $< -o $@
 
@@ -49,15 +53,35 @@ $(B)/libspikeq.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(B)/libspikeq.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libspikeq.so.0 -o $@ $^ $(LDLIBS)
+
 TOOL_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard tools/*.c))
-$(B)/spikeq: $(TOOL_OBJ) $(B)/libspikeq.a
+$(B)/spikeq: $(TOOL_OBJ) $(PROBE_OBJ) $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS)
 
-$(B)/tests/%: $(B)/tests/%.o $(B)/libspikeq.a
+$(B)/tests/%: $(B)/tests/%.o $(PROBE_OBJ) $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(B)/bench/%: $(B)/bench/%.o $(B)/libspikeq.a
+$(B)/bench/bench_gemm: $(B)/bench/bench_gemm.o $(PROBE_OBJ) $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS)
+
+# install: the header, both libraries and spikeq.pc under PREFIX (DESTDIR for staging)
+PREFIX ?= /usr/local
+install: $(B)/libspikeq.a $(B)/libspikeq.so $(B)/spikeq
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/spikeq.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/libspikeq.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libspikeq.so $(DESTDIR)$(PREFIX)/lib/libspikeq.so.0
+	ln -sf libspikeq.so.0 $(DESTDIR)$(PREFIX)/lib/libspikeq.so
+	install -m 755 $(B)/spikeq $(DESTDIR)$(PREFIX)/bin/
+	sed 's|@PREFIX@|$(PREFIX)|' tools/spikeq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/spikeq.pc
+
+# an outside program against the installed library: examples/simple.c built with pkg-config
+# (shared and static), its greedy text equal to spikeq generate --temp 0's; the header
+# compiled as C++
+test-install:
+	@sh tests/test_install.sh
 
 # deps: install the Debian packages the build needs when their headers are missing.
 deps:
@@ -68,6 +92,7 @@ deps-cross:
 
 test: deps deps-cross
 	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-install
 	@$(MAKE) --no-print-directory test-sanitize
 	@$(MAKE) --no-print-directory ARCH=aarch64 test-unit
 	@$(MAKE) --no-print-directory -j2 fuzz

@@ -61,7 +61,7 @@ void spq_pack_lut(const uint8_t *c, int N, int kc, int b, int kp, uint32_t *out)
 
 /* One ISA's kernels. Ranges [n0, n1) are in output columns and multiples of SPQ_NR
  * except that n1 may be N (the padded tail is computed but not stored). */
-typedef struct {
+typedef struct spq_kernels {
     const char *name;
     /* y[m][n] = scale * sum_k x[m][k] * w[n][k]; x is int8 [M][kp], kp = spq_kpad(K). */
     void (*gemm_q8)(int M, int N, int kp, int n0, int n1, const int8_t *x,

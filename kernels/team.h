@@ -13,6 +13,8 @@
 
 #define SPQ_TEAM_MAX 256
 
+struct spq_kernels;
+
 /* One thread's remaining items [front, back) packed in one word, on its own cache line. */
 typedef struct {
     _Alignas(64) _Atomic uint64_t fb;
@@ -30,6 +32,7 @@ typedef struct {
 
 typedef struct {
     int nt;
+    const struct spq_kernels *k; /* the kernel table of the team's steps (spq_team_init: spq_kern()) */
     size_t hint_max; /* the most bytes a thread's hint holds (0, as spq_team_init sets: none) */
     _Alignas(64) _Atomic int arrived;
     _Alignas(64) _Atomic int gen;

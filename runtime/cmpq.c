@@ -244,9 +244,8 @@ static float outliers_row(const spq_cmpq_rt *r, int n, const float *xr)
 }
 
 /* one block of 4 panels (64 rows) of the decode GEMV for M < 4 input rows */
-static void gemv_block(const spq_cmpq_rt *r, const float *x, int M, float *y, const float *xs, int blk)
+static void gemv_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *x, int M, float *y, const float *xs, int blk)
 {
-    const spq_kernels *k = spq_kern();
     int N = (int)r->h.N, K = (int)r->h.K, np = (N + 15) / 16;
     int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
     for (int m = 0; m < M; m++) {
@@ -264,7 +263,7 @@ static void gemv_block(const spq_cmpq_rt *r, const float *x, int M, float *y, co
 
 /* prefill: dequantise one block of 4 panels (64 rows) to a [4][kt][16] float tile (the
  * float GEMM's panel layout) and multiply all M rows by it */
-static void gemm_block(const spq_cmpq_rt *r, const float *xs, int M, float *y, float *tile, int blk)
+static void gemm_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *xs, int M, float *y, float *tile, int blk)
 {
     int N = (int)r->h.N, np = (N + 15) / 16;
     int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
@@ -275,7 +274,7 @@ static void gemm_block(const spq_cmpq_rt *r, const float *xs, int M, float *y, f
     for (int n = n0; n < n0 + nr; n++) /* outliers join the tile: the GEMM applies them */
         for (uint32_t i = r->rowptr[n]; i < r->rowptr[n + 1]; i++)
             tile[((size_t)(n / 16 - p0) * r->kt + (size_t)r->pos[r->col[i]]) * 16 + n % 16] += r->val[i];
-    spq_kern()->gemm_f32(M, nr, r->kt, 0, nr, xs, tile, y + n0, N);
+    k->gemm_f32(M, nr, r->kt, 0, nr, xs, tile, y + n0, N);
 }
 
 void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs)
@@ -295,8 +294,8 @@ void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int 
     spq_loop lp; /* (spq_team_max above: every row of xs is complete) */
     spq_loop_begin(t, nb, &lp);
     for (int blk; (blk = spq_loop_next(t, &lp)) >= 0;)
-        if (M < 4) gemv_block(r, x, M, y, xs, blk);
-        else gemm_block(r, xs, M, y, tile, blk);
+        if (M < 4) gemv_block(t->team->k, r, x, M, y, xs, blk);
+        else gemm_block(t->team->k, r, xs, M, y, tile, blk);
     free(tile);
     spq_team_sync(t);
 }

@@ -75,7 +75,7 @@ void spq_linear_free(spq_linear *l)
 /* The largest |x| over all M rows of x[M][K], each thread scanning its rows r0..r1. */
 static float team_absmax(const spq_thr *t, const float *x, int r0, int r1, int K)
 {
-    const spq_kernels *k = spq_kern();
+    const spq_kernels *k = t->team->k;
     float amax = 0.0f;
     for (int m = r0; m < r1; m++) {
         float a = k->absmax(x + (size_t)m * K, (size_t)K);
@@ -92,7 +92,7 @@ static float row_amax(const spq_rows *rows, int m, float one) { return rows && r
 static float input_absmax(const spq_thr *t, const spq_rows *rows, const float *x, int M, int r0, int r1, int K)
 {
     if (!rows || rows->n <= 1) return team_absmax(t, x, r0, r1, K);
-    const spq_kernels *k = spq_kern();
+    const spq_kernels *k = t->team->k;
     for (int m = r0; m < r1; m++) rows->rmax[m] = k->absmax(x + (size_t)m * K, (size_t)K);
     spq_team_sync(t);
     if (t->id == 0) {
@@ -127,7 +127,7 @@ static void round_e4m3(const spq_thr *t, const spq_rows *rows, const float *x, i
 static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x, int M, const spq_rows *rows,
                            int8_t *xq, float *xf, float *rsc, const float **xin)
 {
-    const spq_kernels *k = spq_kern();
+    const spq_kernels *k = t->team->k;
     int K = l->K, kp = spq_kpad(K), r0, r1;
     float sa = 1.0f;
     spq_split(t, M, &r0, &r1);
@@ -239,7 +239,7 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
     for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN) { /* q, k, v (or gate, up): one job, one balance */
         int c = n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN;
         kind = gemm_outs(ls + i0, c, sa, ys + i0, outs);
-        spq_gemm_team(t, spq_kern(), kind, M, ls[0]->K, kind == SPQ_GEMM_Q8 ? (const void *)xq : xin, outs, c);
+        spq_gemm_team(t, t->team->k, kind, M, ls[0]->K, kind == SPQ_GEMM_Q8 ? (const void *)xq : xin, outs, c);
     }
     if (kind == SPQ_GEMM_Q8 && sa == 0) row_scale(t, ls, n, M, rsc, ys);
     /* F16 weights stored with a scale (E5M2 widened): applied to each thread's rows */

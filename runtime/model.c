@@ -135,13 +135,14 @@ void spq_model_free(spq_model *m)
 
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
 {
-    return spq_state_init_seq(s, m, max_batch, 1);
+    return spq_state_init_seq(s, m, max_batch, 1, 0);
 }
 
-int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq)
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx)
 {
     memset(s, 0, sizeof *s);
-    if (max_batch < 1 || n_seq < 1) return -1;
+    if (max_batch < 1 || n_seq < 1 || ctx > m->ctx) return -1;
+    if (ctx <= 0) ctx = m->ctx;
     const spq_config *p = &m->cfg;
     size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
     size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
@@ -153,7 +154,7 @@ int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_se
     s->n_threads = 1;
 #endif
     s->max_batch = max_batch;
-    s->ctx = m->ctx;
+    s->ctx = ctx;
     s->prefetch = SPQ_PREFETCH;
     s->x = malloc(4 * B * D);
     s->xb = malloc(4 * B * (D > q ? D : q));
@@ -161,12 +162,12 @@ int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_se
     s->q = malloc(4 * B * q);
     s->hb = malloc(4 * B * H);
     s->hb2 = malloc(4 * B * H);
-    s->att = malloc(4 * (size_t)s->n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)m->ctx);
+    s->att = malloc(4 * (size_t)s->n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)ctx);
     s->logits = malloc(4 * B * (size_t)p->vocab_size);
     s->xf = malloc(4 * B * kmax);
     s->xq = malloc(B * kmax);
     s->n_seq = n_seq;
-    s->seq_floats = (size_t)p->n_layers * (size_t)m->ctx * kv;
+    s->seq_floats = (size_t)p->n_layers * (size_t)ctx * kv;
     s->kcache = calloc(s->seq_floats * (size_t)n_seq, 4);
     s->vcache = calloc(s->seq_floats * (size_t)n_seq, 4);
     s->rpos = malloc(sizeof(int) * B);
@@ -194,9 +195,9 @@ void spq_state_free(spq_state *s)
 
 /* The sum of squares through the kernels' dot product: a plain loop is one chain of
  * dependent adds (2 x 4096 cycles per decode step at dim 2048, on one thread). */
-static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+static void rmsnorm(const spq_kernels *k, float *o, const float *x, const float *w, int n, float eps)
 {
-    float ss = spq_kern()->dot_f32(x, x, n);
+    float ss = k->dot_f32(x, x, n);
     float r = 1.0f / sqrtf(ss / (float)n + eps);
     for (int i = 0; i < n; i++) o[i] = w[i] * (x[i] * r);
 }
@@ -264,7 +265,7 @@ static void swiglu_chunk(const spq_kernels *kern, float *g, const float *u, int 
 static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, const int *tokens, int M)
 {
     const spq_config *p = &m->cfg;
-    const spq_kernels *kern = spq_kern();
+    const spq_kernels *kern = t->team->k;
     const int D = p->dim, hd = p->head_dim, half = hd / 2, nh = p->n_heads, nkv = p->n_kv_heads;
     const int qd = nh * hd, kvd = nkv * hd, H = p->hidden_dim, grp = nh / nkv, nch = (H + 255) / 256;
     const float att_scale = 1.0f / sqrtf((float)hd);
@@ -281,7 +282,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         const spq_rows *rows = &s->rows;
 
         /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
-        for (int i = r0; i < r1; i++) rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
+        for (int i = r0; i < r1; i++) rmsnorm(kern, s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
         lap(lead, SPQ_STEP_ATTN_NORM, &tm);
         record(t, s, l, SPQ_SITE_QKV, s->xb, M, D, 1);
         const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]}, *o = &L->p[SPQ_O];
@@ -331,7 +332,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         for (int i = r0; i < r1; i++) {
             float *xr = s->x + (size_t)i * D;
             for (int j = 0; j < D; j++) xr[j] += s->xb2[(size_t)i * D + j];
-            rmsnorm(s->xb + (size_t)i * D, xr, L->ffn_norm, D, p->norm_eps);
+            rmsnorm(kern, s->xb + (size_t)i * D, xr, L->ffn_norm, D, p->norm_eps);
         }
         lap(lead, SPQ_STEP_FFN_NORM, &tm);
         record(t, s, l, SPQ_SITE_GATEUP, s->xb, M, D, 1);
@@ -365,7 +366,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
     spq_team_sync(t);
     spq_split(t, s->n_out, &i0, &i1);
     for (int j = i0; j < i1; j++)
-        rmsnorm(s->xb + (size_t)j * D, s->x + (size_t)s->out[j] * D, m->final_norm, D, p->norm_eps);
+        rmsnorm(kern, s->xb + (size_t)j * D, s->x + (size_t)s->out[j] * D, m->final_norm, D, p->norm_eps);
     spq_linear_apply(t, &m->head, s->xb, s->n_out, &s->out_rows, s->logits, s->xq, s->xf, NULL, 0);
     lap(lead, SPQ_STEP_HEAD, &tm);
 }
@@ -393,6 +394,7 @@ static void run_team(const spq_model *m, spq_state *s, const int *tokens, int M)
 #endif
     spq_team tm;
     spq_team_init(&tm, nt);
+    if (s->kern) tm.k = s->kern;
     tm.hint_max = s->prefetch;
 #pragma omp parallel num_threads(tm.nt)
     {

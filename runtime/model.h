@@ -63,6 +63,7 @@ typedef struct {
 typedef struct {
     int max_batch, ctx, n_threads, n_seq;
     size_t prefetch;          /* bytes of its next weights a waiting thread fetches (SPQ_PREFETCH; 0: none) */
+    const struct spq_kernels *kern; /* the kernel table (NULL: spq_kern(), the best the CPU has) */
     float *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits, *xf;
     /* per sequence: keys [layer][kv_dim][ctx] (transposed for the attention kernel), values
      * [layer][ctx][kv_dim]; sequence s's start at s * seq_floats */
@@ -86,8 +87,9 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e);
 void spq_model_free(spq_model *m);
 /* Allocate state for batches of up to max_batch tokens of one sequence. */
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch);
-/* The same for n_seq sequences, each with its own KV cache of the model's ctx positions. */
-int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq);
+/* The same for n_seq sequences, each with its own KV cache of ctx positions (at most the
+ * model's; <= 0: the model's). */
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx);
 void spq_state_free(spq_state *s);
 
 /* Run M <= max_batch tokens at positions pos..pos+M-1 (earlier positions must be in

@@ -52,8 +52,14 @@ if cmp -s "$tmp/g1" "$tmp/g2" && cmp -s "$tmp/s1" "$tmp/s2" && [ -s "$tmp/s1" ];
 expect_ok "generation: " $S generate -m $M -p "import os" -n 8
 expect_ok "tg16" $S bench -m $M -p 0 -n 16 -r 1 -t 1 --no-roofline
 expect_ok "pp16" $S bench -m $M -p 16 -n 0 -r 1 -t 1 --no-roofline -o csv
-# more threads than cores, after a smaller count: threaded attention scratch is sized for both
-expect_ok "| 5 | pp200 " $S bench -m $M -p 200 -n 0 -r 1 -t 1,5 --no-roofline
+# more threads than cores, after a smaller count: capped to the cores with a warning, and the
+# threaded attention scratch is sized for both
+expect_ok "| $(nproc) | pp200 " $S bench -m $M -p 200 -n 0 -r 1 -t 1,999 --no-roofline
+expect_ok "this machine has $(nproc) cores, using $(nproc)" $S generate -m $M -p hi -n 2 -t 999
+# batched decode of independent sequences: one row per sequence count
+$S bench -m $M -n 4 -r 1 -t 1 --batch 1,3 --no-roofline -o csv >"$tmp/out" 2>"$tmp/err"
+if grep -q ',1,1,tg4,' "$tmp/out" && grep -q ',1,3,tg4,' "$tmp/out"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --batch"; cat "$tmp/out" "$tmp/err"; fi
+expect_fail "give -n >= 1" $S bench -m $M -n 0 --batch 2
 # --prefetch with a list: one row per value and test, the values named in the plan column
 $S bench -m $M -p 8 -n 8 -r 1 -t 2 --no-roofline --prefetch 0,256 -o csv >"$tmp/out" 2>"$tmp/err"
 if [ "$(grep -c 'prefetch 0 KiB",.*,\(pp8\|tg8\),' "$tmp/out")" -eq 2 ] && [ "$(grep -c 'prefetch 256 KiB",.*,\(pp8\|tg8\),' "$tmp/out")" -eq 2 ] &&

@@ -53,12 +53,19 @@ void open_ckpt(const char *path, spq_ckpt *c)
     if (spq_open(path, c, &e)) die_err(&e);
 }
 
-void set_threads(int n)
+int set_threads(int n)
 {
 #ifdef _OPENMP
+    /* more threads than cores: the team's spinning barriers wait on descheduled threads */
+    if (n > omp_get_num_procs()) {
+        fprintf(stderr, "spikeq: -t %d: this machine has %d cores, using %d\n", n, omp_get_num_procs(), omp_get_num_procs());
+        n = omp_get_num_procs();
+    }
     if (n > 0) omp_set_num_threads(n);
+    return omp_get_max_threads();
 #else
     (void)n;
+    return 1;
 #endif
 }
 

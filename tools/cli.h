@@ -15,8 +15,9 @@ long arg_int(const char *flag, const char *v, long lo, long hi);
 double arg_float(const char *flag, const char *v);
 /* Open a model file/dir (any format) or die. */
 void open_ckpt(const char *path, spq_ckpt *c);
-/* Set OpenMP threads (<= 0: all cores). */
-void set_threads(int n);
+/* Set OpenMP threads (<= 0: all cores; more than the cores: the cores, with a warning);
+ * returns the count in effect. */
+int set_threads(int n);
 /* Read a whole file (NUL-terminated) or die. */
 char *read_text(const char *path, size_t *n);
 /* Token ids in text separated by spaces, commas or newlines, each checked against

@@ -168,19 +168,93 @@ static void stats(const double *x, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0;
 }
 
+/* Decode steps of B independent sequences in one batch (spq_forward_batch): row j is
+ * sequence j at the step's position, so the weights are read once per step for all B.
+ * For each thread count and B: the aggregate and per-sequence tokens/s (mean ± sd of the
+ * repetitions) and the fraction of the read bandwidth probed between the steps that the
+ * weights' bytes per step make. */
+static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model_name, const char *plan, int *ts,
+                        int nt, const int *bs, int nb, int tg, int reps, int roofline, const char *fmt)
+{
+    int bmax = 0;
+    for (int i = 0; i < nb; i++) bmax = bs[i] > bmax ? bs[i] : bmax;
+    int *tok = malloc(sizeof(int) * (size_t)bmax), *pos = malloc(sizeof(int) * (size_t)bmax), *seq = malloc(sizeof(int) * (size_t)bmax);
+    double *tps = malloc(sizeof(double) * (size_t)reps);
+    if (!tok || !pos || !seq || !tps) die("out of memory");
+    if (!strcmp(fmt, "md"))
+        printf("| model | plan | isa | threads | sequences | test | aggregate t/s | per sequence t/s | %s |\n"
+               "|---|---|---|---:|---:|---|---:|---:|---:|\n", roofline ? "of roofline" : "");
+    else if (!strcmp(fmt, "csv"))
+        printf("model,plan,isa,threads,sequences,test,tps_mean,tps_sd,tps_per_seq,roofline_fraction,read_bw\n");
+    else
+        printf("[\n");
+    int first = 1;
+    for (int ti = 0; ti < nt; ti++) {
+        ts[ti] = set_threads(ts[ti]);
+        spq_bwprobe bp = {0};
+        if (roofline && spq_bwprobe_init(&bp, (size_t)256 << 20)) die("out of memory for the bandwidth probe's 256 MiB (--no-roofline skips it)");
+        for (int bi = 0; bi < nb; bi++) {
+            int B = bs[bi];
+            spq_state s;
+            if (spq_state_init_seq(&s, m, B, B, 0)) die("out of memory for %d sequences' caches (lower --batch or -n)", B);
+            double pass_bytes = 0, pass_sec = 0;
+            for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+                spq_err ce;
+                if (spq_ckpt_check(c, &ce)) die_err(&ce);
+                double sec = 0;
+                for (int k = 0; k < tg; k++) {
+                    for (int j = 0; j < B; j++) { tok[j] = (k * 7919 + j * 104729 + 13) % c->cfg.vocab_size; pos[j] = k; seq[j] = j; }
+                    double t0 = now_s();
+                    spq_forward_batch(m, &s, tok, pos, seq, NULL, B);
+                    sec += now_s() - t0;
+                    if (roofline) {
+                        double ps = spq_bwprobe_pass(&bp);
+                        if (r >= 0) { pass_bytes += (double)bp.n * sizeof *bp.buf; pass_sec += ps; }
+                    }
+                }
+                if (r >= 0) tps[r] = (double)B * tg / sec;
+            }
+            spq_state_free(&s);
+            double mean, sd;
+            stats(tps, reps, &mean, &sd);
+            double bw = pass_sec > 0 ? pass_bytes / pass_sec : 0, frac = bw > 0 ? (double)m->linear_bytes * mean / B / bw : 0;
+            char tname[32];
+            snprintf(tname, sizeof tname, "tg%d", tg);
+            if (!strcmp(fmt, "md")) {
+                printf("| %s | %s | %s | %d | %d | %s | %.2f ± %.2f | %.2f |", model_name, plan, spq_kern()->name, ts[ti], B, tname, mean, sd, mean / B);
+                if (roofline) printf(" %.0f%% of %.1f GB/s |\n", 100 * frac, bw / 1e9);
+                else printf(" |\n");
+            } else if (!strcmp(fmt, "csv")) {
+                printf("\"%s\",\"%s\",%s,%d,%d,%s,%.3f,%.3f,%.3f,%.4f,%.0f\n", model_name, plan, spq_kern()->name, ts[ti], B, tname, mean, sd,
+                       mean / B, frac, bw);
+            } else {
+                printf("%s  {\"model\": \"%s\", \"plan\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"sequences\": %d, \"test\": \"%s\", "
+                       "\"tps_mean\": %.3f, \"tps_sd\": %.3f, \"tps_per_seq\": %.3f, \"roofline_fraction\": %.4f, \"read_bw\": %.0f}",
+                       first ? "" : ",\n", model_name, plan, spq_kern()->name, ts[ti], B, tname, mean, sd, mean / B, frac, bw);
+                first = 0;
+            }
+            fflush(stdout);
+        }
+        spq_bwprobe_free(&bp);
+    }
+    if (!strcmp(fmt, "json")) printf("\n]\n");
+    free(tok); free(pos); free(seq); free(tps);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
     double bits = 4.0;
     int pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0, timings = 0;
-    const char *pflist = NULL;
+    const char *pflist = NULL, *blist = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
             puts("usage: spikeq bench (-m MODEL | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
                  "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq [--bits 3.5]]\n"
                  "       [--spike-layers K [--spike-fp8]]\n"
-                 "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB[,KIB...]] [-o md|json|csv]\n"
+                 "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB[,KIB...]] [--batch B[,B...]]\n"
+                 "       [-o md|json|csv]\n"
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
                  "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
                  "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
@@ -190,7 +264,10 @@ int cmd_bench(int argc, char **argv)
                  "each: they compare under the same load on a shared machine. The roofline fraction is against\n"
                  "limits probed between the runs (a 256 MiB read pass after every token, an int8 peak pass after\n"
                  "every prefill); stderr (md) and the _best fields (json, csv) give it against the best of the\n"
-                 "probes before and after the tests too; --no-roofline skips all probes.");
+                 "probes before and after the tests too; --no-roofline skips all probes.\n"
+                 "--batch 1,4,8,16: instead, -n decode steps of B independent sequences in one batch (each its own\n"
+                 "KV cache): aggregate and per-sequence tokens/s, and the fraction of the read bandwidth that the\n"
+                 "weights read once per step make.");
             return 0;
         }
         if (!strcmp(a, "-m") && v) path = argv[++i];
@@ -207,6 +284,7 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "--no-roofline")) roofline = 0;
         else if (!strcmp(a, "--timings")) timings = 1;
         else if (!strcmp(a, "--prefetch") && v) pflist = argv[++i];
+        else if (!strcmp(a, "--batch") && v) blist = argv[++i];
         else if (!strcmp(a, "-o") && v) fmt = argv[++i];
         else die("bench: unknown option %s", a);
     }
@@ -246,12 +324,21 @@ int cmd_bench(int argc, char **argv)
     macs += (double)m.head.N * m.head.K;
     int nt;
     int *ts = parse_list("-t", tlist, 1, 1024, &nt);
+    int tmax = 0;
+    for (int i = 0; i < nt; i++) tmax = ts[i] > tmax ? ts[i] : tmax;
+    set_threads(tmax); /* the states' per-thread scratch is sized for the largest count */
+    if (blist) {
+        int nb, *bs = parse_list("--batch", blist, 1, 4096, &nb);
+        if (tg < 1) die("--batch: give -n >= 1 decode steps");
+        bench_batch(&m, &c, model_name, plan, ts, nt, bs, nb, tg, reps, roofline, fmt);
+        free(bs); free(ts);
+        spq_model_free(&m);
+        spq_ckpt_free(&c);
+        return 0;
+    }
     int npf = 1, *pfs = pflist ? parse_list("--prefetch", pflist, 0, 1 << 20, &npf) : NULL;
     if (pfs && tg > 0 && tg < npf) die("--prefetch: %d values take turns over -n %d tokens: give -n >= %d", npf, tg, npf);
     spq_state s;
-    int tmax = 0;
-    for (int i = 0; i < nt; i++) tmax = ts[i] > tmax ? ts[i] : tmax;
-    set_threads(tmax); /* the state's per-thread scratch is sized for the largest count */
     if (spq_state_init(&s, &m, pp > 0 ? pp : 1)) die("out of memory");
     size_t pf_default = s.prefetch;
     int nids = (pp > tg ? pp : tg) + 1; /* token ids for both tests (-p 0 or -n 0 allowed) */
@@ -266,7 +353,7 @@ int cmd_bench(int argc, char **argv)
         printf("[\n");
     int first = 1;
     for (int ti = 0; ti < nt; ti++) {
-        set_threads(ts[ti]);
+        ts[ti] = set_threads(ts[ti]);
         spq_bwprobe bp = {0};
         if (roofline && tg > 0 && spq_bwprobe_init(&bp, (size_t)256 << 20))
             die("out of memory for the bandwidth probe's 256 MiB (--no-roofline skips it)");

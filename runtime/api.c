@@ -1,0 +1,356 @@
+/* api.c — the public API (include/spikeq.h) over the runtime: a model is a checkpoint and
+ * its packed linears; a context is a multi-sequence state with its kernel table, thread
+ * count and each sequence's length. */
+#include "include/spikeq.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernels/kernels.h"
+#include "runtime/ckpt.h"
+#include "runtime/model.h"
+#include "runtime/sampler.h"
+
+struct spikeq_model {
+    spq_ckpt c;
+    spq_model m;   /* packed for the trained context: every context shares these weights */
+    int piece_max; /* bytes of the longest tokenizer piece */
+};
+
+struct spikeq_context {
+    spikeq_model *model;
+    spq_state s;
+    int n_ctx;
+    int32_t *len;          /* [n_seq_max] positions held per sequence */
+    int *tok, *pos, *seq;  /* [n_batch] the batch as the runtime reads it */
+    signed char *want;
+    int32_t *row;          /* [n_batch] batch index -> logits row, -1 when none */
+    int n_last;            /* tokens in the last batch */
+    char err[512];
+};
+
+struct spikeq_sampler {
+    spq_sampler s;
+};
+
+static void put_err(char *err, size_t n, const char *fmt, ...)
+{
+    if (!err || !n) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+}
+
+static int ctx_fail(spikeq_context *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+spikeq_model *spikeq_model_load(const char *path, char *err, size_t errlen)
+{
+    spikeq_model *md = calloc(1, sizeof *md);
+    spq_err e;
+    if (!md) { put_err(err, errlen, "out of memory"); return NULL; }
+    if (!path) { put_err(err, errlen, "no model path"); free(md); return NULL; }
+    if (spq_open(path, &md->c, &e)) {
+        put_err(err, errlen, "%s", e.msg);
+        free(md);
+        return NULL;
+    }
+    if (md->c.n == 0) {
+        put_err(err, errlen, "%s: no weights (vocabulary-only file)", path);
+        spq_ckpt_free(&md->c);
+        free(md);
+        return NULL;
+    }
+    if (spq_model_init(&md->m, &md->c, 0, &e)) {
+        put_err(err, errlen, "%s", e.msg);
+        spq_ckpt_free(&md->c);
+        free(md);
+        return NULL;
+    }
+    for (int i = 0; i < md->c.tok.n_vocab; i++) {
+        int l = (int)strlen(md->c.tok.pieces[i]);
+        md->piece_max = l > md->piece_max ? l : md->piece_max;
+    }
+    return md;
+}
+
+void spikeq_model_free(spikeq_model *md)
+{
+    if (!md) return;
+    spq_model_free(&md->m);
+    spq_ckpt_free(&md->c);
+    free(md);
+}
+
+int spikeq_n_vocab(const spikeq_model *md) { return md->c.cfg.vocab_size; }
+int spikeq_n_ctx_train(const spikeq_model *md) { return md->c.cfg.max_seq; }
+spikeq_token spikeq_token_bos(const spikeq_model *md) { return md->c.cfg.bos_id; }
+spikeq_token spikeq_token_eos(const spikeq_model *md) { return md->c.cfg.eos_id; }
+
+int spikeq_model_desc(const spikeq_model *md, char *buf, size_t len)
+{
+    const spq_config *p = &md->c.cfg;
+    int n = snprintf(buf, len, "llama, %d layers, dim %d, hidden %d, heads %d/%d, vocab %d, ctx %d, %s", p->n_layers, p->dim,
+                     p->hidden_dim, p->n_heads, p->n_kv_heads, p->vocab_size, p->max_seq,
+                     md->c.plan_json ? "quantized (spikeq plan)" : "unquantized");
+    return n < 0 ? 0 : n;
+}
+
+int32_t spikeq_tokenize(const spikeq_model *md, const char *text, int32_t len, spikeq_token *tokens, int32_t max,
+                        int add_bos, int parse_special)
+{
+    if (!md->c.tok.n_vocab) return INT32_MIN;
+    if (len < 0) len = (int32_t)strlen(text);
+    long n = spq_tok_encode(&md->c.tok, text, (size_t)len, add_bos, parse_special, tokens, max);
+    if (n < 0) return INT32_MIN;
+    return n > max ? -(int32_t)n : (int32_t)n;
+}
+
+int32_t spikeq_token_to_piece(const spikeq_model *md, spikeq_token prev, spikeq_token token, char *buf, int32_t len)
+{
+    if (!md->c.tok.n_vocab || token < 0 || token >= md->c.tok.n_vocab) return 0;
+    char tmp[512]; /* spq_tok_piece wants 64 + the longest piece */
+    int cap = md->piece_max + 64;
+    char *b = cap <= (int)sizeof tmp ? tmp : malloc((size_t)cap);
+    if (!b) return 0;
+    int n = spq_tok_piece(&md->c.tok, prev, token, b, cap);
+    if (n <= len) memcpy(buf, b, (size_t)n);
+    if (b != tmp) free(b);
+    return n <= len ? n : -n;
+}
+
+spikeq_context_params spikeq_context_default_params(void)
+{
+    return (spikeq_context_params){.n_threads = 0, .n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .isa = NULL};
+}
+
+static int cores(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+spikeq_context *spikeq_context_new(spikeq_model *md, const spikeq_context_params *pp, char *err, size_t errlen)
+{
+    spikeq_context_params p = pp ? *pp : spikeq_context_default_params();
+    if (!md) { put_err(err, errlen, "no model"); return NULL; }
+    if (p.n_threads < 0 || p.n_ctx < 0 || p.n_batch < 1 || p.n_seq_max < 1 || p.n_seq_max > 4096) {
+        put_err(err, errlen, "context parameters out of range (n_threads >= 0, n_ctx >= 0, n_batch >= 1, 1 <= n_seq_max <= 4096)");
+        return NULL;
+    }
+    if (p.n_ctx > md->m.ctx) {
+        put_err(err, errlen, "n_ctx %d exceeds the model's context of %d", p.n_ctx, md->m.ctx);
+        return NULL;
+    }
+    const spq_kernels *k = p.isa ? spq_kern_get(p.isa) : spq_kern();
+    if (!k) {
+        put_err(err, errlen, "isa '%s' is not supported on this CPU", p.isa);
+        return NULL;
+    }
+    spikeq_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) { put_err(err, errlen, "out of memory"); return NULL; }
+    ctx->model = md;
+    /* the state's threads and scratch are sized once here: at most the cores (a spinning
+     * barrier over more threads than cores waits on descheduled threads) */
+    int nt = p.n_threads > 0 && p.n_threads < cores() ? p.n_threads : cores();
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(nt);
+#endif
+    int rc = spq_state_init_seq(&ctx->s, &md->m, p.n_batch, p.n_seq_max, p.n_ctx);
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+    ctx->s.n_threads = nt;
+    ctx->s.kern = k;
+    ctx->n_ctx = p.n_ctx ? p.n_ctx : md->m.ctx;
+    size_t B = (size_t)p.n_batch;
+    ctx->len = calloc((size_t)p.n_seq_max, sizeof *ctx->len);
+    ctx->tok = malloc(B * sizeof(int));
+    ctx->pos = malloc(B * sizeof(int));
+    ctx->seq = malloc(B * sizeof(int));
+    ctx->want = malloc(B);
+    ctx->row = malloc(B * sizeof(int32_t));
+    if (rc || !ctx->len || !ctx->tok || !ctx->pos || !ctx->seq || !ctx->want || !ctx->row) {
+        put_err(err, errlen, "out of memory for %d sequences of %d positions (%d tokens a batch)", p.n_seq_max, ctx->n_ctx, p.n_batch);
+        spikeq_context_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void spikeq_context_free(spikeq_context *ctx)
+{
+    if (!ctx) return;
+    spq_state_free(&ctx->s);
+    free(ctx->len); free(ctx->tok); free(ctx->pos); free(ctx->seq); free(ctx->want); free(ctx->row);
+    free(ctx);
+}
+
+const char *spikeq_context_error(const spikeq_context *ctx) { return ctx->err; }
+int spikeq_n_threads(const spikeq_context *ctx) { return ctx->s.n_threads; }
+int spikeq_n_ctx(const spikeq_context *ctx) { return ctx->n_ctx; }
+const char *spikeq_isa(const spikeq_context *ctx) { return ctx->s.kern->name; }
+
+spikeq_batch spikeq_batch_init(int32_t n_max)
+{
+    spikeq_batch b = {0};
+    if (n_max < 1) return b;
+    b.token = malloc(sizeof *b.token * (size_t)n_max);
+    b.pos = malloc(sizeof *b.pos * (size_t)n_max);
+    b.seq_id = malloc(sizeof *b.seq_id * (size_t)n_max);
+    b.logits = malloc((size_t)n_max);
+    if (!b.token || !b.pos || !b.seq_id || !b.logits) spikeq_batch_free(&b);
+    return b;
+}
+
+void spikeq_batch_free(spikeq_batch *b)
+{
+    free(b->token); free(b->pos); free(b->seq_id); free(b->logits);
+    memset(b, 0, sizeof *b);
+}
+
+void spikeq_batch_add(spikeq_batch *b, spikeq_token token, int32_t pos, int32_t seq_id, int logits)
+{
+    b->token[b->n_tokens] = token;
+    b->pos[b->n_tokens] = pos;
+    b->seq_id[b->n_tokens] = seq_id;
+    b->logits[b->n_tokens] = (int8_t)(logits != 0);
+    b->n_tokens++;
+}
+
+int spikeq_decode(spikeq_context *ctx, const spikeq_batch *b)
+{
+    const spq_model *m = &ctx->model->m;
+    int M = b->n_tokens;
+    ctx->err[0] = 0;
+    ctx->n_last = 0;
+    if (M < 1 || M > ctx->s.max_batch) return ctx_fail(ctx, "batch of %d tokens: 1 to n_batch (%d) allowed", M, ctx->s.max_batch);
+    /* every sequence grows without gaps: a token's position is at most its sequence's
+     * length so far, counting the tokens before it in this batch */
+    int32_t *grow = ctx->row; /* scratch: new length per sequence, indexed by batch row of its first token */
+    for (int i = 0; i < M; i++) {
+        int q = b->seq_id[i], p = b->pos[i];
+        if (q < 0 || q >= ctx->s.n_seq) return ctx_fail(ctx, "token %d: seq_id %d outside 0..%d", i, q, ctx->s.n_seq - 1);
+        if (b->token[i] < 0 || b->token[i] >= m->cfg.vocab_size)
+            return ctx_fail(ctx, "token %d: id %d outside the vocabulary (%d)", i, b->token[i], m->cfg.vocab_size);
+        int held = ctx->len[q];
+        for (int j = 0; j < i; j++)
+            if (b->seq_id[j] == q) held = grow[j] > held ? grow[j] : held;
+        if (p < 0 || p > held) return ctx_fail(ctx, "token %d: position %d of sequence %d leaves a gap (it holds %d)", i, p, q, held);
+        if (p >= ctx->n_ctx) return ctx_fail(ctx, "token %d: position %d past the context (%d)", i, p, ctx->n_ctx);
+        grow[i] = p + 1;
+        ctx->tok[i] = b->token[i];
+        ctx->pos[i] = p;
+        ctx->seq[i] = q;
+        ctx->want[i] = b->logits ? (signed char)(b->logits[i] != 0) : 0;
+    }
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < i; j++)
+            if (ctx->seq[j] == ctx->seq[i] && ctx->pos[j] == ctx->pos[i])
+                return ctx_fail(ctx, "tokens %d and %d: the same sequence and position", j, i);
+    spq_err e;
+    if (spq_ckpt_check(&ctx->model->c, &e)) return ctx_fail(ctx, "%s", e.msg);
+    if (spq_forward_batch(m, &ctx->s, ctx->tok, ctx->pos, ctx->seq, ctx->want, M) < 0)
+        return ctx_fail(ctx, "batch out of range");
+    for (int i = 0; i < M; i++) {
+        int q = ctx->seq[i];
+        ctx->len[q] = ctx->pos[i] + 1 > ctx->len[q] ? ctx->pos[i] + 1 : ctx->len[q];
+    }
+    int r = 0;
+    for (int i = 0; i < M; i++) ctx->row[i] = ctx->want[i] ? r++ : -1;
+    ctx->n_last = M;
+    return 0;
+}
+
+const float *spikeq_get_logits(const spikeq_context *ctx, int32_t i)
+{
+    if (i < 0 || i >= ctx->n_last || ctx->row[i] < 0) return NULL;
+    return ctx->s.logits + (size_t)ctx->row[i] * (size_t)ctx->model->m.cfg.vocab_size;
+}
+
+int32_t spikeq_kv_len(const spikeq_context *ctx, int32_t seq)
+{
+    return seq >= 0 && seq < ctx->s.n_seq ? ctx->len[seq] : -1;
+}
+
+void spikeq_kv_clear(spikeq_context *ctx, int32_t seq)
+{
+    for (int q = 0; q < ctx->s.n_seq; q++)
+        if (seq < 0 || q == seq) ctx->len[q] = 0;
+}
+
+int spikeq_kv_truncate(spikeq_context *ctx, int32_t seq, int32_t n)
+{
+    if (seq < 0 || seq >= ctx->s.n_seq || n < 0 || n > ctx->len[seq]) return ctx_fail(ctx, "kv_truncate: sequence %d holds %d positions, not %d", seq, seq >= 0 && seq < ctx->s.n_seq ? ctx->len[seq] : 0, n);
+    ctx->len[seq] = n;
+    return 0;
+}
+
+int spikeq_kv_copy(spikeq_context *ctx, int32_t src, int32_t dst, int32_t n)
+{
+    spq_state *s = &ctx->s;
+    if (src < 0 || src >= s->n_seq || dst < 0 || dst >= s->n_seq || n < 0 || n > ctx->len[src])
+        return ctx_fail(ctx, "kv_copy: sequences 0..%d, and at most the %d positions sequence %d holds", s->n_seq - 1,
+                        src >= 0 && src < s->n_seq ? ctx->len[src] : 0, src);
+    if (src != dst) {
+        const spq_config *p = &ctx->model->m.cfg;
+        size_t kvd = (size_t)p->n_kv_heads * p->head_dim, layer = (size_t)s->ctx * kvd;
+        for (int l = 0; l < p->n_layers; l++) {
+            const float *ks = s->kcache + (size_t)src * s->seq_floats + l * layer, *vs = s->vcache + (size_t)src * s->seq_floats + l * layer;
+            float *kd = s->kcache + (size_t)dst * s->seq_floats + l * layer, *vd = s->vcache + (size_t)dst * s->seq_floats + l * layer;
+            for (size_t d = 0; d < kvd; d++) memcpy(kd + d * s->ctx, ks + d * s->ctx, sizeof(float) * (size_t)n); /* keys [kv_dim][ctx] */
+            memcpy(vd, vs, sizeof(float) * (size_t)n * kvd);                                                    /* values [ctx][kv_dim] */
+        }
+    }
+    ctx->len[dst] = n;
+    return 0;
+}
+
+spikeq_sampler_params spikeq_sampler_default_params(void)
+{
+    spq_sampler_params d = spq_sampler_defaults();
+    return (spikeq_sampler_params){d.temp, d.top_k, d.top_p, d.min_p, d.repeat_penalty, d.repeat_last_n, d.seed};
+}
+
+spikeq_sampler *spikeq_sampler_new(const spikeq_sampler_params *p)
+{
+    if (!p || !(p->temp >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1) || !(p->min_p >= 0 && p->min_p < 1) ||
+        !(p->repeat_penalty > 0) || p->repeat_last_n < 0)
+        return NULL;
+    spikeq_sampler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    spq_sampler_params q = {p->temp, p->top_p, p->min_p, p->repeat_penalty, p->top_k, p->repeat_last_n, p->seed};
+    if (spq_sampler_init(&s->s, &q)) { free(s); return NULL; }
+    return s;
+}
+
+void spikeq_sampler_free(spikeq_sampler *s)
+{
+    if (!s) return;
+    spq_sampler_free(&s->s);
+    free(s);
+}
+
+spikeq_token spikeq_sampler_sample(spikeq_sampler *s, const float *logits, int32_t n_vocab)
+{
+    int t = spq_sample(&s->s, logits, n_vocab);
+    spq_sampler_accept(&s->s, t);
+    return t;
+}
