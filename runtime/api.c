@@ -309,16 +309,7 @@ int spikeq_kv_copy(spikeq_context *ctx, int32_t src, int32_t dst, int32_t n)
     if (src < 0 || src >= s->n_seq || dst < 0 || dst >= s->n_seq || n < 0 || n > ctx->len[src])
         return ctx_fail(ctx, "kv_copy: sequences 0..%d, and at most the %d positions sequence %d holds", s->n_seq - 1,
                         src >= 0 && src < s->n_seq ? ctx->len[src] : 0, src);
-    if (src != dst) {
-        const spq_config *p = &ctx->model->m.cfg;
-        size_t kvd = (size_t)p->n_kv_heads * p->head_dim, layer = (size_t)s->ctx * kvd;
-        for (int l = 0; l < p->n_layers; l++) {
-            const float *ks = s->kcache + (size_t)src * s->seq_floats + l * layer, *vs = s->vcache + (size_t)src * s->seq_floats + l * layer;
-            float *kd = s->kcache + (size_t)dst * s->seq_floats + l * layer, *vd = s->vcache + (size_t)dst * s->seq_floats + l * layer;
-            for (size_t d = 0; d < kvd; d++) memcpy(kd + d * s->ctx, ks + d * s->ctx, sizeof(float) * (size_t)n); /* keys [kv_dim][ctx] */
-            memcpy(vd, vs, sizeof(float) * (size_t)n * kvd);                                                    /* values [ctx][kv_dim] */
-        }
-    }
+    spq_state_copy_seq(s, &ctx->model->m, src, dst, n);
     ctx->len[dst] = n;
     return 0;
 }

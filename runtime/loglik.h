@@ -17,12 +17,21 @@ double spq_logprob(const float *logits, int V, int target, float *tmp);
  * and, when top is not NULL, the index of the first maximum in *top. */
 double spq_logsumexp(const float *logits, int V, float *e, int *top);
 
-/* Score n continuations cont[i][0..ncont[i]) (each >= 1 token) after one context
- * ctx[0..nctx) (nctx >= 1, BOS included when wanted): the context is prefilled once, then
- * each continuation runs from position nctx, overwriting the cache after the context.
- * Needs nctx + ncont[i] - 1 <= the state's context. Returns 0, or -1 when a sequence does
- * not fit or memory runs out. */
-int spq_loglik_choices(const spq_model *m, spq_state *s, const int *ctx, int nctx, const int *const *cont,
-                       const int *ncont, int n, spq_loglik *out);
+/* A request: the model sees ids[0..n) (BOS included when wanted), and the last ncont
+ * tokens (1 <= ncont < n) are the continuation whose log-likelihood is asked. */
+typedef struct {
+    const int *ids;
+    int n, ncont;
+} spq_llreq;
+
+/* Score requests r[0..n) into out[0..n). Adjacent requests with the same tokens before
+ * their continuations (the choices of one question) share one prefill of them, copied
+ * into each request's own sequence; requests run many at a time, one sequence each of s
+ * (spq_state_init_seq: every request must fit its context: n - 1 <= ctx), their rows in
+ * batches of up to max_batch. Each sequence is its own activation tensor, so a score does
+ * not depend on the other requests around it; a prefix or continuation longer than a batch
+ * runs in chunks of max_batch. Returns 0, or -1 when a request does not fit or memory runs
+ * out. */
+int spq_loglik_batch(const spq_model *m, spq_state *s, const spq_llreq *r, int n, spq_loglik *out);
 
 #endif

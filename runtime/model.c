@@ -371,6 +371,18 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
     lap(lead, SPQ_STEP_HEAD, &tm);
 }
 
+void spq_state_copy_seq(spq_state *s, const spq_model *m, int src, int dst, int n)
+{
+    if (src == dst || n <= 0) return;
+    size_t kvd = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, layer = (size_t)s->ctx * kvd;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const float *ks = s->kcache + (size_t)src * s->seq_floats + l * layer, *vs = s->vcache + (size_t)src * s->seq_floats + l * layer;
+        float *kd = s->kcache + (size_t)dst * s->seq_floats + l * layer, *vd = s->vcache + (size_t)dst * s->seq_floats + l * layer;
+        for (size_t d = 0; d < kvd; d++) memcpy(kd + d * s->ctx, ks + d * s->ctx, sizeof(float) * (size_t)n); /* keys [kv_dim][ctx] */
+        memcpy(vd, vs, sizeof(float) * (size_t)n * kvd);                                                    /* values [ctx][kv_dim] */
+    }
+}
+
 /* Number each row's sequence as a tensor (0, 1, ... in order of first appearance) into
  * ids; returns how many. */
 static int number_tensors(const int *seq, int M, int *ids, int *first_row)

@@ -96,6 +96,8 @@ void spq_state_free(spq_state *s);
  * the cache). Logits of every row go to s->logits[M][vocab] when all_logits, else only
  * the last row's to s->logits[0..vocab). Returns 0, or -1 if pos+M exceeds ctx. */
 int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits);
+/* Copy the first n positions of sequence src's KV cache into sequence dst's. */
+void spq_state_copy_seq(spq_state *s, const spq_model *m, int src, int dst, int n);
 /* Run M <= max_batch tokens of any of the state's sequences: row i is token tokens[i] of
  * sequence seq[i] at position pos[i] (that sequence's earlier positions must be in its
  * cache, and no two rows may share a sequence and position). Each sequence's rows form its

@@ -86,28 +86,6 @@ static request make_request(const spq_tokenizer *tok, int bos, int ctx_len, cons
     return r;
 }
 
-/* Score an item's requests; those with the same prefix before their continuation share one
- * prefill of it. */
-static void score_item(const spq_model *m, spq_state *s, request *rq, int n, spq_loglik *out)
-{
-    int shared = 1;
-    for (int i = 1; i < n; i++)
-        shared = shared && rq[i].n - rq[i].ncont == rq[0].n - rq[0].ncont &&
-                 !memcmp(rq[i].ids, rq[0].ids, sizeof(int) * (size_t)(rq[0].n - rq[0].ncont));
-    for (int i = 0; i < n; i += shared ? n : 1) {
-        int k = shared ? n : 1, nctx = rq[i].n - rq[i].ncont;
-        const int *cont[64];
-        int ncont[64], idx[64], kk = 0;
-        for (int j = i; j < i + k; j++) {
-            if (rq[j].ncont == 0) { out[j] = (spq_loglik){0, 0, 1}; continue; }
-            cont[kk] = rq[j].ids + nctx; ncont[kk] = rq[j].ncont; idx[kk++] = j;
-        }
-        spq_loglik r[64];
-        if (kk && spq_loglik_choices(m, s, rq[i].ids, nctx, cont, ncont, kk, r)) die("out of memory scoring a request");
-        for (int j = 0; j < kk; j++) out[idx[j]] = r[j];
-    }
-}
-
 static int argmax_d(const double *v, int n)
 {
     int b = 0;
@@ -121,25 +99,76 @@ typedef struct {
     double acc, acc_se, norm, norm_se, ppl, ppl_se, chance, sec;
 } task_result;
 
-static task_result run_task(const spq_model *m, spq_state *s, const spq_tokenizer *tok, int bos, const ev_task *t,
+/* Items scored per call of spq_loglik_batch: between calls the progress line moves. */
+#define SLICE 64
+
+/* Sequences scored at once: as many as fit CACHE_BYTES of KV cache for the task's longest
+ * request, at most 64, at least an item's requests. */
+#define CACHE_BYTES ((size_t)256 << 20)
+
+static task_result run_task(const spq_model *m, int n_ctx, int batch, const spq_tokenizer *tok, int bos, const ev_task *t,
                             strbuf *per_item)
 {
     task_result res = {.name = t->name, .kind = t->kind, .acc_norm = t->acc_norm, .n = t->n_items};
     double a = 0, a2 = 0, an = 0, ll = 0, ll2 = 0, chance = 0;
     int tty = isatty(2), shown = -1;
     double t0 = now_s();
+    /* request k of item it is reqs[first[it] + k] */
+    int *first = malloc(sizeof(int) * (size_t)(t->n_items + 1));
+    if (!first) die("out of memory");
+    first[0] = 0;
+    for (int it = 0; it < t->n_items; it++) first[it + 1] = first[it] + t->items[it].n;
+    request *rq = malloc(sizeof *rq * (size_t)first[t->n_items]);
+    spq_llreq *lr = malloc(sizeof *lr * (size_t)first[t->n_items]);
+    spq_loglik *r = malloc(sizeof *r * (size_t)first[t->n_items]);
+    if (!rq || !lr || !r) die("out of memory");
+    for (int it = 0; it < t->n_items; it++)
+        for (int i = 0; i < t->items[it].n; i++) {
+            request *q = &rq[first[it] + i];
+            *q = make_request(tok, bos, n_ctx, t->items[it].context[i], t->items[it].cont[i]);
+            lr[first[it] + i] = (spq_llreq){q->ids, q->n, q->ncont};
+        }
+    int longest = 1, widest = 1;
+    for (int q = 0; q < first[t->n_items]; q++) longest = rq[q].n - 1 > longest ? rq[q].n - 1 : longest;
+    for (int it = 0; it < t->n_items; it++) widest = t->items[it].n > widest ? t->items[it].n : widest;
+    size_t per_seq = (size_t)m->cfg.n_layers * (size_t)longest * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim * 8;
+    size_t fit = CACHE_BYTES / per_seq;
+    int n_seq = fit > 64 ? 64 : fit < (size_t)widest ? widest : (int)fit;
+    spq_state st, *s = &st;
+    if (spq_state_init_seq(s, m, batch, n_seq, longest)) die("out of memory for %d sequences of %d positions", n_seq, longest);
+    for (int i0 = 0; i0 < t->n_items; i0 += SLICE) {
+        int i1 = i0 + SLICE < t->n_items ? i0 + SLICE : t->n_items;
+        /* requests whose continuation has no tokens of its own score 0 (none here, in practice) */
+        int q0 = first[i0], q1 = first[i1], k = 0;
+        spq_llreq *sub = malloc(sizeof *sub * (size_t)(q1 - q0));
+        int *map = malloc(sizeof(int) * (size_t)(q1 - q0));
+        spq_loglik *got = malloc(sizeof *got * (size_t)(q1 - q0));
+        if (!sub || !map || !got) die("out of memory");
+        for (int q = q0; q < q1; q++) {
+            r[q] = (spq_loglik){0, 0, 1};
+            if (lr[q].ncont > 0) { map[k] = q; sub[k++] = lr[q]; }
+        }
+        if (k && spq_loglik_batch(m, s, sub, k, got)) die("out of memory scoring %s", t->name);
+        for (int j = 0; j < k; j++) r[map[j]] = got[j];
+        free(sub); free(map); free(got);
+        int pct = (int)(100L * i1 / t->n_items);
+        if (tty && pct != shown) {
+            shown = pct;
+            double el = now_s() - t0;
+            fprintf(stderr, "\rspikeq: %-13s %5d/%d items %3d%%, %.0f s, about %.0f s left ", t->name, i1, t->n_items, pct, el,
+                    el / i1 * (t->n_items - i1));
+        }
+    }
+    if (tty) fputc('\n', stderr);
     for (int it = 0; it < t->n_items; it++) {
         const ev_item *x = &t->items[it];
-        request rq[64];
-        spq_loglik r[64];
-        for (int i = 0; i < x->n; i++) rq[i] = make_request(tok, bos, s->ctx, x->context[i], x->cont[i]);
-        score_item(m, s, rq, x->n, r);
+        const spq_loglik *ri = r + first[it];
         double lp[64], norm[64];
         for (int i = 0; i < x->n; i++) {
-            lp[i] = r[i].logp;
-            norm[i] = r[i].logp / (double)(utf8_chars(x->cont[i]) > 0 ? utf8_chars(x->cont[i]) : 1);
+            lp[i] = ri[i].logp;
+            norm[i] = ri[i].logp / (double)(utf8_chars(x->cont[i]) > 0 ? utf8_chars(x->cont[i]) : 1);
         }
-        double hit = t->kind == EV_GREEDY ? r[0].greedy : argmax_d(lp, x->n) == x->gold;
+        double hit = t->kind == EV_GREEDY ? ri[0].greedy : argmax_d(lp, x->n) == x->gold;
         a += hit; a2 += hit * hit;
         if (t->acc_norm) an += argmax_d(norm, x->n) == x->gold;
         if (t->kind == EV_GREEDY) { ll += lp[0]; ll2 += lp[0] * lp[0]; }
@@ -148,23 +177,17 @@ static task_result run_task(const spq_model *m, spq_state *s, const spq_tokenize
             sb_printf(per_item, "{\"task\":\"%s\",\"item\":%d,\"gold\":%d,\"logprob\":[", t->name, it, x->gold);
             for (int i = 0; i < x->n; i++) sb_printf(per_item, "%s%.6f", i ? "," : "", lp[i]);
             sb_printf(per_item, "],\"tokens\":[");
-            for (int i = 0; i < x->n; i++) sb_printf(per_item, "%s%d", i ? "," : "", r[i].n);
+            for (int i = 0; i < x->n; i++) sb_printf(per_item, "%s%d", i ? "," : "", ri[i].n);
             sb_printf(per_item, "],\"chars\":[");
             for (int i = 0; i < x->n; i++) sb_printf(per_item, "%s%ld", i ? "," : "", utf8_chars(x->cont[i]));
             sb_printf(per_item, "],\"greedy\":[");
-            for (int i = 0; i < x->n; i++) sb_printf(per_item, "%s%s", i ? "," : "", r[i].greedy ? "true" : "false");
+            for (int i = 0; i < x->n; i++) sb_printf(per_item, "%s%s", i ? "," : "", ri[i].greedy ? "true" : "false");
             sb_printf(per_item, "]}\n");
         }
-        for (int i = 0; i < x->n; i++) free(rq[i].ids);
-        int pct = (int)(100L * (it + 1) / t->n_items);
-        if (tty && pct != shown) {
-            shown = pct;
-            double el = now_s() - t0;
-            fprintf(stderr, "\rspikeq: %-13s %5d/%d items %3d%%, %.0f s, about %.0f s left ", t->name, it + 1, t->n_items, pct, el,
-                    el / (it + 1) * (t->n_items - it - 1));
-        }
     }
-    if (tty) fputc('\n', stderr);
+    for (int q = 0; q < first[t->n_items]; q++) free(rq[q].ids);
+    free(rq); free(lr); free(r); free(first);
+    spq_state_free(s);
     long n = t->n_items;
     mean_se(a, a2, n, &res.acc, &res.acc_se);
     mean_se(an, an, n, &res.norm, &res.norm_se); /* 0/1 values: the sum of squares is the sum */
@@ -276,21 +299,18 @@ int cmd_eval(int argc, char **argv)
     if (c.n == 0) die("%s: no weights (vocabulary-only file)", path);
     if (!c.tok.n_vocab) die("%s: model has no tokenizer", path);
     spq_model m;
-    spq_state s;
     spq_err e;
     if (spq_model_init(&m, &c, ctx, &e)) die_err(&e);
-    if (spq_state_init(&s, &m, batch)) die("out of memory");
     strbuf items = {0};
     for (int i = 0; i < nt; i++) {
         if (spq_ckpt_check(&c, &e)) die_err(&e);
-        res[i] = run_task(&m, &s, &c.tok, c.cfg.bos_id, &ts[i], per_item ? &items : NULL);
+        res[i] = run_task(&m, m.ctx, batch, &c.tok, c.cfg.bos_id, &ts[i], per_item ? &items : NULL);
     }
     if (!strcmp(fmt, "json")) print_json(path, res, nt);
     else print_table(res, nt);
     if (per_item) write_file(per_item, &items);
     for (int i = 0; i < nt; i++) ev_task_free(&ts[i]);
     free(ts); free(res); free(names); free(items.p);
-    spq_state_free(&s);
     spq_model_free(&m);
     spq_ckpt_free(&c);
     return 0;
