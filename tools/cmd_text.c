@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/sampler.h"
+#include <limits.h>
+
+#include "include/spikeq.h"
 #include "tools/cli.h"
 
 static int utf8_valid(const char *s, size_t n)
@@ -87,49 +89,72 @@ static void emit(utf8_out *u, const char *s, int n)
     fflush(stdout);
 }
 
+/* One generation through the public API: a model, a context of one sequence, a sampler. */
 typedef struct {
-    spq_ckpt c;
-    spq_model m;
-    spq_state s;
-    spq_sampler smp;
-    int n_ctx, pos, n_predict, special, ids_out;
+    spikeq_model *model;
+    spikeq_context *ctx;
+    spikeq_sampler *smp;
+    spikeq_batch batch;
+    int n_ctx, n_batch, pos, n_predict, special, ids_out;
     double t_prompt, t_gen;
     long n_prompt, n_gen;
 } gen_run;
+
+/* Decode the batch built in g->batch or die with the context's message. */
+static void decode(gen_run *g)
+{
+    if (spikeq_decode(g->ctx, &g->batch)) die("%s", spikeq_context_error(g->ctx));
+}
 
 /* Feed the prompt ids, then sample and stream up to n_predict tokens. */
 static void run_turn(gen_run *g, const int *ids, long n)
 {
     if (g->pos + n >= g->n_ctx) die("prompt of %ld tokens does not fit the context (%d, %d used): raise -c", n, g->n_ctx, g->pos);
-    spq_err e;
-    if (spq_ckpt_check(&g->c, &e)) die_err(&e);
     double t0 = now_s();
-    for (long i = 0; i < n; i += g->s.max_batch) {
-        int b = (int)(n - i < g->s.max_batch ? n - i : g->s.max_batch);
-        spq_forward(&g->m, &g->s, ids + i, b, g->pos, 0);
+    for (long i = 0; i < n; i += g->n_batch) {
+        int b = (int)(n - i < g->n_batch ? n - i : g->n_batch);
+        g->batch.n_tokens = 0;
+        for (int k = 0; k < b; k++) spikeq_batch_add(&g->batch, ids[i + k], g->pos + k, 0, i + k == n - 1);
+        decode(g);
         g->pos += b;
     }
     g->t_prompt += now_s() - t0;
     g->n_prompt += n;
     t0 = now_s();
     utf8_out u = {{0}, 0};
-    int prev = ids[n - 1];
+    int prev = ids[n - 1], V = spikeq_n_vocab(g->model);
+    const float *logits = spikeq_get_logits(g->ctx, g->batch.n_tokens - 1);
     char piece[1200];
-    int V = g->c.cfg.vocab_size;
     for (int k = 0; k < g->n_predict && g->pos < g->n_ctx; k++) {
-        int next = spq_sample(&g->smp, g->s.logits, V);
-        spq_sampler_accept(&g->smp, next);
-        if (next == g->c.cfg.eos_id && !g->ids_out) break;
+        int next = spikeq_sampler_sample(g->smp, logits, V);
+        if (next == spikeq_token_eos(g->model) && !g->ids_out) break;
         if (g->ids_out) printf("%d ", next);
-        else emit(&u, piece, spq_tok_piece(&g->c.tok, prev, next, piece, sizeof piece));
+        else {
+            int len = spikeq_token_to_piece(g->model, prev, next, piece, sizeof piece);
+            emit(&u, piece, len > 0 ? len : 0);
+        }
         g->n_gen++;
         prev = next;
-        spq_forward(&g->m, &g->s, &next, 1, g->pos++, 0);
+        g->batch.n_tokens = 0;
+        spikeq_batch_add(&g->batch, next, g->pos++, 0, 1);
+        decode(g);
+        logits = spikeq_get_logits(g->ctx, 0);
     }
     if (u.n) fwrite(u.pend, 1, (size_t)u.n, stdout);
     fputc('\n', stdout);
     fflush(stdout);
     g->t_gen += now_s() - t0;
+}
+
+/* Token ids of text (BOS first when bos) in a malloc'd array; dies on failure. */
+static int *encode_api(const spikeq_model *m, const char *text, size_t len, int bos, int special, long *n)
+{
+    int cap = (int)len + 8;
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    int k = ids ? spikeq_tokenize(m, text, (int32_t)len, ids, cap, bos, special) : INT32_MIN;
+    if (k < 0) die("out of memory encoding the text");
+    *n = k;
+    return ids;
 }
 
 int cmd_generate(int argc, char **argv)
@@ -139,7 +164,7 @@ int cmd_generate(int argc, char **argv)
     gen_run g;
     memset(&g, 0, sizeof g);
     g.n_predict = 128;
-    spq_sampler_params sp = spq_sampler_defaults();
+    spikeq_sampler_params sp = spikeq_sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -177,24 +202,31 @@ int cmd_generate(int argc, char **argv)
     }
     if (!(sp.temp >= 0) || !(sp.top_p > 0 && sp.top_p <= 1) || !(sp.min_p >= 0 && sp.min_p < 1) || !(sp.repeat_penalty > 0))
         die("generate: sampling parameters out of range (temp >= 0, 0 < top-p <= 1, 0 <= min-p < 1, repeat-penalty > 0)");
-    set_threads(threads);
+    threads = set_threads(threads);
     char *fbuf = NULL;
     if (file) prompt = fbuf = read_text(file, NULL);
     if (!interactive && !prompt_ids && (!prompt || !*prompt)) die("generate: empty prompt (give -p TEXT, -f FILE or -i)");
     double t0 = now_s();
-    open_ckpt(path, &g.c);
-    if (g.c.n == 0) die("%s: no weights (vocabulary-only file)", path);
-    if (!g.c.tok.n_vocab && !(prompt_ids && g.ids_out && !interactive))
+    char err[512];
+    if (!path) die("no model given (-m MODEL)");
+    if (!(g.model = spikeq_model_load(path, err, sizeof err))) die("%s", err);
+    int has_tok = spikeq_tokenize(g.model, "", 0, NULL, 0, 0, 0) != INT32_MIN;
+    if (!has_tok && !(prompt_ids && g.ids_out && !interactive))
         die("%s: model has no tokenizer; convert it with --tokenizer (or use --prompt-ids with --ids)", path);
-    spq_err e;
-    if (g.n_ctx <= 0 || g.n_ctx > g.c.cfg.max_seq) g.n_ctx = g.c.cfg.max_seq;
-    if (spq_model_init(&g.m, &g.c, g.n_ctx, &e)) die_err(&e);
-    if (spq_state_init(&g.s, &g.m, g.n_ctx < 256 ? g.n_ctx : 256)) die("out of memory");
-    spq_sampler_init(&g.smp, &sp);
+    int train = spikeq_n_ctx_train(g.model);
+    g.n_ctx = g.n_ctx <= 0 || g.n_ctx > train ? train : g.n_ctx;
+    g.n_batch = g.n_ctx < 256 ? g.n_ctx : 256;
+    spikeq_context_params cp = spikeq_context_default_params();
+    cp.n_threads = threads;
+    cp.n_ctx = g.n_ctx;
+    cp.n_batch = g.n_batch;
+    if (!(g.ctx = spikeq_context_new(g.model, &cp, err, sizeof err))) die("%s", err);
+    g.batch = spikeq_batch_init(g.n_batch);
+    if (!(g.smp = spikeq_sampler_new(&sp)) || !g.batch.token) die("out of memory");
     double t_load = now_s() - t0;
     if (prompt_ids) {
         long n;
-        int *ids = parse_ids(prompt_ids, "--prompt-ids", g.c.cfg.vocab_size, &n);
+        int *ids = parse_ids(prompt_ids, "--prompt-ids", spikeq_n_vocab(g.model), &n);
         if (!n) die("--prompt-ids: no ids given");
         run_turn(&g, ids, n);
         free(ids);
@@ -202,7 +234,7 @@ int cmd_generate(int argc, char **argv)
         size_t len = strlen(prompt);
         if (!utf8_valid(prompt, len)) die("%s: prompt is not valid UTF-8", file ? file : "-p");
         long n;
-        int *ids = encode(&g.c.tok, prompt, len, 1, g.special, &n);
+        int *ids = encode_api(g.model, prompt, len, 1, g.special, &n);
         fputs(prompt, stdout);
         run_turn(&g, ids, n);
         free(ids);
@@ -215,7 +247,7 @@ int cmd_generate(int argc, char **argv)
             if (!len) continue;
             if (!utf8_valid(line, len)) { fprintf(stderr, "spikeq: input is not valid UTF-8\n"); continue; }
             long n;
-            int *ids = encode(&g.c.tok, line, len, g.pos == 0, g.special, &n);
+            int *ids = encode_api(g.model, line, len, g.pos == 0, g.special, &n);
             run_turn(&g, ids, n);
             free(ids);
         }
@@ -226,10 +258,10 @@ int cmd_generate(int argc, char **argv)
             g.t_prompt > 0 ? (double)g.n_prompt / g.t_prompt : 0);
     fprintf(stderr, "spikeq: generation:  %ld tokens, %.2f ms, %.2f tokens/s\n", g.n_gen, g.t_gen * 1e3,
             g.t_gen > 0 ? (double)g.n_gen / g.t_gen : 0);
-    spq_sampler_free(&g.smp);
-    spq_state_free(&g.s);
-    spq_model_free(&g.m);
-    spq_ckpt_free(&g.c);
+    spikeq_batch_free(&g.batch);
+    spikeq_sampler_free(g.smp);
+    spikeq_context_free(g.ctx);
+    spikeq_model_free(g.model);
     free(fbuf);
     return 0;
 }
