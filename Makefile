@@ -28,7 +28,7 @@ KERN_SRC := kernels/dispatch.c kernels/team.c kernels/pack.c kernels/numfmt.c ke
 ifneq ($(ARCH),aarch64)
   KERN_SRC += kernels/neon.c
 endif
-RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c)
+RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c) $(wildcard api/*.c)
 LIB_SRC := $(KERN_SRC) $(RT_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 # the machine probes serve the benchmarks (spikeq bench, bench_gemm), not the library

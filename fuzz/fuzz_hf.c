@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "fuzz/fuzz.h"
+#include "models/open.h"
 
 static void put(const char *dir, const char *name, const uint8_t *d, size_t n)
 {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
-#include "runtime/ckpt.h"
+#include "models/open.h"
 
 enum { G_U8, G_I8, G_U16, G_I16, G_U32, G_I32, G_F32, G_BOOL, G_STR, G_ARR, G_U64, G_I64, G_F64 };
 static const int gsize[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/ckpt.h"
+#include "models/open.h"
 
 static char *slurp(const char *path, size_t *n)
 {

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/ckpt.h"
+#include "models/open.h"
 
 static int add(spq_ckpt *c, const char *name, const float **p, int64_t r, int64_t k, int copy)
 {

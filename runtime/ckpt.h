@@ -75,20 +75,12 @@ void spq_tensor_to_f32(const spq_tensor *t, float *out);
 /* Number of elements of t. */
 size_t spq_tensor_numel(const spq_tensor *t);
 
-/* Open any supported model: .spq, HF directory (or its config.json), GGUF, llama2.c .bin;
- * or a tokenizer.json / tokenizer.model alone (a vocabulary-only checkpoint, c->n == 0). */
-int spq_open(const char *path, spq_ckpt *c, spq_err *e);
 /* Read a .spq file (mmapped; tensor checksums verified). */
 int spq_read(const char *path, spq_ckpt *c, spq_err *e);
 /* Write c to path atomically (temp file in the same folder, fsync, rename). */
 int spq_write(const char *path, const spq_ckpt *c, spq_err *e);
 /* 64-bit checksum of n bytes (4 lanes of multiply-xor; ~10 GB/s). */
 uint64_t spq_hash64(const void *p, size_t n);
-
-/* Importers (models/). Each returns 0 or -1 with e set. */
-int spq_import_llama2c(const char *path, spq_ckpt *c, spq_err *e);
-int spq_import_hf(const char *dir, spq_ckpt *c, spq_err *e);
-int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e);
 
 
 

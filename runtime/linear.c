@@ -6,7 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "runtime/cmpq.h"
-#include "runtime/model.h"
+#include "runtime/linear.h"
 
 int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
 {

@@ -4,19 +4,9 @@
 
 #include "kernels/team.h"
 #include "runtime/ckpt.h"
+#include "runtime/linear.h"
 
 struct spq_profile;
-
-/* One linear layer y = x W^T in the kernels' panel layout.
- * kind SPQ_I8: W8A8 per-tensor (w_scale; a_scale > 0 static, 0 dynamic absmax/127).
- * kind SPQ_F16 / SPQ_E4M3: the spike fallback; act_fmt rounds activations to FP16 or
- * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32. */
-typedef struct {
-    int kind, N, K, act_fmt;
-    void *w;
-    int32_t *wsum;
-    float w_scale, a_scale;
-} spq_linear;
 
 enum { SPQ_Q, SPQ_K, SPQ_V, SPQ_O, SPQ_GATE, SPQ_UP, SPQ_DOWN, SPQ_NPROJ };
 extern const char *const spq_proj_names[SPQ_NPROJ]; /* "q_proj", ... */
@@ -47,16 +37,6 @@ extern const char *const spq_step_names[SPQ_NSTEPS]; /* "attn_norm", "qkv", ... 
  * blocks, a quarter of a Zen 5 core's 1 MiB L2. It pays with many threads, where more of
  * them wait at each barrier (`bench --prefetch 0,256`; docs/benchmarks.md, Findings). */
 #define SPQ_PREFETCH ((size_t)256 << 10)
-
-/* Which rows of a linear's input form one activation tensor, with one dynamic activation
- * scale: the rows of one sequence, so that a sequence's results do not depend on what it
- * is batched with. n == 1: every row (the single-sequence path). */
-typedef struct {
-    int n;          /* tensors (sequences) among the rows */
-    const int *id;  /* [M] row -> tensor 0..n-1 */
-    float *rmax;    /* [M] scratch: each row's absmax */
-    float *tmax;    /* [n] scratch: each tensor's absmax */
-} spq_rows;
 
 /* Activations and the KV caches of n_seq sequences for up to max_batch tokens at once and
  * ctx positions each. */
@@ -106,22 +86,5 @@ void spq_state_copy_seq(spq_state *s, const spq_model *m, int src, int dst, int 
  * rows of logits were written, or -1 if a row is out of range. */
 int spq_forward_batch(const spq_model *m, spq_state *s, const int *tokens, const int *pos, const int *seq,
                       const signed char *want, int M);
-
-/* Prepare one linear from a weight tensor (any stored dtype). */
-int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
-void spq_linear_free(spq_linear *l);
-/* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K); rows
- * groups the rows into activation tensors (NULL: one tensor).
- * Every thread of t's team calls it, when its own rows of x (spq_split over M) are
- * written; it returns after a team barrier, y complete. next[0..nnext) are the linears
- * the team applies next (NULL, 0 if none known): a thread that waits fetches its first
- * weights of them. */
-void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, const spq_rows *rows, float *y,
-                      int8_t *xq, float *xf, const spq_linear *const *next, int nnext);
-/* ys[i] = x ls[i]^T for linears that read one input in one format (same kind, activation
- * scale and format, as q/k/v and gate/up are): the input is quantised once. */
-void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
-                        const spq_rows *rows, float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next,
-                        int nnext);
 
 #endif

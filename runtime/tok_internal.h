@@ -1,5 +1,5 @@
-/* tok_internal.h — what tokenizer.c, bpe.c and tok_json.c share (not a public API: use
- * tokenizer.h). */
+/* tok_internal.h — what tokenizer.c (SentencePiece), bpe.c (byte-level BPE) and tok_json.c
+ * share; the shared helpers live in tok_common.c (not a public API: use tokenizer.h). */
 #ifndef SPQ_TOK_INTERNAL_H
 #define SPQ_TOK_INTERNAL_H
 
@@ -10,6 +10,9 @@
  * with the rank kept in id). */
 typedef struct { double key; int left, size, id; } spq_bigram;
 typedef struct { spq_bigram *a; long n, cap; } spq_heap;
+/* Byte order of two pieces (memcmp, then the shorter first): the order of t->sorted. */
+int spq_piece_cmp(const char *a, int la, const char *b, int lb);
+
 /* Push b; -1 on OOM. */
 int spq_heap_push(spq_heap *h, spq_bigram b);
 /* Pop the first candidate (h->n > 0). */

@@ -45,16 +45,11 @@ static int set_piece(spq_tokenizer *t, int i, const char *s, int len)
     return 0;
 }
 
-static int cmp_piece(const char *a, int la, const char *b, int lb)
-{
-    int c = memcmp(a, b, (size_t)(la < lb ? la : lb));
-    return c ? c : la - lb;
-}
 static int cmp_ids(const void *x, const void *y, void *ctx)
 {
     const spq_tokenizer *t = ctx;
     int a = *(const int *)x, b = *(const int *)y;
-    int c = cmp_piece(t->pieces[a], t->lens[a], t->pieces[b], t->lens[b]);
+    int c = spq_piece_cmp(t->pieces[a], t->lens[a], t->pieces[b], t->lens[b]);
     return c ? c : a - b;
 }
 
@@ -77,18 +72,6 @@ int spq_tok_finish(spq_tokenizer *t)
         }
     }
     return 0;
-}
-
-int spq_tok_lookup(const spq_tokenizer *t, const char *s, int len)
-{
-    int lo = 0, hi = t->n_vocab - 1, found = -1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2, id = t->sorted[mid];
-        int c = cmp_piece(t->pieces[id], t->lens[id], s, len);
-        if (c < 0) lo = mid + 1;
-        else { if (!c) found = id; hi = mid - 1; }
-    }
-    return found; /* lowest id among duplicates */
 }
 
 int spq_tok_build(spq_tokenizer *t, int n, const char *const *pieces, const int *lens, const float *scores,
@@ -147,21 +130,6 @@ static void skip_field(pb *b, int wt)
     else if (wt == 2) sub(b);
     else if (wt == 5) { if (b->end - b->p < 4) b->bad = 1; else b->p += 4; }
     else b->bad = 1;
-}
-
-char *spq_tok_read_file(const char *path, size_t *n, int *opened)
-{
-    FILE *f = fopen(path, "rb");
-    *opened = f != NULL;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = sz > 0 && sz < (1l << 30) ? malloc((size_t)sz + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)sz, f) != (size_t)sz) { free(buf); buf = NULL; }
-    fclose(f);
-    if (buf) { buf[sz] = 0; *n = (size_t)sz; }
-    return buf;
 }
 
 int spq_tok_load_spm(const char *path, spq_tokenizer *t, spq_err *e)
@@ -311,52 +279,12 @@ int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t)
 /* ---- encode ---- */
 typedef struct { int prev, next; const char *s; int n; } sym;
 
-static int better(const spq_bigram *x, const spq_bigram *y) /* x pops before y */
-{
-    return x->key > y->key || (x->key == y->key && x->left < y->left);
-}
-
-int spq_heap_push(spq_heap *h, spq_bigram b)
-{
-    if (h->n == h->cap) {
-        long cap = h->cap ? 2 * h->cap : 1024;
-        spq_bigram *na = realloc(h->a, sizeof *na * (size_t)cap);
-        if (!na) return -1;
-        h->a = na; h->cap = cap;
-    }
-    long i = h->n++;
-    while (i > 0 && better(&b, &h->a[(i - 1) / 2])) { h->a[i] = h->a[(i - 1) / 2]; i = (i - 1) / 2; }
-    h->a[i] = b;
-    return 0;
-}
-
-spq_bigram spq_heap_pop(spq_heap *h)
-{
-    spq_bigram top = h->a[0], last = h->a[--h->n];
-    long i = 0;
-    for (;;) {
-        long c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && better(&h->a[c + 1], &h->a[c])) c++;
-        if (!better(&h->a[c], &last)) break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n) h->a[i] = last;
-    return top;
-}
-
 static int try_bigram(const spq_tokenizer *t, spq_heap *h, const sym *s, int l, int r)
 {
     if (l < 0 || r < 0) return 0;
     int id = spq_tok_lookup(t, s[l].s, s[l].n + s[r].n);
     if (id < 0 || t->types[id] == SPQ_PT_UNUSED) return 0;
     return spq_heap_push(h, (spq_bigram){t->scores[id], l, s[l].n + s[r].n, id});
-}
-
-int spq_utf8_len(unsigned char c)
-{
-    return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
 }
 
 /* Encode one span of plain text (no special tokens) appending to ids. */

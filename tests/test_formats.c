@@ -2,6 +2,7 @@
  * GQA, llama3 RoPE, tied), the same models written as GGUF (F32/F16 and Q8_0), and one
  * test per class of bad input: each must fail with a message naming the file. */
 #include "tests/helpers.h"
+#include "models/open.h"
 
 #include <cjson/cJSON.h>
 #include <unistd.h>

@@ -4,6 +4,7 @@
  * HF tokenizers library's ids (fixture from tests/ref/make_bpe_refs.py) for tokenizer.json with
  * the GPT-2, SmolLM and LLaMA-3 pre-tokenizers; decode round trips; and the sampler. */
 #include "tests/helpers.h"
+#include "models/open.h"
 
 #include <cjson/cJSON.h>
 

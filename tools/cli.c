@@ -1,5 +1,6 @@
 /* cli.c — helpers shared by the subcommands. */
 #include "tools/cli.h"
+#include "models/open.h"
 
 #include "bench/probes.h"
 

@@ -1,6 +1,6 @@
-/* api.c — the public API (include/spikeq.h) over the runtime: a model is a checkpoint and
- * its packed linears; a context is a multi-sequence state with its kernel table, thread
- * count and each sequence's length. */
+/* spikeq.c — the public API (include/spikeq.h) over the importers and the runtime: a model is
+ * a checkpoint and its packed linears; a context is a multi-sequence state with its kernel
+ * table, thread count and each sequence's length. */
 #include "include/spikeq.h"
 
 #include <limits.h>
@@ -13,6 +13,7 @@
 #endif
 
 #include "kernels/kernels.h"
+#include "models/open.h"
 #include "runtime/ckpt.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"

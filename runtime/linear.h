@@ -1,0 +1,47 @@
+/* linear.h — one linear layer in the precision its plan gives it (INT8 W8A8 per-tensor,
+ * FP16 or FP8 spike fallback, F32, CMPQ), applied by a thread team. */
+#ifndef SPQ_LINEAR_H
+#define SPQ_LINEAR_H
+
+#include "kernels/team.h"
+#include "runtime/ckpt.h"
+
+/* One linear layer y = x W^T in the kernels' panel layout.
+ * kind SPQ_I8: W8A8 per-tensor (w_scale; a_scale > 0 static, 0 dynamic absmax/127).
+ * kind SPQ_F16 / SPQ_E4M3: the spike fallback; act_fmt rounds activations to FP16 or
+ * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32. */
+typedef struct {
+    int kind, N, K, act_fmt;
+    void *w;
+    int32_t *wsum;
+    float w_scale, a_scale;
+} spq_linear;
+
+/* Which rows of a linear's input form one activation tensor, with one dynamic activation
+ * scale: the rows of one sequence, so that a sequence's results do not depend on what it
+ * is batched with. n == 1: every row (the single-sequence path). */
+typedef struct {
+    int n;          /* tensors (sequences) among the rows */
+    const int *id;  /* [M] row -> tensor 0..n-1 */
+    float *rmax;    /* [M] scratch: each row's absmax */
+    float *tmax;    /* [n] scratch: each tensor's absmax */
+} spq_rows;
+
+/* Prepare one linear from a weight tensor (any stored dtype). */
+int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
+void spq_linear_free(spq_linear *l);
+/* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K); rows
+ * groups the rows into activation tensors (NULL: one tensor).
+ * Every thread of t's team calls it, when its own rows of x (spq_split over M) are
+ * written; it returns after a team barrier, y complete. next[0..nnext) are the linears
+ * the team applies next (NULL, 0 if none known): a thread that waits fetches its first
+ * weights of them. */
+void spq_linear_apply(const spq_thr *t, const spq_linear *l, const float *x, int M, const spq_rows *rows, float *y,
+                      int8_t *xq, float *xf, const spq_linear *const *next, int nnext);
+/* ys[i] = x ls[i]^T for linears that read one input in one format (same kind, activation
+ * scale and format, as q/k/v and gate/up are): the input is quantised once. */
+void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
+                        const spq_rows *rows, float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next,
+                        int nnext);
+
+#endif
