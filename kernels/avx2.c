@@ -361,8 +361,19 @@ INL void lut_panels(const int b, const int NP, const int TS, int kp, const float
 SPQ_LUT_GEMV(2)
 
 static const spq_kernels table = {
-    "avx2", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
-    gemv_lut, NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
+    .name = "avx2",
+    .gemm_q8 = gemm_q8,
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_e4m3 = gemm_e4m3,
+    .absmax = absmax,
+    .quant_i8 = quant_i8,
+    .vexp = vexp,
+    .dot_spin = dot_spin,
+    .dot_f32 = dot_f32,
+    .attn = attn,
+    .gemv_lut = gemv_lut,
+    .gemv_q8 = NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
 
 /* ---- AVX-VNNI (VEX vpdpbusd on ymm: Alder Lake and later, Zen 5) ----
@@ -484,8 +495,19 @@ static VNNI double dot_spin_vnni(long iters, int32_t *sink)
 }
 
 static const spq_kernels table_vnni = {
-    "avxvnni", gemm_q8_vnni, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_vnni, dot_f32, attn,
-    gemv_lut, gemv_q8_vnni,
+    .name = "avxvnni",
+    .gemm_q8 = gemm_q8_vnni,
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_e4m3 = gemm_e4m3,
+    .absmax = absmax,
+    .quant_i8 = quant_i8,
+    .vexp = vexp,
+    .dot_spin = dot_spin_vnni,
+    .dot_f32 = dot_f32,
+    .attn = attn,
+    .gemv_lut = gemv_lut,
+    .gemv_q8 = gemv_q8_vnni,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }
 

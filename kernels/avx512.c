@@ -404,8 +404,19 @@ INL void lut_panels(const int b, const int NP, const int TS, int kp, const float
 SPQ_LUT_GEMV(4)
 
 static const spq_kernels table = {
-    "avx512", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
-    gemv_lut, gemv_q8,
+    .name = "avx512",
+    .gemm_q8 = gemm_q8,
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_e4m3 = gemm_e4m3,
+    .absmax = absmax,
+    .quant_i8 = quant_i8,
+    .vexp = vexp,
+    .dot_spin = dot_spin,
+    .dot_f32 = dot_f32,
+    .attn = attn,
+    .gemv_lut = gemv_lut,
+    .gemv_q8 = gemv_q8,
 };
 
 const spq_kernels *spq_kernels_avx512(void) { return &table; }

@@ -326,12 +326,34 @@ static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32
 }
 
 static const spq_kernels table_dot = {
-    "neon", gemm_q8_dot, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
-    gemv_lut, NULL, /* the driver calls gemm_q8 per panel */
+    .name = "neon",
+    .gemm_q8 = gemm_q8_dot,
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_e4m3 = gemm_e4m3,
+    .absmax = absmax,
+    .quant_i8 = quant_i8,
+    .vexp = vexp,
+    .dot_spin = dot_spin,
+    .dot_f32 = dot_f32,
+    .attn = attn,
+    .gemv_lut = gemv_lut,
+    .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 static const spq_kernels table_plain = {
-    "neonplain", gemm_q8_plain, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin_plain, dot_f32, attn,
-    gemv_lut, NULL, /* the driver calls gemm_q8 per panel */
+    .name = "neonplain",
+    .gemm_q8 = gemm_q8_plain,
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_e4m3 = gemm_e4m3,
+    .absmax = absmax,
+    .quant_i8 = quant_i8,
+    .vexp = vexp,
+    .dot_spin = dot_spin_plain,
+    .dot_f32 = dot_f32,
+    .attn = attn,
+    .gemv_lut = gemv_lut,
+    .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 
 const spq_kernels *spq_kernels_neon(void) { return &table_dot; }

@@ -150,8 +150,19 @@ static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32
 }
 
 static const spq_kernels table = {
-    "scalar", gemm_q8, gemm_f32, gemm_f16, gemm_e4m3, absmax, quant_i8, vexp, dot_spin, dot_f32, attn,
-    gemv_lut, NULL, /* the driver calls gemm_q8 per panel */
+    .name = "scalar",
+    .gemm_q8 = gemm_q8,
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_e4m3 = gemm_e4m3,
+    .absmax = absmax,
+    .quant_i8 = quant_i8,
+    .vexp = vexp,
+    .dot_spin = dot_spin,
+    .dot_f32 = dot_f32,
+    .attn = attn,
+    .gemv_lut = gemv_lut,
+    .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 
 const spq_kernels *spq_kernels_scalar(void) { return &table; }
