@@ -241,6 +241,142 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
     free(tok); free(pos); free(seq); free(tps);
 }
 
+/* What one run of the pp/tg tests needs (spikeq bench without --batch). */
+typedef struct {
+    const spq_model *m;
+    const spq_ckpt *c;
+    spq_state *s;
+    const char *model_name, *plan, *fmt;
+    const int *ids, *pfs;
+    int pp, tg, reps, npf, roofline, timings;
+    size_t pf_default, bytes, params;
+    double macs;
+    int *first; /* json: no comma before the first row */
+} bench_cfg;
+
+/* The pp and tg tests at one thread count, with the limits probed before, between and
+ * after them; one row per test (and per --prefetch value). */
+static void bench_threads(const bench_cfg *g, int threads)
+{
+    const spq_model *mp = g->m;
+    const spq_ckpt *cp = g->c;
+    spq_state *sp = g->s;
+    const char *model_name = g->model_name, *plan = g->plan, *fmt = g->fmt;
+    const int *ids = g->ids, *pfs = g->pfs;
+    int pp = g->pp, tg = g->tg, reps = g->reps, npf = g->npf, roofline = g->roofline, timings = g->timings;
+    size_t pf_default = g->pf_default, bytes = g->bytes, params = g->params;
+    double macs = g->macs;
+    threads = set_threads(threads);
+    spq_bwprobe bp = {0};
+    if (roofline && tg > 0 && spq_bwprobe_init(&bp, (size_t)256 << 20))
+        die("out of memory for the bandwidth probe's 256 MiB (--no-roofline skips it)");
+    /* [test]: work (pp: int8 MACs, tg: bytes) and seconds of the passes between the runs */
+    double pass_work[2] = {0, 0}, pass_sec[2] = {0, 0};
+    /* the limits are probed before and after the runs and the higher kept: a busy
+     * neighbour on a shared machine during one probe would otherwise inflate the fractions */
+    double bw = roofline ? spq_probe_read_bw((size_t)1 << 30) : 0, peak = roofline ? spq_probe_int8_macs(spq_kern()) : 0;
+    double means[64][2], sds[64][2];
+    for (int test = 0; test < 2; test++) {
+        int n = test ? tg : pp;
+        if (n <= 0) continue;
+        /* per prefetch value: seconds and tokens of each repetition, step times */
+        double (*sec)[64] = calloc((size_t)reps, sizeof *sec), (*step)[SPQ_NSTEPS] = calloc((size_t)npf, sizeof *step);
+        int (*cnt)[64] = calloc((size_t)reps, sizeof *cnt);
+        double *tps = malloc(sizeof(double) * (size_t)reps);
+        for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+            spq_err ce;
+            if (spq_ckpt_check(cp, &ce)) die_err(&ce);
+            /* tg: the values take turns token by token; pp: run by run */
+            for (int k = 0; k < (test ? tg : npf); k++) {
+                int v = k % npf;
+                sp->prefetch = pfs ? (size_t)pfs[v] << 10 : pf_default;
+                sp->step_sec = timings && r >= 0 ? step[v] : NULL;
+                double t0 = now_s();
+                if (test == 0) spq_forward(mp, sp, ids, pp, 0, 0);
+                else spq_forward(mp, sp, ids + k, 1, k, 0);
+                if (r >= 0) { sec[r][v] += now_s() - t0; cnt[r][v] += test ? 1 : pp; }
+                /* passes in the warm-up too, uncounted: the first pass over the buffer
+                 * after the 1 GiB probe's allocation can read far slower than the rest
+                 * with no page fault in the process (docs/benchmarks.md, Method) */
+                if (roofline) {
+                    double ps = 0, w = test ? (double)bp.n * sizeof *bp.buf : 0;
+                    if (test) ps = spq_bwprobe_pass(&bp);
+                    else w = spq_probe_int8_pass(spq_kern(), &ps);
+                    if (r >= 0) { pass_work[test] += w; pass_sec[test] += ps; }
+                }
+            }
+        }
+        sp->step_sec = NULL;
+        for (int v = 0; v < npf; v++) {
+            for (int r = 0; r < reps; r++) tps[r] = cnt[r][v] / sec[r][v];
+            stats(tps, reps, &means[v][test], &sds[v][test]);
+            if (timings) { /* stderr: the tables on stdout stay machine-readable */
+                double tot = 0, per = 1e3 / ((double)reps * (test ? cnt[0][v] : n));
+                for (int k = 0; k < SPQ_NSTEPS; k++) tot += step[v][k];
+                fprintf(stderr, "spikeq: %d thread(s) %s%d", threads, test ? "tg" : "pp", n);
+                if (pfs) fprintf(stderr, " prefetch %d KiB", pfs[v]);
+                fprintf(stderr, ", ms per token:");
+                for (int k = 0; k < SPQ_NSTEPS; k++)
+                    fprintf(stderr, " %s %.3f (%.1f%%)%s", spq_step_names[k], step[v][k] * per,
+                            tot > 0 ? 100 * step[v][k] / tot : 0.0, k + 1 < SPQ_NSTEPS ? "," : "");
+                fprintf(stderr, "; total %.3f\n", tot * per);
+            }
+        }
+        free(tps); free(sec); free(cnt); free(step);
+    }
+    spq_bwprobe_free(&bp);
+    if (roofline) {
+        double bw2 = spq_probe_read_bw((size_t)1 << 30), peak2 = spq_probe_int8_macs(spq_kern());
+        bw = bw2 > bw ? bw2 : bw;
+        peak = peak2 > peak ? peak2 : peak;
+    }
+    /* the limits between the runs (0 for a test not run) */
+    double peak_btw = pass_sec[0] > 0 ? pass_work[0] / pass_sec[0] : 0, bw_btw = pass_sec[1] > 0 ? pass_work[1] / pass_sec[1] : 0;
+    char best_note[512] = "";
+    for (int v = 0; v < npf; v++)
+    for (int test = 0; test < 2; test++) {
+        int n = test ? tg : pp;
+        if (n <= 0) continue;
+        double mean = means[v][test], sd = sds[v][test];
+        char vplan[96];
+        if (pfs) snprintf(vplan, sizeof vplan, "%s, prefetch %d KiB", plan, pfs[v]);
+        else snprintf(vplan, sizeof vplan, "%s", plan);
+        double done = test ? (double)mp->linear_bytes * mean : macs * mean; /* bytes/s or MACs/s */
+        double frac = !roofline ? 0 : done / (test ? bw_btw : peak_btw);
+        double frac_best = !roofline ? 0 : done / (test ? bw : peak);
+        char tname[32];
+        snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
+        size_t bl = strlen(best_note);
+        if (pfs) snprintf(best_note + bl, sizeof best_note - bl, "%s%s (prefetch %d KiB) %.0f%%", bl ? ", " : "", tname, pfs[v], 100 * frac_best);
+        else snprintf(best_note + bl, sizeof best_note - bl, "%s%s %.0f%%", bl ? ", " : "", tname, 100 * frac_best);
+        if (!strcmp(fmt, "md")) {
+            printf("| %s | %.2f GiB | %.2f B | %s | %s | %d | %s | %.2f ± %.2f |", model_name, bytes / 1073741824.0,
+                   params / 1e9, vplan, spq_kern()->name, threads, tname, mean, sd);
+            if (roofline) printf(" %.0f%% of %s |\n", 100 * frac, test ? "read BW" : "int8 peak");
+            else printf(" |\n");
+        } else if (!strcmp(fmt, "csv")) {
+            printf("\"%s\",%zu,%zu,\"%s\",%s,%d,%s,%.3f,%.3f,%.4f,%s,%.0f,%.0f,%.4f\n", model_name, bytes, params, vplan, spq_kern()->name,
+                   threads, tname, mean, sd, frac, test ? "read_bw" : "int8_peak", test ? bw_btw : peak_btw, test ? bw : peak, frac_best);
+        } else {
+            printf("%s  {\"model\": \"%s\", \"size_bytes\": %zu, \"params\": %zu, \"plan\": \"%s\", \"isa\": \"%s\", \"threads\": %d, "
+                   "\"test\": \"%s\", \"tps_mean\": %.3f, \"tps_sd\": %.3f, \"roofline_fraction\": %.4f, \"read_bw\": %.0f, \"int8_macs\": %.0f, "
+                   "\"roofline_fraction_best\": %.4f, \"read_bw_best\": %.0f, \"int8_macs_best\": %.0f}",
+                   *g->first ? "" : ",\n", model_name, bytes, params, vplan, spq_kern()->name, threads, tname, mean, sd, frac, bw_btw, peak_btw,
+                   frac_best, bw, peak);
+            *g->first = 0;
+        }
+        fflush(stdout);
+    }
+    if (roofline && !strcmp(fmt, "md")) {
+        char btw[128] = "";
+        if (bw_btw > 0) snprintf(btw, sizeof btw, "read bandwidth %.1f GB/s%s", bw_btw / 1e9, peak_btw > 0 ? ", " : "");
+        if (peak_btw > 0) snprintf(btw + strlen(btw), sizeof btw - strlen(btw), "int8 peak %.0f G MAC/s", peak_btw / 1e9);
+        fprintf(stderr, "spikeq: %d thread(s): between the runs %s; best of the probes before and after %.1f GB/s, %.0f G MAC/s, "
+                "against which %s; %.3f GB of weights and %.2f G MAC per token\n",
+                threads, btw, bw / 1e9, peak / 1e9, best_note, mp->linear_bytes / 1e9, macs / 1e9);
+    }
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
@@ -352,117 +488,8 @@ int cmd_bench(int argc, char **argv)
     else
         printf("[\n");
     int first = 1;
-    for (int ti = 0; ti < nt; ti++) {
-        ts[ti] = set_threads(ts[ti]);
-        spq_bwprobe bp = {0};
-        if (roofline && tg > 0 && spq_bwprobe_init(&bp, (size_t)256 << 20))
-            die("out of memory for the bandwidth probe's 256 MiB (--no-roofline skips it)");
-        /* [test]: work (pp: int8 MACs, tg: bytes) and seconds of the passes between the runs */
-        double pass_work[2] = {0, 0}, pass_sec[2] = {0, 0};
-        /* the limits are probed before and after the runs and the higher kept: a busy
-         * neighbour on a shared machine during one probe would otherwise inflate the fractions */
-        double bw = roofline ? spq_probe_read_bw((size_t)1 << 30) : 0, peak = roofline ? spq_probe_int8_macs(spq_kern()) : 0;
-        double means[64][2], sds[64][2];
-        for (int test = 0; test < 2; test++) {
-            int n = test ? tg : pp;
-            if (n <= 0) continue;
-            /* per prefetch value: seconds and tokens of each repetition, step times */
-            double (*sec)[64] = calloc((size_t)reps, sizeof *sec), (*step)[SPQ_NSTEPS] = calloc((size_t)npf, sizeof *step);
-            int (*cnt)[64] = calloc((size_t)reps, sizeof *cnt);
-            double *tps = malloc(sizeof(double) * (size_t)reps);
-            for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
-                spq_err ce;
-                if (spq_ckpt_check(&c, &ce)) die_err(&ce);
-                /* tg: the values take turns token by token; pp: run by run */
-                for (int k = 0; k < (test ? tg : npf); k++) {
-                    int v = k % npf;
-                    s.prefetch = pfs ? (size_t)pfs[v] << 10 : pf_default;
-                    s.step_sec = timings && r >= 0 ? step[v] : NULL;
-                    double t0 = now_s();
-                    if (test == 0) spq_forward(&m, &s, ids, pp, 0, 0);
-                    else spq_forward(&m, &s, ids + k, 1, k, 0);
-                    if (r >= 0) { sec[r][v] += now_s() - t0; cnt[r][v] += test ? 1 : pp; }
-                    /* passes in the warm-up too, uncounted: the first pass over the buffer
-                     * after the 1 GiB probe's allocation can read far slower than the rest
-                     * with no page fault in the process (docs/benchmarks.md, Method) */
-                    if (roofline) {
-                        double ps = 0, w = test ? (double)bp.n * sizeof *bp.buf : 0;
-                        if (test) ps = spq_bwprobe_pass(&bp);
-                        else w = spq_probe_int8_pass(spq_kern(), &ps);
-                        if (r >= 0) { pass_work[test] += w; pass_sec[test] += ps; }
-                    }
-                }
-            }
-            s.step_sec = NULL;
-            for (int v = 0; v < npf; v++) {
-                for (int r = 0; r < reps; r++) tps[r] = cnt[r][v] / sec[r][v];
-                stats(tps, reps, &means[v][test], &sds[v][test]);
-                if (timings) { /* stderr: the tables on stdout stay machine-readable */
-                    double tot = 0, per = 1e3 / ((double)reps * (test ? cnt[0][v] : n));
-                    for (int k = 0; k < SPQ_NSTEPS; k++) tot += step[v][k];
-                    fprintf(stderr, "spikeq: %d thread(s) %s%d", ts[ti], test ? "tg" : "pp", n);
-                    if (pfs) fprintf(stderr, " prefetch %d KiB", pfs[v]);
-                    fprintf(stderr, ", ms per token:");
-                    for (int k = 0; k < SPQ_NSTEPS; k++)
-                        fprintf(stderr, " %s %.3f (%.1f%%)%s", spq_step_names[k], step[v][k] * per,
-                                tot > 0 ? 100 * step[v][k] / tot : 0.0, k + 1 < SPQ_NSTEPS ? "," : "");
-                    fprintf(stderr, "; total %.3f\n", tot * per);
-                }
-            }
-            free(tps); free(sec); free(cnt); free(step);
-        }
-        spq_bwprobe_free(&bp);
-        if (roofline) {
-            double bw2 = spq_probe_read_bw((size_t)1 << 30), peak2 = spq_probe_int8_macs(spq_kern());
-            bw = bw2 > bw ? bw2 : bw;
-            peak = peak2 > peak ? peak2 : peak;
-        }
-        /* the limits between the runs (0 for a test not run) */
-        double peak_btw = pass_sec[0] > 0 ? pass_work[0] / pass_sec[0] : 0, bw_btw = pass_sec[1] > 0 ? pass_work[1] / pass_sec[1] : 0;
-        char best_note[512] = "";
-        for (int v = 0; v < npf; v++)
-        for (int test = 0; test < 2; test++) {
-            int n = test ? tg : pp;
-            if (n <= 0) continue;
-            double mean = means[v][test], sd = sds[v][test];
-            char vplan[96];
-            if (pfs) snprintf(vplan, sizeof vplan, "%s, prefetch %d KiB", plan, pfs[v]);
-            else snprintf(vplan, sizeof vplan, "%s", plan);
-            double done = test ? (double)m.linear_bytes * mean : macs * mean; /* bytes/s or MACs/s */
-            double frac = !roofline ? 0 : done / (test ? bw_btw : peak_btw);
-            double frac_best = !roofline ? 0 : done / (test ? bw : peak);
-            char tname[32];
-            snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
-            size_t bl = strlen(best_note);
-            if (pfs) snprintf(best_note + bl, sizeof best_note - bl, "%s%s (prefetch %d KiB) %.0f%%", bl ? ", " : "", tname, pfs[v], 100 * frac_best);
-            else snprintf(best_note + bl, sizeof best_note - bl, "%s%s %.0f%%", bl ? ", " : "", tname, 100 * frac_best);
-            if (!strcmp(fmt, "md")) {
-                printf("| %s | %.2f GiB | %.2f B | %s | %s | %d | %s | %.2f ± %.2f |", model_name, bytes / 1073741824.0,
-                       params / 1e9, vplan, spq_kern()->name, ts[ti], tname, mean, sd);
-                if (roofline) printf(" %.0f%% of %s |\n", 100 * frac, test ? "read BW" : "int8 peak");
-                else printf(" |\n");
-            } else if (!strcmp(fmt, "csv")) {
-                printf("\"%s\",%zu,%zu,\"%s\",%s,%d,%s,%.3f,%.3f,%.4f,%s,%.0f,%.0f,%.4f\n", model_name, bytes, params, vplan, spq_kern()->name,
-                       ts[ti], tname, mean, sd, frac, test ? "read_bw" : "int8_peak", test ? bw_btw : peak_btw, test ? bw : peak, frac_best);
-            } else {
-                printf("%s  {\"model\": \"%s\", \"size_bytes\": %zu, \"params\": %zu, \"plan\": \"%s\", \"isa\": \"%s\", \"threads\": %d, "
-                       "\"test\": \"%s\", \"tps_mean\": %.3f, \"tps_sd\": %.3f, \"roofline_fraction\": %.4f, \"read_bw\": %.0f, \"int8_macs\": %.0f, "
-                       "\"roofline_fraction_best\": %.4f, \"read_bw_best\": %.0f, \"int8_macs_best\": %.0f}",
-                       first ? "" : ",\n", model_name, bytes, params, vplan, spq_kern()->name, ts[ti], tname, mean, sd, frac, bw_btw, peak_btw,
-                       frac_best, bw, peak);
-                first = 0;
-            }
-            fflush(stdout);
-        }
-        if (roofline && !strcmp(fmt, "md")) {
-            char btw[128] = "";
-            if (bw_btw > 0) snprintf(btw, sizeof btw, "read bandwidth %.1f GB/s%s", bw_btw / 1e9, peak_btw > 0 ? ", " : "");
-            if (peak_btw > 0) snprintf(btw + strlen(btw), sizeof btw - strlen(btw), "int8 peak %.0f G MAC/s", peak_btw / 1e9);
-            fprintf(stderr, "spikeq: %d thread(s): between the runs %s; best of the probes before and after %.1f GB/s, %.0f G MAC/s, "
-                    "against which %s; %.3f GB of weights and %.2f G MAC per token\n",
-                    ts[ti], btw, bw / 1e9, peak / 1e9, best_note, m.linear_bytes / 1e9, macs / 1e9);
-        }
-    }
+    bench_cfg g = {&m, &c, &s, model_name, plan, fmt, ids, pfs, pp, tg, reps, npf, roofline, timings, pf_default, bytes, params, macs, &first};
+    for (int ti = 0; ti < nt; ti++) bench_threads(&g, set_threads(ts[ti]));
     if (!strcmp(fmt, "json")) printf("\n]\n");
     free(ids); free(ts); free(pfs);
     spq_state_free(&s);
