@@ -81,6 +81,239 @@ typedef struct {
     int bos, eos, unk, add_space, add_space_set;
 } vocab;
 
+/* What the metadata says beyond the config: architecture, alignment, RoPE dimensions. */
+typedef struct {
+    char arch[32];
+    uint64_t align;
+    int rope_dim;
+} meta;
+
+/* The key-value section into c->cfg, the vocabulary's places (v) and mt; r.bad on damage. */
+static void read_metadata(rd *r, uint64_t nkv, spq_config *p, vocab *v, meta *mt)
+{
+    for (uint64_t i = 0; i < nkv && !r->bad; i++) {
+        uint64_t kl;
+        const char *k = str(r, &kl);
+        int type = (int)take(r, 4);
+        if (r->bad) break;
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)(kl < 127 ? kl : 127), k);
+        const char *sub = !strncmp(key, "llama.", 6) ? key + 6 : NULL;
+        if (type == G_STR) {
+            uint64_t sl;
+            const char *s = str(r, &sl);
+            if (!strcmp(key, "general.architecture")) snprintf(mt->arch, sizeof mt->arch, "%.*s", (int)(sl < 31 ? sl : 31), s);
+            if (!strcmp(key, "tokenizer.ggml.model")) snprintf(v->model, sizeof v->model, "%.*s", (int)(sl < 31 ? sl : 31), s);
+            if (!strcmp(key, "tokenizer.ggml.pre")) snprintf(v->pre, sizeof v->pre, "%.*s", (int)(sl < 63 ? sl : 63), s);
+        } else if (type == G_ARR) {
+            const uint8_t *at = r->p;
+            int et = (int)take(r, 4);
+            uint64_t n = take(r, 8);
+            r->p = at;
+            if (!strcmp(key, "tokenizer.ggml.tokens") && et == G_STR) { v->tokens = at + 12; v->n_tokens = n; }
+            if (!strcmp(key, "tokenizer.ggml.scores") && et == G_F32) { v->scores = at + 12; v->n_scores = n; }
+            if (!strcmp(key, "tokenizer.ggml.token_type") && (et == G_I32 || et == G_U32)) { v->ttypes = at + 12; v->n_ttypes = n; }
+            if (!strcmp(key, "tokenizer.ggml.merges") && et == G_STR) { v->merges = at + 12; v->n_merges = n; }
+            skip(r, G_ARR);
+        } else if (type >= 0 && type <= G_F64 && type != G_STR && type != G_ARR) {
+            double x = scalar(r, type);
+            if (!strcmp(key, "general.alignment")) mt->align = x >= 1 && x <= 4096 ? (uint64_t)x : 0;
+            else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v->bos = spq_file_int(x);
+            else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v->eos = spq_file_int(x);
+            else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v->unk = spq_file_int(x);
+            else if (!strcmp(key, "tokenizer.ggml.add_space_prefix")) v->add_space = x != 0, v->add_space_set = 1;
+            else if (sub && !strcmp(sub, "context_length")) p->max_seq = spq_file_int(x);
+            else if (sub && !strcmp(sub, "embedding_length")) p->dim = spq_file_int(x);
+            else if (sub && !strcmp(sub, "block_count")) p->n_layers = spq_file_int(x);
+            else if (sub && !strcmp(sub, "feed_forward_length")) p->hidden_dim = spq_file_int(x);
+            else if (sub && !strcmp(sub, "attention.head_count")) p->n_heads = spq_file_int(x);
+            else if (sub && !strcmp(sub, "attention.head_count_kv")) p->n_kv_heads = spq_file_int(x);
+            else if (sub && !strcmp(sub, "attention.layer_norm_rms_epsilon")) p->norm_eps = spq_file_float(x);
+            else if (sub && !strcmp(sub, "rope.freq_base")) p->rope_theta = spq_file_float(x);
+            else if (sub && !strcmp(sub, "rope.dimension_count")) mt->rope_dim = spq_file_int(x);
+            else if (sub && !strcmp(sub, "vocab_size")) p->vocab_size = spq_file_int(x);
+        } else {
+            r->bad = 1;
+        }
+    }
+}
+
+/* The tokenizer from the metadata arrays (SentencePiece 'llama' or byte-level BPE 'gpt2'). */
+static int load_vocab(spq_ckpt *c, const vocab *v, const uint8_t *end, const char *path, spq_err *e)
+{
+    int bpe = !strcmp(v->model, "gpt2");
+    if (strcmp(v->model, "llama") && !bpe)
+        return spq_fail(e, path, "unsupported tokenizer model '%s' (SentencePiece 'llama' or byte-level BPE 'gpt2')", v->model);
+    if (bpe && !v->merges) return spq_fail(e, path, "byte-level BPE vocabulary without tokenizer.ggml.merges");
+    if (v->n_merges > (1u << 22)) return spq_fail(e, path, "tokenizer.ggml.merges count too large");
+    uint64_t n = v->n_tokens;
+    if (n == 0 || n > (1u << 22) || (v->scores && v->n_scores != n) || (v->ttypes && v->n_ttypes != n))
+        return spq_fail(e, path, "tokenizer arrays disagree in length");
+    const char **pieces = malloc(sizeof *pieces * n);
+    int *lens = malloc(sizeof *lens * n);
+    float *scores = calloc(n, sizeof *scores);
+    uint8_t *types = malloc(n);
+    if (!pieces || !lens || !scores || !types) {
+        free(pieces); free(lens); free(scores); free(types);
+        return spq_fail(e, path, "out of memory");
+    }
+    rd tr = {v->tokens, end, 0};
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t l;
+        pieces[i] = str(&tr, &l);
+        lens[i] = (int)l;
+        if (l > 1024) tr.bad = 1;
+        scores[i] = v->scores ? ({ float f; memcpy(&f, v->scores + 4 * i, 4); f; }) : 0.0f;
+        int32_t ty = 1;
+        if (v->ttypes) memcpy(&ty, v->ttypes + 4 * i, 4);
+        types[i] = (uint8_t)(ty >= 1 && ty <= 6 ? ty : 1);
+    }
+    int rc = tr.bad ? spq_fail(e, path, "corrupt tokenizer.ggml.tokens")
+                    : spq_tok_build(&c->tok, (int)n, pieces, lens, scores, types, v->bos, v->eos, v->unk, e);
+    c->tok.add_space_prefix = v->add_space;
+    if (!rc && bpe) {
+        uint64_t nm = v->n_merges;
+        const char **ms = malloc(sizeof *ms * (nm + 1));
+        int *ml = malloc(sizeof *ml * (nm + 1));
+        rd mr = {v->merges, end, 0};
+        for (uint64_t i = 0; ms && ml && i < nm && !mr.bad; i++) {
+            uint64_t l;
+            ms[i] = str(&mr, &l);
+            ml[i] = (int)l;
+            if (l > 2048) mr.bad = 1;
+        }
+        if (!ms || !ml) rc = spq_fail(e, path, "out of memory");
+        else if (mr.bad) rc = spq_fail(e, path, "corrupt tokenizer.ggml.merges");
+        else rc = spq_tok_make_bpe(&c->tok, v->pre, (int)nm, ms, ml, path, e);
+        free(ms); free(ml);
+        c->tok.add_space_prefix = v->add_space_set && v->add_space;
+    }
+    free(pieces); free(lens); free(scores); free(types);
+    if (!rc && !c->cfg.vocab_size) c->cfg.vocab_size = (int)n;
+    return rc;
+}
+
+/* One tensor info of the file. */
+typedef struct { char name[96]; int ndim; uint64_t ne[4]; int type; uint64_t off; } info;
+
+/* The runtime's (Hugging Face) name of a GGUF tensor into out; "" for tensors it does not use. */
+static void hf_name(const char *gguf, char *out, size_t n)
+{
+    static const char *map[][2] = {
+        {"attn_norm.weight", "input_layernorm.weight"}, {"attn_q.weight", "self_attn.q_proj.weight"},
+        {"attn_k.weight", "self_attn.k_proj.weight"}, {"attn_v.weight", "self_attn.v_proj.weight"},
+        {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
+        {"ffn_gate.weight", "mlp.gate_proj.weight"}, {"ffn_up.weight", "mlp.up_proj.weight"},
+        {"ffn_down.weight", "mlp.down_proj.weight"}};
+    int layer = -1;
+    char what[64] = "";
+    out[0] = 0;
+    if (sscanf(gguf, "blk.%d.%63s", &layer, what) == 2) {
+        for (size_t j = 0; j < sizeof map / sizeof map[0]; j++)
+            if (!strcmp(what, map[j][0])) snprintf(out, n, "model.layers.%d.%s", layer, map[j][1]);
+    } else if (!strcmp(gguf, "token_embd.weight")) snprintf(out, n, "model.embed_tokens.weight");
+    else if (!strcmp(gguf, "output_norm.weight")) snprintf(out, n, "model.norm.weight");
+    else if (!strcmp(gguf, "output.weight")) snprintf(out, n, "lm_head.weight");
+    else if (!strcmp(gguf, "rope_freqs.weight")) snprintf(out, n, "rope_freqs.weight"); /* llama3 RoPE */
+}
+
+/* Add tensor t (its data at m + data + t->off) to c: F32/F16/BF16 mapped, Q8_0 widened to
+ * F32, q/k rows un-permuted to rotate-half order. */
+static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, uint64_t data, const char *path, spq_err *e)
+{
+    const spq_config *p = &c->cfg;
+    spq_tensor o;
+    memset(&o, 0, sizeof o);
+    o.scale = 1.0f;
+    o.ndim = t->ndim; /* GGUF dims are innermost first */
+    uint64_t numel = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->ne[d] == 0 || t->ne[d] > (1ull << 32)) return spq_fail(e, path, "tensor %s: bad dimension", t->name);
+        o.shape[t->ndim - 1 - d] = (int64_t)t->ne[d];
+        numel *= t->ne[d];
+    }
+    uint64_t bytes;
+    if (t->type == 0) { o.dtype = SPQ_F32; bytes = numel * 4; }
+    else if (t->type == 1) { o.dtype = SPQ_F16; bytes = numel * 2; }
+    else if (t->type == 30) { o.dtype = SPQ_BF16; bytes = numel * 2; }
+    else if (t->type == 8) {
+        if (t->ne[0] % 32) return spq_fail(e, path, "tensor %s: Q8_0 row not a multiple of 32", t->name);
+        o.dtype = SPQ_F32; bytes = numel / 32 * 34;
+    } else return spq_fail(e, path, "tensor %s: unsupported GGML type %d (F32, F16, BF16, Q8_0)", t->name, t->type);
+    if (t->off > fsz || data > fsz - t->off || bytes > fsz - data - t->off)
+        return spq_fail(e, path, "tensor %s: data offset %llu out of range", t->name, (unsigned long long)t->off);
+    const uint8_t *src = m + data + t->off;
+    hf_name(t->name, o.name, sizeof o.name);
+    if (!o.name[0]) return 0; /* tensors the runtime does not use */
+    int permute = strstr(o.name, "q_proj") ? p->n_heads : strstr(o.name, "k_proj") ? p->n_kv_heads : 0;
+    o.nbytes = (size_t)numel * spq_dtype_size(o.dtype);
+    o.data = src;
+    if (t->type == 8 || permute) {
+        o.owned = malloc(o.nbytes);
+        if (!o.owned) return spq_fail(e, path, "out of memory");
+        if (t->type == 8) {
+            float *f = o.owned;
+            for (uint64_t b = 0; b < numel / 32; b++) {
+                uint16_t d;
+                memcpy(&d, src + b * 34, 2);
+                float sc = spq_f16_to_f32(d);
+                for (int q = 0; q < 32; q++) f[b * 32 + q] = sc * (float)(int8_t)src[b * 34 + 2 + q];
+            }
+        } else {
+            memcpy(o.owned, src, o.nbytes);
+        }
+        o.data = o.owned;
+        if (permute && (o.shape[0] % p->head_dim ||
+                        spq_unpermute_rope(o.owned, (int)(o.shape[0] / p->head_dim), p->head_dim, o.nbytes / (size_t)o.shape[0]))) {
+            free(o.owned);
+            return spq_fail(e, path, "tensor %s: rows not a multiple of head_dim", o.name);
+        }
+    }
+    if (!spq_ckpt_add(c, &o)) { free(o.owned); return spq_fail(e, path, "out of memory"); }
+    return 0;
+}
+
+/* The llama hyperparameters in range (after the metadata). */
+static int check_llama(spq_config *p, int rope_dim, const char *path, spq_err *e)
+{
+    if (!p->n_kv_heads) p->n_kv_heads = p->n_heads;
+    if (p->n_heads <= 0 || p->dim <= 0) return spq_fail(e, path, "missing llama.* hyperparameters");
+    p->head_dim = rope_dim ? rope_dim : p->dim / p->n_heads;
+    if (p->n_heads > 1024 || p->n_kv_heads <= 0 || p->n_kv_heads > p->n_heads || p->head_dim <= 0 || p->head_dim > 1024 ||
+        p->head_dim % 2)
+        return spq_fail(e, path, "llama.attention.head_count %d / head_count_kv %d / rope.dimension_count %d out of range",
+                        p->n_heads, p->n_kv_heads, p->head_dim);
+    return 0;
+}
+
+/* The tensor infos after the metadata, and every llama tensor into c. */
+static int load_tensors(spq_ckpt *c, rd *r, uint64_t nt, const uint8_t *m, size_t fsz, uint64_t align, const char *path,
+                        spq_err *e)
+{
+    info *ti = calloc(nt, sizeof *ti);
+    if (!ti) return spq_fail(e, path, "out of memory");
+    for (uint64_t i = 0; i < nt && !r->bad; i++) {
+        uint64_t nl;
+        const char *nm = str(r, &nl);
+        if (r->bad || nl >= sizeof ti[i].name) { r->bad = 1; break; }
+        memcpy(ti[i].name, nm, nl);
+        ti[i].ndim = (int)take(r, 4);
+        if (ti[i].ndim < 1 || ti[i].ndim > 4) { r->bad = 1; break; }
+        for (int d = 0; d < ti[i].ndim; d++) ti[i].ne[d] = take(r, 8);
+        ti[i].type = (int)take(r, 4);
+        ti[i].off = take(r, 8);
+    }
+    if (r->bad) { free(ti); return spq_fail(e, path, "truncated or corrupt GGUF tensor info"); }
+    uint64_t data = ((uint64_t)(r->p - m) + align - 1) / align * align;
+    int rc = 0;
+    for (uint64_t i = 0; i < nt && !rc; i++) rc = add_tensor(c, &ti[i], m, fsz, data, path, e);
+    free(ti);
+    if (!rc && c->n == 0)
+        rc = spq_fail(e, path, "none of its %llu tensors is a llama tensor (token_embd.weight, blk.N.attn_q.weight, ...)",
+                      (unsigned long long)nt);
+    return rc;
+}
+
 int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
 {
     int fd = open(path, O_RDONLY);
@@ -101,221 +334,19 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
     vocab v;
     memset(&v, 0, sizeof v);
     v.bos = 1; v.eos = 2; v.unk = 0; v.add_space = 1;
-    char arch[32] = "";
-    uint64_t align = 32;
-    int rope_dim = 0;
+    meta mt = {"", 32, 0};
     p->norm_eps = 1e-5f; p->rope_theta = 10000.0f; p->max_seq = 2048;
-    for (uint64_t i = 0; i < nkv && !r.bad; i++) {
-        uint64_t kl;
-        const char *k = str(&r, &kl);
-        int type = (int)take(&r, 4);
-        if (r.bad) break;
-        char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)(kl < 127 ? kl : 127), k);
-        const char *sub = !strncmp(key, "llama.", 6) ? key + 6 : NULL;
-        if (type == G_STR) {
-            uint64_t sl;
-            const char *s = str(&r, &sl);
-            if (!strcmp(key, "general.architecture")) snprintf(arch, sizeof arch, "%.*s", (int)(sl < 31 ? sl : 31), s);
-            if (!strcmp(key, "tokenizer.ggml.model")) snprintf(v.model, sizeof v.model, "%.*s", (int)(sl < 31 ? sl : 31), s);
-            if (!strcmp(key, "tokenizer.ggml.pre")) snprintf(v.pre, sizeof v.pre, "%.*s", (int)(sl < 63 ? sl : 63), s);
-        } else if (type == G_ARR) {
-            const uint8_t *at = r.p;
-            int et = (int)take(&r, 4);
-            uint64_t n = take(&r, 8);
-            r.p = at;
-            if (!strcmp(key, "tokenizer.ggml.tokens") && et == G_STR) { v.tokens = at + 12; v.n_tokens = n; }
-            if (!strcmp(key, "tokenizer.ggml.scores") && et == G_F32) { v.scores = at + 12; v.n_scores = n; }
-            if (!strcmp(key, "tokenizer.ggml.token_type") && (et == G_I32 || et == G_U32)) { v.ttypes = at + 12; v.n_ttypes = n; }
-            if (!strcmp(key, "tokenizer.ggml.merges") && et == G_STR) { v.merges = at + 12; v.n_merges = n; }
-            skip(&r, G_ARR);
-        } else if (type >= 0 && type <= G_F64 && type != G_STR && type != G_ARR) {
-            double x = scalar(&r, type);
-            if (!strcmp(key, "general.alignment")) align = x >= 1 && x <= 4096 ? (uint64_t)x : 0;
-            else if (!strcmp(key, "tokenizer.ggml.bos_token_id")) v.bos = spq_file_int(x);
-            else if (!strcmp(key, "tokenizer.ggml.eos_token_id")) v.eos = spq_file_int(x);
-            else if (!strcmp(key, "tokenizer.ggml.unknown_token_id")) v.unk = spq_file_int(x);
-            else if (!strcmp(key, "tokenizer.ggml.add_space_prefix")) v.add_space = x != 0, v.add_space_set = 1;
-            else if (sub && !strcmp(sub, "context_length")) p->max_seq = spq_file_int(x);
-            else if (sub && !strcmp(sub, "embedding_length")) p->dim = spq_file_int(x);
-            else if (sub && !strcmp(sub, "block_count")) p->n_layers = spq_file_int(x);
-            else if (sub && !strcmp(sub, "feed_forward_length")) p->hidden_dim = spq_file_int(x);
-            else if (sub && !strcmp(sub, "attention.head_count")) p->n_heads = spq_file_int(x);
-            else if (sub && !strcmp(sub, "attention.head_count_kv")) p->n_kv_heads = spq_file_int(x);
-            else if (sub && !strcmp(sub, "attention.layer_norm_rms_epsilon")) p->norm_eps = spq_file_float(x);
-            else if (sub && !strcmp(sub, "rope.freq_base")) p->rope_theta = spq_file_float(x);
-            else if (sub && !strcmp(sub, "rope.dimension_count")) rope_dim = spq_file_int(x);
-            else if (sub && !strcmp(sub, "vocab_size")) p->vocab_size = spq_file_int(x);
-        } else {
-            r.bad = 1;
-        }
-    }
+    read_metadata(&r, nkv, p, &v, &mt);
     if (r.bad) { spq_ckpt_free(c); return spq_fail(e, path, "truncated or corrupt GGUF metadata"); }
-    if (align == 0 || align > 4096 || (align & (align - 1))) { spq_ckpt_free(c); return spq_fail(e, path, "bad general.alignment"); }
-    /* tokenizer */
-    if (v.tokens) {
-        int bpe = !strcmp(v.model, "gpt2");
-        if (strcmp(v.model, "llama") && !bpe) {
-            spq_ckpt_free(c);
-            return spq_fail(e, path, "unsupported tokenizer model '%s' (SentencePiece 'llama' or byte-level BPE 'gpt2')",
-                            v.model);
-        }
-        if (bpe && !v.merges) { spq_ckpt_free(c); return spq_fail(e, path, "byte-level BPE vocabulary without tokenizer.ggml.merges"); }
-        if (v.n_merges > (1u << 22)) { spq_ckpt_free(c); return spq_fail(e, path, "tokenizer.ggml.merges count too large"); }
-        uint64_t n = v.n_tokens;
-        if (n == 0 || n > (1u << 22) || (v.scores && v.n_scores != n) || (v.ttypes && v.n_ttypes != n)) {
-            spq_ckpt_free(c);
-            return spq_fail(e, path, "tokenizer arrays disagree in length");
-        }
-        const char **pieces = malloc(sizeof *pieces * n);
-        int *lens = malloc(sizeof *lens * n);
-        float *scores = calloc(n, sizeof *scores);
-        uint8_t *types = malloc(n);
-        rd tr = {v.tokens, m + fsz, 0};
-        for (uint64_t i = 0; i < n; i++) {
-            uint64_t l;
-            pieces[i] = str(&tr, &l);
-            lens[i] = (int)l;
-            if (l > 1024) tr.bad = 1;
-            scores[i] = v.scores ? ({ float f; memcpy(&f, v.scores + 4 * i, 4); f; }) : 0.0f;
-            int32_t ty = 1;
-            if (v.ttypes) memcpy(&ty, v.ttypes + 4 * i, 4);
-            types[i] = (uint8_t)(ty >= 1 && ty <= 6 ? ty : 1);
-        }
-        int rc = tr.bad ? spq_fail(e, path, "corrupt tokenizer.ggml.tokens")
-                        : spq_tok_build(&c->tok, (int)n, pieces, lens, scores, types, v.bos, v.eos, v.unk, e);
-        c->tok.add_space_prefix = v.add_space;
-        if (!rc && bpe) {
-            uint64_t nm = v.n_merges;
-            const char **ms = malloc(sizeof *ms * (nm + 1));
-            int *ml = malloc(sizeof *ml * (nm + 1));
-            rd mr = {v.merges, m + fsz, 0};
-            for (uint64_t i = 0; ms && ml && i < nm && !mr.bad; i++) {
-                uint64_t l;
-                ms[i] = str(&mr, &l);
-                ml[i] = (int)l;
-                if (l > 2048) mr.bad = 1;
-            }
-            if (!ms || !ml) rc = spq_fail(e, path, "out of memory");
-            else if (mr.bad) rc = spq_fail(e, path, "corrupt tokenizer.ggml.merges");
-            else rc = spq_tok_make_bpe(&c->tok, v.pre, (int)nm, ms, ml, path, e);
-            free(ms); free(ml);
-            c->tok.add_space_prefix = v.add_space_set && v.add_space;
-        }
-        free(pieces); free(lens); free(scores); free(types);
-        if (rc) { spq_ckpt_free(c); return -1; }
-        if (!p->vocab_size) p->vocab_size = (int)n;
-    }
+    if (mt.align == 0 || mt.align > 4096 || (mt.align & (mt.align - 1))) { spq_ckpt_free(c); return spq_fail(e, path, "bad general.alignment"); }
+    if (v.tokens && load_vocab(c, &v, m + fsz, path, e)) { spq_ckpt_free(c); return -1; }
     p->bos_id = v.bos;
     p->eos_id = v.eos;
     if (nt == 0) return 0; /* vocab-only file */
-    if (strcmp(arch, "llama")) { spq_ckpt_free(c); return spq_fail(e, path, "unsupported architecture '%s' (llama)", arch); }
-    if (!p->n_kv_heads) p->n_kv_heads = p->n_heads;
-    if (p->n_heads <= 0 || p->dim <= 0) { spq_ckpt_free(c); return spq_fail(e, path, "missing llama.* hyperparameters"); }
-    p->head_dim = rope_dim ? rope_dim : p->dim / p->n_heads;
-    if (p->n_heads > 1024 || p->n_kv_heads <= 0 || p->n_kv_heads > p->n_heads || p->head_dim <= 0 ||
-        p->head_dim > 1024 || p->head_dim % 2) {
-        spq_ckpt_free(c);
-        return spq_fail(e, path, "llama.attention.head_count %d / head_count_kv %d / rope.dimension_count %d out of range",
-                        p->n_heads, p->n_kv_heads, p->head_dim);
-    }
-    /* tensor infos */
-    typedef struct { char name[96]; int ndim; uint64_t ne[4]; int type; uint64_t off; } info;
-    info *ti = calloc(nt, sizeof *ti);
-    for (uint64_t i = 0; i < nt && !r.bad; i++) {
-        uint64_t nl;
-        const char *nm = str(&r, &nl);
-        if (r.bad || nl >= sizeof ti[i].name) { r.bad = 1; break; }
-        memcpy(ti[i].name, nm, nl);
-        ti[i].ndim = (int)take(&r, 4);
-        if (ti[i].ndim < 1 || ti[i].ndim > 4) { r.bad = 1; break; }
-        for (int d = 0; d < ti[i].ndim; d++) ti[i].ne[d] = take(&r, 8);
-        ti[i].type = (int)take(&r, 4);
-        ti[i].off = take(&r, 8);
-    }
-    if (r.bad) { free(ti); spq_ckpt_free(c); return spq_fail(e, path, "truncated or corrupt GGUF tensor info"); }
-    uint64_t data = ((uint64_t)(r.p - m) + align - 1) / align * align;
-    int rc = 0;
-    for (uint64_t i = 0; i < nt && !rc; i++) {
-        info *t = &ti[i];
-        spq_tensor o;
-        memset(&o, 0, sizeof o);
-        o.scale = 1.0f;
-        /* GGUF dims are innermost first */
-        o.ndim = t->ndim;
-        uint64_t numel = 1;
-        for (int d = 0; d < t->ndim; d++) {
-            if (t->ne[d] == 0 || t->ne[d] > (1ull << 32)) { rc = spq_fail(e, path, "tensor %s: bad dimension", t->name); break; }
-            o.shape[t->ndim - 1 - d] = (int64_t)t->ne[d];
-            numel *= t->ne[d];
-        }
-        if (rc) break;
-        uint64_t bytes;
-        if (t->type == 0) { o.dtype = SPQ_F32; bytes = numel * 4; }
-        else if (t->type == 1) { o.dtype = SPQ_F16; bytes = numel * 2; }
-        else if (t->type == 30) { o.dtype = SPQ_BF16; bytes = numel * 2; }
-        else if (t->type == 8) {
-            if (t->ne[0] % 32) { rc = spq_fail(e, path, "tensor %s: Q8_0 row not a multiple of 32", t->name); break; }
-            o.dtype = SPQ_F32; bytes = numel / 32 * 34;
-        } else { rc = spq_fail(e, path, "tensor %s: unsupported GGML type %d (F32, F16, BF16, Q8_0)", t->name, t->type); break; }
-        if (t->off > fsz || data > fsz - t->off || bytes > fsz - data - t->off) {
-            rc = spq_fail(e, path, "tensor %s: data offset %llu out of range", t->name, (unsigned long long)t->off);
-            break;
-        }
-        const uint8_t *src = m + data + t->off;
-        int layer = -1;
-        char what[64] = "";
-        if (sscanf(t->name, "blk.%d.%63s", &layer, what) == 2) {
-            static const char *map[][2] = {
-                {"attn_norm.weight", "input_layernorm.weight"}, {"attn_q.weight", "self_attn.q_proj.weight"},
-                {"attn_k.weight", "self_attn.k_proj.weight"}, {"attn_v.weight", "self_attn.v_proj.weight"},
-                {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
-                {"ffn_gate.weight", "mlp.gate_proj.weight"}, {"ffn_up.weight", "mlp.up_proj.weight"},
-                {"ffn_down.weight", "mlp.down_proj.weight"}};
-            for (size_t j = 0; j < sizeof map / sizeof map[0]; j++)
-                if (!strcmp(what, map[j][0])) snprintf(o.name, sizeof o.name, "model.layers.%d.%s", layer, map[j][1]);
-        } else if (!strcmp(t->name, "token_embd.weight")) strcpy(o.name, "model.embed_tokens.weight");
-        else if (!strcmp(t->name, "output_norm.weight")) strcpy(o.name, "model.norm.weight");
-        else if (!strcmp(t->name, "output.weight")) strcpy(o.name, "lm_head.weight");
-        else if (!strcmp(t->name, "rope_freqs.weight")) strcpy(o.name, "rope_freqs.weight"); /* llama3 RoPE */
-        if (!o.name[0]) continue; /* tensors the runtime does not use */
-        int permute = strstr(o.name, "q_proj") ? p->n_heads : strstr(o.name, "k_proj") ? p->n_kv_heads : 0;
-        o.nbytes = (size_t)numel * spq_dtype_size(o.dtype);
-        if (t->type == 8 || permute) {
-            o.owned = malloc(o.nbytes);
-            if (!o.owned) { rc = spq_fail(e, path, "out of memory"); break; }
-            if (t->type == 8) {
-                float *f = o.owned;
-                for (uint64_t b = 0; b < numel / 32; b++) {
-                    uint16_t d;
-                    memcpy(&d, src + b * 34, 2);
-                    float sc = spq_f16_to_f32(d);
-                    for (int q = 0; q < 32; q++) f[b * 32 + q] = sc * (float)(int8_t)src[b * 34 + 2 + q];
-                }
-            } else {
-                memcpy(o.owned, src, o.nbytes);
-            }
-            o.data = o.owned;
-            if (permute && (o.shape[0] % p->head_dim || spq_unpermute_rope(o.owned, (int)(o.shape[0] / p->head_dim), p->head_dim,
-                                                                          o.nbytes / (size_t)o.shape[0]))) {
-                free(o.owned);
-                rc = spq_fail(e, path, "tensor %s: rows not a multiple of head_dim", o.name);
-                break;
-            }
-        } else {
-            o.data = src;
-        }
-        if (!spq_ckpt_add(c, &o)) { free(o.owned); rc = spq_fail(e, path, "out of memory"); }
-    }
-    free(ti);
-    if (!rc && c->n == 0)
-        rc = spq_fail(e, path, "none of its %llu tensors is a llama tensor (token_embd.weight, blk.N.attn_q.weight, ...)",
-                      (unsigned long long)nt);
-    if (!rc) {
-        spq_tensor *emb = spq_ckpt_find(c, "model.embed_tokens.weight");
-        if (emb && !p->vocab_size) p->vocab_size = (int)emb->shape[0];
-        if (!spq_ckpt_find(c, "lm_head.weight")) p->tied = 1;
-    }
-    if (rc) spq_ckpt_free(c);
-    return rc;
+    if (strcmp(mt.arch, "llama")) { spq_ckpt_free(c); return spq_fail(e, path, "unsupported architecture '%s' (llama)", mt.arch); }
+    if (check_llama(p, mt.rope_dim, path, e) || load_tensors(c, &r, nt, m, fsz, mt.align, path, e)) { spq_ckpt_free(c); return -1; }
+    spq_tensor *emb = spq_ckpt_find(c, "model.embed_tokens.weight");
+    if (emb && !p->vocab_size) p->vocab_size = (int)emb->shape[0];
+    if (!spq_ckpt_find(c, "lm_head.weight")) p->tied = 1;
+    return 0;
 }
