@@ -110,7 +110,7 @@ test-sanitize:
 # build-fuzz/corpus/T; a crash stops it and leaves build-fuzz/crash-T-*. `make -j2 fuzz` runs
 # two at a time. Checksums are skipped in this build (FUZZING_BUILD_MODE_...) so mutations
 # reach the parsers behind them.
-FUZZ_TARGETS := spq gguf hf tokjson encode
+FUZZ_TARGETS := spq gguf hf tokjson encode evaltask
 FUZZ_SECONDS ?= $(if $(filter true,$(CI)),60,10)
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
@@ -120,6 +120,8 @@ fuzz-build:
 	  $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
 fuzz-run-%: fuzz-build
 	@sh fuzz/run.sh $* $(FUZZ_SECONDS)
+$(B)/fuzz/fuzz_evaltask: $(B)/fuzz/fuzz_evaltask.o $(B)/tools/eval_tasks.o $(B)/libspikeq.a
+	$(CC) -o $@ $^ $(LDLIBS) -fsanitize=fuzzer
 $(B)/fuzz/fuzz_%: $(B)/fuzz/fuzz_%.o $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS) -fsanitize=fuzzer
 

@@ -127,7 +127,11 @@ static char *strip(char *s)
     return s;
 }
 
-static int gold_in(const cJSON *g, int n) { return cJSON_IsNumber(g) && g->valuedouble == (double)(int)g->valuedouble && g->valueint >= 0 && g->valueint < n; }
+/* A gold index: a whole number in [0, n) (range first: a huge double to int is undefined). */
+static int gold_in(const cJSON *g, int n)
+{
+    return cJSON_IsNumber(g) && g->valuedouble >= 0 && g->valuedouble < n && g->valuedouble == (double)(int)g->valuedouble;
+}
 
 /* One JSON line of a task into an item. */
 static int json_item(reader *r, const char *name, cJSON *j, int *piqa_gold, ev_item *it)
