@@ -26,6 +26,24 @@ static inline void fuzz_file(int *fd, const char *name, const uint8_t *d, size_t
     snprintf(path, cap, "/proc/self/fd/%d", *fd);
 }
 
+/* Write d[0..n) to dir/name (for readers that take a folder of files). */
+static inline void fuzz_put(const char *dir, const char *name, const uint8_t *d, size_t n)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    if (!f || fwrite(d, 1, n, f) != n) abort();
+    fclose(f);
+}
+
+/* A folder of its own under /dev/shm (or /tmp) into dir, made once per process. */
+static inline void fuzz_dir(char *dir, size_t cap, const char *tag)
+{
+    if (dir[0]) return;
+    snprintf(dir, cap, "/dev/shm/spq-fuzz-%s-XXXXXX", tag);
+    if (!mkdtemp(dir)) { snprintf(dir, cap, "/tmp/spq-fuzz-%s-XXXXXX", tag); if (!mkdtemp(dir)) abort(); }
+}
+
 /* What a user would do next with a checkpoint that opened: tokenize, and run one token
  * through a small context (bounded sizes: the config came from the fuzzer). */
 static inline void fuzz_use(spq_ckpt *c)

@@ -6,35 +6,23 @@
 #include "fuzz/fuzz.h"
 #include "tools/eval_tasks.h"
 
-static void put(const char *dir, const char *name, const uint8_t *d, size_t n)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    if (!f || fwrite(d, 1, n, f) != n) abort();
-    fclose(f);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
     static const char *names[] = {"hellaswag", "piqa", "arc_easy", "winogrande", "lambada", "copa"};
     static const char *files[] = {"hellaswag_val_full.txt", "piqa_valid.jsonl", "arc_easy.jsonl", "winogrande.jsonl",
                                   "lambada_openai.jsonl", "copa.jsonl"};
     static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/dev/shm/spq-fuzz-ev-XXXXXX");
-        if (!mkdtemp(dir)) { snprintf(dir, sizeof dir, "/tmp/spq-fuzz-ev-XXXXXX"); if (!mkdtemp(dir)) abort(); }
-    }
+    fuzz_dir(dir, sizeof dir, "ev");
     if (n < 3) return 0;
     int k = d[0] % 6;
     d++; n--;
     if (k == 1) { /* PIQA: its labels file first */
         size_t L = (size_t)d[0] | (size_t)d[1] << 8;
         if (L > n - 2) L = n - 2;
-        put(dir, "piqa_valid-labels.lst", d + 2, L);
+        fuzz_put(dir, "piqa_valid-labels.lst", d + 2, L);
         d += 2 + L; n -= 2 + L;
     }
-    put(dir, files[k], d, n);
+    fuzz_put(dir, files[k], d, n);
     ev_task t;
     char err[4600];
     if (ev_task_load(dir, names[k], 0, &t, err, sizeof err)) {
