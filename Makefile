@@ -10,6 +10,7 @@ ifeq ($(ARCH),aarch64)
   B ?= build-aarch64
   ISA_SRC := kernels/neon.c kernels/avx2.c kernels/avx512.c
   ISA_FLAGS_neon := -march=armv8.2-a+dotprod
+  ISA_FLAGS_peak_neon := $(ISA_FLAGS_neon)
 else
   B ?= build
   ISA_SRC := kernels/avx2.c kernels/avx512.c
@@ -32,7 +33,7 @@ RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c) $(wildcard api/*.c)
 LIB_SRC := $(KERN_SRC) $(RT_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 # the machine probes serve the benchmarks (spikeq bench, bench_gemm), not the library
-PROBE_OBJ := $(B)/bench/probes.o
+PROBE_OBJ := $(B)/bench/probes.o $(B)/bench/peak_scalar.o $(B)/bench/peak_x86.o $(B)/bench/peak_neon.o
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 ifeq ($(ARCH),aarch64)
   # under qemu: the kernels (bit-exactness of NEON vs scalar) and the quantisation path;

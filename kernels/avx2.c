@@ -207,23 +207,6 @@ static void vexp(float *x, int n)
     for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
-/* 12 independent vpmaddwd + vpaddd chains (16-bit pairs: 16 int8 MACs each) */
-static double dot_spin(long iters, int32_t *sink)
-{
-    __m256i a[12], x = _mm256_set1_epi16(3), w = _mm256_set1_epi16(5);
-    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_epi32(i);
-    for (long it = 0; it < iters; it++) {
-        for (int i = 0; i < 12; i++) a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(x, w));
-        __asm__ volatile("" : "+x"(x));
-    }
-    __m256i s = a[0];
-    for (int i = 1; i < 12; i++) s = _mm256_add_epi32(s, a[i]);
-    int32_t r[8];
-    _mm256_storeu_si256((__m256i *)r, s);
-    *sink = (int32_t)((uint32_t)*sink + (uint32_t)r[0]); /* wraps: only keeps the loop alive */
-    return (double)iters * 12 * 16;
-}
-
 static float dot_f32(const float *a, const float *b, int n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -369,7 +352,6 @@ static const spq_kernels table = {
     .absmax = absmax,
     .quant_i8 = quant_i8,
     .vexp = vexp,
-    .dot_spin = dot_spin,
     .dot_f32 = dot_f32,
     .attn = attn,
     .gemv_lut = gemv_lut,
@@ -472,28 +454,6 @@ static VNNI void gemm_q8_vnni(int M, int N, int kp, int n0, int n1, const int8_t
     }
 }
 
-/* 12 independent vpdpbusd chains in named registers (an array stays in memory here): 32
- * int8 MACs each. On this Zen 5 the probe reaches about 1 vpdpbusd ymm per cycle while the
- * GEMM tile (loads interleaved) gets about 1.35: the probe is a lower bound here. */
-#define VN_ALL(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
-static VNNI double dot_spin_vnni(long iters, int32_t *sink)
-{
-    __m256i x = _mm256_set1_epi8(3), w = _mm256_set1_epi8(5);
-#define VN_INIT(i) __m256i a##i = _mm256_set1_epi32(i);
-#define VN_STEP(i) a##i = _mm256_dpbusd_avx_epi32(a##i, x, w);
-#define VN_SUM(i) s = _mm256_add_epi32(s, a##i);
-    VN_ALL(VN_INIT)
-    for (long it = 0; it < iters; it++) {
-        VN_ALL(VN_STEP)
-    }
-    __m256i s = _mm256_setzero_si256();
-    VN_ALL(VN_SUM)
-    int32_t r[8];
-    _mm256_storeu_si256((__m256i *)r, s);
-    *sink = (int32_t)((uint32_t)*sink + (uint32_t)r[0]); /* wraps: only keeps the loop alive */
-    return (double)iters * 12 * 32;
-}
-
 static const spq_kernels table_vnni = {
     .name = "avxvnni",
     .gemm_q8 = gemm_q8_vnni,
@@ -503,7 +463,6 @@ static const spq_kernels table_vnni = {
     .absmax = absmax,
     .quant_i8 = quant_i8,
     .vexp = vexp,
-    .dot_spin = dot_spin_vnni,
     .dot_f32 = dot_f32,
     .attn = attn,
     .gemv_lut = gemv_lut,

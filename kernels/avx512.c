@@ -273,26 +273,6 @@ static void vexp(float *x, int n)
     for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
-/* 16 independent vpdpbusd chains: enough to cover latency x throughput */
-static double dot_spin(long iters, int32_t *sink)
-{
-    __m512i a[16], x = _mm512_set1_epi32(0x01020304), w = _mm512_set1_epi32(0x05060708);
-    for (int i = 0; i < 16; i++) a[i] = _mm512_set1_epi32(i);
-    for (long it = 0; it < iters; it++) {
-        for (int i = 0; i < 16; i++) a[i] = _mm512_dpbusd_epi32(a[i], x, w);
-        __asm__ volatile("" : "+v"(x)); /* keep the loop from being folded */
-    }
-    __m512i s = a[0];
-    for (int i = 1; i < 16; i++) s = _mm512_add_epi32(s, a[i]);
-    /* the accumulators wrap; so does this sum (unsigned), which only keeps the loop alive
-     * (_mm512_reduce_add_epi32 adds in signed int: overflow, as UBSan found) */
-    uint32_t r[16], t = (uint32_t)*sink;
-    _mm512_storeu_si512(r, s);
-    for (int i = 0; i < 16; i++) t += r[i];
-    *sink = (int32_t)t;
-    return (double)iters * 16 * 64;
-}
-
 static float dot_f32(const float *a, const float *b, int n)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
@@ -412,7 +392,6 @@ static const spq_kernels table = {
     .absmax = absmax,
     .quant_i8 = quant_i8,
     .vexp = vexp,
-    .dot_spin = dot_spin,
     .dot_f32 = dot_f32,
     .attn = attn,
     .gemv_lut = gemv_lut,

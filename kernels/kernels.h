@@ -81,9 +81,6 @@ typedef struct spq_kernels {
     void (*quant_i8)(const float *x, int n, int npad, float inv, int8_t *q);
     /* x[i] = exp(x[i]) */
     void (*vexp)(float *x, int n);
-    /* Peak probe: iters rounds of independent int8 dot-product instructions (the GEMM's
-     * own: vpdpbusd, vpmaddwd, sdot); returns the int8 multiply-adds done. */
-    double (*dot_spin)(long iters, int32_t *sink);
     /* sum_j a[j] * b[j] for j < n. */
     float (*dot_f32)(const float *a, const float *b, int n);
     /* Causal attention of nq query heads that share one KV head, over keys t < T:

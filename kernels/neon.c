@@ -177,36 +177,6 @@ static void vexp(float *x, int n)
     for (; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
-static double dot_spin(long iters, int32_t *sink)
-{
-    int32x4_t a[8];
-    int8x16_t x = vdupq_n_s8(3), w = vdupq_n_s8(5);
-    for (int i = 0; i < 8; i++) a[i] = vdupq_n_s32(i);
-    for (long it = 0; it < iters; it++) {
-        for (int i = 0; i < 8; i++) a[i] = vdotq_s32(a[i], x, w);
-        __asm__ volatile("" : "+w"(x));
-    }
-    int32x4_t s = a[0];
-    for (int i = 1; i < 8; i++) s = vaddq_s32(s, a[i]);
-    *sink = (int32_t)((uint32_t)*sink + vaddvq_u32(vreinterpretq_u32_s32(s))); /* wraps: only keeps the loop alive */
-    return (double)iters * 8 * 16;
-}
-
-static double dot_spin_plain(long iters, int32_t *sink)
-{
-    int32x4_t a[8];
-    int8x8_t x = vdup_n_s8(3), w = vdup_n_s8(5);
-    for (int i = 0; i < 8; i++) a[i] = vdupq_n_s32(i);
-    for (long it = 0; it < iters; it++) {
-        for (int i = 0; i < 8; i++) a[i] = vpadalq_s16(a[i], vmull_s8(x, w));
-        __asm__ volatile("" : "+w"(x));
-    }
-    int32x4_t s = a[0];
-    for (int i = 1; i < 8; i++) s = vaddq_s32(s, a[i]);
-    *sink = (int32_t)((uint32_t)*sink + vaddvq_u32(vreinterpretq_u32_s32(s))); /* wraps: only keeps the loop alive */
-    return (double)iters * 8 * 8;
-}
-
 static float dot_f32(const float *a, const float *b, int n)
 {
     float32x4_t s = vdupq_n_f32(0);
@@ -334,7 +304,6 @@ static const spq_kernels table_dot = {
     .absmax = absmax,
     .quant_i8 = quant_i8,
     .vexp = vexp,
-    .dot_spin = dot_spin,
     .dot_f32 = dot_f32,
     .attn = attn,
     .gemv_lut = gemv_lut,
@@ -349,7 +318,6 @@ static const spq_kernels table_plain = {
     .absmax = absmax,
     .quant_i8 = quant_i8,
     .vexp = vexp,
-    .dot_spin = dot_spin_plain,
     .dot_f32 = dot_f32,
     .attn = attn,
     .gemv_lut = gemv_lut,

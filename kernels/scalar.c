@@ -89,18 +89,6 @@ static void vexp(float *x, int n)
     for (int i = 0; i < n; i++) x[i] = Sleef_expf_u10(x[i]);
 }
 
-static double dot_spin(long iters, int32_t *sink)
-{
-    uint32_t a[8] = {0}, t = (uint32_t)*sink; /* unsigned: the sums wrap, they only keep the loop alive */
-    volatile int8_t xv = 3, wv = 5;
-    int8_t x = xv, w = wv;
-    for (long it = 0; it < iters; it++)
-        for (int i = 0; i < 8; i++) a[i] += (uint32_t)(x * w + i);
-    for (int i = 0; i < 8; i++) t += a[i];
-    *sink = (int32_t)t;
-    return (double)iters * 8;
-}
-
 static float dot_f32(const float *a, const float *b, int n)
 {
     float s = 0.0f;
@@ -158,7 +146,6 @@ static const spq_kernels table = {
     .absmax = absmax,
     .quant_i8 = quant_i8,
     .vexp = vexp,
-    .dot_spin = dot_spin,
     .dot_f32 = dot_f32,
     .attn = attn,
     .gemv_lut = gemv_lut,
