@@ -9,8 +9,10 @@ double spq_peak_scalar(long iters, int32_t *sink)
     uint32_t a[8] = {0}, t = (uint32_t)*sink; /* unsigned: the sums wrap, they only keep the loop alive */
     volatile int8_t xv = 3, wv = 5;
     int8_t x = xv, w = wv;
-    for (long it = 0; it < iters; it++)
+    for (long it = 0; it < iters; it++) {
         for (int i = 0; i < 8; i++) a[i] += (uint32_t)(x * w + i);
+        __asm__ volatile("" : "+r"(x)); /* else the compiler folds the loop into one multiply */
+    }
     for (int i = 0; i < 8; i++) t += a[i];
     *sink = (int32_t)t;
     return (double)iters * 8;
