@@ -193,6 +193,12 @@ void spq_state_free(spq_state *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Sequence seq's part of a KV cache (kcache or vcache), at layer offset lo. */
+static inline float *seq_cache(const spq_state *s, float *cache, int seq, size_t lo)
+{
+    return cache + (size_t)seq * s->seq_floats + lo;
+}
+
 /* The sum of squares through the kernels' dot product: a plain loop is one chain of
  * dependent adds (2 x 4096 cycles per decode step at dim 2048, on one thread). */
 static void rmsnorm(const spq_kernels *k, float *o, const float *x, const float *w, int n, float eps)
@@ -303,8 +309,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
             int d0 = (h - nh) * hd; /* this KV head's dims */
             float *kr = s->hb + (size_t)i * kvd, *vr = s->hb2 + (size_t)i * kvd;
             rope(kr + d0, cs, sn, half);
-            float *kc = s->kcache + (size_t)s->rseq[i] * s->seq_floats + lo;
-            float *vc = s->vcache + (size_t)s->rseq[i] * s->seq_floats + lo;
+            float *kc = seq_cache(s, s->kcache, s->rseq[i], lo), *vc = seq_cache(s, s->vcache, s->rseq[i], lo);
             for (int d = d0; d < d0 + hd; d++) kc[(size_t)d * s->ctx + pi] = kr[d];
             memcpy(vc + (size_t)pi * kvd + d0, vr + d0, 4 * (size_t)hd);
         }
@@ -317,8 +322,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         for (int it; (it = spq_loop_next(t, &lp)) >= 0;) {
             int r = M * nkv - 1 - it, i = r / nkv, g = r % nkv;
             size_t qo = (size_t)i * qd + (size_t)g * grp * hd;
-            const float *kc = s->kcache + (size_t)s->rseq[i] * s->seq_floats + lo;
-            const float *vc = s->vcache + (size_t)s->rseq[i] * s->seq_floats + lo;
+            const float *kc = seq_cache(s, s->kcache, s->rseq[i], lo), *vc = seq_cache(s, s->vcache, s->rseq[i], lo);
             kern->attn(grp, hd, s->rpos[i] + 1, att_scale, s->q + qo, kc + (size_t)g * hd * s->ctx, s->ctx,
                        vc + (size_t)g * hd, kvd, att, s->xb + qo);
         }
@@ -376,8 +380,8 @@ void spq_state_copy_seq(spq_state *s, const spq_model *m, int src, int dst, int 
     if (src == dst || n <= 0) return;
     size_t kvd = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, layer = (size_t)s->ctx * kvd;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        const float *ks = s->kcache + (size_t)src * s->seq_floats + l * layer, *vs = s->vcache + (size_t)src * s->seq_floats + l * layer;
-        float *kd = s->kcache + (size_t)dst * s->seq_floats + l * layer, *vd = s->vcache + (size_t)dst * s->seq_floats + l * layer;
+        const float *ks = seq_cache(s, s->kcache, src, l * layer), *vs = seq_cache(s, s->vcache, src, l * layer);
+        float *kd = seq_cache(s, s->kcache, dst, l * layer), *vd = seq_cache(s, s->vcache, dst, l * layer);
         for (size_t d = 0; d < kvd; d++) memcpy(kd + d * s->ctx, ks + d * s->ctx, sizeof(float) * (size_t)n); /* keys [kv_dim][ctx] */
         memcpy(vd, vs, sizeof(float) * (size_t)n * kvd);                                                    /* values [ctx][kv_dim] */
     }
@@ -415,6 +419,20 @@ static void run_team(const spq_model *m, spq_state *s, const int *tokens, int M)
     }
 }
 
+/* Run the rows set in s->rpos, s->rseq and s->out[0..n_out): each sequence's rows become
+ * one activation tensor, for the head too. */
+static void run_rows(const spq_model *m, spq_state *s, const int *tokens, int M)
+{
+    int *first = s->out_id; /* scratch until the outputs are numbered */
+    int n = number_tensors(s->rseq, M, s->rid, first);
+    for (int j = 0; j < s->n_out; j++) s->out_id[j] = s->rid[s->out[j]];
+    s->rows = (spq_rows){n, s->rid, s->rmax, s->tmax};
+    s->out_rows = (spq_rows){n, s->out_id, s->rmax, s->tmax};
+    s->tokens = tokens;
+    s->pos = s->rpos[0];
+    run_team(m, s, tokens, M);
+}
+
 int spq_forward_batch(const spq_model *m, spq_state *s, const int *tokens, const int *pos, const int *seq,
                       const signed char *want, int M)
 {
@@ -425,30 +443,19 @@ int spq_forward_batch(const spq_model *m, spq_state *s, const int *tokens, const
             return -1;
     memcpy(s->rpos, pos, sizeof(int) * (size_t)M);
     memcpy(s->rseq, seq, sizeof(int) * (size_t)M);
-    int *first = s->out_id; /* scratch until the outputs are numbered */
-    int n = number_tensors(seq, M, s->rid, first);
-    s->rows = (spq_rows){n, s->rid, s->rmax, s->tmax};
     s->n_out = 0;
     for (int i = 0; i < M; i++)
         if (!want || want[i]) s->out[s->n_out++] = i;
-    for (int j = 0; j < s->n_out; j++) s->out_id[j] = s->rid[s->out[j]];
-    s->out_rows = (spq_rows){n, s->out_id, s->rmax, s->tmax};
-    s->tokens = tokens;
-    s->pos = pos[0];
-    run_team(m, s, tokens, M);
+    run_rows(m, s, tokens, M);
     return s->n_out;
 }
 
 int spq_forward(const spq_model *m, spq_state *s, const int *tokens, int M, int pos, int all_logits)
 {
     if (M < 1 || M > s->max_batch || pos < 0 || pos + M > s->ctx) return -1;
-    for (int i = 0; i < M; i++) { s->rpos[i] = pos + i; s->rseq[i] = 0; s->rid[i] = 0; }
-    s->rows = (spq_rows){1, s->rid, s->rmax, s->tmax};
+    for (int i = 0; i < M; i++) { s->rpos[i] = pos + i; s->rseq[i] = 0; }
     s->n_out = all_logits ? M : 1;
-    for (int j = 0; j < s->n_out; j++) { s->out[j] = all_logits ? j : M - 1; s->out_id[j] = 0; }
-    s->out_rows = (spq_rows){1, s->out_id, s->rmax, s->tmax};
-    s->tokens = tokens;
-    s->pos = pos;
-    run_team(m, s, tokens, M);
+    for (int j = 0; j < s->n_out; j++) s->out[j] = all_logits ? j : M - 1;
+    run_rows(m, s, tokens, M);
     return 0;
 }
