@@ -20,11 +20,6 @@ double spq_logsumexp(const float *lg, int V, float *e, int *top)
     return (double)mx + log(sum);
 }
 
-double spq_logprob(const float *lg, int V, int target, float *tmp)
-{
-    return (double)lg[target] - spq_logsumexp(lg, V, tmp, NULL);
-}
-
 /* Rows of one forward pass being gathered, and what each wanted row's logits score:
  * the first token of each request of a family (prefix rows), or token t + 1 of a
  * request's continuation. */

@@ -11,8 +11,6 @@ typedef struct {
     int greedy;  /* 1 when every continuation token is the argmax of its row (first max wins) */
 } spq_loglik;
 
-/* log softmax(logits[0..V))[target]; tmp: V floats of scratch. */
-double spq_logprob(const float *logits, int V, int target, float *tmp);
 /* log sum_v exp(logits[v]) over V logits; leaves e[v] = exp(logits[v] - max) (V floats)
  * and, when top is not NULL, the index of the first maximum in *top. */
 double spq_logsumexp(const float *logits, int V, float *e, int *top);
