@@ -266,7 +266,6 @@ static void bench_threads(const bench_cfg *g, int threads)
     int pp = g->pp, tg = g->tg, reps = g->reps, npf = g->npf, roofline = g->roofline, timings = g->timings;
     size_t pf_default = g->pf_default, bytes = g->bytes, params = g->params;
     double macs = g->macs;
-    threads = set_threads(threads);
     spq_bwprobe bp = {0};
     if (roofline && tg > 0 && spq_bwprobe_init(&bp, (size_t)256 << 20))
         die("out of memory for the bandwidth probe's 256 MiB (--no-roofline skips it)");
@@ -462,7 +461,8 @@ int cmd_bench(int argc, char **argv)
     int *ts = parse_list("-t", tlist, 1, 1024, &nt);
     int tmax = 0;
     for (int i = 0; i < nt; i++) tmax = ts[i] > tmax ? ts[i] : tmax;
-    set_threads(tmax); /* the states' per-thread scratch is sized for the largest count */
+    tmax = set_threads(tmax); /* the states' per-thread scratch is sized for the largest count */
+    for (int i = 0; i < nt; i++) ts[i] = ts[i] < tmax ? ts[i] : tmax; /* capped (and said) once */
     if (blist) {
         int nb, *bs = parse_list("--batch", blist, 1, 4096, &nb);
         if (tg < 1) die("--batch: give -n >= 1 decode steps");
