@@ -88,6 +88,16 @@ char *read_text(const char *path, size_t *n)
 
 double now_s(void) { return spq_now(); }
 
+int *encode_text(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, long *n)
+{
+    long cap = (long)len + 8; /* at most a token per byte, BOS and the dummy prefix */
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    long k = ids ? spq_tok_encode(t, text, len, bos, special, ids, cap) : -1;
+    if (k < 0) die("out of memory encoding the text");
+    *n = k;
+    return ids;
+}
+
 int *parse_ids(const char *text, const char *what, int vocab, long *n)
 {
     long cap = 64, k = 0;

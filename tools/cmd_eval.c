@@ -50,15 +50,6 @@ static long utf8_chars(const char *s)
     return n;
 }
 
-static int *encode(const spq_tokenizer *tok, const char *s, size_t len, long *n)
-{
-    int *ids = malloc(sizeof(int) * (len + 4));
-    if (!ids) die("out of memory");
-    *n = spq_tok_encode(tok, s, len, 0, 0, ids, (long)len + 4);
-    if (*n < 0) die("tokenizer failed on an evaluation string");
-    return ids;
-}
-
 /* The harness's _encode_pair, then BOS + context + continuation cut to fit ctx_len inputs. */
 static request make_request(const spq_tokenizer *tok, int bos, int ctx_len, const char *context, const char *choice)
 {
@@ -70,7 +61,7 @@ static request make_request(const spq_tokenizer *tok, int bos, int ctx_len, cons
     whole[lc] = ' '; /* the target delimiter; the context's trailing spaces stay before it */
     memcpy(whole + lc + 1, choice, ls + 1);
     long nc, nw;
-    int *c = encode(tok, context, lc - sp, &nc), *w = encode(tok, whole, lc + 1 + ls, &nw);
+    int *c = encode_text(tok, context, lc - sp, 0, 0, &nc), *w = encode_text(tok, whole, lc + 1 + ls, 0, 0, &nw);
     request r;
     r.ncont = nw > nc ? (int)(nw - nc) : 0;
     long total = 1 + nc + r.ncont, drop = total - 1 > ctx_len ? total - 1 - ctx_len : 0;

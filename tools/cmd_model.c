@@ -240,8 +240,9 @@ int cmd_logits(int argc, char **argv)
     } else if (prompt) {
         if (!c.tok.n_vocab) die("%s: model has no tokenizer; use --tokens", path);
         size_t len = strlen(prompt);
-        ids = malloc(sizeof(int) * (len + 2));
-        n = (int)spq_tok_encode(&c.tok, prompt, len, 1, 0, ids, (long)len + 2);
+        long k;
+        ids = encode_text(&c.tok, prompt, len, 1, 0, &k);
+        n = (int)k;
     } else die("logits: give --tokens or -p");
     spq_model m;
     spq_state s;

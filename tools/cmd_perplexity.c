@@ -127,9 +127,7 @@ int cmd_perplexity(int argc, char **argv)
         ids = parse_ids(text, file, q.c.cfg.vocab_size, &n);
     } else {
         if (!q.c.tok.n_vocab) die("%s: model has no tokenizer; pass ids with --ids", path);
-        ids = malloc(sizeof(int) * (len + 2));
-        if (!ids) die("out of memory");
-        n = spq_tok_encode(&q.c.tok, text, len, 1, 0, ids, (long)len + 2);
+        ids = encode_text(&q.c.tok, text, len, 1, 0, &n);
     }
     /* one whole window at least: the inputs of -c tokens and the token after them (all), or
      * -c tokens whose second half is scored (half) */

@@ -25,8 +25,7 @@ static int *calib_ids(const spq_ckpt *c, const calib_opts *o, long *n, uint64_t 
         ids = parse_ids(text, o->calib, c->cfg.vocab_size, n);
     } else {
         if (!c->tok.n_vocab) die("%s: the model has no tokenizer: pass token ids with --ids", o->calib);
-        ids = malloc(sizeof(int) * (len + 2));
-        *n = spq_tok_encode(&c->tok, text, len, 1, 0, ids, (long)len + 2);
+        ids = encode_text(&c->tok, text, len, 1, 0, n);
     }
     free(text);
     if (*n < 2) die("%s: calibration text is too short", o->calib);

@@ -21,17 +21,6 @@ static int utf8_valid(const char *s, size_t n)
     return 1;
 }
 
-/* Encode text into a malloc'd id array; dies on failure. */
-static int *encode(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, long *n)
-{
-    long cap = (long)len + 8;
-    int *ids = malloc(sizeof(int) * (size_t)cap);
-    long k = ids ? spq_tok_encode(t, text, len, bos, special, ids, cap) : -1;
-    if (k < 0) die("out of memory encoding the text");
-    *n = k;
-    return ids;
-}
-
 int cmd_tokenize(int argc, char **argv)
 {
     const char *path = NULL, *file = NULL, *text = NULL;
@@ -58,7 +47,7 @@ int cmd_tokenize(int argc, char **argv)
     else die("tokenize: give TEXT or -f FILE");
     if (!utf8_valid(text, len)) die("%s: input is not valid UTF-8", file ? file : "text");
     long n;
-    int *ids = encode(&c.tok, text, len, bos, special, &n);
+    int *ids = encode_text(&c.tok, text, len, bos, special, &n);
     for (long i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     printf("\n");
     free(ids); free(buf);
