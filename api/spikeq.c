@@ -29,8 +29,8 @@ struct spikeq_context {
     spq_state s;
     int n_ctx;
     int32_t *len;          /* [n_seq_max] positions held per sequence */
-    int *tok, *pos, *seq;  /* [n_batch] the batch as the runtime reads it */
-    signed char *want;
+    int32_t *held;         /* [n_seq_max] scratch: the lengths as a batch is checked */
+    signed char *want;     /* [n_batch] the logits flags as the runtime reads them */
     int32_t *row;          /* [n_batch] batch index -> logits row, -1 when none */
     int n_last;            /* tokens in the last batch */
     char err[512];
@@ -183,12 +183,10 @@ spikeq_context *spikeq_context_new(spikeq_model *md, const spikeq_context_params
     ctx->n_ctx = p.n_ctx ? p.n_ctx : md->m.ctx;
     size_t B = (size_t)p.n_batch;
     ctx->len = calloc((size_t)p.n_seq_max, sizeof *ctx->len);
-    ctx->tok = malloc(B * sizeof(int));
-    ctx->pos = malloc(B * sizeof(int));
-    ctx->seq = malloc(B * sizeof(int));
+    ctx->held = malloc((size_t)p.n_seq_max * sizeof *ctx->held);
     ctx->want = malloc(B);
     ctx->row = malloc(B * sizeof(int32_t));
-    if (rc || !ctx->len || !ctx->tok || !ctx->pos || !ctx->seq || !ctx->want || !ctx->row) {
+    if (rc || !ctx->len || !ctx->held || !ctx->want || !ctx->row) {
         put_err(err, errlen, "out of memory for %d sequences of %d positions (%d tokens a batch)", p.n_seq_max, ctx->n_ctx, p.n_batch);
         spikeq_context_free(ctx);
         return NULL;
@@ -200,7 +198,7 @@ void spikeq_context_free(spikeq_context *ctx)
 {
     if (!ctx) return;
     spq_state_free(&ctx->s);
-    free(ctx->len); free(ctx->tok); free(ctx->pos); free(ctx->seq); free(ctx->want); free(ctx->row);
+    free(ctx->len); free(ctx->held); free(ctx->want); free(ctx->row);
     free(ctx);
 }
 
@@ -236,6 +234,10 @@ void spikeq_batch_add(spikeq_batch *b, spikeq_token token, int32_t pos, int32_t 
     b->n_tokens++;
 }
 
+/* The runtime reads token ids, positions and sequences as int arrays: the batch's int32_t
+ * arrays are passed as they are. */
+_Static_assert(sizeof(int32_t) == sizeof(int), "spikeq_batch's arrays are read as int");
+
 int spikeq_decode(spikeq_context *ctx, const spikeq_batch *b)
 {
     const spq_model *m = &ctx->model->m;
@@ -244,36 +246,28 @@ int spikeq_decode(spikeq_context *ctx, const spikeq_batch *b)
     ctx->n_last = 0;
     if (M < 1 || M > ctx->s.max_batch) return ctx_fail(ctx, "batch of %d tokens: 1 to n_batch (%d) allowed", M, ctx->s.max_batch);
     /* every sequence grows without gaps: a token's position is at most its sequence's
-     * length so far, counting the tokens before it in this batch */
-    int32_t *grow = ctx->row; /* scratch: new length per sequence, indexed by batch row of its first token */
+     * length so far, counting the tokens before it in this batch (held) */
+    memcpy(ctx->held, ctx->len, sizeof *ctx->held * (size_t)ctx->s.n_seq);
     for (int i = 0; i < M; i++) {
         int q = b->seq_id[i], p = b->pos[i];
         if (q < 0 || q >= ctx->s.n_seq) return ctx_fail(ctx, "token %d: seq_id %d outside 0..%d", i, q, ctx->s.n_seq - 1);
         if (b->token[i] < 0 || b->token[i] >= m->cfg.vocab_size)
             return ctx_fail(ctx, "token %d: id %d outside the vocabulary (%d)", i, b->token[i], m->cfg.vocab_size);
-        int held = ctx->len[q];
-        for (int j = 0; j < i; j++)
-            if (b->seq_id[j] == q) held = grow[j] > held ? grow[j] : held;
-        if (p < 0 || p > held) return ctx_fail(ctx, "token %d: position %d of sequence %d leaves a gap (it holds %d)", i, p, q, held);
+        if (p < 0 || p > ctx->held[q])
+            return ctx_fail(ctx, "token %d: position %d of sequence %d leaves a gap (it holds %d)", i, p, q, ctx->held[q]);
         if (p >= ctx->n_ctx) return ctx_fail(ctx, "token %d: position %d past the context (%d)", i, p, ctx->n_ctx);
-        grow[i] = p + 1;
-        ctx->tok[i] = b->token[i];
-        ctx->pos[i] = p;
-        ctx->seq[i] = q;
+        ctx->held[q] = p + 1 > ctx->held[q] ? p + 1 : ctx->held[q];
         ctx->want[i] = b->logits ? (signed char)(b->logits[i] != 0) : 0;
     }
     for (int i = 0; i < M; i++)
         for (int j = 0; j < i; j++)
-            if (ctx->seq[j] == ctx->seq[i] && ctx->pos[j] == ctx->pos[i])
+            if (b->seq_id[j] == b->seq_id[i] && b->pos[j] == b->pos[i])
                 return ctx_fail(ctx, "tokens %d and %d: the same sequence and position", j, i);
     spq_err e;
     if (spq_ckpt_check(&ctx->model->c, &e)) return ctx_fail(ctx, "%s", e.msg);
-    if (spq_forward_batch(m, &ctx->s, ctx->tok, ctx->pos, ctx->seq, ctx->want, M) < 0)
+    if (spq_forward_batch(m, &ctx->s, (const int *)b->token, (const int *)b->pos, (const int *)b->seq_id, ctx->want, M) < 0)
         return ctx_fail(ctx, "batch out of range");
-    for (int i = 0; i < M; i++) {
-        int q = ctx->seq[i];
-        ctx->len[q] = ctx->pos[i] + 1 > ctx->len[q] ? ctx->pos[i] + 1 : ctx->len[q];
-    }
+    memcpy(ctx->len, ctx->held, sizeof *ctx->len * (size_t)ctx->s.n_seq);
     int r = 0;
     for (int i = 0; i < M; i++) ctx->row[i] = ctx->want[i] ? r++ : -1;
     ctx->n_last = M;
