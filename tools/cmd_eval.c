@@ -14,12 +14,6 @@
 #include "tools/cli.h"
 #include "tools/eval_tasks.h"
 
-/* One request's tokens: the model sees ids[0..n) and scores ids[n - ncont..n). */
-typedef struct {
-    int *ids;
-    int n, ncont;
-} request;
-
 /* Growable text (the per-item file, kept in memory until the run is complete). */
 typedef struct {
     char *p;
@@ -50,8 +44,9 @@ static long utf8_chars(const char *s)
     return n;
 }
 
-/* The harness's _encode_pair, then BOS + context + continuation cut to fit ctx_len inputs. */
-static request make_request(const spq_tokenizer *tok, int bos, int ctx_len, const char *context, const char *choice)
+/* The harness's _encode_pair, then BOS + context + continuation cut to fit ctx_len inputs;
+ * the ids are malloc'd (ncont may be 0: the continuation added no tokens of its own). */
+static spq_llreq make_request(const spq_tokenizer *tok, int bos, int ctx_len, const char *context, const char *choice)
 {
     size_t lc = strlen(context), ls = strlen(choice), sp = 0;
     while (sp < lc && (context[lc - 1 - sp] == ' ' || (context[lc - 1 - sp] >= '\t' && context[lc - 1 - sp] <= '\r'))) sp++;
@@ -62,15 +57,16 @@ static request make_request(const spq_tokenizer *tok, int bos, int ctx_len, cons
     memcpy(whole + lc + 1, choice, ls + 1);
     long nc, nw;
     int *c = encode_text(tok, context, lc - sp, 0, 0, &nc), *w = encode_text(tok, whole, lc + 1 + ls, 0, 0, &nw);
-    request r;
+    spq_llreq r;
     r.ncont = nw > nc ? (int)(nw - nc) : 0;
     long total = 1 + nc + r.ncont, drop = total - 1 > ctx_len ? total - 1 - ctx_len : 0;
-    r.ids = malloc(sizeof(int) * (size_t)total);
-    if (!r.ids) die("out of memory");
-    r.ids[0] = bos;
-    memcpy(r.ids + 1, c, sizeof(int) * (size_t)nc);
-    if (r.ncont) memcpy(r.ids + 1 + nc, w + nc, sizeof(int) * (size_t)r.ncont);
-    if (drop) memmove(r.ids, r.ids + drop, sizeof(int) * (size_t)(total - drop));
+    int *ids = malloc(sizeof(int) * (size_t)total);
+    if (!ids) die("out of memory");
+    ids[0] = bos;
+    memcpy(ids + 1, c, sizeof(int) * (size_t)nc);
+    if (r.ncont) memcpy(ids + 1 + nc, w + nc, sizeof(int) * (size_t)r.ncont);
+    if (drop) memmove(ids, ids + drop, sizeof(int) * (size_t)(total - drop));
+    r.ids = ids;
     r.n = (int)(total - drop);
     if (r.ncont > r.n - 1) r.ncont = r.n - 1;
     free(c); free(w); free(whole);
@@ -104,23 +100,19 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, const spq_
     double a = 0, a2 = 0, an = 0, ll = 0, ll2 = 0, chance = 0;
     int tty = isatty(2), shown = -1;
     double t0 = now_s();
-    /* request k of item it is reqs[first[it] + k] */
+    /* request k of item it is lr[first[it] + k] */
     int *first = malloc(sizeof(int) * (size_t)(t->n_items + 1));
     if (!first) die("out of memory");
     first[0] = 0;
     for (int it = 0; it < t->n_items; it++) first[it + 1] = first[it] + t->items[it].n;
-    request *rq = malloc(sizeof *rq * (size_t)first[t->n_items]);
     spq_llreq *lr = malloc(sizeof *lr * (size_t)first[t->n_items]);
     spq_loglik *r = malloc(sizeof *r * (size_t)first[t->n_items]);
-    if (!rq || !lr || !r) die("out of memory");
+    if (!lr || !r) die("out of memory");
     for (int it = 0; it < t->n_items; it++)
-        for (int i = 0; i < t->items[it].n; i++) {
-            request *q = &rq[first[it] + i];
-            *q = make_request(tok, bos, n_ctx, t->items[it].context[i], t->items[it].cont[i]);
-            lr[first[it] + i] = (spq_llreq){q->ids, q->n, q->ncont};
-        }
+        for (int i = 0; i < t->items[it].n; i++)
+            lr[first[it] + i] = make_request(tok, bos, n_ctx, t->items[it].context[i], t->items[it].cont[i]);
     int longest = 1, widest = 1;
-    for (int q = 0; q < first[t->n_items]; q++) longest = rq[q].n - 1 > longest ? rq[q].n - 1 : longest;
+    for (int q = 0; q < first[t->n_items]; q++) longest = lr[q].n - 1 > longest ? lr[q].n - 1 : longest;
     for (int it = 0; it < t->n_items; it++) widest = t->items[it].n > widest ? t->items[it].n : widest;
     size_t per_seq = (size_t)m->cfg.n_layers * (size_t)longest * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim * 8;
     size_t fit = CACHE_BYTES / per_seq;
@@ -176,8 +168,8 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, const spq_
             sb_printf(per_item, "]}\n");
         }
     }
-    for (int q = 0; q < first[t->n_items]; q++) free(rq[q].ids);
-    free(rq); free(lr); free(r); free(first);
+    for (int q = 0; q < first[t->n_items]; q++) free((void *)lr[q].ids);
+    free(lr); free(r); free(first);
     spq_state_free(s);
     long n = t->n_items;
     mean_se(a, a2, n, &res.acc, &res.acc_se);
