@@ -170,15 +170,7 @@ spikeq_context *spikeq_context_new(spikeq_model *md, const spikeq_context_params
     /* the state's threads and scratch are sized once here: at most the cores (a spinning
      * barrier over more threads than cores waits on descheduled threads) */
     int nt = p.n_threads > 0 && p.n_threads < cores() ? p.n_threads : cores();
-#ifdef _OPENMP
-    int saved = omp_get_max_threads();
-    omp_set_num_threads(nt);
-#endif
-    int rc = spq_state_init_seq(&ctx->s, &md->m, p.n_batch, p.n_seq_max, p.n_ctx);
-#ifdef _OPENMP
-    omp_set_num_threads(saved);
-#endif
-    ctx->s.n_threads = nt;
+    int rc = spq_state_init_seq(&ctx->s, &md->m, p.n_batch, p.n_seq_max, p.n_ctx, nt);
     ctx->s.kern = k;
     ctx->n_ctx = p.n_ctx ? p.n_ctx : md->m.ctx;
     size_t B = (size_t)p.n_batch;

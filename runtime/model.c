@@ -135,10 +135,10 @@ void spq_model_free(spq_model *m)
 
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
 {
-    return spq_state_init_seq(s, m, max_batch, 1, 0);
+    return spq_state_init_seq(s, m, max_batch, 1, 0, 0);
 }
 
-int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx)
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads)
 {
     memset(s, 0, sizeof *s);
     if (max_batch < 1 || n_seq < 1 || ctx > m->ctx) return -1;
@@ -149,9 +149,10 @@ int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_se
     /* + 64: a CMPQ input permuted into its padded bit-width classes (spq_cmpq_row_scratch) */
     size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D))) + 64;
 #ifdef _OPENMP
-    s->n_threads = omp_get_max_threads();
+    s->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
 #else
     s->n_threads = 1;
+    (void)n_threads;
 #endif
     s->max_batch = max_batch;
     s->ctx = ctx;

@@ -68,8 +68,9 @@ void spq_model_free(spq_model *m);
 /* Allocate state for batches of up to max_batch tokens of one sequence. */
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch);
 /* The same for n_seq sequences, each with its own KV cache of ctx positions (at most the
- * model's; <= 0: the model's). */
-int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx);
+ * model's; <= 0: the model's), for forward passes of up to n_threads threads (<= 0: OpenMP's
+ * current count). */
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads);
 void spq_state_free(spq_state *s);
 
 /* Run M <= max_batch tokens at positions pos..pos+M-1 (earlier positions must be in

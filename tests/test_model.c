@@ -198,7 +198,7 @@ static void batch_agrees(const spq_ckpt *c, const char *what)
     float *ref = malloc(sizeof(float) * NS * (STEPS + 1) * (size_t)V);
     for (int j = 0; j < NS; j++) run_alone(&m, prompt[j], np[j], STEPS, ref + (size_t)j * (STEPS + 1) * V);
     spq_state s;
-    assert_int_equal(spq_state_init_seq(&s, &m, 15, NS, 0), 0);
+    assert_int_equal(spq_state_init_seq(&s, &m, 15, NS, 0, 0), 0);
     int tok[15], pos[15], seq[15], n = 0, last[NS];
     signed char want[15];
     for (int i = 0; i < 7; i++) /* A0 B0 C0 A1 B1 C1 A2 ... */

@@ -196,7 +196,7 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
         for (int bi = 0; bi < nb; bi++) {
             int B = bs[bi];
             spq_state s;
-            if (spq_state_init_seq(&s, m, B, B, 0)) die("out of memory for %d sequences' caches (lower --batch or -n)", B);
+            if (spq_state_init_seq(&s, m, B, B, 0, 0)) die("out of memory for %d sequences' caches (lower --batch or -n)", B);
             double pass_bytes = 0, pass_sec = 0;
             for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
                 spq_err ce;
