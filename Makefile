@@ -23,7 +23,7 @@ OPT ?= -O3 -g
 # -fPIC: the same objects make libspikeq.a and libspikeq.so; hidden visibility: the .so
 # exports only the public API (include/spikeq.h, SPIKEQ_API)
 CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -fPIC -fvisibility=hidden -I. $(SAN)
-LDLIBS := -lsleef -lcjson -lpcre2-8 -lm -fopenmp $(SAN)
+LDLIBS := -lsleef -lcjson -lpcre2-8 -lxxhash -lm -fopenmp $(SAN)
 
 KERN_SRC := kernels/dispatch.c kernels/team.c kernels/pack.c kernels/numfmt.c kernels/scalar.c $(ISA_SRC)
 ifneq ($(ARCH),aarch64)

@@ -88,6 +88,14 @@ spikeq_model *spikeq_model_load(const char *path, char *err, size_t errlen)
     return md;
 }
 
+int spikeq_model_verify(const spikeq_model *md, char *err, size_t errlen)
+{
+    spq_err e;
+    if (!spq_ckpt_verify(&md->c, &e)) return 0;
+    put_err(err, errlen, "%s", e.msg);
+    return -1;
+}
+
 void spikeq_model_free(spikeq_model *md)
 {
     if (!md) return;

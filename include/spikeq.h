@@ -39,6 +39,10 @@ typedef struct spikeq_sampler spikeq_sampler;
 /* Open a model: a spikeq .spq, a Hugging Face directory, a GGUF file or a llama2.c .bin.
  * Returns NULL and a message in err (errlen bytes, may be 0) on failure. */
 SPIKEQ_API spikeq_model *spikeq_model_load(const char *path, char *err, size_t errlen);
+/* Wait for the check of a .spq model's checksums, which runs in the background from load
+ * (loading maps the file and reads none of it); 0, or -1 with the corrupt tensor in err.
+ * 0 at once for formats that store none. */
+SPIKEQ_API int spikeq_model_verify(const spikeq_model *model, char *err, size_t errlen);
 /* Free a model; every context made from it must be freed first. */
 SPIKEQ_API void spikeq_model_free(spikeq_model *model);
 /* Vocabulary size (logits per token). */

@@ -3,12 +3,15 @@
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "kernels/kernels.h"
 #include "runtime/cmpq.h"
@@ -58,10 +61,76 @@ int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n, int fd)
     return 0;
 }
 
+/* The background check of a .spq's tensor checksums: one thread hashes the tensors in file
+ * order while the model runs, so that loading costs no full read of the file. */
+static int check_size(const spq_ckpt *c, spq_err *e);
+
+struct spq_verifier {
+    pthread_t thr;
+    const spq_ckpt *c;
+    atomic_int stop;
+    atomic_int state;  /* 0 running, 1 every tensor matched, -1 tensor `bad` did not, 2 stopped:
+                        * the file changed size */
+    int bad;
+};
+
+static void *verify_main(void *arg)
+{
+    struct spq_verifier *v = arg;
+    const spq_ckpt *c = v->c;
+    for (int i = 0; i < c->n && !atomic_load(&v->stop); i++) {
+        spq_err e;
+        if (check_size(c, &e)) { /* truncated under the map: the size check reports it */
+            atomic_store(&v->state, 2);
+            return NULL;
+        }
+        if (XXH3_64bits(c->t[i].data, c->t[i].nbytes) != c->t[i].hash) {
+            v->bad = i;
+            atomic_store(&v->state, -1);
+            return NULL;
+        }
+    }
+    atomic_store(&v->state, 1);
+    return NULL;
+}
+
+int spq_ckpt_verify_start(spq_ckpt *c)
+{
+    struct spq_verifier *v = calloc(1, sizeof *v);
+    if (!v) return -1;
+    v->c = c;
+    if (pthread_create(&v->thr, NULL, verify_main, v)) { free(v); return -1; }
+    c->verify = v;
+    return 0;
+}
+
+uint64_t spq_hash_xxh3(const void *p, size_t n) { return XXH3_64bits(p, n); }
+
+static int verify_failed(const spq_ckpt *c, spq_err *e)
+{
+    const struct spq_verifier *v = c->verify;
+    return spq_fail(e, c->path, "tensor %s: checksum mismatch (corrupt data)", c->t[v->bad].name);
+}
+
+int spq_ckpt_verify(const spq_ckpt *c, spq_err *e)
+{
+    struct spq_verifier *v = c->verify;
+    if (!v) return 0;
+    while (!atomic_load(&v->state)) usleep(1000); /* the thread is joined by spq_ckpt_free */
+    int st = atomic_load(&v->state);
+    return st < 0 ? verify_failed(c, e) : st == 2 ? check_size(c, e) : 0;
+}
+
 /* A file truncated or rewritten in place under a MAP_PRIVATE mapping makes every access past
  * its new end raise SIGBUS; the open descriptor sees the inode's current size. (Replacing the
  * file by rename, as spikeq's writer does, leaves the mapping valid.) */
 int spq_ckpt_check(const spq_ckpt *c, spq_err *e)
+{
+    if (c->verify && atomic_load(&c->verify->state) < 0) return verify_failed(c, e);
+    return check_size(c, e);
+}
+
+static int check_size(const spq_ckpt *c, spq_err *e)
 {
     for (int i = 0; i < c->n_maps; i++) {
         struct stat st;
@@ -78,12 +147,53 @@ int spq_ckpt_check(const spq_ckpt *c, spq_err *e)
 
 void spq_ckpt_free(spq_ckpt *c)
 {
+    if (c->verify) {
+        atomic_store(&c->verify->stop, 1);
+        pthread_join(c->verify->thr, NULL);
+        free(c->verify);
+    }
     for (int i = 0; i < c->n; i++) free(c->t[i].owned);
     free(c->t);
     for (int i = 0; i < c->n_maps; i++) { munmap(c->maps[i], c->map_sizes[i]); close(c->map_fds[i]); }
     spq_tok_free(&c->tok);
     free(c->plan_json);
     memset(c, 0, sizeof *c);
+}
+
+size_t spq_panel_bytes(int dtype, int64_t N, int64_t K)
+{
+    if (N <= 0 || K <= 0 || N > INT_MAX || K > INT_MAX) return 0;
+    switch (dtype) {
+    case SPQ_I8: return ((spq_pack_q8_size((int)N, (int)K) + 63) & ~(size_t)63) + 4 * (size_t)((N + 63) / 64 * 64);
+    case SPQ_E4M3: return spq_pack_q8_size((int)N, (int)K);
+    case SPQ_F16: case SPQ_BF16: return spq_pack_f_size((int)N, (int)K, 2);
+    case SPQ_F32: return spq_pack_f_size((int)N, (int)K, 4);
+    default: return 0;
+    }
+}
+
+void spq_tensor_pack(const spq_tensor *t, void *out)
+{
+    int N = (int)t->shape[0], K = (int)t->shape[1];
+    if (t->dtype == SPQ_I8)
+        spq_pack_q8(t->data, N, K, out, (int32_t *)((char *)out + ((spq_pack_q8_size(N, K) + 63) & ~(size_t)63)));
+    else if (t->dtype == SPQ_E4M3) spq_pack_fp8(t->data, N, K, out);
+    else spq_pack_f(t->data, N, K, (int)spq_dtype_size(t->dtype), out);
+}
+
+/* Row-major bytes of panel-packed t (the inverse of spq_tensor_pack) into out. */
+static void unpack(const spq_tensor *t, uint8_t *out)
+{
+    int N = (int)t->shape[0], K = (int)t->shape[1], kp = spq_kpad(K);
+    size_t el = spq_dtype_size(t->dtype);
+    const uint8_t *b = t->data;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            size_t src = t->dtype == SPQ_I8 || t->dtype == SPQ_E4M3
+                             ? (size_t)(n / SPQ_NR) * kp * SPQ_NR + (size_t)(k / 4) * 64 + (size_t)(n % SPQ_NR) * 4 + (k & 3)
+                             : ((size_t)(n / SPQ_NR) * K * SPQ_NR + (size_t)k * SPQ_NR + n % SPQ_NR) * el;
+            memcpy(out + ((size_t)n * K + k) * el, b + src, el);
+        }
 }
 
 size_t spq_tensor_numel(const spq_tensor *t)
@@ -93,12 +203,23 @@ size_t spq_tensor_numel(const spq_tensor *t)
     return n;
 }
 
-void spq_tensor_to_f32(const spq_tensor *t, float *out)
+int spq_tensor_to_f32(const spq_tensor *t, float *out)
 {
     size_t n = spq_tensor_numel(t);
     if (t->dtype == SPQ_CMPQ) {
         if (spq_cmpq_dequant(t->data, out)) memset(out, 0, 4 * n);
-        return;
+        return 0;
+    }
+    if (t->layout == SPQ_PANELS) {
+        spq_tensor r = *t;
+        uint8_t *rows = malloc(n * spq_dtype_size(t->dtype));
+        if (!rows) return -1;
+        unpack(t, rows);
+        r.layout = SPQ_ROWS;
+        r.data = rows;
+        spq_tensor_to_f32(&r, out);
+        free(rows);
+        return 0;
     }
     const uint8_t *b = t->data;
     for (size_t i = 0; i < n; i++) {
@@ -112,9 +233,11 @@ void spq_tensor_to_f32(const spq_tensor *t, float *out)
         default: out[i] = 0; break;
         }
     }
+    return 0;
 }
 
-/* One expected tensor: name, rows, cols (cols 0 for vectors); linear: CMPQ allowed. */
+/* One expected tensor: name, rows, cols (cols 0 for vectors); linear: 1 CMPQ allowed, 2 the
+ * panel layout allowed (what the model applies as a linear and never reads by rows). */
 static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int linear, spq_err *e)
 {
     const spq_tensor *t = spq_ckpt_find(c, name);
@@ -125,9 +248,10 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int
                         (long long)t->shape[0], t->ndim > 1 ? "," : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
                         (long long)r, k ? "," : "", (long long)k);
     if (t->dtype == SPQ_CMPQ) /* its blob was checked by spq_ckpt_validate */
-        return linear ? 0 : spq_fail(e, c->path, "tensor %s: CMPQ is for linear projections only", name);
+        return linear & 1 ? 0 : spq_fail(e, c->path, "tensor %s: CMPQ is for linear projections only", name);
     if (!spq_dtype_size(t->dtype)) return spq_fail(e, c->path, "tensor %s has unknown dtype %d", name, t->dtype);
-    if (t->nbytes != spq_tensor_numel(t) * spq_dtype_size(t->dtype))
+    if (t->layout == SPQ_PANELS ? !(linear & 2) || t->nbytes != spq_panel_bytes(t->dtype, t->shape[0], t->shape[1])
+                                : t->nbytes != spq_tensor_numel(t) * spq_dtype_size(t->dtype))
         return spq_fail(e, c->path, "tensor %s: %zu bytes for %zu elements of %s", name, t->nbytes,
                         spq_tensor_numel(t), spq_dtype_name(t->dtype));
     if (!(t->scale > 0 && t->scale < 1e30f)) /* every dtype: 1 for floats, the step for codes */
@@ -180,14 +304,14 @@ int spq_ckpt_validate(const spq_ckpt *c, spq_err *e)
     char nm[96];
     if (expect(c, "model.embed_tokens.weight", p->vocab_size, D, 0, e)) return -1;
     if (expect(c, "model.norm.weight", D, 0, 0, e)) return -1;
-    if (!p->tied && expect(c, "lm_head.weight", p->vocab_size, D, 0, e)) return -1;
+    if (!p->tied && expect(c, "lm_head.weight", p->vocab_size, D, 2, e)) return -1;
     for (int l = 0; l < p->n_layers; l++) {
         static const char *fmt[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
         int64_t rows[] = {q, kv, kv, D, H, H, D}, cols[] = {D, D, D, q, D, D, H};
         for (int j = 0; j < 7; j++) {
             snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, fmt[j]);
-            if (expect(c, nm, rows[j], cols[j], 1, e)) return -1;
+            if (expect(c, nm, rows[j], cols[j], 3, e)) return -1;
         }
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
         if (expect(c, nm, D, 0, 0, e)) return -1;

@@ -34,10 +34,17 @@ typedef struct {
     float scale;        /* I8/FP8: real value = code * scale; 1 otherwise */
     float act_scale;    /* I8 linear: static activation scale; 0 = dynamic */
     int act_fmt;        /* fallback linears: activation format (SPQ_F32, SPQ_F16, SPQ_E4M3) */
+    int layout;         /* SPQ_ROWS, or SPQ_PANELS: a linear weight already in the kernels'
+                         * panel layout (spq_panel_bytes), used in place by the model */
     const void *data;
     size_t nbytes;
     void *owned;        /* freed with the checkpoint when non-NULL */
+    uint64_t hash;      /* .spq: the data's checksum as stored (checked by spq_ckpt_verify) */
 } spq_tensor;
+
+enum { SPQ_ROWS = 0, SPQ_PANELS = 1 };
+
+struct spq_verifier;
 
 typedef struct {
     spq_config cfg;
@@ -49,6 +56,7 @@ typedef struct {
     size_t map_sizes[64];
     int map_fds[64];    /* kept open: spq_ckpt_check compares the files' sizes with the maps */
     int n_maps;
+    struct spq_verifier *verify; /* .spq: the background check of the tensor checksums */
     char path[1024];
 } spq_ckpt;
 
@@ -64,23 +72,41 @@ spq_tensor *spq_ckpt_find(const spq_ckpt *c, const char *name);
  * -1 when the table is full. */
 int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n, int fd);
 /* -1 (naming the file) when a mapped file no longer has the size it had when mapped: reading
- * its tensors would fault. Cheap (one fstat per file): called between turns and chunks. */
+ * its tensors would fault, or when the background check has found a tensor whose data does
+ * not match its checksum. Cheap (one fstat per file): called between turns and chunks. */
 int spq_ckpt_check(const spq_ckpt *c, spq_err *e);
+/* Wait for the check of every tensor's checksum (started by spq_read); 0, or -1 naming the
+ * first corrupt tensor. 0 at once for checkpoints without stored checksums. */
+int spq_ckpt_verify(const spq_ckpt *c, spq_err *e);
 /* Release everything the checkpoint owns. */
 void spq_ckpt_free(spq_ckpt *c);
 /* Check names, shapes and dtypes against cfg; 0 or -1 with e set. */
 int spq_ckpt_validate(const spq_ckpt *c, spq_err *e);
-/* Fill the tensor's data as FP32 (any stored dtype); out has numel floats. */
-void spq_tensor_to_f32(const spq_tensor *t, float *out);
+/* Bytes of an N x K linear weight of dtype in the kernels' panel layout: INT8 panels then
+ * the 64-byte-aligned column sums (int32, N rounded up to 64), FP8 panels, F16/BF16/F32
+ * panels; 0 for a dtype the kernels read otherwise. */
+size_t spq_panel_bytes(int dtype, int64_t N, int64_t K);
+/* Write row-major 2-D t into out (spq_panel_bytes) in the panel layout. */
+void spq_tensor_pack(const spq_tensor *t, void *out);
+/* Fill the tensor's data as FP32 (any stored dtype and layout); out has numel floats; -1
+ * when out of memory (a panel-packed tensor is unpacked through a buffer). */
+int spq_tensor_to_f32(const spq_tensor *t, float *out);
 /* Number of elements of t. */
 size_t spq_tensor_numel(const spq_tensor *t);
 
-/* Read a .spq file (mmapped; tensor checksums verified). */
+/* Read a .spq file (mmapped). Version 1 files have their tensor checksums verified here;
+ * version 2 files have them checked by a background thread (spq_ckpt_check reports a
+ * mismatch, spq_ckpt_verify waits for it). */
 int spq_read(const char *path, spq_ckpt *c, spq_err *e);
-/* Write c to path atomically (temp file in the same folder, fsync, rename). */
+/* Write c to path atomically (temp file in the same folder, fsync, rename), linear weights
+ * in the panel layout (spq_panel_bytes), with XXH3 checksums. */
 int spq_write(const char *path, const spq_ckpt *c, spq_err *e);
-/* 64-bit checksum of n bytes (4 lanes of multiply-xor; ~10 GB/s). */
+/* 64-bit checksum of n bytes (4 lanes of multiply-xor): version 1 files. */
 uint64_t spq_hash64(const void *p, size_t n);
+/* XXH3-64 of n bytes: version 2 files. */
+uint64_t spq_hash_xxh3(const void *p, size_t n);
+/* Start the background check of every tensor's hash against XXH3 of its data (spq_read). */
+int spq_ckpt_verify_start(spq_ckpt *c);
 
 
 

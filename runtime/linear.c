@@ -14,6 +14,14 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
     int N = (int)t->shape[0], K = (int)t->shape[1];
     l->N = N; l->K = K; l->w_scale = t->scale; l->a_scale = t->act_scale; l->act_fmt = t->act_fmt;
     size_t nk = (size_t)N * K;
+    if (t->layout == SPQ_PANELS) { /* checked against spq_panel_bytes when read */
+        l->mapped = 1;
+        l->w = (void *)t->data;
+        l->kind = t->dtype;
+        if (t->dtype == SPQ_I8) l->wsum = (int32_t *)((char *)l->w + ((spq_pack_q8_size(N, K) + 63) & ~(size_t)63));
+        if (t->dtype == SPQ_F16 || t->dtype == SPQ_F32) l->w_scale = 1.0f;
+        return 0;
+    }
     switch (t->dtype) {
     case SPQ_CMPQ: /* weight-only: codes stay in the checkpoint's memory, tables expand to floats */
         l->kind = SPQ_CMPQ;
@@ -67,8 +75,10 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
 void spq_linear_free(spq_linear *l)
 {
     if (l->kind == SPQ_CMPQ && l->w) spq_cmpq_rt_free(l->w);
-    free(l->w);
-    free(l->wsum);
+    if (!l->mapped) {
+        free(l->w);
+        free(l->wsum);
+    }
     memset(l, 0, sizeof *l);
 }
 

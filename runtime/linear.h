@@ -12,6 +12,7 @@
  * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32. */
 typedef struct {
     int kind, N, K, act_fmt;
+    int mapped;     /* w (and wsum) point into the checkpoint (stored in panels): not freed */
     void *w;
     int32_t *wsum;
     float w_scale, a_scale;
@@ -27,7 +28,8 @@ typedef struct {
     float *tmax;    /* [n] scratch: each tensor's absmax */
 } spq_rows;
 
-/* Prepare one linear from a weight tensor (any stored dtype). */
+/* Prepare one linear from a weight tensor (any stored dtype): a tensor stored in the panel
+ * layout is used where it lies (the checkpoint must outlive the linear), others are packed. */
 int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
 void spq_linear_free(spq_linear *l);
 /* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K); rows

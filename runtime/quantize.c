@@ -168,8 +168,8 @@ static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, fl
     size_t n = spq_tensor_numel(t);
     float *f = malloc(4 * n);
     q.owned = malloc(n * (dtype == SPQ_F16 ? 2 : dtype == SPQ_F32 ? 4 : 1));
-    if (!f || !q.owned) { free(f); free(q.owned); return NULL; }
-    spq_tensor_to_f32(t, f);
+    q.layout = SPQ_ROWS;
+    if (!f || !q.owned || spq_tensor_to_f32(t, f)) { free(f); free(q.owned); return NULL; }
     const spq_kernels *k = spq_kern();
     float amax = k->absmax(f, n);
     q.dtype = dtype;
@@ -217,9 +217,8 @@ static spq_tensor *add_weight_only(spq_ckpt *d, const spq_tensor *t, const spq_p
     spq_tensor q = *t;
     float *f = malloc(sizeof(float) * (size_t)N * K);
     double *h = malloc(sizeof(double) * (size_t)K);
-    if (!f || !h) { free(f); free(h); spq_fail(e, d->path, "out of memory quantising %s", t->name); return NULL; }
-    spq_tensor_to_f32(t, f);
-    q.scale = 1.0f; q.act_scale = 0; q.act_fmt = 0;
+    if (!f || !h || spq_tensor_to_f32(t, f)) { free(f); free(h); spq_fail(e, d->path, "out of memory quantising %s", t->name); return NULL; }
+    q.scale = 1.0f; q.act_scale = 0; q.act_fmt = 0; q.layout = SPQ_ROWS;
     if (o->scheme == SPQ_SCHEME_RTN) {
         spq_rtn_rows(f, N, K, (int)o->bits);
         uint16_t *c = malloc(2 * (size_t)N * K);

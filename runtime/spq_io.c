@@ -2,14 +2,18 @@
  * checksums verified) and write (unnamed O_TMPFILE, fsync, link + rename: never a half file).
  *
  * Layout, all little-endian:
- *   0   magic "SPIKEQ\0\1"         8   u32 version (1)      12  u32 n_tensors
+ *   0   magic "SPIKEQ\0\1"         8   u32 version (2)      12  u32 n_tensors
  *   16  u64 file_size              24  u64 tok_off   32 u64 tok_size
  *   40  u64 plan_off  48 u64 plan_size                    56  u64 table_off  64 u64 table_size
  *   72  u64 data_off               80  config: 13 x i32, 5 x f32 (96 bytes reserved)
- *   176 u64 checksum of bytes 0..175                      184 reserved (header = 192 bytes)
+ *   176 u64 checksum of bytes 0..175
+ *   184 u64 XXH3 of the tokenizer, plan and table (version 1: 0)   (header = 192 bytes)
  *   tokenizer blob, plan JSON, tensor table, then 64-byte-aligned tensor data.
- * Table entry: u16 name_len, name, u8 dtype, u8 ndim, u8 act_fmt, u8 0, i64 shape[ndim],
- *   f32 scale, f32 act_scale, u64 offset, u64 nbytes, u64 checksum. */
+ * Table entry: u16 name_len, name, u8 dtype, u8 ndim, u8 act_fmt, u8 layout (version 1: 0),
+ *   i64 shape[ndim], f32 scale, f32 act_scale, u64 offset, u64 nbytes, u64 checksum (version 2:
+ *   XXH3-64, checked in the background; version 1: spq_hash64, checked on read).
+ * Version 2 stores the linear weights in the kernels' panel layout, so the model runs them
+ * from the mapped file: loading copies nothing and two processes share the pages. */
 #include "runtime/ckpt.h"
 
 #include <errno.h>
@@ -104,7 +108,10 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
     uint32_t ver = rd32(m + 8), nt = rd32(m + 12);
     uint64_t hsz = rd64(m + 16), tok_off = rd64(m + 24), tok_size = rd64(m + 32), plan_off = rd64(m + 40),
              plan_size = rd64(m + 48), tab_off = rd64(m + 56), tab_size = rd64(m + 64), data_off = rd64(m + 72);
-    if (ver != 1) { spq_ckpt_free(c); return spq_fail(e, path, "unsupported version %u", ver); }
+    if (ver != 1 && ver != 2) {
+        spq_ckpt_free(c);
+        return spq_fail(e, path, "unsupported .spq version %u (this spikeq reads versions 1 and 2): requantize it", ver);
+    }
     if (rd64(m + 176) != spq_hash64(m, 176) && !FUZZING) bad = "header checksum mismatch (corrupt header)";
     else if (hsz != fsz) bad = "file_size field differs from the file's size (truncated or appended)";
     else if (!in_file(tok_off, tok_size, HDR, fsz)) bad = "tokenizer offset/size out of range";
@@ -139,9 +146,10 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         if (nl == 0 || nl >= sizeof t.name || end - p < nl + 4) { bad = "tensor name length out of range"; break; }
         memcpy(t.name, p, nl);
         p += nl;
-        t.dtype = p[0]; t.ndim = p[1]; t.act_fmt = p[2];
+        t.dtype = p[0]; t.ndim = p[1]; t.act_fmt = p[2]; t.layout = p[3];
         p += 4;
         if (t.ndim < 1 || t.ndim > 4) { bad = "tensor ndim out of range"; break; }
+        if (t.layout != SPQ_ROWS && (ver == 1 || t.layout != SPQ_PANELS || t.ndim != 2)) { bad = "tensor layout out of range"; break; }
         if (!spq_dtype_size(t.dtype) && t.dtype != SPQ_CMPQ) { bad = "unknown tensor dtype"; break; }
         if (end - p < 8 * t.ndim + 32) { bad = "tensor table truncated"; break; }
         uint64_t numel = 1;
@@ -156,9 +164,11 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         memcpy(&t.act_scale, p + 4, 4);
         uint64_t off = rd64(p + 8), nb = rd64(p + 16), hash = rd64(p + 24);
         p += 32;
-        if (t.dtype == SPQ_CMPQ ? t.ndim != 2 || nb < 64 || nb > fsz : nb != numel * spq_dtype_size(t.dtype)) { bad = "tensor byte size does not match its shape and dtype"; break; }
+        size_t want = t.layout == SPQ_PANELS ? spq_panel_bytes(t.dtype, t.shape[0], t.shape[1]) : numel * spq_dtype_size(t.dtype);
+        if (t.dtype == SPQ_CMPQ ? t.layout || t.ndim != 2 || nb < 64 || nb > fsz : !want || nb != want) { bad = "tensor byte size does not match its shape and dtype"; break; }
         if (!in_file(off, nb, data_off, fsz) || off % 64) { bad = "tensor data offset out of range"; break; }
-        if (spq_hash64(m + off, nb) != hash && !FUZZING) {
+        t.hash = hash;
+        if (ver == 1 && spq_hash64(m + off, nb) != hash && !FUZZING) {
             spq_ckpt_free(c);
             return spq_fail(e, path, "tensor %s: checksum mismatch (corrupt data)", t.name);
         }
@@ -172,7 +182,15 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         spq_ckpt_free(c);
         return spq_fail(e, path, "%s", msg);
     }
-    return spq_ckpt_validate(c, e) ? (spq_ckpt_free(c), -1) : 0;
+    if (spq_ckpt_validate(c, e)) { spq_ckpt_free(c); return -1; }
+    /* after the checks that name what is wrong: a change they cannot see (a name, a scale,
+     * a tokenizer piece) still differs from the sections' checksum */
+    if (ver == 2 && !FUZZING && rd64(m + 184) != spq_hash_xxh3(m + HDR, tab_off + tab_size - HDR)) {
+        spq_ckpt_free(c);
+        return spq_fail(e, path, "checksum mismatch in the tokenizer, plan or tensor table (corrupt file)");
+    }
+    if (ver == 2 && !FUZZING && spq_ckpt_verify_start(c)) { spq_ckpt_free(c); return spq_fail(e, path, "cannot start the checksum thread"); }
+    return 0;
 }
 
 /* ---- writing ---- */
@@ -186,6 +204,25 @@ static int pad_to(FILE *f, uint64_t *pos, uint64_t align)
 }
 
 static size_t entry_size(const spq_tensor *t) { return 2 + strlen(t->name) + 4 + 8 * (size_t)t->ndim + 32; }
+
+/* Is t stored in the panel layout? The linears the model applies (projections, an untied
+ * head) whose dtype the kernels read as it is; embeddings, norms, BF16 (widened at load) and
+ * E5M2 (widened to F16) stay in rows. */
+static int store_panels(const spq_tensor *t)
+{
+    size_t n = strlen(t->name);
+    int linear = (n > 12 && !strcmp(t->name + n - 12, "_proj.weight")) || !strcmp(t->name, "lm_head.weight");
+    return t->layout == SPQ_PANELS ||
+           (linear && t->ndim == 2 && t->dtype != SPQ_BF16 && spq_panel_bytes(t->dtype, t->shape[0], t->shape[1]));
+}
+
+/* Is t in rows in memory and to be packed into panels as it is written? */
+static int to_pack(const spq_tensor *t) { return t->layout == SPQ_ROWS && store_panels(t); }
+
+static size_t stored_bytes(const spq_tensor *t)
+{
+    return to_pack(t) ? spq_panel_bytes(t->dtype, t->shape[0], t->shape[1]) : t->nbytes;
+}
 
 static int write_file(const char *path, const spq_ckpt *c, spq_err *e);
 
@@ -207,6 +244,7 @@ int spq_write(const char *path, const spq_ckpt *c, spq_err *e)
 static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
 {
     if (spq_ckpt_validate(c, e)) return -1;
+    if (c->n <= 0) return spq_fail(e, path, "no tensors to write");
     /* An unnamed file (O_TMPFILE) in the target's directory: if the process dies mid-write
      * (kill -9, or SIGBUS from a source file truncated under its mapping) nothing is left
      * behind. Where the filesystem lacks O_TMPFILE, a named temp file removed on every error. */
@@ -234,37 +272,69 @@ static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
     for (int i = 0; i < c->n; i++) tab_size += entry_size(&c->t[i]);
     uint64_t tok_off = HDR, plan_off = tok_off + tok_size, tab_off = plan_off + plan_size;
     uint64_t data_off = (tab_off + tab_size + 63) & ~63ull, pos = data_off;
-    if (c->n <= 0) { fclose(f); if (named) unlink(tmp); return spq_fail(e, path, "no tensors to write"); }
-    uint64_t *offs = malloc(sizeof *offs * (unsigned)c->n);
+    uint64_t *offs = malloc(sizeof *offs * (unsigned)c->n), *hash = malloc(sizeof *hash * (unsigned)c->n);
+    uint8_t *meta = malloc(tab_off + tab_size - HDR);
+    size_t maxp = 0;
     for (int i = 0; i < c->n; i++) {
         offs[i] = pos;
-        pos = (pos + c->t[i].nbytes + 63) & ~63ull;
+        size_t sb = stored_bytes(&c->t[i]);
+        pos = (pos + sb + 63) & ~63ull;
+        if (to_pack(&c->t[i]) && sb > maxp) maxp = sb;
     }
-    uint64_t fsz = c->n ? offs[c->n - 1] + c->t[c->n - 1].nbytes : data_off;
-    uint8_t h[HDR] = {0};
-    memcpy(h, MAGIC, 8);
-    uint32_t ver = 1, nt = (uint32_t)c->n;
-    memcpy(h + 8, &ver, 4);
-    memcpy(h + 12, &nt, 4);
-    uint64_t f8[8] = {fsz, tok_off, tok_size, plan_off, plan_size, tab_off, tab_size, data_off};
-    memcpy(h + 16, f8, sizeof f8);
-    cfg_put(h + 80, &c->cfg);
-    uint64_t hh = spq_hash64(h, 176);
-    memcpy(h + 176, &hh, 8);
-    int rc = put(f, h, HDR) || (tok_size && put(f, tokb, tok_size)) || (plan_size && put(f, c->plan_json, plan_size));
+    /* one tensor at a time is packed here: the buffer is the largest packed tensor */
+    void *pk = maxp ? aligned_alloc(64, (maxp + 63) & ~(size_t)63) : NULL;
+    int rc = !offs || !hash || !meta || (maxp && !pk) ? -1 : 0;
+    uint64_t fsz = offs ? offs[c->n - 1] + stored_bytes(&c->t[c->n - 1]) : 0;
+    /* data first (its checksums go into the table), then the sections before it */
+    pos = data_off;
+    if (!rc) rc = fseeko(f, (off_t)data_off, SEEK_SET);
+    for (int i = 0; i < c->n && !rc; i++) {
+        const spq_tensor *t = &c->t[i];
+        const void *d = t->data;
+        size_t nb = stored_bytes(t);
+        if (to_pack(t)) { spq_tensor_pack(t, pk); d = pk; }
+        hash[i] = spq_hash_xxh3(d, nb);
+        rc = pad_to(f, &pos, 64) || put(f, d, nb) || ((pos += nb), 0);
+    }
+    uint8_t *q = meta;
+    if (!rc) {
+        if (tok_size) memcpy(q, tokb, tok_size);
+        q += tok_size;
+        if (plan_size) memcpy(q, c->plan_json, plan_size);
+        q += plan_size;
+    }
     for (int i = 0; i < c->n && !rc; i++) {
         const spq_tensor *t = &c->t[i];
         uint16_t nl = (uint16_t)strlen(t->name);
-        uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)t->ndim, (uint8_t)t->act_fmt, 0};
-        uint64_t tail[3] = {offs[i], t->nbytes, spq_hash64(t->data, t->nbytes)};
-        rc = put(f, &nl, 2) || put(f, t->name, nl) || put(f, b4, 4) || put(f, t->shape, 8 * (size_t)t->ndim) ||
-             put(f, &t->scale, 4) || put(f, &t->act_scale, 4) || put(f, tail, sizeof tail);
+        uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)t->ndim, (uint8_t)t->act_fmt, (uint8_t)(store_panels(t) ? SPQ_PANELS : SPQ_ROWS)};
+        uint64_t tail[3] = {offs[i], stored_bytes(t), hash[i]};
+        memcpy(q, &nl, 2); q += 2;
+        memcpy(q, t->name, nl); q += nl;
+        memcpy(q, b4, 4); q += 4;
+        memcpy(q, t->shape, 8 * (size_t)t->ndim); q += 8 * (size_t)t->ndim;
+        memcpy(q, &t->scale, 4); q += 4;
+        memcpy(q, &t->act_scale, 4); q += 4;
+        memcpy(q, tail, sizeof tail); q += sizeof tail;
     }
-    pos = tab_off + tab_size;
-    for (int i = 0; i < c->n && !rc; i++)
-        rc = pad_to(f, &pos, 64) || put(f, c->t[i].data, c->t[i].nbytes) || ((pos += c->t[i].nbytes), 0);
+    if (!rc) {
+        uint8_t h[HDR] = {0};
+        memcpy(h, MAGIC, 8);
+        uint32_t ver = 2, nt = (uint32_t)c->n;
+        memcpy(h + 8, &ver, 4);
+        memcpy(h + 12, &nt, 4);
+        uint64_t f8[8] = {fsz, tok_off, tok_size, plan_off, plan_size, tab_off, tab_size, data_off};
+        memcpy(h + 16, f8, sizeof f8);
+        cfg_put(h + 80, &c->cfg);
+        uint64_t hh = spq_hash64(h, 176), mh = spq_hash_xxh3(meta, tab_off + tab_size - HDR);
+        memcpy(h + 176, &hh, 8);
+        memcpy(h + 184, &mh, 8);
+        rc = fseeko(f, 0, SEEK_SET) || put(f, h, HDR) || put(f, meta, tab_off + tab_size - HDR);
+    }
     free(tokb);
     free(offs);
+    free(hash);
+    free(meta);
+    free(pk);
     if (!rc) rc = fflush(f) || fsync(fileno(f));
     int err = errno;
     if (!rc && !named) { /* give the complete file a temporary name, then rename it over path */

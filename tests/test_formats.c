@@ -249,10 +249,53 @@ static void spit(const char *p, const void *b, size_t n)
     fclose(f);
 }
 
+/* Version 1 files (linears in rows, packed at load) still read; written again they become
+ * version 2 (linears in panels, run from the mapped file) with bit-identical logits. */
+static void test_spq_versions(void **st)
+{
+    (void)st;
+    const char *v1 = "tests/fixtures/stories260K-w8a8-v1.spq", *v2 = "/tmp/spq_v2_test.spq";
+    spq_ckpt a, b;
+    spq_err e;
+    assert_int_equal(spq_open(v1, &a, &e), 0);
+    assert_int_equal(spq_write(v2, &a, &e), 0);
+    assert_int_equal(spq_open(v2, &b, &e), 0);
+    assert_int_equal(spq_ckpt_verify(&b, &e), 0);
+    int panels = 0;
+    for (int i = 0; i < b.n; i++) {
+        assert_int_equal(a.t[i].layout, SPQ_ROWS);
+        panels += b.t[i].layout == SPQ_PANELS;
+        if (b.t[i].layout == SPQ_PANELS) { /* unpacked again, the same values */
+            size_t n = spq_tensor_numel(&a.t[i]);
+            float *x = malloc(4 * n), *y = malloc(4 * n);
+            assert_int_equal(spq_tensor_to_f32(&a.t[i], x), 0);
+            assert_int_equal(spq_tensor_to_f32(&b.t[i], y), 0);
+            assert_memory_equal(x, y, 4 * n);
+            free(x); free(y);
+        }
+    }
+    assert_int_equal(panels, 7 * a.cfg.n_layers); /* every projection; the head is the tied embedding */
+    int ids[] = {1, 100, 200, 300, 50, 7, 400, 2};
+    float *la = run_logits(&a, ids, 8, 0), *lb = run_logits(&b, ids, 8, 0);
+    assert_memory_equal(la, lb, sizeof(float) * 8 * (size_t)a.cfg.vocab_size);
+    free(la); free(lb);
+    spq_ckpt_free(&a);
+    spq_ckpt_free(&b);
+    /* a version this build does not know */
+    uint8_t *m;
+    size_t n = slurp(v2, &m);
+    m[8] = 3;
+    spit(v2, m, n);
+    assert_int_not_equal(spq_open(v2, &a, &e), 0);
+    assert_non_null(strstr(e.msg, "unsupported .spq version 3"));
+    free(m);
+    unlink(v2);
+}
+
 static void test_bad_spq(void **st)
 {
     (void)st;
-    spq_ckpt c;
+    spq_ckpt c, c2;
     spq_err e;
     tiny_model(&c, 32, 48, 1, 2, 1, 20, 0);
     const char *good = "/tmp/spq_bad_good.spq", *bad = "/tmp/spq_bad.spq";
@@ -302,8 +345,16 @@ static void test_bad_spq(void **st)
     memcpy(m, b, n); memcpy(m + eoff - 8, &nan, 4); spit(bad, m, n); expect_fail(bad, "scale");
     /* wrong dtype for a tensor: byte size no longer matches */
     memcpy(m, b, n); m[tab_off + 2 + nl] = SPQ_F16; spit(bad, m, n); expect_fail(bad, "byte size");
-    /* flipped data byte */
-    memcpy(m, b, n); m[data_off + 3] ^= 0x40; spit(bad, m, n); expect_fail(bad, "checksum");
+    /* flipped data byte: reads, and the background check names the tensor */
+    memcpy(m, b, n); m[data_off + 3] ^= 0x40; spit(bad, m, n);
+    assert_int_equal(spq_open(bad, &c2, &e), 0);
+    assert_int_equal(spq_ckpt_verify(&c2, &e), -1);
+    assert_non_null(strstr(e.msg, "checksum mismatch (corrupt data)"));
+    assert_int_equal(spq_ckpt_check(&c2, &e), -1); /* and so does the check between turns */
+    assert_non_null(strstr(e.msg, bad));
+    spq_ckpt_free(&c2);
+    /* a change the structural checks cannot see: the sections' checksum */
+    memcpy(m, b, n); m[eoff - 8] ^= 0x01; spit(bad, m, n); expect_fail(bad, "tensor table (corrupt file)"); /* a scale's last bit */
     free(m); free(b);
     unlink(bad); unlink(good);
     /* duplicated tensor names and shape mismatches are refused before writing */
@@ -324,6 +375,7 @@ static void test_size_change(void **st)
     spq_ckpt c;
     spq_err e;
     assert_int_equal(spq_open(p, &c, &e), 0);
+    assert_int_equal(spq_ckpt_verify(&c, &e), 0);
     assert_int_equal(spq_ckpt_check(&c, &e), 0);
     assert_int_equal(truncate(p, 100), 0);
     assert_int_equal(spq_ckpt_check(&c, &e), -1);
@@ -399,6 +451,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hf_matches_transformers),
         cmocka_unit_test(test_gguf_matches_hf),
+        cmocka_unit_test(test_spq_versions),
         cmocka_unit_test(test_bad_spq),
         cmocka_unit_test(test_size_change),
         cmocka_unit_test(test_bad_hf),

@@ -54,6 +54,18 @@ void open_ckpt(const char *path, spq_ckpt *c)
     if (spq_open(path, c, &e)) die_err(&e);
 }
 
+void verify_ckpt(const spq_ckpt *c)
+{
+    spq_err e;
+    if (spq_ckpt_verify(c, &e)) die_err(&e);
+}
+
+void close_ckpt(spq_ckpt *c)
+{
+    verify_ckpt(c);
+    spq_ckpt_free(c);
+}
+
 int set_threads(int n)
 {
 #ifdef _OPENMP

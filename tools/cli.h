@@ -15,6 +15,12 @@ long arg_int(const char *flag, const char *v, long lo, long hi);
 double arg_float(const char *flag, const char *v);
 /* Open a model file/dir (any format) or die. */
 void open_ckpt(const char *path, spq_ckpt *c);
+/* Wait for the check of the model's checksums (running since open_ckpt) and die naming a
+ * corrupt tensor; then free it. What a command printed from a corrupt file is disowned by
+ * the error and a non-zero exit. */
+void close_ckpt(spq_ckpt *c);
+/* Die unless every tensor of c matches its checksum: before writing anything made from c. */
+void verify_ckpt(const spq_ckpt *c);
 /* Set OpenMP threads (<= 0: all cores; more than the cores: the cores, with a warning);
  * returns the count in effect. */
 int set_threads(int n);

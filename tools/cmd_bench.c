@@ -443,6 +443,7 @@ int cmd_bench(int argc, char **argv)
         if (spike_layers) snprintf(plan + strlen(plan), sizeof plan - strlen(plan), "%d", spike_layers);
     } else {
         open_ckpt(path, &c);
+        verify_ckpt(&c); /* before timing: the check would share the cores and the memory bus */
         snprintf(model_name, sizeof model_name, "%s", path);
         snprintf(plan, sizeof plan, "%s", c.plan_json ? "w8a8 (+plan)" : "as stored");
     }
@@ -469,7 +470,7 @@ int cmd_bench(int argc, char **argv)
         bench_batch(&m, &c, model_name, plan, ts, nt, bs, nb, tg, reps, roofline, fmt);
         free(bs); free(ts);
         spq_model_free(&m);
-        spq_ckpt_free(&c);
+        close_ckpt(&c);
         return 0;
     }
     int npf = 1, *pfs = pflist ? parse_list("--prefetch", pflist, 0, 1 << 20, &npf) : NULL;
@@ -494,6 +495,6 @@ int cmd_bench(int argc, char **argv)
     free(ids); free(ts); free(pfs);
     spq_state_free(&s);
     spq_model_free(&m);
-    spq_ckpt_free(&c);
+    close_ckpt(&c);
     return 0;
 }

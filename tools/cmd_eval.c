@@ -295,6 +295,6 @@ int cmd_eval(int argc, char **argv)
     for (int i = 0; i < nt; i++) ev_task_free(&ts[i]);
     free(ts); free(res); free(names); free(items.p);
     spq_model_free(&m);
-    spq_ckpt_free(&c);
+    close_ckpt(&c);
     return 0;
 }

@@ -95,10 +95,14 @@ static void print_cmpq(const spq_ckpt *c, int verbose)
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
-    int verbose = 0;
+    int verbose = 0, verify = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h")) { puts("usage: spikeq info MODEL [-v]   (-v: every tensor)"); return 0; }
+        if (!strcmp(argv[i], "-h")) {
+            puts("usage: spikeq info MODEL [-v] [--verify]   (-v: every tensor; --verify: check every tensor's checksum)");
+            return 0;
+        }
         else if (!strcmp(argv[i], "-v")) verbose = 1;
+        else if (!strcmp(argv[i], "--verify")) verify = 1;
         else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
         else if (argv[i][0] == '-') die("info: unknown option %s", argv[i]);
         else path = argv[i];
@@ -149,7 +153,13 @@ int cmd_info(int argc, char **argv)
     }
     if (c.plan_json) print_plan(c.plan_json, verbose);
     print_cmpq(&c, verbose);
-    spq_ckpt_free(&c);
+    if (verify) {
+        if (!c.verify) die("%s: --verify: the format stores no checksums (only .spq files do)", path);
+        double t0 = now_s();
+        verify_ckpt(&c);
+        printf("checksums  %d tensors match (XXH3-64, %.2f s)\n", c.n, now_s() - t0);
+    }
+    spq_ckpt_free(&c); /* info reads no weights: the background check is stopped */
     return 0;
 }
 
@@ -189,8 +199,7 @@ int cmd_convert(int argc, char **argv)
         if (t->dtype == want) continue;
         size_t n = spq_tensor_numel(t);
         float *f = malloc(4 * n);
-        if (!f) die("out of memory");
-        spq_tensor_to_f32(t, f);
+        if (!f || spq_tensor_to_f32(t, f)) die("out of memory");
         if (want == SPQ_F16) {
             uint16_t *h = (uint16_t *)f; /* in place: each half is written after its float is read */
             for (size_t j = 0; j < n; j++) h[j] = spq_f32_to_f16(f[j]);
@@ -199,9 +208,11 @@ int cmd_convert(int argc, char **argv)
         t->owned = f;
         t->data = f;
         t->dtype = want;
+        t->layout = SPQ_ROWS;
         t->nbytes = n * spq_dtype_size(want);
         t->scale = 1.0f;
     }
+    verify_ckpt(&c);
     if (spq_write(out, &c, &e)) die_err(&e);
     fprintf(stderr, "spikeq: wrote %s (%d tensors)\n", out, c.n);
     spq_ckpt_free(&c);
@@ -274,6 +285,6 @@ int cmd_logits(int argc, char **argv)
     free(best); free(ids);
     spq_state_free(&s);
     spq_model_free(&m);
-    spq_ckpt_free(&c);
+    close_ckpt(&c);
     return 0;
 }

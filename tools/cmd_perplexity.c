@@ -48,7 +48,7 @@ static void runner_close(runner *r)
 {
     spq_state_free(&r->s);
     spq_model_free(&r->m);
-    spq_ckpt_free(&r->c);
+    close_ckpt(&r->c);
 }
 
 /* KL(P_b || P_q) = sum_v p_b(v) (log p_b(v) - log p_q(v)) with log p = logit - lse;

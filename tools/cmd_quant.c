@@ -156,7 +156,7 @@ int cmd_profile(int argc, char **argv)
     if (svg) write_svg(svg, &prof);
     free(fb);
     spq_profile_free(&prof);
-    spq_ckpt_free(&c);
+    close_ckpt(&c);
     return 0;
 }
 
@@ -251,6 +251,7 @@ int cmd_quantize(int argc, char **argv)
     spq_ckpt c, q;
     spq_err e;
     open_ckpt(in, &c);
+    verify_ckpt(&c); /* before hours of profiling, and before writing anything made from it */
     if (spq_ckpt_validate(&c, &e)) die_err(&e);
     if (qo.scheme == SPQ_SCHEME_CMPQ) /* refuse an impossible budget before profiling */
         for (int i = 0; i < c.n; i++) {
@@ -296,6 +297,6 @@ int cmd_quantize(int argc, char **argv)
     spq_quantized_free(&q);
     free(fb);
     if (have_prof) spq_profile_free(&prof);
-    spq_ckpt_free(&c);
+    close_ckpt(&c);
     return 0;
 }

@@ -51,7 +51,7 @@ int cmd_tokenize(int argc, char **argv)
     for (long i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     printf("\n");
     free(ids); free(buf);
-    spq_ckpt_free(&c);
+    close_ckpt(&c);
     return 0;
 }
 
@@ -242,6 +242,7 @@ int cmd_generate(int argc, char **argv)
         }
         fputc('\n', stderr);
     }
+    if (spikeq_model_verify(g.model, err, sizeof err)) die("%s", err);
     fprintf(stderr, "\nspikeq: load time %.2f ms\n", t_load * 1e3);
     fprintf(stderr, "spikeq: prompt eval: %ld tokens, %.2f ms, %.2f tokens/s\n", g.n_prompt, g.t_prompt * 1e3,
             g.t_prompt > 0 ? (double)g.n_prompt / g.t_prompt : 0);

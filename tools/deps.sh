@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh [cross] — install the Debian packages spikeq needs, only when something is missing.
-# Native: libgomp (gcc), libsleef-dev, libcjson-dev, libcmocka-dev, libpcre2-dev.
+# Native: libgomp (gcc), libsleef-dev, libcjson-dev, libcmocka-dev, libpcre2-dev, libxxhash-dev.
 # aarch64 cross tests: gcc-aarch64-linux-gnu, qemu-user and the arm64 multiarch -dev libs.
 # fuzz: clang with libFuzzer (libclang-rt-14-dev) and LLVM's OpenMP (libomp-dev).
 set -e
@@ -10,6 +10,7 @@ has_hdr sleef.h || need="$need libsleef-dev"
 has_hdr cjson/cJSON.h || need="$need libcjson-dev"
 has_hdr cmocka.h || need="$need libcmocka-dev"
 has_hdr pcre2.h || need="$need libpcre2-dev"
+has_hdr xxhash.h || need="$need libxxhash-dev"
 if [ "${1:-}" = fuzz ]; then
   command -v clang >/dev/null || need="$need clang"
   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need="$need libclang-rt-dev"
@@ -23,6 +24,7 @@ if [ "${1:-}" = cross ]; then
   [ -f /usr/lib/aarch64-linux-gnu/libcjson.so ] || arm="$arm libcjson-dev:arm64"
   [ -f /usr/lib/aarch64-linux-gnu/libcmocka.so ] || arm="$arm libcmocka-dev:arm64"
   [ -f /usr/lib/aarch64-linux-gnu/libpcre2-8.so ] || arm="$arm libpcre2-dev:arm64"
+  [ -f /usr/lib/aarch64-linux-gnu/libxxhash.so ] || arm="$arm libxxhash-dev:arm64"
   if [ -n "$arm" ]; then
     dpkg --print-foreign-architectures | grep -q arm64 || { dpkg --add-architecture arm64; upd=1; }
     need="$need $arm"
