@@ -163,6 +163,7 @@ const spq_kernels *spq_kernels_neonplain(void); /* any ARMv8 NEON */
 float spq_f16_to_f32(uint16_t h);
 uint16_t spq_f32_to_f16(float f); /* round to nearest even, saturating to inf */
 float spq_bf16_to_f32(uint16_t h);
+uint16_t spq_f32_to_bf16(float f); /* round to nearest even */
 float spq_e4m3_to_f32(uint8_t c); /* OCP FP8 E4M3 (max 448, 0x7f/0xff NaN) */
 uint8_t spq_f32_to_e4m3(float f); /* RNE, saturating to +-448 */
 float spq_e5m2_to_f32(uint8_t c);

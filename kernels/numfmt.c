@@ -34,6 +34,14 @@ uint16_t spq_f32_to_f16(float f)
 
 float spq_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
 
+uint16_t spq_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);          /* round to nearest even */
+}
+
 /* Minifloats: value = (-1)^s * 2^(e-bias) * (1 + m/2^mb), subnormal for e = 0. */
 static float mini_to_f32(uint8_t c, int mb, int bias)
 {

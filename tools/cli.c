@@ -47,6 +47,20 @@ double arg_float(const char *flag, const char *v)
     return x;
 }
 
+static const model_shape SHAPES[] = {
+    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f, 0},
+    {"llama2-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f, 0},
+    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0f, 1},
+    {"mistral-7b", 4096, 14336, 32, 32, 8, 32000, 32768, 1000000.0f, 0},
+};
+
+const model_shape *find_shape(const char *flag, const char *name)
+{
+    for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
+        if (!strcmp(SHAPES[i].name, name)) return &SHAPES[i];
+    die("%s: unknown shape '%s' (tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b)", flag, name);
+}
+
 void open_ckpt(const char *path, spq_ckpt *c)
 {
     spq_err e;

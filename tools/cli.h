@@ -13,6 +13,15 @@ void die_err(const spq_err *e) __attribute__((noreturn));
 long arg_int(const char *flag, const char *v, long lo, long hi);
 /* Parse a float flag value or die. */
 double arg_float(const char *flag, const char *v);
+/* The shapes of real models, for random-weight checkpoints (synth, bench --synthetic). */
+typedef struct {
+    const char *name;
+    int dim, hidden, layers, heads, kv, vocab, ctx;
+    float theta;
+    int rope_llama3; /* LLaMA-3.1 frequency scaling: factor 8, low 1, high 4, original context 8192 */
+} model_shape;
+/* The shape called name, or die naming flag and the known shapes. */
+const model_shape *find_shape(const char *flag, const char *name);
 /* Open a model file/dir (any format) or die. */
 void open_ckpt(const char *path, spq_ckpt *c);
 /* Wait for the check of the model's checksums (running since open_ckpt) and die naming a
@@ -48,5 +57,6 @@ int cmd_profile(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 #endif

@@ -22,14 +22,6 @@
 #include "runtime/cmpq.h"
 #include "tools/cli.h"
 
-typedef struct { const char *name; int dim, hidden, layers, heads, kv, vocab, ctx; float theta; } shape;
-static const shape SHAPES[] = {
-    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f},
-    {"llama2-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f},
-    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0f},
-    {"mistral-7b", 4096, 14336, 32, 32, 8, 32000, 32768, 1000000.0f},
-};
-
 static uint64_t rng = 0x853c49e6748fea9bull;
 static uint8_t rbyte(void)
 {
@@ -114,7 +106,7 @@ static void add_cmpq(spq_ckpt *c, const char *name, int N, int K, double bits)
 }
 
 /* scheme: f32, f16, w8a8, cmpq (at bits); spike_layers down_proj layers in FP16 (or FP8 with spike_fp8) */
-static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *scheme, double bits, int spike_layers,
+static void synthetic(spq_ckpt *c, const model_shape *s, int layers, const char *scheme, double bits, int spike_layers,
                       int spike_fp8)
 {
     memset(c, 0, sizeof *c);
@@ -123,6 +115,8 @@ static void synthetic(spq_ckpt *c, const shape *s, int layers, const char *schem
     p->dim = s->dim; p->hidden_dim = s->hidden; p->n_layers = layers; p->n_heads = s->heads; p->n_kv_heads = s->kv;
     p->head_dim = s->dim / s->heads; p->vocab_size = s->vocab; p->max_seq = s->ctx; p->bos_id = 1; p->eos_id = 2;
     p->norm_eps = 1e-5f; p->rope_theta = s->theta;
+    p->rope_type = s->rope_llama3; p->rope_factor = 8.0f; p->rope_low_freq = 1.0f; p->rope_high_freq = 4.0f;
+    p->rope_orig_ctx = 8192;
     int lin = !strcmp(scheme, "w8a8") || !strcmp(scheme, "cmpq") ? SPQ_I8 : !strcmp(scheme, "f16") ? SPQ_F16 : SPQ_F32;
     int kv = s->kv * p->head_dim;
     char nm[96];
@@ -431,9 +425,7 @@ int cmd_bench(int argc, char **argv)
     spq_ckpt c;
     char model_name[128], plan[64];
     if (syn) {
-        const shape *s = NULL;
-        for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++) if (!strcmp(SHAPES[i].name, syn)) s = &SHAPES[i];
-        if (!s) die("--synthetic: unknown shape '%s' (tinyllama-1.1b, llama2-7b, llama3-8b, mistral-7b)", syn);
+        const model_shape *s = find_shape("--synthetic", syn);
         int L = layers && layers < s->layers ? layers : s->layers;
         synthetic(&c, s, L, scheme, bits, spike_layers, spike_fp8);
         if (L < s->layers) snprintf(model_name, sizeof model_name, "%s (random, %d of %d layers)", s->name, L, s->layers);

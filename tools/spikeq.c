@@ -22,6 +22,7 @@ static const struct {
     {"info", "print config, tensors and plan of a model", cmd_info},
     {"logits", "top-K logits for a token sequence", cmd_logits},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
+    {"synth", "write a random-weight HF checkpoint of a real model's shape", cmd_synth},
 };
 
 static void usage(FILE *f)
