@@ -78,20 +78,25 @@ static void gemm_q8(int M, int N, int kp, int n0, int n1, const int8_t *x, const
     }
 }
 
-INL __m256 ld_w(const void *w, size_t off, int elem)
+/* Float weight formats: WF32, WF16 (IEEE half), WBF16 (bfloat16: the top half of an FP32). */
+enum { WF32, WF16, WBF16 };
+
+INL __m256 ld_w(const void *w, size_t off, int wf)
 {
-    if (elem == 4) return _mm256_loadu_ps((const float *)w + off);
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + off)));
+    if (wf == WF32) return _mm256_loadu_ps((const float *)w + off);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + off));
+    if (wf == WF16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-INL void f_tile(const int MR, int N, int K, int n, int m, const float *x, const void *w, int elem,
+INL void f_tile(const int MR, int N, int K, int n, int m, const float *x, const void *w, int wf,
                 float *y, int ldy)
 {
     __m256 acc[4][2];
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     size_t base = (size_t)(n / SPQ_NR) * K * SPQ_NR;
     for (int k = 0; k < K; k++) {
-        __m256 w0 = ld_w(w, base + (size_t)k * 16, elem), w1 = ld_w(w, base + (size_t)k * 16 + 8, elem);
+        __m256 w0 = ld_w(w, base + (size_t)k * 16, wf), w1 = ld_w(w, base + (size_t)k * 16 + 8, wf);
         for (int i = 0; i < MR; i++) {
             __m256 xb = _mm256_set1_ps(x[(size_t)(m + i) * K + k]);
             acc[i][0] = _mm256_fmadd_ps(xb, w0, acc[i][0]);
@@ -105,16 +110,16 @@ INL void f_tile(const int MR, int N, int K, int n, int m, const float *x, const 
     }
 }
 
-static void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const void *w, int elem,
-                    float *y, int ldy)
+INL void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const void *w, int wf,
+                 float *y, int ldy)
 {
     for (int n = n0; n < n1; n += 16) {
         int m = 0;
-        for (; m + 4 <= M; m += 4) f_tile(4, N, K, n, m, x, w, elem, y, ldy);
+        for (; m + 4 <= M; m += 4) f_tile(4, N, K, n, m, x, w, wf, y, ldy);
         switch (M - m) {
-        case 3: f_tile(3, N, K, n, m, x, w, elem, y, ldy); break;
-        case 2: f_tile(2, N, K, n, m, x, w, elem, y, ldy); break;
-        case 1: f_tile(1, N, K, n, m, x, w, elem, y, ldy); break;
+        case 3: f_tile(3, N, K, n, m, x, w, wf, y, ldy); break;
+        case 2: f_tile(2, N, K, n, m, x, w, wf, y, ldy); break;
+        case 1: f_tile(1, N, K, n, m, x, w, wf, y, ldy); break;
         default: break;
         }
     }
@@ -122,13 +127,19 @@ static void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const v
 
 static void gemm_f32(int M, int N, int K, int n0, int n1, const float *x, const float *w, float *y, int ldy)
 {
-    gemm_fw(M, N, K, n0, n1, x, w, 4, y, ldy);
+    gemm_fw(M, N, K, n0, n1, x, w, WF32, y, ldy);
 }
 
 static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, float *y,
                      int ldy)
 {
-    gemm_fw(M, N, K, n0, n1, x, w, 2, y, ldy);
+    gemm_fw(M, N, K, n0, n1, x, w, WF16, y, ldy);
+}
+
+static void gemm_bf16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, float *y,
+                      int ldy)
+{
+    gemm_fw(M, N, K, n0, n1, x, w, WBF16, y, ldy);
 }
 
 /* See avx512.c: byte j of each lane -> f32 bits, times 2^120. */
@@ -348,6 +359,7 @@ static const spq_kernels table = {
     .gemm_q8 = gemm_q8,
     .gemm_f32 = gemm_f32,
     .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
     .gemm_e4m3 = gemm_e4m3,
     .absmax = absmax,
     .quant_i8 = quant_i8,
@@ -459,6 +471,7 @@ static const spq_kernels table_vnni = {
     .gemm_q8 = gemm_q8_vnni,
     .gemm_f32 = gemm_f32,
     .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
     .gemm_e4m3 = gemm_e4m3,
     .absmax = absmax,
     .quant_i8 = quant_i8,

@@ -137,9 +137,16 @@ INL __m512 ld_f16(const void *p, size_t off)
 {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + off)));
 }
+/* bfloat16 is the top half of an FP32: widening is a shift */
+INL __m512 ld_bf16(const void *p, size_t off)
+{
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + off));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+enum { WF32, WF16, WBF16 }; /* float weight formats */
 
 INL void f_tile(const int MR, const int NP, int N, int K, int n, int m, const float *x,
-                const void *w, int elem, float *y, int ldy)
+                const void *w, int wf, float *y, int ldy)
 {
     __m512 acc[4][4];
     for (int i = 0; i < MR; i++)
@@ -149,8 +156,9 @@ INL void f_tile(const int MR, const int NP, int N, int K, int n, int m, const fl
     for (int k = 0; k < K; k++) {
         __m512 wv[4];
         for (int p = 0; p < NP; p++)
-            wv[p] = elem == 4 ? ld_f32(w, base + p * ps + (size_t)k * 16)
-                              : ld_f16(w, base + p * ps + (size_t)k * 16);
+            wv[p] = wf == WF32   ? ld_f32(w, base + p * ps + (size_t)k * 16)
+                  : wf == WF16   ? ld_f16(w, base + p * ps + (size_t)k * 16)
+                                 : ld_bf16(w, base + p * ps + (size_t)k * 16);
         for (int i = 0; i < MR; i++) {
             __m512 xb = _mm512_set1_ps(xr[(size_t)i * K + k]);
             for (int p = 0; p < NP; p++) acc[i][p] = _mm512_fmadd_ps(xb, wv[p], acc[i][p]);
@@ -162,8 +170,9 @@ INL void f_tile(const int MR, const int NP, int N, int K, int n, int m, const fl
                                   acc[i][p]);
 }
 
-#define F_TILE4(MR, NP, ...) f_tile(MR, NP, __VA_ARGS__, 4, y, ldy)
-#define F_TILE2(MR, NP, ...) f_tile(MR, NP, __VA_ARGS__, 2, y, ldy)
+#define F_TILE4(MR, NP, ...) f_tile(MR, NP, __VA_ARGS__, WF32, y, ldy)
+#define F_TILE2(MR, NP, ...) f_tile(MR, NP, __VA_ARGS__, WF16, y, ldy)
+#define F_TILEB(MR, NP, ...) f_tile(MR, NP, __VA_ARGS__, WBF16, y, ldy)
 
 #define GEMM_FLOAT(NAME, WTYPE, TILE)                                                      \
     static void NAME(int M, int N, int K, int n0, int n1, const float *x, const WTYPE *w,  \
@@ -184,6 +193,7 @@ INL void f_tile(const int MR, const int NP, int N, int K, int n, int m, const fl
     }
 GEMM_FLOAT(gemm_f32, float, F_TILE4)
 GEMM_FLOAT(gemm_f16, uint16_t, F_TILE2)
+GEMM_FLOAT(gemm_bf16, uint16_t, F_TILEB)
 
 /* E4M3 -> f32 for byte j of each 32-bit lane: the 7 magnitude bits land in the f32
  * exponent/mantissa fields shifted so that multiplying by 2^120 rebiases 7 -> 127
@@ -388,6 +398,7 @@ static const spq_kernels table = {
     .gemm_q8 = gemm_q8,
     .gemm_f32 = gemm_f32,
     .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
     .gemm_e4m3 = gemm_e4m3,
     .absmax = absmax,
     .quant_i8 = quant_i8,

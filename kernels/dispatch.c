@@ -145,6 +145,7 @@ static void run_block(const gemm_job *j, int b)
     case SPQ_GEMM_Q8: j->k->gemm_q8(j->M, N, kp, n0, n1, j->x, o->w, o->wsum, o->scale, o->y, o->ldy); break;
     case SPQ_GEMM_F32: j->k->gemm_f32(j->M, N, j->K, n0, n1, j->x, o->w, o->y, o->ldy); break;
     case SPQ_GEMM_F16: j->k->gemm_f16(j->M, N, j->K, n0, n1, j->x, o->w, o->y, o->ldy); break;
+    case SPQ_GEMM_BF16: j->k->gemm_bf16(j->M, N, j->K, n0, n1, j->x, o->w, o->y, o->ldy); break;
     default: j->k->gemm_e4m3(j->M, N, kp, n0, n1, j->x, o->w, o->scale, o->y, o->ldy); break;
     }
 }
@@ -211,7 +212,7 @@ void spq_gemm_team_hint(const spq_thr *t, int kind, int M, int K, const spq_gemm
     if (b1 > j.b0[i + 1]) b1 = j.b0[i + 1]; /* the blocks of one matrix lie end to end */
     /* a column of panel-packed weights: kpad(K) bytes for INT8/FP8, K elements for F16/F32 */
     size_t col = kind == SPQ_GEMM_Q8 || kind == SPQ_GEMM_E4M3 ? (size_t)spq_kpad(K)
-               : (size_t)K * (kind == SPQ_GEMM_F16 ? 2 : 4);
+               : (size_t)K * (kind == SPQ_GEMM_F16 || kind == SPQ_GEMM_BF16 ? 2 : 4);
     const char *w = j.mat[i].w;
     int N = j.mat[i].N, p0 = b0 - j.b0[i], p1 = b1 - j.b0[i];
     if (j.lanes) { /* panels p0..p1 of each quarter, as long as the last quarter has them */
@@ -266,6 +267,13 @@ void spq_gemm_f16(const spq_kernels *k, int M, int N, int K, const float *x, con
 {
     spq_gemm_out o = {N, w, NULL, 1.0f, y, ldy};
     run_alone(SPQ_GEMM_F16, k, M, K, x, &o, 1);
+}
+
+void spq_gemm_bf16(const spq_kernels *k, int M, int N, int K, const float *x, const uint16_t *w,
+                   float *y, int ldy)
+{
+    spq_gemm_out o = {N, w, NULL, 1.0f, y, ldy};
+    run_alone(SPQ_GEMM_BF16, k, M, K, x, &o, 1);
 }
 
 void spq_gemm_e4m3(const spq_kernels *k, int M, int N, int K, const float *x, const uint8_t *w,

@@ -72,6 +72,9 @@ typedef struct spq_kernels {
     /* Same with IEEE half weights (panel-packed), FP32 accumulation. */
     void (*gemm_f16)(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
                      float *y, int ldy);
+    /* Same with bfloat16 weights (panel-packed like F16), widened to FP32 exactly. */
+    void (*gemm_bf16)(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
+                      float *y, int ldy);
     /* Same with FP8 E4M3 weights (INT8 panel layout), times scale. */
     void (*gemm_e4m3)(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
                       float scale, float *y, int ldy);
@@ -138,9 +141,11 @@ typedef struct {
 void spq_gemm_q8_n(const spq_kernels *k, int M, int K, const int8_t *x, const spq_gemm_out *outs, int n);
 void spq_gemm_f16(const spq_kernels *k, int M, int N, int K, const float *x, const uint16_t *w,
                   float *y, int ldy);
+void spq_gemm_bf16(const spq_kernels *k, int M, int N, int K, const float *x, const uint16_t *w,
+                   float *y, int ldy);
 void spq_gemm_e4m3(const spq_kernels *k, int M, int N, int K, const float *x, const uint8_t *w,
                    float scale, float *y, int ldy);
-enum { SPQ_GEMM_Q8, SPQ_GEMM_F32, SPQ_GEMM_F16, SPQ_GEMM_E4M3 }; /* weight formats */
+enum { SPQ_GEMM_Q8, SPQ_GEMM_F32, SPQ_GEMM_F16, SPQ_GEMM_E4M3, SPQ_GEMM_BF16 }; /* weight formats */
 /* outs[i].y = outs[i].scale * x W_i^T (scale unused for F32/F16) for n matrices of one kind
  * on one input x (int8 [M][kpad(K)] for Q8, float [M][K] for F32/F16, [M][kpad(K)] for
  * E4M3). Every thread of t's team calls it; it returns after a team barrier. */

@@ -73,8 +73,10 @@ static void gemm_q8_plain(int M, int N, int kp, int n0, int n1, const int8_t *x,
     }
 }
 
-static void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const void *w, int elem,
-                    float *y, int ldy)
+enum { WF32, WF16, WBF16 }; /* float weight formats (BF16: the top half of an FP32) */
+
+static inline __attribute__((always_inline)) void gemm_fw(int M, int N, int K, int n0, int n1, const float *x,
+                                                          const void *w, int wf, float *y, int ldy)
 {
     for (int n = n0; n < n1; n += 16) {
         size_t base = (size_t)(n / SPQ_NR) * K * SPQ_NR;
@@ -85,11 +87,13 @@ static void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const v
                 float32x4_t xb = vdupq_n_f32(xr[k]);
                 for (int c = 0; c < 4; c++) {
                     float32x4_t wv;
-                    if (elem == 4)
+                    if (wf == WF32)
                         wv = vld1q_f32((const float *)w + base + (size_t)k * 16 + 4 * c);
-                    else
+                    else if (wf == WF16)
                         wv = vcvt_f32_f16(vreinterpret_f16_u16(
                             vld1_u16((const uint16_t *)w + base + (size_t)k * 16 + 4 * c)));
+                    else
+                        wv = vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)w + base + (size_t)k * 16 + 4 * c), 16));
                     a[c] = vfmaq_f32(a[c], xb, wv);
                 }
             }
@@ -100,13 +104,19 @@ static void gemm_fw(int M, int N, int K, int n0, int n1, const float *x, const v
 
 static void gemm_f32(int M, int N, int K, int n0, int n1, const float *x, const float *w, float *y, int ldy)
 {
-    gemm_fw(M, N, K, n0, n1, x, w, 4, y, ldy);
+    gemm_fw(M, N, K, n0, n1, x, w, WF32, y, ldy);
 }
 
 static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, float *y,
                      int ldy)
 {
-    gemm_fw(M, N, K, n0, n1, x, w, 2, y, ldy);
+    gemm_fw(M, N, K, n0, n1, x, w, WF16, y, ldy);
+}
+
+static void gemm_bf16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, float *y,
+                      int ldy)
+{
+    gemm_fw(M, N, K, n0, n1, x, w, WBF16, y, ldy);
 }
 
 /* byte j of each 32-bit lane -> f32 (see avx512.c for the 2^120 rebias) */
@@ -300,6 +310,7 @@ static const spq_kernels table_dot = {
     .gemm_q8 = gemm_q8_dot,
     .gemm_f32 = gemm_f32,
     .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
     .gemm_e4m3 = gemm_e4m3,
     .absmax = absmax,
     .quant_i8 = quant_i8,
@@ -314,6 +325,7 @@ static const spq_kernels table_plain = {
     .gemm_q8 = gemm_q8_plain,
     .gemm_f32 = gemm_f32,
     .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
     .gemm_e4m3 = gemm_e4m3,
     .absmax = absmax,
     .quant_i8 = quant_i8,

@@ -47,6 +47,20 @@ static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const 
     }
 }
 
+static void gemm_bf16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
+                      float *y, int ldy)
+{
+    for (int n = n0; n < n1 && n < N; n++) {
+        const uint16_t *panel = w + (size_t)(n / SPQ_NR) * K * SPQ_NR + n % SPQ_NR;
+        for (int m = 0; m < M; m++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc += x[(size_t)m * K + k] * spq_bf16_to_f32(panel[(size_t)k * SPQ_NR]);
+            y[(size_t)m * ldy + n] = acc;
+        }
+    }
+}
+
 static void gemm_e4m3(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
                       float scale, float *y, int ldy)
 {
@@ -142,6 +156,7 @@ static const spq_kernels table = {
     .gemm_q8 = gemm_q8,
     .gemm_f32 = gemm_f32,
     .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
     .gemm_e4m3 = gemm_e4m3,
     .absmax = absmax,
     .quant_i8 = quant_i8,

@@ -19,7 +19,7 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
         l->w = (void *)t->data;
         l->kind = t->dtype;
         if (t->dtype == SPQ_I8) l->wsum = (int32_t *)((char *)l->w + ((spq_pack_q8_size(N, K) + 63) & ~(size_t)63));
-        if (t->dtype == SPQ_F16 || t->dtype == SPQ_F32) l->w_scale = 1.0f;
+        if (t->dtype == SPQ_F16 || t->dtype == SPQ_BF16 || t->dtype == SPQ_F32) l->w_scale = 1.0f;
         return 0;
     }
     switch (t->dtype) {
@@ -41,6 +41,13 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
         if (!l->w) break;
         spq_pack_fp8(t->data, N, K, l->w);
         return 0;
+    case SPQ_BF16: /* read as it is stored (a BF16 checkpoint's profiling pass needs no FP32 copy) */
+        l->kind = SPQ_BF16;
+        l->w_scale = 1.0f;
+        l->w = aligned_alloc(64, (spq_pack_f_size(N, K, 2) + 63) & ~(size_t)63);
+        if (!l->w) break;
+        spq_pack_f(t->data, N, K, 2, l->w);
+        return 0;
     case SPQ_F16:
     case SPQ_E5M2: { /* E5M2 is the top byte of an IEEE half: widen exactly to F16 */
         l->kind = SPQ_F16;
@@ -56,7 +63,7 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
         if (t->dtype == SPQ_F16) l->w_scale = 1.0f;
         return 0;
     }
-    default: { /* F32, BF16 -> F32 */
+    default: { /* F32 */
         l->kind = SPQ_F32;
         l->w_scale = 1.0f;
         float *f = malloc(4 * nk);
@@ -193,7 +200,7 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
 static int gemm_outs(const spq_linear *const *ls, int n, float sa, float *const *ys, spq_gemm_out *outs)
 {
     int kind = ls[0]->kind == SPQ_I8 ? SPQ_GEMM_Q8 : ls[0]->kind == SPQ_E4M3 ? SPQ_GEMM_E4M3
-             : ls[0]->kind == SPQ_F16 ? SPQ_GEMM_F16 : SPQ_GEMM_F32;
+             : ls[0]->kind == SPQ_F16 ? SPQ_GEMM_F16 : ls[0]->kind == SPQ_BF16 ? SPQ_GEMM_BF16 : SPQ_GEMM_F32;
     for (int i = 0; i < n; i++) {
         const spq_linear *l = ls[i];
         float sc = kind != SPQ_GEMM_Q8 ? l->w_scale : sa > 0 ? l->w_scale * sa : 1.0f;

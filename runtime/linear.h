@@ -8,7 +8,8 @@
 
 /* One linear layer y = x W^T in the kernels' panel layout.
  * kind SPQ_I8: W8A8 per-tensor (w_scale; a_scale > 0 static, 0 dynamic absmax/127).
- * kind SPQ_F16 / SPQ_E4M3: the spike fallback; act_fmt rounds activations to FP16 or
+ * kind SPQ_F32 / SPQ_BF16: a float checkpoint's weights as stored.
+ * kind SPQ_F16 / SPQ_E4M3: the spike fallback (or an F16 checkpoint); act_fmt rounds activations to FP16 or
  * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32. */
 typedef struct {
     int kind, N, K, act_fmt;

@@ -93,7 +93,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
             snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
             const spq_tensor *t = spq_ckpt_find(c, nm);
             if (spq_linear_init(&L->p[j], t, e)) { spq_model_free(m); return -1; }
-            m->linear_bytes += t->dtype == SPQ_CMPQ ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_BF16 ? SPQ_F32 : t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
+            m->linear_bytes += t->dtype == SPQ_CMPQ ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }
         /* q/k/v (and gate/up) read one quantised input (spq_linear_apply_n): they must
          * agree on its format */
@@ -113,7 +113,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
     }
     const spq_tensor *h = spq_ckpt_find(c, p->tied ? "model.embed_tokens.weight" : "lm_head.weight");
     if (spq_linear_init(&m->head, h, e)) { spq_model_free(m); return -1; }
-    m->linear_bytes += spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_BF16 ? SPQ_F32 : h->dtype);
+    m->linear_bytes += spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_E5M2 ? SPQ_F16 : h->dtype);
     return 0;
 }
 

@@ -206,14 +206,13 @@ static int pad_to(FILE *f, uint64_t *pos, uint64_t align)
 static size_t entry_size(const spq_tensor *t) { return 2 + strlen(t->name) + 4 + 8 * (size_t)t->ndim + 32; }
 
 /* Is t stored in the panel layout? The linears the model applies (projections, an untied
- * head) whose dtype the kernels read as it is; embeddings, norms, BF16 (widened at load) and
- * E5M2 (widened to F16) stay in rows. */
+ * head) whose dtype the kernels read as it is; embeddings, norms and E5M2 (widened to F16 at
+ * load) stay in rows. */
 static int store_panels(const spq_tensor *t)
 {
     size_t n = strlen(t->name);
     int linear = (n > 12 && !strcmp(t->name + n - 12, "_proj.weight")) || !strcmp(t->name, "lm_head.weight");
-    return t->layout == SPQ_PANELS ||
-           (linear && t->ndim == 2 && t->dtype != SPQ_BF16 && spq_panel_bytes(t->dtype, t->shape[0], t->shape[1]));
+    return t->layout == SPQ_PANELS || (linear && t->ndim == 2 && spq_panel_bytes(t->dtype, t->shape[0], t->shape[1]));
 }
 
 /* Is t in rows in memory and to be packed into panels as it is written? */

@@ -112,13 +112,14 @@ static void check_float(const spq_kernels *kt, int M, int N, int K, int which)
     const spq_kernels *ref = spq_kernels_scalar();
     int kp = spq_kpad(K);
     float *wf = malloc(sizeof(float) * (size_t)N * K), *x = calloc((size_t)M * kp, 4);
-    uint16_t *wh = malloc(2 * (size_t)N * K);
+    uint16_t *wh = malloc(2 * (size_t)N * K), *wb = malloc(2 * (size_t)N * K);
     uint8_t *w8 = malloc((size_t)N * K);
     void *wp = malloc(spq_pack_f_size(N, K, 4) + spq_pack_q8_size(N, K));
     float *y0 = calloc((size_t)M * N, 4), *y1 = calloc((size_t)M * N, 4), *yabs = calloc((size_t)M * N, 4);
     for (int i = 0; i < N * K; i++) {
         wf[i] = frand();
         wh[i] = spq_f32_to_f16(wf[i]);
+        wb[i] = spq_f32_to_bf16(wf[i]);
         w8[i] = spq_f32_to_e4m3(wf[i] * 400.0f);
     }
     int ldx = which == 2 ? kp : K;
@@ -132,6 +133,10 @@ static void check_float(const spq_kernels *kt, int M, int N, int K, int which)
         spq_pack_f(wh, N, K, 2, wp);
         ref->gemm_f16(M, N, K, 0, N, x, wp, y0, N);
         spq_gemm_f16(kt, M, N, K, x, wp, y1, N);
+    } else if (which == 3) {
+        spq_pack_f(wb, N, K, 2, wp);
+        ref->gemm_bf16(M, N, K, 0, N, x, wp, y0, N);
+        spq_gemm_bf16(kt, M, N, K, x, wp, y1, N);
     } else {
         spq_pack_fp8(w8, N, K, wp);
         ref->gemm_e4m3(M, N, kp, 0, N, x, wp, 1.0f / 400.0f, y0, N);
@@ -144,7 +149,7 @@ static void check_float(const spq_kernels *kt, int M, int N, int K, int which)
         spq_gemm_e4m3(kt, M, N, K, x, wp, 1.0f / 400.0f, y1, N);
     }
     check_close(kt, M, N, K, which, x, ldx, wf, y0, y1);
-    free(wf); free(x); free(wh); free(w8); free(wp); free(y0); free(y1); free(yabs);
+    free(wf); free(x); free(wh); free(wb); free(w8); free(wp); free(y0); free(y1); free(yabs);
 }
 
 static void for_each_isa(void (*fn)(const spq_kernels *))
@@ -166,7 +171,7 @@ static void q8_all(const spq_kernels *kt)
 static void f_all(const spq_kernels *kt)
 {
     for (int s = 0; s < NSHAPES; s++)
-        for (int w = 0; w < 3; w++) check_float(kt, shapes[s][0], shapes[s][1], shapes[s][2], w);
+        for (int w = 0; w < 4; w++) check_float(kt, shapes[s][0], shapes[s][1], shapes[s][2], w);
 }
 
 /* CMPQ LUT GEMV: codes packed by spq_pack_lut read back by spq_lut_code; the scalar kernel
@@ -475,6 +480,15 @@ static void test_fp8_codes(void **st)
     }
     assert_int_equal(spq_f32_to_f16(65520.0f), 0x7c00);
     assert_int_equal(spq_f32_to_f16(1.0f + 0x1p-11f), 0x3c00); /* tie -> even */
+    /* bf16: every code that is not a NaN round-trips; ties go to even; NaN stays NaN */
+    for (int h = 0; h < 65536; h++) {
+        float v = spq_bf16_to_f32((uint16_t)h);
+        if (!isnan(v)) assert_int_equal(spq_f32_to_bf16(v), h);
+        else assert_true(isnan(spq_bf16_to_f32(spq_f32_to_bf16(v))));
+    }
+    assert_int_equal(spq_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);           /* tie between 1 and 1 + 2^-7 -> 1 */
+    assert_int_equal(spq_f32_to_bf16(1.0f + 0x1p-7f + 0x1p-8f), 0x3f82); /* tie -> the even 1 + 2^-6 */
+    assert_int_equal(spq_f32_to_bf16(3.4e38f), 0x7f80);                 /* rounds up to infinity */
 }
 
 int main(void)

@@ -195,7 +195,7 @@ int cmd_convert(int argc, char **argv)
     if (spq_ckpt_validate(&c, &e)) die_err(&e);
     for (int i = 0; i < c.n; i++) {
         spq_tensor *t = &c.t[i];
-        int want = outtype ? (!strcmp(outtype, "f16") ? SPQ_F16 : SPQ_F32) : (t->dtype == SPQ_BF16 ? SPQ_F32 : t->dtype);
+        int want = outtype ? (!strcmp(outtype, "f16") ? SPQ_F16 : SPQ_F32) : t->dtype;
         if (t->dtype == want) continue;
         size_t n = spq_tensor_numel(t);
         float *f = malloc(4 * n);
