@@ -178,6 +178,12 @@ spikeq_context *spikeq_context_new(spikeq_model *md, const spikeq_context_params
     /* the state's threads and scratch are sized once here: at most the cores (a spinning
      * barrier over more threads than cores waits on descheduled threads) */
     int nt = p.n_threads > 0 && p.n_threads < cores() ? p.n_threads : cores();
+    spq_err e;
+    if (spq_state_check(md->c.path, &md->m, p.n_batch, p.n_seq_max, p.n_ctx, nt, NULL, &e)) {
+        put_err(err, errlen, "%s", e.msg);
+        free(ctx);
+        return NULL;
+    }
     int rc = spq_state_init_seq(&ctx->s, &md->m, p.n_batch, p.n_seq_max, p.n_ctx, nt);
     ctx->s.kern = k;
     ctx->n_ctx = p.n_ctx ? p.n_ctx : md->m.ctx;

@@ -160,6 +160,21 @@ void spq_ckpt_free(spq_ckpt *c)
     memset(c, 0, sizeof *c);
 }
 
+void spq_ckpt_release(const spq_ckpt *c, const spq_tensor *t)
+{
+    const uint8_t *d = t->data;
+    long pg = sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < c->n_maps; i++) {
+        const uint8_t *b = c->maps[i];
+        if (d < b || d + t->nbytes > b + c->map_sizes[i]) continue;
+        /* the pages wholly inside the tensor: its neighbours' data stays mapped */
+        uintptr_t lo = ((uintptr_t)d + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+        uintptr_t hi = ((uintptr_t)d + t->nbytes) & ~((uintptr_t)pg - 1);
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        return;
+    }
+}
+
 size_t spq_panel_bytes(int dtype, int64_t N, int64_t K)
 {
     if (N <= 0 || K <= 0 || N > INT_MAX || K > INT_MAX) return 0;

@@ -82,6 +82,10 @@ int spq_ckpt_verify(const spq_ckpt *c, spq_err *e);
 void spq_ckpt_free(spq_ckpt *c);
 /* Check names, shapes and dtypes against cfg; 0 or -1 with e set. */
 int spq_ckpt_validate(const spq_ckpt *c, spq_err *e);
+/* Drop t's pages from this process's memory when it lies in a mapped file (a read-only map:
+ * a later read faults them in again from the page cache or the file). For a tensor that has
+ * been copied or converted, so that the copy and the file's pages are not both resident. */
+void spq_ckpt_release(const spq_ckpt *c, const spq_tensor *t);
 /* Bytes of an N x K linear weight of dtype in the kernels' panel layout: INT8 panels then
  * the 64-byte-aligned column sums (int32, N rounded up to 64), FP8 panels, F16/BF16/F32
  * panels; 0 for a dtype the kernels read otherwise. */

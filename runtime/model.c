@@ -54,10 +54,54 @@ static void rope_tables(spq_model *m, const float *freq_div)
     }
 }
 
+long long spq_mem_available(void)
+{
+    const char *v = getenv("SPIKEQ_MEM_AVAILABLE");
+    if (v && *v) return atoll(v);
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* Bytes a linear stored as t occupies once built: where it lies (*mapped) or packed. */
+static void linear_bytes(const spq_tensor *t, size_t *mapped, size_t *packed)
+{
+    int N = (int)t->shape[0], K = (int)t->shape[1];
+    if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ) *mapped += t->nbytes;
+    else if (t->dtype == SPQ_I8 || t->dtype == SPQ_E4M3) *packed += spq_panel_bytes(t->dtype, N, K);
+    else *packed += spq_pack_f_size(N, K, t->dtype == SPQ_F32 ? 4 : 2);
+}
+
+static double gb(size_t b) { return (double)b / 1e9; }
+
 int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
 {
     memset(m, 0, sizeof *m);
     if (spq_ckpt_validate(c, e)) return -1;
+    {   /* the weights' memory before any of it is taken */
+        size_t mapped = 0, packed = 0;
+        char nm[128];
+        for (int l = 0; l < c->cfg.n_layers; l++)
+            for (int j = 0; j < SPQ_NPROJ; j++) {
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
+                linear_bytes(spq_ckpt_find(c, nm), &mapped, &packed);
+            }
+        const spq_tensor *emb = spq_ckpt_find(c, "model.embed_tokens.weight");
+        mapped += emb->nbytes;
+        linear_bytes(c->cfg.tied ? emb : spq_ckpt_find(c, "lm_head.weight"), &mapped, &packed);
+        long long avail = spq_mem_available();
+        if (avail >= 0 && (double)(mapped + packed) > (double)avail)
+            return spq_fail(e, c->path, "its weights need %.2f GB (%.2f GB %s at load) but %.2f GB is available: quantize it "
+                            "(spikeq quantize) or free memory", gb(mapped + packed), gb(packed),
+                            packed ? "packed" : "none packed", (double)avail / 1e9);
+        m->mapped_bytes = mapped;
+        m->packed_bytes = packed;
+    }
     m->cfg = c->cfg;
     const spq_config *p = &m->cfg;
     m->ctx = ctx > 0 ? ctx : p->max_seq;
@@ -93,6 +137,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
             snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
             const spq_tensor *t = spq_ckpt_find(c, nm);
             if (spq_linear_init(&L->p[j], t, e)) { spq_model_free(m); return -1; }
+            if (!L->p[j].mapped && t->dtype != SPQ_CMPQ) spq_ckpt_release(c, t); /* packed: the copy is what runs */
             m->linear_bytes += t->dtype == SPQ_CMPQ ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }
         /* q/k/v (and gate/up) read one quantised input (spq_linear_apply_n): they must
@@ -113,6 +158,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
     }
     const spq_tensor *h = spq_ckpt_find(c, p->tied ? "model.embed_tokens.weight" : "lm_head.weight");
     if (spq_linear_init(&m->head, h, e)) { spq_model_free(m); return -1; }
+    if (!m->head.mapped && !p->tied && h->dtype != SPQ_CMPQ) spq_ckpt_release(c, h); /* a tied head's rows are the embeddings */
     m->linear_bytes += spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_E5M2 ? SPQ_F16 : h->dtype);
     return 0;
 }
@@ -131,6 +177,40 @@ void spq_model_free(spq_model *m)
     free(m->rope_cos);
     free(m->rope_sin);
     memset(m, 0, sizeof *m);
+}
+
+/* The bytes of spq_state_init_seq's allocations: KV caches, and the rest. */
+static void state_bytes(const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, size_t *kvb, size_t *scratch)
+{
+    const spq_config *p = &m->cfg;
+    if (ctx <= 0) ctx = m->ctx;
+#ifdef _OPENMP
+    if (n_threads <= 0) n_threads = omp_get_max_threads();
+#else
+    n_threads = 1;
+#endif
+    size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
+    size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
+    size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D))) + 64;
+    *kvb = 2 * 4 * (size_t)p->n_layers * (size_t)ctx * kv * (size_t)n_seq;
+    *scratch = 4 * B * (2 * D + (D > q ? D : q) + q + 2 * H + (size_t)p->vocab_size + kmax) + B * kmax +
+               4 * (size_t)n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)ctx + 7 * 4 * B;
+}
+
+int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, spq_mem *need, spq_err *e)
+{
+    spq_mem r = {m->mapped_bytes + m->packed_bytes, 0, 0, spq_mem_available()};
+    state_bytes(m, max_batch, n_seq, ctx, n_threads, &r.kv, &r.scratch);
+    if (need) *need = r;
+    /* packed weights are already allocated (MemAvailable has dropped by them); mapped ones
+     * become resident as they are read (counted, whether or not the page cache holds them:
+     * MemAvailable counts what it holds) */
+    size_t more = m->mapped_bytes + r.kv + r.scratch;
+    if (r.avail < 0 || (double)more <= (double)r.avail) return 0;
+    return spq_fail(e, path, "this run needs %.2f GB more: KV cache %.2f GB (%d sequence%s x %d positions), scratch %.2f GB, "
+                    "mapped weights %.2f GB (and %.2f GB packed at load, taken) but %.2f GB is available: lower the context (-c)%s",
+                    gb(more), gb(r.kv), n_seq, n_seq == 1 ? "" : "s", ctx > 0 ? ctx : m->ctx, gb(r.scratch),
+                    gb(m->mapped_bytes), gb(m->packed_bytes), (double)r.avail / 1e9, n_seq > 1 ? " or the sequences" : "");
 }
 
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch)

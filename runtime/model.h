@@ -25,7 +25,15 @@ typedef struct {
     float *rope_cos, *rope_sin; /* [ctx][head_dim/2] */
     int ctx;
     size_t linear_bytes;        /* weight bytes streamed per decoded token (all linears + head) */
+    size_t mapped_bytes;        /* weights read where the checkpoint holds them (panels, CMPQ, embeddings) */
+    size_t packed_bytes;        /* weights copied into panels at load */
 } spq_model;
+
+/* What running a model takes, in bytes, against what the machine has. */
+typedef struct {
+    size_t weights, kv, scratch;
+    long long avail; /* MemAvailable of /proc/meminfo (SPIKEQ_MEM_AVAILABLE overrides it); -1: unknown */
+} spq_mem;
 
 /* The steps of one forward pass, as timed when spq_state.step_sec is set. */
 enum { SPQ_STEP_ATTN_NORM, SPQ_STEP_QKV, SPQ_STEP_ROPE, SPQ_STEP_ATTN, SPQ_STEP_O, SPQ_STEP_FFN_NORM,
@@ -72,6 +80,13 @@ int spq_state_init(spq_state *s, const spq_model *m, int max_batch);
  * current count). */
 int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads);
 void spq_state_free(spq_state *s);
+/* What a state of these dimensions (as spq_state_init_seq takes them) and the model's weights
+ * need; -1 with both figures and what to lower when that is more than the machine has
+ * available. Call it before spq_state_init_seq: an allocation past the memory gets the process
+ * killed, not an error. */
+int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, spq_mem *need, spq_err *e);
+/* MemAvailable in bytes (SPIKEQ_MEM_AVAILABLE, when set, instead), or -1. */
+long long spq_mem_available(void);
 
 /* Run M <= max_batch tokens at positions pos..pos+M-1 (earlier positions must be in
  * the cache). Logits of every row go to s->logits[M][vocab] when all_logits, else only

@@ -36,6 +36,7 @@ int spq_profile_run(const spq_model *m, const int *ids, long n, int samples, int
         return spq_fail(e, NULL, "out of memory for calibration row samples");
     }
     spq_state s;
+    if (spq_state_check(NULL, m, seq, 1, 0, 0, NULL, e)) { spq_profile_free(prof); return -1; }
     if (spq_state_init(&s, m, seq)) { spq_profile_free(prof); return spq_fail(e, NULL, "out of memory"); }
     s.prof = prof;
     for (int k = 0; k < samples && (long)k * seq < n; k++) {
@@ -328,6 +329,7 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
             snprintf(nm, sizeof nm, "%d.%s", l, spq_proj_names[j]);
             q = add_weight_only(d, t, prof, l, proj_site[j], o, alloc, nm, e);
             if (!q) { rc = -1; break; }
+            spq_ckpt_release(src, t);
             continue;
         } else if (j >= 0 && l >= 0 && l < L) {
             const spq_site_stats *st = prof ? &prof->s[l * SPQ_NSITES + proj_site[j]] : NULL;
@@ -356,6 +358,9 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
             q = add_quantized(d, t, SPQ_F32, 0, 0, NULL, 0, NULL);
         }
         if (!q) rc = spq_fail(e, src->path, "out of memory quantising %s", t->name);
+        /* the source's pages leave this process as each tensor is made: at most the
+         * quantised checkpoint and one source tensor are resident */
+        spq_ckpt_release(src, t);
     }
     if (prof) {
         for (int l = 0; l < L; l++)

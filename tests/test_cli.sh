@@ -50,6 +50,11 @@ expect_fail "flip.spq: tensor .*checksum mismatch (corrupt data)" $S generate -m
 expect_fail "flip.spq: tensor .*checksum mismatch (corrupt data)" $S quantize "$tmp/flip.spq" -o "$tmp/q.spq"
 if [ -e "$tmp/q.spq" ]; then fail=$((fail+1)); echo "FAIL: quantize wrote from a corrupt file"; else pass=$((pass+1)); fi
 expect_ok "checksums  92 tensors match" $S info --verify $M
+# what a run needs is compared with what the machine has before it is taken (the machine's
+# MemAvailable is replaced by SPIKEQ_MEM_AVAILABLE): a clear error naming -c, not an OOM kill
+expect_fail "needs 0.08 GB more: KV cache .* but 0.06 GB is available: lower the context (-c)" env SPIKEQ_MEM_AVAILABLE=60000000 $S generate -m $M -p hi -n 2
+expect_ok "generation: " env SPIKEQ_MEM_AVAILABLE=60000000 $S generate -m $M -p hi -n 2 -c 128
+expect_fail "its weights need 0.04 GB .* but 0.02 GB is available" env SPIKEQ_MEM_AVAILABLE=20000000 $S perplexity -m $M -f $M
 expect_ok "spike" $S info $M
 expect_ok "pos 0 tok 1 top5" $S logits -m $M --tokens 1,450,4996
 expect_ok "450 4996 17354 1701 29916" $S tokenize -m $M "The quick brown fox"
@@ -85,7 +90,7 @@ expect_fail "give -n >= 3" $S bench -m $M -p 0 -n 2 --prefetch 0,1,2
 $S bench -m $M -p 8 -n 8 -r 2 -t 1 --no-roofline --timings -o csv >"$tmp/out" 2>"$tmp/err"
 if [ "$(grep -c 'ms per token: attn_norm .*qkv .*rope_kv .*attention .*, o .*ffn_norm .*gate_up .*swiglu .*down .*head .*; total' "$tmp/err")" -eq 2 ] &&
    awk -F, 'NR == FNR { if (FNR > 1) ms[$7] = 1000 / $8; next }
-            { t = $0; sub(/.* total /, "", t); n = $0; sub(/,.*/, "", n); sub(/.* /, "", n);
+            /ms per token/ { t = $0; sub(/.* total /, "", t); n = $0; sub(/,.*/, "", n); sub(/.* /, "", n);
               if (!(n in ms) || t + 0 > 1.1 * ms[n] || t + 0 < 0.5 * ms[n]) bad = 1; seen++ }
             END { exit bad || seen != 2 }' "$tmp/out" "$tmp/err"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --timings"; cat "$tmp/out" "$tmp/err"; fi
 

@@ -74,6 +74,17 @@ void verify_ckpt(const spq_ckpt *c)
     if (spq_ckpt_verify(c, &e)) die_err(&e);
 }
 
+void check_mem(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int verbose)
+{
+    spq_mem need;
+    spq_err e;
+    if (spq_state_check(path, m, max_batch, n_seq, ctx, 0, &need, &e)) die_err(&e);
+    if (verbose)
+        fprintf(stderr, "spikeq: memory: weights %.2f GB (%.2f GB mapped, %.2f GB packed), KV cache %.2f GB, scratch %.2f GB; %.2f GB available\n",
+                (double)need.weights / 1e9, (double)m->mapped_bytes / 1e9, (double)m->packed_bytes / 1e9, (double)need.kv / 1e9,
+                (double)need.scratch / 1e9, (double)need.avail / 1e9);
+}
+
 void close_ckpt(spq_ckpt *c)
 {
     verify_ckpt(c);

@@ -190,6 +190,7 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
         for (int bi = 0; bi < nb; bi++) {
             int B = bs[bi];
             spq_state s;
+            check_mem(c->path, m, B, B, 0, 0);
             if (spq_state_init_seq(&s, m, B, B, 0, 0)) die("out of memory for %d sequences' caches (lower --batch or -n)", B);
             double pass_bytes = 0, pass_sec = 0;
             for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
@@ -468,6 +469,7 @@ int cmd_bench(int argc, char **argv)
     int npf = 1, *pfs = pflist ? parse_list("--prefetch", pflist, 0, 1 << 20, &npf) : NULL;
     if (pfs && tg > 0 && tg < npf) die("--prefetch: %d values take turns over -n %d tokens: give -n >= %d", npf, tg, npf);
     spq_state s;
+    check_mem(c.path, &m, pp > 0 ? pp : 1, 1, 0, 1);
     if (spq_state_init(&s, &m, pp > 0 ? pp : 1)) die("out of memory");
     size_t pf_default = s.prefetch;
     int nids = (pp > tg ? pp : tg) + 1; /* token ids for both tests (-p 0 or -n 0 allowed) */

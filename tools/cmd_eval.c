@@ -118,6 +118,7 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, const spq_
     size_t fit = CACHE_BYTES / per_seq;
     int n_seq = fit > 64 ? 64 : fit < (size_t)widest ? widest : (int)fit;
     spq_state st, *s = &st;
+    check_mem(NULL, m, batch, n_seq, longest, 0);
     if (spq_state_init_seq(s, m, batch, n_seq, longest, 0)) die("out of memory for %d sequences of %d positions", n_seq, longest);
     for (int i0 = 0; i0 < t->n_items; i0 += SLICE) {
         int i1 = i0 + SLICE < t->n_items ? i0 + SLICE : t->n_items;

@@ -41,6 +41,7 @@ static void runner_open(runner *r, const char *path, int ctx, int batch)
     if (r->c.n == 0) die("%s: no weights (vocabulary-only file)", path);
     if (ctx > r->c.cfg.max_seq) die("-c %d exceeds the context of %s (%d)", ctx, path, r->c.cfg.max_seq);
     if (spq_model_init(&r->m, &r->c, ctx, &e)) die_err(&e);
+    check_mem(path, &r->m, batch, 1, 0, 0);
     if (spq_state_init(&r->s, &r->m, batch)) die("out of memory");
 }
 
