@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,11 @@ static void *verify_main(void *arg)
 {
     struct spq_verifier *v = arg;
     const spq_ckpt *c = v->c;
+    /* SCHED_IDLE: it runs on cores the model leaves idle (between turns, while the threads
+     * sleep), never in place of a thread of the forward pass, whose spinning barriers would
+     * wait on it */
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
     for (int i = 0; i < c->n && !atomic_load(&v->stop); i++) {
         spq_err e;
         if (check_size(c, &e)) { /* truncated under the map: the size check reports it */
