@@ -143,7 +143,8 @@ int32_t spikeq_token_to_piece(const spikeq_model *md, spikeq_token prev, spikeq_
 
 spikeq_context_params spikeq_context_default_params(void)
 {
-    return (spikeq_context_params){.n_threads = 0, .n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .isa = NULL};
+    return (spikeq_context_params){.n_threads = 0, .n_ctx = 0, .n_batch = 512, .n_seq_max = 1, .isa = NULL,
+                                   .kv_type = SPIKEQ_KV_F16};
 }
 
 static int cores(void)
@@ -179,12 +180,18 @@ spikeq_context *spikeq_context_new(spikeq_model *md, const spikeq_context_params
      * barrier over more threads than cores waits on descheduled threads) */
     int nt = p.n_threads > 0 && p.n_threads < cores() ? p.n_threads : cores();
     spq_err e;
-    if (spq_state_check(md->c.path, &md->m, p.n_batch, p.n_seq_max, p.n_ctx, nt, NULL, &e)) {
+    if (p.kv_type != SPIKEQ_KV_F16 && p.kv_type != SPIKEQ_KV_F32) {
+        put_err(err, errlen, "kv_type %d is neither SPIKEQ_KV_F16 nor SPIKEQ_KV_F32", (int)p.kv_type);
+        free(ctx);
+        return NULL;
+    }
+    int kvt = p.kv_type == SPIKEQ_KV_F16 ? SPQ_F16 : SPQ_F32;
+    if (spq_state_check(md->c.path, &md->m, p.n_batch, p.n_seq_max, p.n_ctx, nt, kvt, NULL, &e)) {
         put_err(err, errlen, "%s", e.msg);
         free(ctx);
         return NULL;
     }
-    int rc = spq_state_init_seq(&ctx->s, &md->m, p.n_batch, p.n_seq_max, p.n_ctx, nt);
+    int rc = spq_state_init_seq(&ctx->s, &md->m, p.n_batch, p.n_seq_max, p.n_ctx, nt, kvt);
     ctx->s.kern = k;
     ctx->n_ctx = p.n_ctx ? p.n_ctx : md->m.ctx;
     size_t B = (size_t)p.n_batch;

@@ -238,16 +238,28 @@ static float dot_f32(const float *a, const float *b, int n)
  * c's rows J long: scores (a = q, r = d, b = kt, j = key) and outputs (a = probabilities,
  * r = key, b = v, j = dim). NH heads x 16 columns in 8 accumulators, 2 loads of b per r.
  * Tails use masked loads and stores. */
-INL void attn_mm(const int NH, int R, int J, const float *a, int lda, const float *b, int ldb, const float *mul,
-                 float *c)
+/* 8 values of a KV-cache row from off (left of them in the row, may be < 8): FP32, or with
+ * BH IEEE half (no masked 16-bit load here: a short tail goes through a zeroed copy) */
+INL __m256 ld_kv(const int BH, const void *b, size_t off, int left, __m256i mk)
+{
+    if (!BH) return _mm256_maskload_ps((const float *)b + off, mk);
+    const uint16_t *h = (const uint16_t *)b + off;
+    if (left >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    uint16_t t[8] = {0};
+    for (int i = 0; i < left; i++) t[i] = h[i];
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
+}
+
+INL void attn_mm(const int NH, const int BH, int R, int J, const float *a, int lda, const void *b, int ldb,
+                 const float *mul, float *c)
 {
     for (int j0 = 0; j0 < J; j0 += 16) {
         __m256i mk[2] = {maskn(J - j0), maskn(J - j0 - 8)};
         __m256 acc[4][2];
         for (int h = 0; h < NH; h++) acc[h][0] = acc[h][1] = _mm256_setzero_ps();
         for (int r = 0; r < R; r++) {
-            const float *br = b + (size_t)r * ldb + j0;
-            __m256 b0 = _mm256_maskload_ps(br, mk[0]), b1 = _mm256_maskload_ps(br + 8, mk[1]);
+            size_t br = (size_t)r * ldb + j0;
+            __m256 b0 = ld_kv(BH, b, br, J - j0, mk[0]), b1 = ld_kv(BH, b, br + 8, J - j0 - 8, mk[1]);
             for (int h = 0; h < NH; h++) {
                 __m256 ab = _mm256_broadcast_ss(a + (size_t)h * lda + r);
                 acc[h][0] = _mm256_fmadd_ps(ab, b0, acc[h][0]);
@@ -366,6 +378,7 @@ static const spq_kernels table = {
     .vexp = vexp,
     .dot_f32 = dot_f32,
     .attn = attn,
+    .attn_h = attn_h,
     .gemv_lut = gemv_lut,
     .gemv_q8 = NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
@@ -478,6 +491,7 @@ static const spq_kernels table_vnni = {
     .vexp = vexp,
     .dot_f32 = dot_f32,
     .attn = attn,
+    .attn_h = attn_h,
     .gemv_lut = gemv_lut,
     .gemv_q8 = gemv_q8_vnni,
 };

@@ -303,8 +303,14 @@ static float dot_f32(const float *a, const float *b, int n)
  * c's rows J long: scores (a = q, r = d, b = kt, j = key) and outputs (a = probabilities,
  * r = key, b = v, j = dim). NH heads x 64 columns in 16 accumulators; per r, 4 loads of b
  * feed 4*NH FMAs. */
-INL void attn_mm(const int NH, int R, int J, const float *a, int lda, const float *b, int ldb, const float *mul,
-                 float *c)
+INL __m512 ld_kv(const int BH, __mmask16 mk, const void *b, size_t off)
+{
+    if (BH) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)b + off));
+    return _mm512_maskz_loadu_ps(mk, (const float *)b + off);
+}
+
+INL void attn_mm(const int NH, const int BH, int R, int J, const float *a, int lda, const void *b, int ldb,
+                 const float *mul, float *c)
 {
     for (int j0 = 0; j0 < J; j0 += 64) {
         __mmask16 mk[4];
@@ -313,9 +319,9 @@ INL void attn_mm(const int NH, int R, int J, const float *a, int lda, const floa
         for (int h = 0; h < NH; h++)
             for (int k = 0; k < 4; k++) acc[h][k] = _mm512_setzero_ps();
         for (int r = 0; r < R; r++) {
-            const float *br = b + (size_t)r * ldb + j0;
+            size_t br = (size_t)r * ldb + j0;
             __m512 bv[4];
-            for (int k = 0; k < 4; k++) bv[k] = _mm512_maskz_loadu_ps(mk[k], br + 16 * k);
+            for (int k = 0; k < 4; k++) bv[k] = ld_kv(BH, mk[k], b, br + 16 * k);
             for (int h = 0; h < NH; h++) {
                 __m512 ab = _mm512_set1_ps(a[(size_t)h * lda + r]);
                 for (int k = 0; k < 4; k++) acc[h][k] = _mm512_fmadd_ps(ab, bv[k], acc[h][k]);
@@ -405,6 +411,7 @@ static const spq_kernels table = {
     .vexp = vexp,
     .dot_f32 = dot_f32,
     .attn = attn,
+    .attn_h = attn_h,
     .gemv_lut = gemv_lut,
     .gemv_q8 = gemv_q8,
 };

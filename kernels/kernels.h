@@ -93,6 +93,9 @@ typedef struct spq_kernels {
      * scratch. */
     void (*attn)(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk,
                  const float *v, int ldv, float *s, float *o);
+    /* The same over a KV cache stored in IEEE half (widened exactly; FP32 arithmetic). */
+    void (*attn_h)(int nq, int hd, int T, float scale, const float *q, const uint16_t *kt, int ldk,
+                   const uint16_t *v, int ldv, float *s, float *o);
     /* CMPQ look-up-table GEMV over one b-bit column class (LUT layout below):
      * acc[(p - p0) * 16 + r] += sum_k x[k] * T_k(code of row 16p + r, column k) for panels
      * p in [p0, p1); kp is a multiple of spq_lut_group(b); x has kp floats. tstride: floats

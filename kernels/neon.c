@@ -202,17 +202,30 @@ static float dot_f32(const float *a, const float *b, int n)
  * c's rows J long: scores (a = q, r = d, b = kt, j = key) and outputs (a = probabilities,
  * r = key, b = v, j = dim). attn_mm: NH heads x 4*NV columns from j0, NV loads of b per r
  * feed NH*NV FMAs; attn_rows: blocks of 16, then 4; the last J % 4 in scalar code. */
-static inline __attribute__((always_inline)) void attn_mm(const int NH, const int NV, int R, int J, int j0,
-                                                          const float *a, int lda, const float *b, int ldb,
+/* 4 values of the KV cache from off: FP32, or with BH IEEE half */
+static inline __attribute__((always_inline)) float32x4_t ld_kv(const int BH, const void *b, size_t off)
+{
+    if (BH) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)b + off)));
+    return vld1q_f32((const float *)b + off);
+}
+
+static inline __attribute__((always_inline)) float kv_at(const int BH, const void *b, size_t off)
+{
+    if (BH) return spq_f16_to_f32(((const uint16_t *)b)[off]);
+    return ((const float *)b)[off];
+}
+
+static inline __attribute__((always_inline)) void attn_mm(const int NH, const int BH, const int NV, int R, int J,
+                                                          int j0, const float *a, int lda, const void *b, int ldb,
                                                           const float *mul, float *c)
 {
     float32x4_t acc[4][4];
     for (int h = 0; h < NH; h++)
         for (int k = 0; k < NV; k++) acc[h][k] = vdupq_n_f32(0);
     for (int r = 0; r < R; r++) {
-        const float *br = b + (size_t)r * ldb + j0;
+        size_t br = (size_t)r * ldb + j0;
         float32x4_t bv[4];
-        for (int k = 0; k < NV; k++) bv[k] = vld1q_f32(br + 4 * k);
+        for (int k = 0; k < NV; k++) bv[k] = ld_kv(BH, b, br + 4 * k);
         for (int h = 0; h < NH; h++) {
             float ar = a[(size_t)h * lda + r];
             for (int k = 0; k < NV; k++) acc[h][k] = vfmaq_n_f32(acc[h][k], bv[k], ar);
@@ -222,16 +235,17 @@ static inline __attribute__((always_inline)) void attn_mm(const int NH, const in
         for (int k = 0; k < NV; k++) vst1q_f32(c + (size_t)h * J + j0 + 4 * k, vmulq_n_f32(acc[h][k], mul[h]));
 }
 
-static void attn_rows(int nh, int R, int J, const float *a, int lda, const float *b, int ldb, const float *mul,
-                      float *c)
+static inline __attribute__((always_inline)) void attn_rows(int nh, const int BH, int R, int J, const float *a,
+                                                            int lda, const void *b, int ldb, const float *mul,
+                                                            float *c)
 {
     int j = 0;
-    for (; j + 16 <= J; j += 16) SPQ_BY_COUNT4(attn_mm, nh, 4, R, J, j, a, lda, b, ldb, mul, c)
-    for (; j + 4 <= J; j += 4) SPQ_BY_COUNT4(attn_mm, nh, 1, R, J, j, a, lda, b, ldb, mul, c)
+    for (; j + 16 <= J; j += 16) SPQ_BY_COUNT4(attn_mm, nh, BH, 4, R, J, j, a, lda, b, ldb, mul, c)
+    for (; j + 4 <= J; j += 4) SPQ_BY_COUNT4(attn_mm, nh, BH, 1, R, J, j, a, lda, b, ldb, mul, c)
     for (; j < J; j++)
         for (int h = 0; h < nh; h++) {
             float acc = 0.0f;
-            for (int r = 0; r < R; r++) acc += a[(size_t)h * lda + r] * b[(size_t)r * ldb + j];
+            for (int r = 0; r < R; r++) acc += a[(size_t)h * lda + r] * kv_at(BH, b, (size_t)r * ldb + j);
             c[(size_t)h * J + j] = acc * mul[h];
         }
 }
@@ -317,6 +331,7 @@ static const spq_kernels table_dot = {
     .vexp = vexp,
     .dot_f32 = dot_f32,
     .attn = attn,
+    .attn_h = attn_h,
     .gemv_lut = gemv_lut,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
@@ -332,6 +347,7 @@ static const spq_kernels table_plain = {
     .vexp = vexp,
     .dot_f32 = dot_f32,
     .attn = attn,
+    .attn_h = attn_h,
     .gemv_lut = gemv_lut,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };

@@ -110,15 +110,21 @@ static float dot_f32(const float *a, const float *b, int n)
     return s;
 }
 
-static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
-                 int ldv, float *s, float *o)
+/* One attention over a cache in FP32 (bh 0) or IEEE half (bh 1): element i of b. */
+static inline float kv_at(int bh, const void *b, size_t i)
+{
+    return bh ? spq_f16_to_f32(((const uint16_t *)b)[i]) : ((const float *)b)[i];
+}
+
+static void attn_any(int bh, int nq, int hd, int T, float scale, const float *q, const void *kt, int ldk,
+                     const void *v, int ldv, float *s, float *o)
 {
     for (int h = 0; h < nq; h++) {
         const float *qh = q + (size_t)h * hd;
         float *sh = s + (size_t)h * T, mx = -INFINITY, sum = 0.0f;
         for (int t = 0; t < T; t++) {
             float a = 0.0f;
-            for (int d = 0; d < hd; d++) a += qh[d] * kt[(size_t)d * ldk + t];
+            for (int d = 0; d < hd; d++) a += qh[d] * kv_at(bh, kt, (size_t)d * ldk + t);
             sh[t] = a * scale;
             mx = sh[t] > mx ? sh[t] : mx;
         }
@@ -128,10 +134,22 @@ static void attn(int nq, int hd, int T, float scale, const float *q, const float
         }
         for (int j = 0; j < hd; j++) {
             float a = 0.0f;
-            for (int t = 0; t < T; t++) a += sh[t] * v[(size_t)t * ldv + j];
+            for (int t = 0; t < T; t++) a += sh[t] * kv_at(bh, v, (size_t)t * ldv + j);
             o[(size_t)h * hd + j] = a / sum;
         }
     }
+}
+
+static void attn(int nq, int hd, int T, float scale, const float *q, const float *kt, int ldk, const float *v,
+                 int ldv, float *s, float *o)
+{
+    attn_any(0, nq, hd, T, scale, q, kt, ldk, v, ldv, s, o);
+}
+
+static void attn_h(int nq, int hd, int T, float scale, const float *q, const uint16_t *kt, int ldk,
+                   const uint16_t *v, int ldv, float *s, float *o)
+{
+    attn_any(1, nq, hd, T, scale, q, kt, ldk, v, ldv, s, o);
 }
 
 /* The reference: decode each code with spq_lut_code and accumulate in order of k. */
@@ -163,6 +181,7 @@ static const spq_kernels table = {
     .vexp = vexp,
     .dot_f32 = dot_f32,
     .attn = attn,
+    .attn_h = attn_h,
     .gemv_lut = gemv_lut,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };

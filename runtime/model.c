@@ -180,7 +180,8 @@ void spq_model_free(spq_model *m)
 }
 
 /* The bytes of spq_state_init_seq's allocations: KV caches, and the rest. */
-static void state_bytes(const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, size_t *kvb, size_t *scratch)
+static void state_bytes(const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type, size_t *kvb,
+                        size_t *scratch)
 {
     const spq_config *p = &m->cfg;
     if (ctx <= 0) ctx = m->ctx;
@@ -192,15 +193,16 @@ static void state_bytes(const spq_model *m, int max_batch, int n_seq, int ctx, i
     size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
     size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
     size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D))) + 64;
-    *kvb = 2 * 4 * (size_t)p->n_layers * (size_t)ctx * kv * (size_t)n_seq;
+    *kvb = 2 * (kv_type == SPQ_F16 ? 2 : 4) * (size_t)p->n_layers * (size_t)ctx * kv * (size_t)n_seq;
     *scratch = 4 * B * (2 * D + (D > q ? D : q) + q + 2 * H + (size_t)p->vocab_size + kmax) + B * kmax +
                4 * (size_t)n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)ctx + 7 * 4 * B;
 }
 
-int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, spq_mem *need, spq_err *e)
+int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type,
+                    spq_mem *need, spq_err *e)
 {
     spq_mem r = {m->mapped_bytes + m->packed_bytes, 0, 0, spq_mem_available()};
-    state_bytes(m, max_batch, n_seq, ctx, n_threads, &r.kv, &r.scratch);
+    state_bytes(m, max_batch, n_seq, ctx, n_threads, kv_type, &r.kv, &r.scratch);
     if (need) *need = r;
     /* packed weights are already allocated (MemAvailable has dropped by them); mapped ones
      * become resident as they are read (counted, whether or not the page cache holds them:
@@ -215,13 +217,13 @@ int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_s
 
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch)
 {
-    return spq_state_init_seq(s, m, max_batch, 1, 0, 0);
+    return spq_state_init_seq(s, m, max_batch, 1, 0, 0, SPQ_F32);
 }
 
-int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads)
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type)
 {
     memset(s, 0, sizeof *s);
-    if (max_batch < 1 || n_seq < 1 || ctx > m->ctx) return -1;
+    if (max_batch < 1 || n_seq < 1 || ctx > m->ctx || (kv_type != SPQ_F32 && kv_type != SPQ_F16)) return -1;
     if (ctx <= 0) ctx = m->ctx;
     const spq_config *p = &m->cfg;
     size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
@@ -248,9 +250,10 @@ int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_se
     s->xf = malloc(4 * B * kmax);
     s->xq = malloc(B * kmax);
     s->n_seq = n_seq;
-    s->seq_floats = (size_t)p->n_layers * (size_t)ctx * kv;
-    s->kcache = calloc(s->seq_floats * (size_t)n_seq, 4);
-    s->vcache = calloc(s->seq_floats * (size_t)n_seq, 4);
+    s->kv_type = kv_type;
+    s->seq_elems = (size_t)p->n_layers * (size_t)ctx * kv;
+    s->kcache = calloc(s->seq_elems * (size_t)n_seq, kv_type == SPQ_F16 ? 2 : 4);
+    s->vcache = calloc(s->seq_elems * (size_t)n_seq, kv_type == SPQ_F16 ? 2 : 4);
     s->rpos = malloc(sizeof(int) * B);
     s->rseq = malloc(sizeof(int) * B);
     s->rid = malloc(sizeof(int) * B);
@@ -274,10 +277,11 @@ void spq_state_free(spq_state *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Sequence seq's part of a KV cache (kcache or vcache), at layer offset lo. */
-static inline float *seq_cache(const spq_state *s, float *cache, int seq, size_t lo)
+/* Sequence seq's part of a KV cache (kcache or vcache), at layer offset lo (elements). */
+static inline void *seq_cache(const spq_state *s, void *cache, int seq, size_t lo)
 {
-    return cache + (size_t)seq * s->seq_floats + lo;
+    size_t i = (size_t)seq * s->seq_elems + lo;
+    return s->kv_type == SPQ_F16 ? (void *)((uint16_t *)cache + i) : (void *)((float *)cache + i);
 }
 
 /* The sum of squares through the kernels' dot product: a plain loop is one chain of
@@ -390,9 +394,15 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
             int d0 = (h - nh) * hd; /* this KV head's dims */
             float *kr = s->hb + (size_t)i * kvd, *vr = s->hb2 + (size_t)i * kvd;
             rope(kr + d0, cs, sn, half);
-            float *kc = seq_cache(s, s->kcache, s->rseq[i], lo), *vc = seq_cache(s, s->vcache, s->rseq[i], lo);
-            for (int d = d0; d < d0 + hd; d++) kc[(size_t)d * s->ctx + pi] = kr[d];
-            memcpy(vc + (size_t)pi * kvd + d0, vr + d0, 4 * (size_t)hd);
+            void *kc = seq_cache(s, s->kcache, s->rseq[i], lo), *vc = seq_cache(s, s->vcache, s->rseq[i], lo);
+            if (s->kv_type == SPQ_F16) {
+                uint16_t *kh = kc, *vh = (uint16_t *)vc + (size_t)pi * kvd;
+                for (int d = d0; d < d0 + hd; d++) kh[(size_t)d * s->ctx + pi] = spq_f32_to_f16(kr[d]);
+                for (int d = d0; d < d0 + hd; d++) vh[d] = spq_f32_to_f16(vr[d]);
+            } else {
+                for (int d = d0; d < d0 + hd; d++) ((float *)kc)[(size_t)d * s->ctx + pi] = kr[d];
+                memcpy((float *)vc + (size_t)pi * kvd + d0, vr + d0, 4 * (size_t)hd);
+            }
         }
         spq_team_sync(t);
         lap(lead, SPQ_STEP_ROPE, &tm);
@@ -403,9 +413,13 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         for (int it; (it = spq_loop_next(t, &lp)) >= 0;) {
             int r = M * nkv - 1 - it, i = r / nkv, g = r % nkv;
             size_t qo = (size_t)i * qd + (size_t)g * grp * hd;
-            const float *kc = seq_cache(s, s->kcache, s->rseq[i], lo), *vc = seq_cache(s, s->vcache, s->rseq[i], lo);
-            kern->attn(grp, hd, s->rpos[i] + 1, att_scale, s->q + qo, kc + (size_t)g * hd * s->ctx, s->ctx,
-                       vc + (size_t)g * hd, kvd, att, s->xb + qo);
+            size_t ko = lo + (size_t)g * hd * s->ctx, vo = lo + (size_t)g * hd;
+            if (s->kv_type == SPQ_F16)
+                kern->attn_h(grp, hd, s->rpos[i] + 1, att_scale, s->q + qo, seq_cache(s, s->kcache, s->rseq[i], ko), s->ctx,
+                             seq_cache(s, s->vcache, s->rseq[i], vo), kvd, att, s->xb + qo);
+            else
+                kern->attn(grp, hd, s->rpos[i] + 1, att_scale, s->q + qo, seq_cache(s, s->kcache, s->rseq[i], ko), s->ctx,
+                           seq_cache(s, s->vcache, s->rseq[i], vo), kvd, att, s->xb + qo);
         }
         spq_team_sync(t);
         lap(lead, SPQ_STEP_ATTN, &tm);
@@ -460,11 +474,12 @@ void spq_state_copy_seq(spq_state *s, const spq_model *m, int src, int dst, int 
 {
     if (src == dst || n <= 0) return;
     size_t kvd = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, layer = (size_t)s->ctx * kvd;
+    size_t el = s->kv_type == SPQ_F16 ? 2 : 4;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        const float *ks = seq_cache(s, s->kcache, src, l * layer), *vs = seq_cache(s, s->vcache, src, l * layer);
-        float *kd = seq_cache(s, s->kcache, dst, l * layer), *vd = seq_cache(s, s->vcache, dst, l * layer);
-        for (size_t d = 0; d < kvd; d++) memcpy(kd + d * s->ctx, ks + d * s->ctx, sizeof(float) * (size_t)n); /* keys [kv_dim][ctx] */
-        memcpy(vd, vs, sizeof(float) * (size_t)n * kvd);                                                    /* values [ctx][kv_dim] */
+        const char *ks = seq_cache(s, s->kcache, src, l * layer), *vs = seq_cache(s, s->vcache, src, l * layer);
+        char *kd = seq_cache(s, s->kcache, dst, l * layer), *vd = seq_cache(s, s->vcache, dst, l * layer);
+        for (size_t d = 0; d < kvd; d++) memcpy(kd + d * s->ctx * el, ks + d * s->ctx * el, el * (size_t)n); /* keys [kv_dim][ctx] */
+        memcpy(vd, vs, el * (size_t)n * kvd);                                                              /* values [ctx][kv_dim] */
     }
 }
 

@@ -54,9 +54,11 @@ typedef struct {
     const struct spq_kernels *kern; /* the kernel table (NULL: spq_kern(), the best the CPU has) */
     float *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits, *xf;
     /* per sequence: keys [layer][kv_dim][ctx] (transposed for the attention kernel), values
-     * [layer][ctx][kv_dim]; sequence s's start at s * seq_floats */
-    float *kcache, *vcache;
-    size_t seq_floats;
+     * [layer][ctx][kv_dim], in FP32 or IEEE half (kv_type SPQ_F32 / SPQ_F16); sequence s's
+     * start at element s * seq_elems */
+    int kv_type;
+    void *kcache, *vcache;
+    size_t seq_elems;
     int8_t *xq;
     /* the batch being run: each row's position and sequence, its tensor (spq_rows), the rows
      * whose logits are wanted (n_out of them, in row order) and their tensors */
@@ -73,18 +75,21 @@ typedef struct {
  * The checkpoint must outlive the model (embeddings are read from it). */
 int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e);
 void spq_model_free(spq_model *m);
-/* Allocate state for batches of up to max_batch tokens of one sequence. */
+/* Allocate state for batches of up to max_batch tokens of one sequence, its KV cache in FP32
+ * (the reference path: tests against transformers, the profiler). */
 int spq_state_init(spq_state *s, const spq_model *m, int max_batch);
 /* The same for n_seq sequences, each with its own KV cache of ctx positions (at most the
- * model's; <= 0: the model's), for forward passes of up to n_threads threads (<= 0: OpenMP's
- * current count). */
-int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads);
+ * model's; <= 0: the model's) in kv_type (SPQ_F16: half the memory and the attention reads,
+ * keys and values rounded to IEEE half; SPQ_F32), for forward passes of up to n_threads
+ * threads (<= 0: OpenMP's current count). */
+int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type);
 void spq_state_free(spq_state *s);
 /* What a state of these dimensions (as spq_state_init_seq takes them) and the model's weights
  * need; -1 with both figures and what to lower when that is more than the machine has
  * available. Call it before spq_state_init_seq: an allocation past the memory gets the process
  * killed, not an error. */
-int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, spq_mem *need, spq_err *e);
+int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type,
+                    spq_mem *need, spq_err *e);
 /* MemAvailable in bytes (SPIKEQ_MEM_AVAILABLE, when set, instead), or -1. */
 long long spq_mem_available(void);
 

@@ -36,7 +36,7 @@ int spq_profile_run(const spq_model *m, const int *ids, long n, int samples, int
         return spq_fail(e, NULL, "out of memory for calibration row samples");
     }
     spq_state s;
-    if (spq_state_check(NULL, m, seq, 1, 0, 0, NULL, e)) { spq_profile_free(prof); return -1; }
+    if (spq_state_check(NULL, m, seq, 1, 0, 0, SPQ_F32, NULL, e)) { spq_profile_free(prof); return -1; }
     if (spq_state_init(&s, m, seq)) { spq_profile_free(prof); return spq_fail(e, NULL, "out of memory"); }
     s.prof = prof;
     for (int k = 0; k < samples && (long)k * seq < n; k++) {

@@ -23,8 +23,8 @@ fi
 D=$SH/models/docs-llama-28m
 M=models/docs-llama-28m-w8a8.spq
 
-# 1. per-item log-likelihoods against transformers
-if $S eval -m "$D" --data "$SH/data/eval" --limit "$LIMIT" --per-item "$tmp/items.jsonl" >"$tmp/table" 2>"$tmp/err"; then
+# 1. per-item log-likelihoods against transformers (whose KV cache is FP32, as here)
+if $S eval -m "$D" --data "$SH/data/eval" --limit "$LIMIT" --kv f32 --per-item "$tmp/items.jsonl" >"$tmp/table" 2>"$tmp/err"; then
   # "task item" -> tokens, greedy, logprobs (both files: one JSON object per line, arrays flat)
   norm() {
     sed 's/ //g' "$1" | awk -F'"' '{
@@ -55,7 +55,12 @@ else
   bad "spikeq eval exit status"; head -3 "$tmp/err"
 fi
 
-# 2. JSON output and KL divergence
+# 2. JSON output, KL divergence, and the FP16 KV cache (the default): perplexity within 0.1%
+# of the FP32 cache's on docs-eval
+p32=$($S perplexity -m $M -f "$D/docs-eval.txt" --chunks 20 --kv f32 2>/dev/null | sed -n 's/^Final estimate: PPL = \([0-9.]*\).*/\1/p')
+p16=$($S perplexity -m $M -f "$D/docs-eval.txt" --chunks 20 2>/dev/null | sed -n 's/^Final estimate: PPL = \([0-9.]*\).*/\1/p')
+awk -v a="$p32" -v b="$p16" 'BEGIN { d = (b - a) / a; exit !(a > 0 && d < 0.001 && d > -0.001) }' && ok ||
+  bad "perplexity with the FP16 KV cache ($p16) vs FP32 ($p32): more than 0.1% apart"
 $S eval -m $M --data "$SH/data/eval" --tasks copa,winogrande --limit 20 -o json >"$tmp/j" 2>/dev/null &&
   grep -q '"copa": {"items": 20, "acc": ' "$tmp/j" && grep -q '"winogrande": {"items": 20' "$tmp/j" && ok || bad "eval -o json"
 $S perplexity -m $M -f "$D/docs-eval.txt" --chunks 2 --kl-base $M >"$tmp/k0" 2>/dev/null &&

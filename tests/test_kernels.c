@@ -235,8 +235,9 @@ static void lut_all(const spq_kernels *kt)
 }
 
 /* One call of the attention kernel vs a double-precision softmax(q K^T) V, and the ISA vs
- * the scalar reference; q and o rows are hd apart, keys transposed with ldk > T. */
-static void check_attn(const spq_kernels *kt, int nq, int hd, int T)
+ * the scalar reference; q and o rows are hd apart, keys transposed with ldk > T. half: the
+ * cache in IEEE half (attn_h; values made exact in half, so the reference is the same). */
+static void check_attn(const spq_kernels *kt, int nq, int hd, int T, int half)
 {
     const spq_kernels *ref = spq_kernels_scalar();
     int ldk = T + 5, ldv = hd + 3;
@@ -246,10 +247,16 @@ static void check_attn(const spq_kernels *kt, int nq, int hd, int T)
     double *p = malloc(sizeof(double) * (size_t)T);
     float scale = 3.0f / sqrtf((float)hd); /* peaky rows: the max subtraction matters */
     for (int i = 0; i < nq * hd; i++) q[i] = frand();
-    for (int i = 0; i < hd * ldk; i++) k[i] = frand();
-    for (int i = 0; i < T * ldv; i++) v[i] = frand();
-    ref->attn(nq, hd, T, scale, q, k, ldk, v, ldv, s, o0);
-    kt->attn(nq, hd, T, scale, q, k, ldk, v, ldv, s, o1);
+    uint16_t *kh = malloc(2 * (size_t)hd * ldk), *vh = malloc(2 * (size_t)T * ldv);
+    for (int i = 0; i < hd * ldk; i++) k[i] = spq_f16_to_f32(kh[i] = spq_f32_to_f16(frand()));
+    for (int i = 0; i < T * ldv; i++) v[i] = spq_f16_to_f32(vh[i] = spq_f32_to_f16(frand()));
+    if (half) {
+        ref->attn_h(nq, hd, T, scale, q, kh, ldk, vh, ldv, s, o0);
+        kt->attn_h(nq, hd, T, scale, q, kh, ldk, vh, ldv, s, o1);
+    } else {
+        ref->attn(nq, hd, T, scale, q, k, ldk, v, ldv, s, o0);
+        kt->attn(nq, hd, T, scale, q, k, ldk, v, ldv, s, o1);
+    }
     for (int h = 0; h < nq; h++) {
         double mx = -1e300, sum = 0;
         for (int t = 0; t < T; t++) {
@@ -264,13 +271,13 @@ static void check_attn(const spq_kernels *kt, int nq, int hd, int T)
             for (int t = 0; t < T; t++) want += p[t] / sum * v[(size_t)t * ldv + j];
             float a = o0[h * hd + j], b = o1[h * hd + j];
             if (fabs(a - want) > 1e-5 || fabsf(a - b) > 1e-5f) {
-                fprintf(stderr, "%s attn nq=%d hd=%d T=%d h=%d j=%d: exact %g scalar %g simd %g\n", kt->name, nq, hd,
-                        T, h, j, want, a, b);
+                fprintf(stderr, "%s attn%s nq=%d hd=%d T=%d h=%d j=%d: exact %g scalar %g simd %g\n", kt->name,
+                        half ? "_h" : "", nq, hd, T, h, j, want, a, b);
                 fail();
             }
         }
     }
-    free(q); free(k); free(v); free(s); free(o0); free(o1); free(p);
+    free(q); free(k); free(v); free(s); free(o0); free(o1); free(p); free(kh); free(vh);
 }
 
 static void attn_all(const spq_kernels *kt)
@@ -278,7 +285,8 @@ static void attn_all(const spq_kernels *kt)
     static const int nqs[] = {1, 3, 4, 5, 8}, hds[] = {2, 6, 8, 64, 70, 128}, Ts[] = {1, 3, 15, 16, 17, 64, 65, 130};
     for (int i = 0; i < 5; i++)
         for (int j = 0; j < 6; j++)
-            for (int t = 0; t < 8; t++) check_attn(kt, nqs[i], hds[j], Ts[t]);
+            for (int t = 0; t < 8; t++)
+                for (int half = 0; half < 2; half++) check_attn(kt, nqs[i], hds[j], Ts[t], half);
 }
 
 /* The threaded driver: several GEMMs on one input in one region, each thread's contiguous

@@ -165,11 +165,11 @@ static void test_threads_agree(void **st)
 
 /* Greedy steps of one sequence run alone: the prompt's last logits, then `steps` decode
  * steps, each row of V logits into out[(1 + steps) * V]. */
-static void run_alone(const spq_model *m, const int *prompt, int np, int steps, float *out)
+static void run_alone(const spq_model *m, const int *prompt, int np, int steps, int kv, float *out)
 {
     spq_state s;
     int V = m->cfg.vocab_size;
-    assert_int_equal(spq_state_init(&s, m, np), 0);
+    assert_int_equal(spq_state_init_seq(&s, m, np, 1, 0, 0, kv), 0);
     assert_int_equal(spq_forward(m, &s, prompt, np, 0, 0), 0);
     for (int k = 0;; k++) {
         memcpy(out + (size_t)k * V, s.logits, sizeof(float) * (size_t)V);
@@ -184,7 +184,7 @@ static void run_alone(const spq_model *m, const int *prompt, int np, int steps, 
 /* Three sequences in one batch (prompt rows interleaved, then one decode row each per
  * step, in a rotating order) give bit for bit the logits each gives alone: per-sequence
  * activation scales (INT8, FP8), per-row positions and caches. */
-static void batch_agrees(const spq_ckpt *c, const char *what)
+static void batch_agrees_kv(const spq_ckpt *c, const char *what, int kv)
 {
     enum { NS = 3, STEPS = 4 };
     static const int np[NS] = {7, 5, 3};
@@ -196,9 +196,9 @@ static void batch_agrees(const spq_ckpt *c, const char *what)
     assert_int_equal(spq_model_init(&m, c, 64, &e), 0);
     int V = m.cfg.vocab_size;
     float *ref = malloc(sizeof(float) * NS * (STEPS + 1) * (size_t)V);
-    for (int j = 0; j < NS; j++) run_alone(&m, prompt[j], np[j], STEPS, ref + (size_t)j * (STEPS + 1) * V);
+    for (int j = 0; j < NS; j++) run_alone(&m, prompt[j], np[j], STEPS, kv, ref + (size_t)j * (STEPS + 1) * V);
     spq_state s;
-    assert_int_equal(spq_state_init_seq(&s, &m, 15, NS, 0, 0), 0);
+    assert_int_equal(spq_state_init_seq(&s, &m, 15, NS, 0, 0, kv), 0);
     int tok[15], pos[15], seq[15], n = 0, last[NS];
     signed char want[15];
     for (int i = 0; i < 7; i++) /* A0 B0 C0 A1 B1 C1 A2 ... */
@@ -213,7 +213,8 @@ static void batch_agrees(const spq_ckpt *c, const char *what)
         for (int j = 0; j < NS; j++) {
             const float *got = s.logits + (size_t)last[j] * V, *want_row = ref + ((size_t)j * (STEPS + 1) + k) * V;
             if (memcmp(got, want_row, sizeof(float) * (size_t)V)) {
-                fprintf(stderr, "  %s: sequence %d step %d differs batched (%g vs %g)\n", what, j, k, got[0], want_row[0]);
+                fprintf(stderr, "  %s (%s KV): sequence %d step %d differs batched (%g vs %g)\n", what,
+                        kv == SPQ_F16 ? "F16" : "F32", j, k, got[0], want_row[0]);
                 bad = 1;
             }
             next[j] = 0;
@@ -233,6 +234,13 @@ static void batch_agrees(const spq_ckpt *c, const char *what)
     free(ref);
     spq_state_free(&s);
     spq_model_free(&m);
+}
+
+/* ... with the KV cache in FP32 and in FP16 */
+static void batch_agrees(const spq_ckpt *c, const char *what)
+{
+    batch_agrees_kv(c, what, SPQ_F32);
+    batch_agrees_kv(c, what, SPQ_F16);
 }
 
 static void test_batch_agrees(void **st)

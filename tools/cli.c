@@ -74,15 +74,23 @@ void verify_ckpt(const spq_ckpt *c)
     if (spq_ckpt_verify(c, &e)) die_err(&e);
 }
 
-void check_mem(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int verbose)
+void check_mem(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int kv_type, int verbose)
 {
     spq_mem need;
     spq_err e;
-    if (spq_state_check(path, m, max_batch, n_seq, ctx, 0, &need, &e)) die_err(&e);
+    if (spq_state_check(path, m, max_batch, n_seq, ctx, 0, kv_type, &need, &e)) die_err(&e);
     if (verbose)
-        fprintf(stderr, "spikeq: memory: weights %.2f GB (%.2f GB mapped, %.2f GB packed), KV cache %.2f GB, scratch %.2f GB; %.2f GB available\n",
+        fprintf(stderr, "spikeq: memory: weights %.2f GB (%.2f GB mapped, %.2f GB packed), KV cache %.2f GB (%s), scratch %.2f GB; %.2f GB available\n",
                 (double)need.weights / 1e9, (double)m->mapped_bytes / 1e9, (double)m->packed_bytes / 1e9, (double)need.kv / 1e9,
+                kv_type == SPQ_F16 ? "f16" : "f32",
                 (double)need.scratch / 1e9, (double)need.avail / 1e9);
+}
+
+int kv_arg(const char *v)
+{
+    if (!strcmp(v, "f16")) return SPQ_F16;
+    if (!strcmp(v, "f32")) return SPQ_F32;
+    die("--kv: f16 or f32, not '%s'", v);
 }
 
 void close_ckpt(spq_ckpt *c)

@@ -31,7 +31,9 @@ void close_ckpt(spq_ckpt *c);
 /* Die, saying what it needs and what is available, when a state of these dimensions (see
  * spq_state_init_seq) and the model's weights need more memory than the machine has;
  * with verbose, print the figures to stderr. */
-void check_mem(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int verbose);
+void check_mem(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int kv_type, int verbose);
+/* --kv f16|f32 -> SPQ_F16 / SPQ_F32, or die. */
+int kv_arg(const char *v);
 /* Die unless every tensor of c matches its checksum: before writing anything made from c. */
 void verify_ckpt(const spq_ckpt *c);
 /* Set OpenMP threads (<= 0: all cores; more than the cores: the cores, with a warning);

@@ -168,7 +168,7 @@ static void stats(const double *x, int n, double *mean, double *sd)
  * repetitions) and the fraction of the read bandwidth probed between the steps that the
  * weights' bytes per step make. */
 static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model_name, const char *plan, int *ts,
-                        int nt, const int *bs, int nb, int tg, int reps, int roofline, const char *fmt)
+                        int nt, const int *bs, int nb, int tg, int reps, int roofline, const char *fmt, int kv)
 {
     int bmax = 0;
     for (int i = 0; i < nb; i++) bmax = bs[i] > bmax ? bs[i] : bmax;
@@ -190,8 +190,8 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
         for (int bi = 0; bi < nb; bi++) {
             int B = bs[bi];
             spq_state s;
-            check_mem(c->path, m, B, B, 0, 0);
-            if (spq_state_init_seq(&s, m, B, B, 0, 0)) die("out of memory for %d sequences' caches (lower --batch or -n)", B);
+            check_mem(c->path, m, B, B, 0, kv, 0);
+            if (spq_state_init_seq(&s, m, B, B, 0, 0, kv)) die("out of memory for %d sequences' caches (lower --batch or -n)", B);
             double pass_bytes = 0, pass_sec = 0;
             for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
                 spq_err ce;
@@ -375,7 +375,7 @@ int cmd_bench(int argc, char **argv)
 {
     const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
     double bits = 4.0;
-    int pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0, timings = 0;
+    int kv = SPQ_F16, pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0, timings = 0;
     const char *pflist = NULL, *blist = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -384,7 +384,7 @@ int cmd_bench(int argc, char **argv)
                  "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq [--bits 3.5]]\n"
                  "       [--spike-layers K [--spike-fp8]]\n"
                  "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB[,KIB...]] [--batch B[,B...]]\n"
-                 "       [-o md|json|csv]\n"
+                 "       [--kv f16|f32] [-o md|json|csv]\n"
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
                  "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
                  "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
@@ -415,6 +415,7 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "--timings")) timings = 1;
         else if (!strcmp(a, "--prefetch") && v) pflist = argv[++i];
         else if (!strcmp(a, "--batch") && v) blist = argv[++i];
+        else if (!strcmp(a, "--kv") && v) kv = kv_arg(argv[++i]);
         else if (!strcmp(a, "-o") && v) fmt = argv[++i];
         else die("bench: unknown option %s", a);
     }
@@ -460,7 +461,7 @@ int cmd_bench(int argc, char **argv)
     if (blist) {
         int nb, *bs = parse_list("--batch", blist, 1, 4096, &nb);
         if (tg < 1) die("--batch: give -n >= 1 decode steps");
-        bench_batch(&m, &c, model_name, plan, ts, nt, bs, nb, tg, reps, roofline, fmt);
+        bench_batch(&m, &c, model_name, plan, ts, nt, bs, nb, tg, reps, roofline, fmt, kv);
         free(bs); free(ts);
         spq_model_free(&m);
         close_ckpt(&c);
@@ -469,8 +470,8 @@ int cmd_bench(int argc, char **argv)
     int npf = 1, *pfs = pflist ? parse_list("--prefetch", pflist, 0, 1 << 20, &npf) : NULL;
     if (pfs && tg > 0 && tg < npf) die("--prefetch: %d values take turns over -n %d tokens: give -n >= %d", npf, tg, npf);
     spq_state s;
-    check_mem(c.path, &m, pp > 0 ? pp : 1, 1, 0, 1);
-    if (spq_state_init(&s, &m, pp > 0 ? pp : 1)) die("out of memory");
+    check_mem(c.path, &m, pp > 0 ? pp : 1, 1, 0, kv, 1);
+    if (spq_state_init_seq(&s, &m, pp > 0 ? pp : 1, 1, 0, 0, kv)) die("out of memory");
     size_t pf_default = s.prefetch;
     int nids = (pp > tg ? pp : tg) + 1; /* token ids for both tests (-p 0 or -n 0 allowed) */
     int *ids = malloc(sizeof(int) * (size_t)nids);

@@ -93,7 +93,7 @@ typedef struct {
  * request, at most 64, at least an item's requests. */
 #define CACHE_BYTES ((size_t)256 << 20)
 
-static task_result run_task(const spq_model *m, int n_ctx, int batch, const spq_tokenizer *tok, int bos, const ev_task *t,
+static task_result run_task(const spq_model *m, int n_ctx, int batch, int kv, const spq_tokenizer *tok, int bos, const ev_task *t,
                             strbuf *per_item)
 {
     task_result res = {.name = t->name, .kind = t->kind, .acc_norm = t->acc_norm, .n = t->n_items};
@@ -114,12 +114,12 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, const spq_
     int longest = 1, widest = 1;
     for (int q = 0; q < first[t->n_items]; q++) longest = lr[q].n - 1 > longest ? lr[q].n - 1 : longest;
     for (int it = 0; it < t->n_items; it++) widest = t->items[it].n > widest ? t->items[it].n : widest;
-    size_t per_seq = (size_t)m->cfg.n_layers * (size_t)longest * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim * 8;
+    size_t per_seq = (size_t)m->cfg.n_layers * (size_t)longest * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim * (kv == SPQ_F16 ? 4 : 8);
     size_t fit = CACHE_BYTES / per_seq;
     int n_seq = fit > 64 ? 64 : fit < (size_t)widest ? widest : (int)fit;
     spq_state st, *s = &st;
-    check_mem(NULL, m, batch, n_seq, longest, 0);
-    if (spq_state_init_seq(s, m, batch, n_seq, longest, 0)) die("out of memory for %d sequences of %d positions", n_seq, longest);
+    check_mem(NULL, m, batch, n_seq, longest, kv, 0);
+    if (spq_state_init_seq(s, m, batch, n_seq, longest, 0, kv)) die("out of memory for %d sequences of %d positions", n_seq, longest);
     for (int i0 = 0; i0 < t->n_items; i0 += SLICE) {
         int i1 = i0 + SLICE < t->n_items ? i0 + SLICE : t->n_items;
         /* requests whose continuation has no tokens of its own score 0 (none here, in practice) */
@@ -234,12 +234,12 @@ static void write_file(const char *path, const strbuf *b)
 int cmd_eval(int argc, char **argv)
 {
     const char *path = NULL, *tasks = ev_task_names, *dir = NULL, *fmt = "table", *per_item = NULL;
-    int limit = 0, batch = 512, threads = 0, ctx = 0;
+    int limit = 0, batch = 512, threads = 0, ctx = 0, kv = SPQ_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
             printf("usage: spikeq eval -m MODEL --data DIR [--tasks %s]\n"
-                   "       [--limit N] [-b BATCH] [-c CTX] [-t N] [-o table|json] [--per-item FILE.jsonl]\n"
+                   "       [--limit N] [-b BATCH] [-c CTX] [-t N] [-o table|json] [--per-item FILE.jsonl] [--kv f16|f32]\n"
                    "Zero-shot accuracy, requests built as lm-evaluation-harness builds them. --data: the folder\n"
                    "of the task files (hellaswag_val_full.txt, piqa_valid.jsonl + piqa_valid-labels.lst,\n"
                    "arc_easy.jsonl, ...). acc: the gold choice has the highest summed log-probability;\n"
@@ -258,8 +258,9 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "-t") && v) threads = (int)arg_int(a, argv[++i], 1, 1024);
         else if (!strcmp(a, "-o") && v) fmt = argv[++i];
         else if (!strcmp(a, "--per-item") && v) per_item = argv[++i];
+        else if (!strcmp(a, "--kv") && v) kv = kv_arg(argv[++i]);
         else if (!strcmp(a, "-m") || !strcmp(a, "--tasks") || !strcmp(a, "--data") || !strcmp(a, "--limit") || !strcmp(a, "-b") ||
-                 !strcmp(a, "-c") || !strcmp(a, "-t") || !strcmp(a, "-o") || !strcmp(a, "--per-item"))
+                 !strcmp(a, "-c") || !strcmp(a, "-t") || !strcmp(a, "-o") || !strcmp(a, "--per-item") || !strcmp(a, "--kv"))
             die("%s: missing value", a);
         else die("eval: unknown option %s (spikeq eval -h)", a);
     }
@@ -288,7 +289,7 @@ int cmd_eval(int argc, char **argv)
     strbuf items = {0};
     for (int i = 0; i < nt; i++) {
         if (spq_ckpt_check(&c, &e)) die_err(&e);
-        res[i] = run_task(&m, m.ctx, batch, &c.tok, c.cfg.bos_id, &ts[i], per_item ? &items : NULL);
+        res[i] = run_task(&m, m.ctx, batch, kv, &c.tok, c.cfg.bos_id, &ts[i], per_item ? &items : NULL);
     }
     if (!strcmp(fmt, "json")) print_json(path, res, nt);
     else print_table(res, nt);

@@ -259,7 +259,7 @@ int cmd_logits(int argc, char **argv)
     spq_state s;
     spq_err e;
     if (spq_model_init(&m, &c, n, &e)) die_err(&e);
-    check_mem(path, &m, decode ? 1 : n, 1, 0, 0);
+    check_mem(path, &m, decode ? 1 : n, 1, 0, SPQ_F32, 0); /* the reference path: FP32 cache */
     if (spq_state_init(&s, &m, decode ? 1 : n)) die("out of memory");
     int V = c.cfg.vocab_size;
     if (top > V) top = V;

@@ -34,15 +34,15 @@ typedef struct {
     spq_state s;
 } runner;
 
-static void runner_open(runner *r, const char *path, int ctx, int batch)
+static void runner_open(runner *r, const char *path, int ctx, int batch, int kv)
 {
     spq_err e;
     open_ckpt(path, &r->c);
     if (r->c.n == 0) die("%s: no weights (vocabulary-only file)", path);
     if (ctx > r->c.cfg.max_seq) die("-c %d exceeds the context of %s (%d)", ctx, path, r->c.cfg.max_seq);
     if (spq_model_init(&r->m, &r->c, ctx, &e)) die_err(&e);
-    check_mem(path, &r->m, batch, 1, 0, 0);
-    if (spq_state_init(&r->s, &r->m, batch)) die("out of memory");
+    check_mem(path, &r->m, batch, 1, 0, kv, 0);
+    if (spq_state_init_seq(&r->s, &r->m, batch, 1, 0, 0, kv)) die("out of memory");
 }
 
 static void runner_close(runner *r)
@@ -73,12 +73,13 @@ static int cmp_double(const void *a, const void *b)
 
 int cmd_perplexity(int argc, char **argv)
 {
+    int kv = SPQ_F16;
     const char *path = NULL, *file = NULL, *score = "all", *base = NULL;
     int ctx = 512, batch = 0, chunks = 0, threads = 0, ids_file = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
-            puts("usage: spikeq perplexity -m MODEL -f FILE [-c 512] [--chunks N] [-b BATCH] [-t N]\n"
+            puts("usage: spikeq perplexity -m MODEL -f FILE [-c 512] [--chunks N] [-b BATCH] [-t N] [--kv f16|f32]\n"
                  "       [--score all|half] [--ids] [--kl-base BASE_MODEL]\n"
                  "--score all (default): BOS once, non-overlapping windows of -c tokens, every token scored\n"
                  "  (the GPTQ-family papers' method, and the transformers reference of the fixture model).\n"
@@ -98,8 +99,9 @@ int cmd_perplexity(int argc, char **argv)
         else if (!strcmp(a, "--score") && v) score = argv[++i];
         else if (!strcmp(a, "--kl-base") && v) base = argv[++i];
         else if (!strcmp(a, "--ids")) ids_file = 1;
+        else if (!strcmp(a, "--kv") && v) kv = kv_arg(argv[++i]);
         else if (!strcmp(a, "-m") || !strcmp(a, "-f") || !strcmp(a, "-c") || !strcmp(a, "-b") || !strcmp(a, "--chunks") ||
-                 !strcmp(a, "-t") || !strcmp(a, "--score") || !strcmp(a, "--kl-base"))
+                 !strcmp(a, "-t") || !strcmp(a, "--score") || !strcmp(a, "--kl-base") || !strcmp(a, "--kv"))
             die("%s: missing value", a);
         else die("perplexity: unknown option %s", a);
     }
@@ -110,9 +112,9 @@ int cmd_perplexity(int argc, char **argv)
     if (batch <= 0 || batch > ctx) batch = ctx;
     set_threads(threads);
     runner q, b;
-    runner_open(&q, path, ctx, batch);
+    runner_open(&q, path, ctx, batch, kv);
     if (base) {
-        runner_open(&b, base, ctx, batch);
+        runner_open(&b, base, ctx, batch, kv);
         if (b.c.cfg.vocab_size != q.c.cfg.vocab_size)
             die("%s: vocabulary of %d tokens, %s has %d: KL divergence needs the same vocabulary", base, b.c.cfg.vocab_size,
                 path, q.c.cfg.vocab_size);

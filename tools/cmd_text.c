@@ -150,6 +150,7 @@ int cmd_generate(int argc, char **argv)
 {
     const char *path = NULL, *prompt = NULL, *file = NULL, *prompt_ids = NULL;
     int threads = 0, interactive = 0;
+    spikeq_kv_type kv = SPIKEQ_KV_F16;
     gen_run g;
     memset(&g, 0, sizeof g);
     g.n_predict = 128;
@@ -159,7 +160,7 @@ int cmd_generate(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: spikeq generate -m MODEL -p PROMPT [-n N] [-t THREADS] [-c CTX] [-f FILE] [-i]\n"
                  "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
-                 "       [--repeat-last-n N] [--seed S] [--special]\n"
+                 "       [--repeat-last-n N] [--seed S] [--special] [--kv f16|f32]\n"
                  "--temp 0 is greedy. Defaults: -n 128, --temp 0.8, --top-k 40, --top-p 0.95, --min-p 0.05,\n"
                  "--repeat-penalty 1.0 (off), --seed from the clock. -i: interactive, Ctrl-D ends.\n"
                  "--prompt-ids 1,300 gives the prompt as token ids; --ids prints token ids instead of text\n"
@@ -173,6 +174,7 @@ int cmd_generate(int argc, char **argv)
         else if (!strcmp(a, "-n") && v) g.n_predict = (int)arg_int("-n", NEXT, 1, 1 << 24);
         else if (!strcmp(a, "-t") && v) threads = (int)arg_int("-t", NEXT, 1, 1024);
         else if (!strcmp(a, "-c") && v) g.n_ctx = (int)arg_int("-c", NEXT, 8, 1 << 22);
+        else if (!strcmp(a, "--kv") && v) kv = kv_arg(NEXT) == SPQ_F16 ? SPIKEQ_KV_F16 : SPIKEQ_KV_F32;
         else if (!strcmp(a, "--temp") && v) sp.temp = (float)arg_float("--temp", NEXT);
         else if (!strcmp(a, "--top-k") && v) sp.top_k = (int)arg_int("--top-k", NEXT, 0, 1 << 22);
         else if (!strcmp(a, "--top-p") && v) sp.top_p = (float)arg_float("--top-p", NEXT);
@@ -209,6 +211,7 @@ int cmd_generate(int argc, char **argv)
     cp.n_threads = threads;
     cp.n_ctx = g.n_ctx;
     cp.n_batch = g.n_batch;
+    cp.kv_type = kv;
     if (!(g.ctx = spikeq_context_new(g.model, &cp, err, sizeof err))) die("%s", err);
     g.batch = spikeq_batch_init(g.n_batch);
     if (!(g.smp = spikeq_sampler_new(&sp)) || !g.batch.token) die("out of memory");
