@@ -16,6 +16,7 @@ void spq_pack_q8(const int8_t *w, int N, int K, int8_t *out, int32_t *wsum)
 {
     int kp = spq_kpad(K), np = (N + SPQ_NR - 1) / SPQ_NR;
     memset(out, 0, spq_pack_q8_size(N, K));
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)K > (1u << 20))
     for (int n = 0; n < N; n++) {
         int8_t *panel = out + (size_t)(n / SPQ_NR) * kp * SPQ_NR;
         int c = n % SPQ_NR;
@@ -47,6 +48,7 @@ void spq_pack_f(const void *w, int N, int K, int elem, void *out)
     const char *src = w;
     char *dst = out;
     memset(out, 0, spq_pack_f_size(N, K, elem));
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)K > (1u << 20))
     for (int n = 0; n < N; n++) {
         char *panel = dst + (size_t)(n / SPQ_NR) * K * SPQ_NR * elem;
         int c = n % SPQ_NR;

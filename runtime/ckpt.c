@@ -243,6 +243,9 @@ int spq_tensor_to_f32(const spq_tensor *t, float *out)
         return 0;
     }
     const uint8_t *b = t->data;
+    /* a 7B model's tensors are 10^7-10^8 elements: converted by every thread (each element
+     * on its own, so the result does not depend on the count) */
+#pragma omp parallel for schedule(static) if (n > (1u << 20))
     for (size_t i = 0; i < n; i++) {
         switch (t->dtype) {
         case SPQ_F32: memcpy(&out[i], b + 4 * i, 4); break;

@@ -172,7 +172,17 @@ static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, fl
     q.layout = SPQ_ROWS;
     if (!f || !q.owned || spq_tensor_to_f32(t, f)) { free(f); free(q.owned); return NULL; }
     const spq_kernels *k = spq_kern();
-    float amax = k->absmax(f, n);
+    /* every step element by element, in chunks over the threads: the result does not
+     * depend on their count */
+    const size_t CH = (size_t)1 << 20;
+    long nch = (long)((n + CH - 1) / CH);
+    float amax = 0;
+#pragma omp parallel for reduction(max : amax) schedule(static)
+    for (long c = 0; c < nch; c++) {
+        size_t c0 = (size_t)c * CH, len = n - c0 < CH ? n - c0 : CH;
+        float a = k->absmax(f + c0, len);
+        amax = a > amax ? a : amax;
+    }
     q.dtype = dtype;
     q.act_scale = act_scale;
     q.act_fmt = act_fmt;
@@ -181,13 +191,21 @@ static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, int dtype, fl
         float a = x && S > 0 && t->ndim == 2 ? spq_clip_search(f, (int)t->shape[0], (int)t->shape[1], x, S) : 1.0f;
         if (alpha) *alpha = a;
         q.scale = amax > 0 ? a * amax / 127.0f : 1.0f;
-        k->quant_i8(f, (int)n, (int)n, 1.0f / q.scale, q.owned); /* n < 2^31 for any real tensor */
+        float inv = 1.0f / q.scale;
+        int8_t *c8 = q.owned;
+#pragma omp parallel for schedule(static)
+        for (long c = 0; c < nch; c++) {
+            size_t c0 = (size_t)c * CH, len = n - c0 < CH ? n - c0 : CH;
+            k->quant_i8(f + c0, (int)len, (int)len, inv, c8 + c0);
+        }
     } else if (dtype == SPQ_E4M3) {
         q.scale = amax > 0 ? amax / 448.0f : 1.0f;
         uint8_t *c = q.owned;
+#pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) c[i] = spq_f32_to_e4m3(f[i] / q.scale);
     } else if (dtype == SPQ_F16) {
         uint16_t *h = q.owned;
+#pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) h[i] = spq_f32_to_f16(f[i]);
     } else {
         memcpy(q.owned, f, 4 * n);
