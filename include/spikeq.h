@@ -77,7 +77,7 @@ typedef struct {
     int n_ctx;       /* positions per sequence; 0: the model's trained length */
     int n_batch;     /* the most tokens of one spikeq_decode; default 512 */
     int n_seq_max;   /* sequences with a KV cache each; default 1 */
-    const char *isa; /* kernels: "scalar", "avx2", "avxvnni", "avx512", "neon", "neonplain"; NULL: the best the CPU has */
+    const char *isa; /* kernels: "scalar", "avx2", "avxvnni", "avx512", "avx512bf16", "neon", "neonplain"; NULL: the best the CPU has */
     spikeq_kv_type kv_type; /* the KV cache's precision; default SPIKEQ_KV_F16 */
 } spikeq_context_params;
 

@@ -14,7 +14,9 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
 #include <sleef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define INL static inline __attribute__((always_inline))
@@ -399,6 +401,79 @@ INL void lut_panels(const int b, const int NP, const int TS, int kp, const float
 
 SPQ_LUT_GEMV(4)
 
+/* ---- BF16 weights with AVX-512 BF16 (Zen 4/5, Sapphire Rapids): vdpbf16ps multiplies
+ * pairs of BF16 (k, k+1) and adds both products to an FP32 lane, twice the FMAs' rate. The
+ * activations are rounded to BF16 (round to nearest even, as spq_f32_to_bf16), one pair of a
+ * row per 32-bit broadcast; a panel's rows k and k+1 (16 columns each) are interleaved into
+ * per-column pairs as they are loaded. Only the table "avx512bf16" uses it. */
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* x[0..K) as BF16 pairs (k, k+1) into xp[0..(K+1)/2), K + 1 padded with 0: vcvtne2ps2bf16
+ * rounds 32 floats to nearest even at a time */
+static inline BF16_TARGET void bf16_pairs(const float *x, int K, uint32_t *xp)
+{
+    for (int k = 0; k < K; k += 32) {
+        __m512 lo = _mm512_maskz_loadu_ps(colmask(k, K), x + k), hi = _mm512_maskz_loadu_ps(colmask(k + 16, K), x + k + 16);
+        __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_mask_storeu_epi32(xp + k / 2, colmask(k / 2, (K + 1) / 2), v);
+    }
+}
+
+static inline __attribute__((always_inline)) BF16_TARGET void
+bf16_tile(const int MR, const int NP, int N, int K, int n, int m, const uint32_t *xp, int kh, const uint16_t *w,
+          float *y, int ldy)
+{
+    __m512 acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < NP; p++) acc[i][p] = _mm512_setzero_ps();
+    const __m512i idx = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                         39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const size_t ps = (size_t)K * SPQ_NR, base = (size_t)(n / SPQ_NR) * ps;
+    for (int k2 = 0; k2 < kh; k2++) {
+        __m512i wv[4];
+        for (int p = 0; p < NP; p++) {
+            const uint16_t *r = w + base + p * ps + (size_t)(2 * k2) * 16;
+            __m256i a = _mm256_loadu_si256((const __m256i *)r);
+            __m256i b = 2 * k2 + 1 < K ? _mm256_loadu_si256((const __m256i *)(r + 16)) : _mm256_setzero_si256();
+            wv[p] = _mm512_permutex2var_epi16(_mm512_castsi256_si512(a), idx, _mm512_castsi256_si512(b));
+        }
+        for (int i = 0; i < MR; i++) {
+            __m512i xb = _mm512_set1_epi32((int)xp[(size_t)i * kh + k2]);
+            for (int p = 0; p < NP; p++)
+                acc[i][p] = _mm512_dpbf16_ps(acc[i][p], (__m512bh)wv[p], (__m512bh)xb);
+        }
+    }
+    for (int p = 0; p < NP; p++)
+        for (int i = 0; i < MR; i++)
+            _mm512_mask_storeu_ps(y + (size_t)(m + i) * ldy + n + p * 16, colmask(n + p * 16, N), acc[i][p]);
+}
+
+#define BF16_TILE(MR, NP, ...) bf16_tile(MR, NP, __VA_ARGS__)
+
+static BF16_TARGET void gemm_bf16_dp(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, float *y,
+                                     int ldy)
+{
+    int kh = (K + 1) / 2;
+    /* up to 4 rows of x as BF16 pairs (k, k+1), k + 1 = K padded with 0 */
+    uint32_t stack[4 * 2048], *xp = 4 * (size_t)kh <= sizeof stack / 4 ? stack : malloc(16 * (size_t)kh);
+    if (!xp) return;
+    for (int m = 0; m < M; m += 4) {
+        int mr = M - m < 4 ? M - m : 4;
+        for (int i = 0; i < mr; i++) bf16_pairs(x + (size_t)(m + i) * K, K, xp + (size_t)i * kh);
+        for (int n = n0; n < n1; n += 64) {
+            int np = (n1 - n + 15) / 16;
+            if (np > 4) np = 4;
+            switch (mr) {
+            case 4: TILE_ROW(BF16_TILE, 4, np, N, K, n, m, xp, kh, w, y, ldy); break;
+            case 3: TILE_ROW(BF16_TILE, 3, np, N, K, n, m, xp, kh, w, y, ldy); break;
+            case 2: TILE_ROW(BF16_TILE, 2, np, N, K, n, m, xp, kh, w, y, ldy); break;
+            default: TILE_ROW(BF16_TILE, 1, np, N, K, n, m, xp, kh, w, y, ldy); break;
+            }
+        }
+    }
+    if (xp != stack) free(xp);
+}
+
 static const spq_kernels table = {
     .name = "avx512",
     .gemm_q8 = gemm_q8,
@@ -416,7 +491,24 @@ static const spq_kernels table = {
     .gemv_q8 = gemv_q8,
 };
 
+/* the same kernels, BF16 weights through vdpbf16ps */
+static spq_kernels table_bf16;
+static void init_bf16_table(void)
+{
+    table_bf16 = table;
+    table_bf16.name = "avx512bf16";
+    table_bf16.gemm_bf16 = gemm_bf16_dp;
+    table_bf16.bf16_rounds_x = 1;
+}
+
 const spq_kernels *spq_kernels_avx512(void) { return &table; }
+const spq_kernels *spq_kernels_avx512bf16(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_bf16_table);
+    return &table_bf16;
+}
 #else
 const spq_kernels *spq_kernels_avx512(void) { return 0; }
+const spq_kernels *spq_kernels_avx512bf16(void) { return 0; }
 #endif

@@ -39,6 +39,10 @@ static int cpu_has(const char *name)
     if (!strcmp(name, "avx512"))
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (!strcmp(name, "avx512bf16")) { /* CPUID.(7,1):EAX bit 5 */
+        unsigned a, b, c, d;
+        return cpu_has("avx512") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);
+    }
 #elif defined(__aarch64__)
     if (!strcmp(name, "neonplain")) return 1;
     if (!strcmp(name, "neon")) {
@@ -59,6 +63,7 @@ const spq_kernels *spq_kern_get(const char *name)
     if (!strcmp(name, "avx2")) return spq_kernels_avx2();
     if (!strcmp(name, "avxvnni")) return spq_kernels_avxvnni();
     if (!strcmp(name, "avx512")) return spq_kernels_avx512();
+    if (!strcmp(name, "avx512bf16")) return spq_kernels_avx512bf16();
     if (!strcmp(name, "neon")) return spq_kernels_neon();
     if (!strcmp(name, "neonplain")) return spq_kernels_neonplain();
     return NULL;
@@ -66,7 +71,7 @@ const spq_kernels *spq_kern_get(const char *name)
 
 int spq_kern_available(const char **names, int max)
 {
-    static const char *all[] = {"scalar", "neonplain", "avx2", "avxvnni", "avx512", "neon"};
+    static const char *all[] = {"scalar", "neonplain", "avx2", "avxvnni", "avx512", "avx512bf16", "neon"};
     int n = 0;
     for (int i = 0; i < 6 && n < max; i++)
         if (spq_kern_get(all[i])) names[n++] = all[i];

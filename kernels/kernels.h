@@ -72,9 +72,11 @@ typedef struct spq_kernels {
     /* Same with IEEE half weights (panel-packed), FP32 accumulation. */
     void (*gemm_f16)(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
                      float *y, int ldy);
-    /* Same with bfloat16 weights (panel-packed like F16), widened to FP32 exactly. */
+    /* Same with bfloat16 weights (panel-packed like F16): widened to FP32 exactly, or, where
+     * bf16_rounds_x, with the activations rounded to BF16 (vdpbf16ps), FP32 accumulation. */
     void (*gemm_bf16)(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
                       float *y, int ldy);
+    int bf16_rounds_x;
     /* Same with FP8 E4M3 weights (INT8 panel layout), times scale. */
     void (*gemm_e4m3)(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
                       float scale, float *y, int ldy);
@@ -113,7 +115,7 @@ typedef struct spq_kernels {
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */
 const spq_kernels *spq_kern(void);
-/* Select a table by name ("scalar", "avx2", "avxvnni", "avx512", "neon", "neonplain"); 0 on success,
+/* Select a table by name ("scalar", "avx2", "avxvnni", "avx512", "avx512bf16", "neon", "neonplain"); 0 on success,
  * -1 if unknown or unsupported by this CPU. */
 int spq_kern_select(const char *name);
 /* Names of the tables this CPU supports, best last; returns the count. */
@@ -164,6 +166,7 @@ const spq_kernels *spq_kernels_scalar(void);
 const spq_kernels *spq_kernels_avx2(void);
 const spq_kernels *spq_kernels_avxvnni(void);
 const spq_kernels *spq_kernels_avx512(void);
+const spq_kernels *spq_kernels_avx512bf16(void); /* avx512 with BF16 weights through vdpbf16ps */
 const spq_kernels *spq_kernels_neon(void);      /* sdot (armv8.2-a+dotprod) */
 const spq_kernels *spq_kernels_neonplain(void); /* any ARMv8 NEON */
 

@@ -48,8 +48,12 @@ static void test_hf_matches_transformers(void **st)
         if (spq_open(dir, &c, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
         float *lg = run_logits(&c, ids, n, 0);
         double r = rel_err(lg, ref, (size_t)n * V);
-        fprintf(stderr, "  %-26s max relative error vs transformers %.2e\n", FIXTURES[k], r);
-        assert_true(r <= 1e-4); /* weights stored in F16/BF16 are exact in FP32: same bound */
+        /* weights stored in F16/BF16 are exact in FP32: the same bound, except where the BF16
+         * GEMM rounds the activations to BF16 too (vdpbf16ps), as a BF16 run does */
+        int rounds = strstr(FIXTURES[k], "bf16") && spq_kern()->bf16_rounds_x;
+        fprintf(stderr, "  %-26s max relative error vs transformers %.2e%s\n", FIXTURES[k], r,
+                rounds ? " (activations rounded to BF16)" : "");
+        assert_true(r <= (rounds ? 5e-3 : 1e-4));
         free(lg); free(ref);
         spq_ckpt_free(&c);
     }

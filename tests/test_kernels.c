@@ -133,10 +133,13 @@ static void check_float(const spq_kernels *kt, int M, int N, int K, int which)
         spq_pack_f(wh, N, K, 2, wp);
         ref->gemm_f16(M, N, K, 0, N, x, wp, y0, N);
         spq_gemm_f16(kt, M, N, K, x, wp, y1, N);
-    } else if (which == 3) {
+    } else if (which == 3) { /* a table with vdpbf16ps rounds x to BF16: the reference too */
         spq_pack_f(wb, N, K, 2, wp);
-        ref->gemm_bf16(M, N, K, 0, N, x, wp, y0, N);
+        float *xr = malloc(sizeof(float) * (size_t)M * K);
+        for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = kt->bf16_rounds_x ? spq_bf16_to_f32(spq_f32_to_bf16(x[i])) : x[i];
+        ref->gemm_bf16(M, N, K, 0, N, xr, wp, y0, N);
         spq_gemm_bf16(kt, M, N, K, x, wp, y1, N);
+        free(xr);
     } else {
         spq_pack_fp8(w8, N, K, wp);
         ref->gemm_e4m3(M, N, kp, 0, N, x, wp, 1.0f / 400.0f, y0, N);
