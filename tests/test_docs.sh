@@ -8,7 +8,7 @@
 #                              and each shown "spikeq: " line is on stderr (numbers masked on
 #                              lines that report a time or a rate; decimals within 2e-3
 #                              relative, as another ISA sums floats in another order);
-#   <!-- doc-test: shape -->   the same with every number masked (float sums, timings);
+#   <!-- doc-test: shape -->   the same with every number and the kernel table's name masked;
 #   <!-- doc-test: skip REASON --> not run (said in the summary);
 #   no comment: exit status only.
 # Commands that read ../shared skip when it is absent, and fail when CI=true.
@@ -35,7 +35,8 @@ awk -v dir="$tmp" '
   cmd != "" { shown = shown $0 "\n" }
 ' "$@"
 
-mask_all() { sed -E 's/[0-9]+(\.[0-9]+)?/N/g; s/[ \t]+$//' | grep -v '^$'; }
+# (the kernel table's name too: it is the machine's, as the timings are)
+mask_all() { sed -E 's/\| (scalar|avx2|avxvnni|avx512|avx512bf16|neon|neonplain) \|/| ISA |/g; s/[0-9]+(\.[0-9]+)?/N/g; s/[ \t]+$//' | grep -v '^$'; }
 # numbers masked only on lines that report a time or a rate
 mask_time() { sed -E '/[0-9] (ms|s|min)\b|tokens\/s|t\/s/ s/[0-9]+(\.[0-9]+)?/N/g; s/[ \t]+$//' | grep -v '^$'; }
 
