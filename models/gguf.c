@@ -1,5 +1,6 @@
 /* gguf.c — import GGUF v2/v3 files with general.architecture = llama: tensors F32, F16, BF16
- * and Q8_0 (dequantised to F32), and the tokenizer.ggml.* vocabulary. Vocab-only files
+ * and ggml's block formats (Q4_0 ... Q8_0, Q2_K ... Q6_K, IQ4_NL, IQ4_XS; models/ggml_quants.c)
+ * dequantised to F16 at load, and the tokenizer.ggml.* vocabulary. Vocab-only files
  * (no tensors) load just the tokenizer. Every count, length and offset is checked
  * against the file size before use. */
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "models/ggml_quants.h"
 #include "models/open.h"
 
 enum { G_U8, G_I8, G_U16, G_I16, G_U32, G_I32, G_F32, G_BOOL, G_STR, G_ARR, G_U64, G_I64, G_F64 };
@@ -217,8 +219,40 @@ static void hf_name(const char *gguf, char *out, size_t n)
     else if (!strcmp(gguf, "rope_freqs.weight")) snprintf(out, n, "rope_freqs.weight"); /* llama3 RoPE */
 }
 
-/* Add tensor t (its data at m + data + t->off) to c: F32/F16/BF16 mapped, Q8_0 widened to
- * F32, q/k rows un-permuted to rotate-half order. */
+/* Rows [0, N) of K weights of quantized type from src into F16 rows out. */
+static int dequant_f16(int type, const uint8_t *src, size_t row_bytes, int64_t N, int64_t K, uint16_t *out)
+{
+    float *f = malloc(sizeof(float) * (size_t)K);
+    if (!f) return -1;
+    for (int64_t n = 0; n < N; n++) {
+        spq_ggml_dequant(type, src + (size_t)n * row_bytes, f, K);
+        for (int64_t k = 0; k < K; k++) out[(size_t)n * K + k] = spq_f32_to_f16(f[k]);
+    }
+    free(f);
+    return 0;
+}
+
+/* A linear's F16 rows into the kernels' panels (the model then runs them where they lie):
+ * one copy of the weights, not rows and panels. */
+static int to_panels(spq_tensor *o)
+{
+    size_t n = strlen(o->name);
+    int linear = (n > 12 && !strcmp(o->name + n - 12, "_proj.weight")) || !strcmp(o->name, "lm_head.weight");
+    if (!linear || o->ndim != 2) return 0;
+    size_t pb = spq_panel_bytes(SPQ_F16, o->shape[0], o->shape[1]);
+    void *p = aligned_alloc(64, (pb + 63) & ~(size_t)63);
+    if (!p) return -1;
+    spq_tensor_pack(o, p);
+    free(o->owned);
+    o->owned = p;
+    o->data = p;
+    o->nbytes = pb;
+    o->layout = SPQ_PANELS;
+    return 0;
+}
+
+/* Add tensor t (its data at m + data + t->off) to c: F32/F16/BF16 mapped, block formats
+ * dequantised to F16 (linears in panels), q/k rows un-permuted to rotate-half order. */
 static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, uint64_t data, const char *path, spq_err *e)
 {
     const spq_config *p = &c->cfg;
@@ -233,13 +267,22 @@ static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, 
         numel *= t->ne[d];
     }
     uint64_t bytes;
+    int blk;
+    size_t blk_bytes;
+    int quant = spq_ggml_block((int)t->type, &blk, &blk_bytes) == 0;
     if (t->type == 0) { o.dtype = SPQ_F32; bytes = numel * 4; }
     else if (t->type == 1) { o.dtype = SPQ_F16; bytes = numel * 2; }
     else if (t->type == 30) { o.dtype = SPQ_BF16; bytes = numel * 2; }
-    else if (t->type == 8) {
-        if (t->ne[0] % 32) return spq_fail(e, path, "tensor %s: Q8_0 row not a multiple of 32", t->name);
-        o.dtype = SPQ_F32; bytes = numel / 32 * 34;
-    } else return spq_fail(e, path, "tensor %s: unsupported GGML type %d (F32, F16, BF16, Q8_0)", t->name, t->type);
+    else if (quant) {
+        if (t->ne[0] % (uint64_t)blk)
+            return spq_fail(e, path, "tensor %s: %s rows of %llu weights, not a multiple of its block of %d", t->name,
+                            spq_ggml_type_name((int)t->type), (unsigned long long)t->ne[0], blk);
+        o.dtype = SPQ_F16;
+        o.from = spq_ggml_type_name((int)t->type);
+        bytes = numel / (uint64_t)blk * blk_bytes;
+    } else
+        return spq_fail(e, path, "tensor %s: unsupported GGML type %u (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+                        "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)", t->name, (unsigned)t->type);
     if (t->off > fsz || data > fsz - t->off || bytes > fsz - data - t->off)
         return spq_fail(e, path, "tensor %s: data offset %llu out of range", t->name, (unsigned long long)t->off);
     const uint8_t *src = m + data + t->off;
@@ -248,16 +291,14 @@ static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, 
     int permute = strstr(o.name, "q_proj") ? p->n_heads : strstr(o.name, "k_proj") ? p->n_kv_heads : 0;
     o.nbytes = (size_t)numel * spq_dtype_size(o.dtype);
     o.data = src;
-    if (t->type == 8 || permute) {
+    if (quant || permute) {
         o.owned = malloc(o.nbytes);
         if (!o.owned) return spq_fail(e, path, "out of memory");
-        if (t->type == 8) {
-            float *f = o.owned;
-            for (uint64_t b = 0; b < numel / 32; b++) {
-                uint16_t d;
-                memcpy(&d, src + b * 34, 2);
-                float sc = spq_f16_to_f32(d);
-                for (int q = 0; q < 32; q++) f[b * 32 + q] = sc * (float)(int8_t)src[b * 34 + 2 + q];
+        if (quant) {
+            int64_t K = (int64_t)t->ne[0], N = (int64_t)(numel / t->ne[0]);
+            if (dequant_f16((int)t->type, src, (size_t)(K / blk) * blk_bytes, N, K, o.owned)) {
+                free(o.owned);
+                return spq_fail(e, path, "out of memory");
             }
         } else {
             memcpy(o.owned, src, o.nbytes);
@@ -268,6 +309,7 @@ static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, 
             free(o.owned);
             return spq_fail(e, path, "tensor %s: rows not a multiple of head_dim", o.name);
         }
+        if (quant && to_panels(&o)) { free(o.owned); return spq_fail(e, path, "out of memory"); }
     }
     if (!spq_ckpt_add(c, &o)) { free(o.owned); return spq_fail(e, path, "out of memory"); }
     return 0;

@@ -40,6 +40,7 @@ typedef struct {
     size_t nbytes;
     void *owned;        /* freed with the checkpoint when non-NULL */
     uint64_t hash;      /* .spq: the data's checksum as stored (checked by spq_ckpt_verify) */
+    const char *from;   /* GGUF: the quantized type it was dequantized from ("Q4_K"; static), or NULL */
 } spq_tensor;
 
 enum { SPQ_ROWS = 0, SPQ_PANELS = 1 };

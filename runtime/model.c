@@ -68,11 +68,13 @@ long long spq_mem_available(void)
     return kb < 0 ? -1 : kb * 1024;
 }
 
-/* Bytes a linear stored as t occupies once built: where it lies (*mapped) or packed. */
-static void linear_bytes(const spq_tensor *t, size_t *mapped, size_t *packed)
+/* Bytes a linear stored as t occupies once built: where it lies in a mapped file (*mapped),
+ * where an importer put it (*taken, already allocated), or packed at load (*packed). */
+static void linear_bytes(const spq_tensor *t, size_t *mapped, size_t *packed, size_t *taken)
 {
     int N = (int)t->shape[0], K = (int)t->shape[1];
-    if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ) *mapped += t->nbytes;
+    if (t->owned && (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ)) *taken += t->nbytes;
+    else if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ) *mapped += t->nbytes;
     else if (t->dtype == SPQ_I8 || t->dtype == SPQ_E4M3) *packed += spq_panel_bytes(t->dtype, N, K);
     else *packed += spq_pack_f_size(N, K, t->dtype == SPQ_F32 ? 4 : 2);
 }
@@ -84,23 +86,23 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
     memset(m, 0, sizeof *m);
     if (spq_ckpt_validate(c, e)) return -1;
     {   /* the weights' memory before any of it is taken */
-        size_t mapped = 0, packed = 0;
+        size_t mapped = 0, packed = 0, taken = 0;
         char nm[128];
         for (int l = 0; l < c->cfg.n_layers; l++)
             for (int j = 0; j < SPQ_NPROJ; j++) {
                 snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
-                linear_bytes(spq_ckpt_find(c, nm), &mapped, &packed);
+                linear_bytes(spq_ckpt_find(c, nm), &mapped, &packed, &taken);
             }
         const spq_tensor *emb = spq_ckpt_find(c, "model.embed_tokens.weight");
-        mapped += emb->nbytes;
-        linear_bytes(c->cfg.tied ? emb : spq_ckpt_find(c, "lm_head.weight"), &mapped, &packed);
+        *(emb->owned ? &taken : &mapped) += emb->nbytes;
+        linear_bytes(c->cfg.tied ? emb : spq_ckpt_find(c, "lm_head.weight"), &mapped, &packed, &taken);
         long long avail = spq_mem_available();
         if (avail >= 0 && (double)(mapped + packed) > (double)avail)
             return spq_fail(e, c->path, "its weights need %.2f GB (%.2f GB %s at load) but %.2f GB is available: quantize it "
                             "(spikeq quantize) or free memory", gb(mapped + packed), gb(packed),
                             packed ? "packed" : "none packed", (double)avail / 1e9);
         m->mapped_bytes = mapped;
-        m->packed_bytes = packed;
+        m->packed_bytes = packed + taken;
     }
     m->cfg = c->cfg;
     const spq_config *p = &m->cfg;

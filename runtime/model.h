@@ -26,7 +26,7 @@ typedef struct {
     int ctx;
     size_t linear_bytes;        /* weight bytes streamed per decoded token (all linears + head) */
     size_t mapped_bytes;        /* weights read where the checkpoint holds them (panels, CMPQ, embeddings) */
-    size_t packed_bytes;        /* weights copied into panels at load */
+    size_t packed_bytes;        /* weights copied into panels at load (or by an importer) */
 } spq_model;
 
 /* What running a model takes, in bytes, against what the machine has. */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "models/ggml_quants.h"
 
 static const char *FIXTURES[] = {"llama2-mha-f32", "llama3-gqa-f32", "llama3-gqa-bf16", "mistral-gqa-f16-sharded",
                                  "smollm-tied-f16"};
@@ -82,7 +83,39 @@ static const char *gguf_name(const char *hf, char *out)
     return NULL;
 }
 
-/* q8: write 2-D weights as Q8_0 (blocks of 32: f16 scale + 32 int8) */
+/* ggml's reference Q4_0 of 32 weights: d = (the weight of largest magnitude) / -8, codes
+ * min(15, (int)(x / d + 8.5)) */
+static void q4_0_block(const float *x, uint8_t *b)
+{
+    float amax = 0, mx = 0;
+    for (int q = 0; q < 32; q++)
+        if (fabsf(x[q]) > amax) { amax = fabsf(x[q]); mx = x[q]; }
+    float d = mx / -8, id = d ? 1.0f / d : 0.0f;
+    uint16_t h = spq_f32_to_f16(d);
+    memcpy(b, &h, 2);
+    for (int j = 0; j < 16; j++) {
+        int a = (int8_t)(x[j] * id + 8.5f), c = (int8_t)(x[j + 16] * id + 8.5f);
+        b[2 + j] = (uint8_t)((a < 15 ? a : 15) | (c < 15 ? c : 15) << 4);
+    }
+}
+
+/* x[n] through Q4_0 and back, as spikeq stores it: F16 */
+static void q4_0_roundtrip(float *x, size_t n)
+{
+    uint8_t b[18];
+    for (size_t k = 0; k < n; k += 32) {
+        q4_0_block(x + k, b);
+        uint16_t h;
+        memcpy(&h, b, 2);
+        float d = spq_f16_to_f32(h);
+        for (int j = 0; j < 16; j++) {
+            x[k + j] = spq_f16_to_f32(spq_f32_to_f16(d * (float)((b[2 + j] & 0xF) - 8)));
+            x[k + j + 16] = spq_f16_to_f32(spq_f32_to_f16(d * (float)((b[2 + j] >> 4) - 8)));
+        }
+    }
+}
+
+/* q8: write 2-D weights as Q8_0 (blocks of 32: f16 scale + 32 int8); 2: as Q4_0 */
 static void write_gguf(const spq_ckpt *c, const char *path, int q8)
 {
     FILE *f = fopen(path, "wb");
@@ -123,7 +156,13 @@ static void write_gguf(const spq_ckpt *c, const char *path, int q8)
             v = o;
         }
         uint32_t type = 0;
-        if (q8 && t->ndim == 2) {
+        if (q8 == 2 && t->ndim == 2) {
+            type = 2;
+            uint8_t *b = malloc(n / 32 * 18);
+            for (size_t k = 0; k < n / 32; k++) q4_0_block(v + k * 32, b + k * 18);
+            data[i] = b; size[i] = n / 32 * 18;
+            free(v);
+        } else if (q8 && t->ndim == 2) {
             type = 8;
             uint8_t *b = malloc(n / 32 * 34);
             for (size_t k = 0; k < n / 32; k++) {
@@ -195,11 +234,30 @@ static void test_gguf_matches_hf(void **st)
         spq_err e;
         assert_int_equal(spq_open(dir, &c, &e), 0);
         float *hf = run_logits(&c, ids, n, 0);
-        for (int q8 = 0; q8 < 2; q8++) {
+        for (int q8 = 0; q8 < 3; q8++) {
             char path[] = "/tmp/spq_gguf_XXXXXX";
             close(mkstemp(path));
             write_gguf(&c, path, q8);
             if (spq_open(path, &g, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+            if (q8 == 2) { /* Q4_0: every weight is the block's value, in HF's row order, as F16 */
+                for (int i = 0; i < c.n; i++) {
+                    const spq_tensor *a = &c.t[i], *b = spq_ckpt_find(&g, a->name);
+                    if (a->ndim != 2) continue;
+                    assert_non_null(b);
+                    assert_string_equal(b->from, "Q4_0");
+                    size_t n = spq_tensor_numel(a);
+                    float *x = malloc(4 * n), *y = malloc(4 * n);
+                    spq_tensor_to_f32(a, x);
+                    q4_0_roundtrip(x, n);
+                    assert_int_equal(spq_tensor_to_f32(b, y), 0);
+                    assert_memory_equal(x, y, 4 * n);
+                    free(x); free(y);
+                }
+                fprintf(stderr, "  %-26s GGUF Q4_0: every tensor its blocks' values\n", FIXTURES[k]);
+                spq_ckpt_free(&g);
+                unlink(path);
+                continue;
+            }
             float *lg = run_logits(&g, ids, n, 0);
             double r = rel_err(lg, hf, (size_t)n * V);
             double rr = rel_err(lg, ref, (size_t)n * V);
@@ -214,6 +272,126 @@ static void test_gguf_matches_hf(void **st)
         free(hf); free(ref);
         spq_ckpt_free(&c);
     }
+}
+
+
+/* ---- ggml's block formats: one hand-built block per type, the expected weights worked out
+ * from the format's definition (ggml-common.h), not from the code under test ---- */
+static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+enum { H1 = 0x3C00, H05 = 0x3800, H025 = 0x3400, H0125 = 0x3000, H2 = 0x4000, HM1 = 0xBC00 };
+
+static float *deq(int type, const uint8_t *b, int n)
+{
+    float *y = malloc(sizeof(float) * (size_t)n);
+    assert_int_equal(spq_ggml_dequant(type, b, y, n), 0);
+    return y;
+}
+
+static void test_ggml_blocks(void **st)
+{
+    (void)st;
+    static const int iq4[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    uint8_t b[256];
+    float *y;
+    /* Q4_0: d, 16 bytes, low nibble weight j, high nibble j + 16, minus 8 */
+    memset(b, 0, sizeof b); put16(b, H05);
+    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)(j | (15 - j) << 4);
+    y = deq(GGML_Q4_0, b, 32);
+    for (int j = 0; j < 16; j++) { assert_true(y[j] == 0.5f * (float)(j - 8)); assert_true(y[j + 16] == 0.5f * (float)(7 - j)); }
+    free(y);
+    /* Q4_1: d, m, nibbles without offset */
+    memset(b, 0, sizeof b); put16(b, H025); put16(b + 2, HM1);
+    for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)(j | j << 4);
+    y = deq(GGML_Q4_1, b, 32);
+    for (int j = 0; j < 16; j++) { assert_true(y[j] == 0.25f * (float)j - 1); assert_true(y[j + 16] == y[j]); }
+    free(y);
+    /* Q5_0: d, qh (bit j: the fifth bit of weight j), nibbles, minus 16 */
+    memset(b, 0, sizeof b); put16(b, H1);
+    uint32_t qh = 1u << 1 | 1u << 16;
+    memcpy(b + 2, &qh, 4);
+    y = deq(GGML_Q5_0, b, 32);
+    for (int j = 0; j < 32; j++) assert_true(y[j] == (j == 1 || j == 16 ? 0.0f : -16.0f));
+    free(y);
+    /* Q5_1: d, m, qh, nibbles */
+    memset(b, 0, sizeof b); put16(b, H2); put16(b + 2, H05);
+    qh = 1u << 31;
+    memcpy(b + 4, &qh, 4);
+    b[8 + 15] = 0xF0;
+    y = deq(GGML_Q5_1, b, 32);
+    assert_true(y[31] == 2.0f * 31 + 0.5f); assert_true(y[0] == 0.5f); assert_true(y[15] == 0.5f);
+    free(y);
+    /* Q8_0: d, 32 int8 */
+    memset(b, 0, sizeof b); put16(b, H0125);
+    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)(j - 16);
+    y = deq(GGML_Q8_0, b, 32);
+    for (int j = 0; j < 32; j++) assert_true(y[j] == 0.125f * (float)(j - 16));
+    free(y);
+    /* IQ4_NL: d, nibbles index the non-uniform table */
+    memset(b, 0, sizeof b); put16(b, H1);
+    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)(j | j << 4);
+    y = deq(GGML_IQ4_NL, b, 32);
+    for (int j = 0; j < 16; j++) { assert_true(y[j] == (float)iq4[j]); assert_true(y[j + 16] == (float)iq4[j]); }
+    free(y);
+    /* Q2_K: scales[16] (scale | min << 4), qs[64] (2 bits, shift 2j), d, dmin; weight
+     * 128n + 32j + l uses scale 8n + 2j + l/16 */
+    memset(b, 0, sizeof b);
+    for (int is = 0; is < 16; is++) b[is] = (uint8_t)(is | 1 << 4);
+    for (int i = 0; i < 64; i++) b[16 + i] = 0xE4; /* 2-bit fields 0, 1, 2, 3 */
+    put16(b + 80, H1); put16(b + 82, H05);
+    y = deq(GGML_Q2_K, b, 256);
+    assert_true(y[244] == 15.0f * 3 - 0.5f); /* n 1, j 3, l 20: scale 15, q 3 */
+    assert_true(y[0] == -0.5f);              /* scale 0 */
+    assert_true(y[32 + 17] == 3.0f * 1 - 0.5f); /* n 0, j 1, l 17: scale 3, q 1 */
+    free(y);
+    /* Q3_K: hmask[32], qs[64], scales[12], d; scale 13 = (scales[5] >> 4 | (scales[9] >> 6) << 4) - 32 */
+    memset(b, 0, sizeof b);
+    b[96 + 5] = 0x70; b[96 + 9] = 0xC0;
+    b[32 + 49] = 0x20;  /* qs[32 n + l], n 1, l 17, shift 4: 2 */
+    b[17] = 0x40;       /* hmask[17] bit 4 n + j = 6: no minus 4 */
+    put16(b + 108, H1);
+    y = deq(GGML_Q3_K, b, 256);
+    assert_true(y[128 + 64 + 17] == 23.0f * 2);   /* scale 7 | 3 << 4 = 55, minus 32 */
+    assert_true(y[0] == -32.0f * -4);             /* scale 0 - 32, q 0 - 4 */
+    free(y);
+    /* Q4_K / Q5_K: d, dmin, scales[12] (6-bit scale j and min j: j < 4 in bytes j and j + 4;
+     * j >= 4 in byte j + 4's nibbles with the top bits of bytes j - 4 and j), [qh[32]], qs[128] */
+    for (int five = 0; five < 2; five++) {
+        memset(b, 0, sizeof b); put16(b, H1); put16(b + 2, H2);
+        uint8_t *sc = b + 4, *qs = b + (five ? 48 : 16);
+        sc[0] = 5; sc[4] = 3;          /* scale 0 = 5, min 0 = 3 */
+        sc[9] = 0x21; sc[1] = 0xC0; sc[5] = 0x40; /* scale 5 = 1 | 3 << 4 = 49, min 5 = 2 | 1 << 4 = 18 */
+        qs[0] = 0x09;                  /* weight 0: low nibble of qs[0] */
+        qs[64 + 3] = 0x70;             /* weight 64 * 2 + 32 + 3: high nibble of qs[64 + 3] */
+        if (five) b[16 + 3] = 0x20;    /* qh[3] bit 2 * 2 + 1: its fifth bit */
+        y = deq(five ? GGML_Q5_K : GGML_Q4_K, b, 256);
+        assert_true(y[0] == 5.0f * 9 - 2.0f * 3);
+        assert_true(y[163] == 49.0f * (five ? 23 : 7) - 2.0f * 18);
+        free(y);
+    }
+    /* Q6_K: ql[128], qh[64], int8 scales[16], d; weight 128 n + 64 + l = (ql[64 n + l] >> 4 |
+     * (qh[32 n + l] >> 4 & 3) << 4) - 32, scale 8 n + l/16 + 4 */
+    memset(b, 0, sizeof b);
+    b[64 + 20] = 0xA0; b[128 + 32 + 20] = 0x20; b[192 + 13] = (uint8_t)(int8_t)-3; b[192] = 2;
+    put16(b + 208, H05);
+    y = deq(GGML_Q6_K, b, 256);
+    assert_true(y[128 + 64 + 20] == 0.5f * -3 * 10);
+    assert_true(y[0] == 0.5f * 2 * -32);
+    free(y);
+    /* IQ4_XS: d, scales_h (2 bits a group), scales_l[4] (a nibble a group), qs[128]; minus 32 */
+    memset(b, 0, sizeof b); put16(b, H1); put16(b + 2, 0x00C0); b[4 + 1] = 0x50; b[8 + 48 + 2] = 0xF0;
+    y = deq(GGML_IQ4_XS, b, 256);
+    assert_true(y[32 * 3 + 16 + 2] == 21.0f * 113); /* group 3: 5 | 3 << 4 = 53, minus 32 */
+    assert_true(y[0] == -32.0f * -127);
+    free(y);
+    /* sizes, names, refusals */
+    int el;
+    size_t nb;
+    assert_int_equal(spq_ggml_block(GGML_Q4_K, &el, &nb), 0);
+    assert_int_equal(el, 256); assert_int_equal(nb, 144);
+    assert_int_equal(spq_ggml_block(16, &el, &nb), -1); /* IQ2_XXS: not read */
+    assert_string_equal(spq_ggml_type_name(GGML_Q6_K), "Q6_K");
+    float z[32];
+    assert_int_equal(spq_ggml_dequant(GGML_Q4_0, b, z, 31), -1); /* not whole blocks */
 }
 
 /* ---- bad input ---- */
@@ -455,6 +633,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hf_matches_transformers),
         cmocka_unit_test(test_gguf_matches_hf),
+        cmocka_unit_test(test_ggml_blocks),
         cmocka_unit_test(test_spq_versions),
         cmocka_unit_test(test_bad_spq),
         cmocka_unit_test(test_size_change),

@@ -92,6 +92,25 @@ static void print_cmpq(const spq_ckpt *c, int verbose)
     }
 }
 
+/* The quantized GGUF types the tensors were dequantized from, with their counts. */
+static void print_from(const spq_ckpt *c)
+{
+    const char *names[16];
+    int counts[16], nn = 0;
+    for (int i = 0; i < c->n; i++) {
+        const char *f = c->t[i].from;
+        if (!f) continue;
+        int j = 0;
+        while (j < nn && strcmp(names[j], f)) j++;
+        if (j == nn && nn < 16) { names[nn] = f; counts[nn++] = 0; }
+        if (j < nn) counts[j]++;
+    }
+    if (!nn) return;
+    printf("gguf       dequantized to f16 at load:");
+    for (int j = 0; j < nn; j++) printf("%s %d %s", j ? "," : "", counts[j], names[j]);
+    printf("\n");
+}
+
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
@@ -142,6 +161,7 @@ int cmd_info(int argc, char **argv)
             if (t->dtype >= SPQ_I8) printf(" scale %.6g", t->scale);
             if (t->act_scale > 0) printf(" act_scale %.6g", t->act_scale);
             if (t->act_fmt) printf(" act %s", spq_dtype_name(t->act_fmt));
+            if (t->from) printf(" from GGUF %s", t->from);
             printf("\n");
         }
     }
@@ -151,6 +171,7 @@ int cmd_info(int argc, char **argv)
             if (count[d]) printf(" %d %s (%.2f MiB)", count[d], spq_dtype_name(d), (double)bytes[d] / 1048576.0);
         printf("\n");
     }
+    print_from(&c);
     if (c.plan_json) print_plan(c.plan_json, verbose);
     print_cmpq(&c, verbose);
     if (verify) {
