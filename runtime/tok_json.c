@@ -1,7 +1,13 @@
-/* tok_json.c — HF tokenizer.json (tokenizers library format) for byte-level BPE models:
- * model.vocab (piece -> id), model.merges ("a b" strings or [a, b] pairs, in rank order),
- * model.ignore_merges, added_tokens, and the pre_tokenizer turned into the regex list the
- * encoder applies in turn (ByteLevel's own regex is GPT-2's; Digits and Split add theirs). */
+/* tok_json.c — HF tokenizer.json (tokenizers library format): model.vocab (piece -> id),
+ * model.merges ("a b" strings or [a, b] pairs, in rank order), added_tokens, and
+ * - for byte-level BPE models: model.ignore_merges and the pre_tokenizer turned into the regex
+ *   list the encoder applies in turn (ByteLevel's own regex is GPT-2's; Digits and Split add
+ *   theirs);
+ * - for SentencePiece models converted by transformers (LLaMA-2, Mistral, TinyLlama: a
+ *   Metaspace pre-tokenizer, or a Prepend/Replace normalizer, and byte_fallback): the
+ *   SentencePiece tokenizer itself, each piece scored by the rank of the first merge that
+ *   makes it (the converter lists merges in the order of the pieces' scores), so that it
+ *   encodes as the tokenizer.model does. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +65,40 @@ static int pre_regexes(const cJSON *pt, pre_out *o, char *why, size_t cap)
     return -1;
 }
 
+/* Is this a SentencePiece model's tokenizer.json? 1 yes (*prefix: a '▁' goes before the
+ * text), 0 no (byte-level BPE), -1 a normalizer or pre-tokenizer neither kind has (why). */
+static int spm_style(const cJSON *j, int *prefix, char *why, size_t cap)
+{
+    const cJSON *norm = cJSON_GetObjectItem(j, "normalizer"), *pt = cJSON_GetObjectItem(j, "pre_tokenizer");
+    const cJSON *ty = cJSON_GetObjectItem(pt, "type");
+    *prefix = 0;
+    if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "Metaspace")) {
+        const cJSON *ps = cJSON_GetObjectItem(pt, "prepend_scheme"), *ap = cJSON_GetObjectItem(pt, "add_prefix_space");
+        *prefix = cJSON_IsString(ps) ? strcmp(ps->valuestring, "never") != 0 : !cJSON_IsFalse(ap);
+        if (norm && !cJSON_IsNull(norm)) { snprintf(why, cap, "a normalizer beside the Metaspace pre-tokenizer"); return -1; }
+        return 1;
+    }
+    if (!norm || cJSON_IsNull(norm)) return 0;
+    /* the older converter's form: normalizer Sequence [Prepend "▁", Replace " " -> "▁"] */
+    const cJSON *nt = cJSON_GetObjectItem(norm, "type"), *list = cJSON_GetObjectItem(norm, "normalizers");
+    int replace = 0;
+    for (const cJSON *it = cJSON_IsString(nt) && !strcmp(nt->valuestring, "Sequence") && list ? list->child : norm; it;
+         it = it == norm ? NULL : it->next) {
+        const cJSON *t = cJSON_GetObjectItem(it, "type");
+        const char *type = cJSON_IsString(t) ? t->valuestring : "?";
+        if (!strcmp(type, "Prepend") && cJSON_IsString(cJSON_GetObjectItem(it, "prepend")) &&
+            !strcmp(cJSON_GetObjectItem(it, "prepend")->valuestring, "\xe2\x96\x81"))
+            *prefix = 1;
+        else if (!strcmp(type, "Replace") &&
+                 cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(it, "pattern"), "String")) &&
+                 !strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(it, "pattern"), "String")->valuestring, " "))
+            replace = 1;
+        else { snprintf(why, cap, "normalizer '%s'", type); return -1; }
+    }
+    if (!replace || (pt && !cJSON_IsNull(pt))) { snprintf(why, cap, "normalizer without a Replace of spaces by '\xe2\x96\x81'"); return -1; }
+    return 1;
+}
+
 static int fail_j(cJSON *j, spq_err *e, const char *path, const char *what)
 {
     cJSON_Delete(j);
@@ -82,12 +122,15 @@ int spq_tok_load_hf_json(const char *path, spq_tokenizer *t, spq_err *e)
     if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "BPE"))
         return fail_j(j, e, path, "unsupported tokenizer model type (BPE only)");
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) return fail_j(j, e, path, "model.vocab or model.merges missing");
-    const cJSON *norm = cJSON_GetObjectItem(j, "normalizer");
-    if (norm && !cJSON_IsNull(norm))
-        return fail_j(j, e, path, "SentencePiece-style tokenizer.json (has a normalizer): use the model's tokenizer.model");
     pre_out pre = {.n = 0};
     char why[160] = "pre_tokenizer";
-    if (pre_regexes(cJSON_GetObjectItem(j, "pre_tokenizer"), &pre, why, sizeof why)) {
+    int spm_prefix, spm = spm_style(j, &spm_prefix, why, sizeof why);
+    if (spm < 0) {
+        char m[200];
+        snprintf(m, sizeof m, "unsupported %s", why);
+        return fail_j(j, e, path, m);
+    }
+    if (!spm && pre_regexes(cJSON_GetObjectItem(j, "pre_tokenizer"), &pre, why, sizeof why)) {
         char m[200];
         snprintf(m, sizeof m, "unsupported %s", why);
         return fail_j(j, e, path, m);
@@ -154,8 +197,34 @@ int spq_tok_load_hf_json(const char *path, spq_tokenizer *t, spq_err *e)
             if (bos < 0 && !strcmp(pieces[i], BOS[q])) bos = (int)i;
             if (eos < 0 && !strcmp(pieces[i], EOS[q])) eos = (int)i;
         }
-    if (!rc) rc = spq_tok_build(t, (int)n, pieces, lens, NULL, types, bos, eos, unk, e);
-    if (!rc) {
+    float *scores = NULL;
+    if (!rc && spm) { /* SentencePiece: byte pieces, unknown, scores from merge ranks */
+        scores = malloc(sizeof(float) * (size_t)n);
+        if (!scores) rc = spq_fail(e, path, "out of memory");
+        for (long i = 0; !rc && i < n; i++) {
+            scores[i] = -(float)(nm + i); /* never made by a merge: after every merged piece */
+            unsigned v;
+            char tail;
+            if (lens[i] == 6 && sscanf(pieces[i], "<0x%2X>%c", &v, &tail) == 1) types[i] = SPQ_PT_BYTE;
+        }
+        if (!rc && unk >= 0) types[unk] = SPQ_PT_UNKNOWN;
+    }
+    if (!rc) rc = spq_tok_build(t, (int)n, pieces, lens, scores, types, bos, eos, unk, e);
+    if (!rc && spm) { /* a piece's score: minus the rank of the first merge that makes it */
+        for (int r = nm - 1; r >= 0; r--) {
+            const char *sp = memchr(ms[r], ' ', (size_t)ml[r]);
+            char buf[512];
+            int la = sp ? (int)(sp - ms[r]) : 0, lb = sp ? ml[r] - la - 1 : 0;
+            if (!sp || la + lb >= (int)sizeof buf) continue;
+            memcpy(buf, ms[r], (size_t)la);
+            memcpy(buf + la, sp + 1, (size_t)lb);
+            int id = spq_tok_lookup(t, buf, la + lb);
+            if (id >= 0) t->scores[id] = -(float)r;
+        }
+        t->add_space_prefix = spm_prefix;
+    }
+    free(scores);
+    if (!rc && !spm) {
         char re[4200];
         snprintf(re, sizeof re, "^%s", pre.s);
         t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItem(model, "ignore_merges"));

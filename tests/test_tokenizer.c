@@ -83,7 +83,10 @@ static void test_llamacpp_llama_spm(void **st) { (void)st; check_vocab_vectors("
 static void test_llamacpp_phi3(void **st) { (void)st; check_vocab_vectors("phi-3"); }
 static void test_llamacpp_gpt2(void **st) { (void)st; check_vocab_vectors("gpt-2"); }
 
-/* tokenizer.model (protobuf) and tokenizer.bin (llama2.c) give sentencepiece's ids */
+/* tokenizer.model (protobuf), tokenizer.bin (llama2.c) and the tokenizer.json transformers
+ * writes for the same model (tests/fixtures/llama2-tokenizer.json.gz: LlamaTokenizerFast
+ * from_slow, transformers 5.17 / tokenizers 0.23.2; Metaspace, byte_fallback) give
+ * sentencepiece's ids */
 static void test_sentencepiece_reference(void **st)
 {
     (void)st;
@@ -93,10 +96,17 @@ static void test_sentencepiece_reference(void **st)
     char *txt = read_all("tests/fixtures/sp_ids.json", &n);
     cJSON *j = cJSON_Parse(txt);
     free(txt);
-    spq_tokenizer tm, tb;
+    spq_tokenizer tm, tb, tj;
     spq_err e;
     assert_int_equal(spq_tok_load_spm(model, &tm, &e), 0);
     assert_int_equal(spq_tok_load_llama2c(bin, 32000, &tb, &e), 0);
+    char json[] = "/tmp/spq_llama2_tok_XXXXXX", cmd[256];
+    close(mkstemp(json));
+    snprintf(cmd, sizeof cmd, "gzip -dc tests/fixtures/llama2-tokenizer.json.gz > %s", json);
+    assert_int_equal(system(cmd), 0);
+    if (spq_tok_load_hf_json(json, &tj, &e)) fail_msg("%s", e.msg);
+    unlink(json);
+    assert_int_equal(tj.type, SPQ_TOK_SPM);
     const cJSON *S = cJSON_GetObjectItem(j, "strings"), *I = cJSON_GetObjectItem(j, "ids");
     int total = cJSON_GetArraySize(S), roundtrip = 0;
     static int got[1 << 16];
@@ -105,13 +115,14 @@ static void test_sentencepiece_reference(void **st)
         const char *s = cJSON_GetArrayItem(S, k)->valuestring;
         const cJSON *ids = cJSON_GetArrayItem(I, k);
         int nw = cJSON_GetArraySize(ids);
-        for (int pass = 0; pass < 2; pass++) {
-            const spq_tokenizer *t = pass ? &tb : &tm;
+        for (int pass = 0; pass < 3; pass++) {
+            const spq_tokenizer *t = pass == 2 ? &tj : pass ? &tb : &tm;
             long ng = spq_tok_encode(t, s, strlen(s), 0, 0, got, 1 << 16);
             int same = ng == nw;
             for (int i = 0; same && i < nw; i++) same = got[i] == cJSON_GetArrayItem(ids, i)->valueint;
             if (!same) {
-                fprintf(stderr, "%s: string %d '%s' differs from sentencepiece\n", pass ? "tokenizer.bin" : "tokenizer.model", k, s);
+                fprintf(stderr, "%s: string %d '%s' differs from sentencepiece\n",
+                        pass == 2 ? "tokenizer.json" : pass ? "tokenizer.bin" : "tokenizer.model", k, s);
                 fail();
             }
             if (!pass) {
@@ -123,8 +134,9 @@ static void test_sentencepiece_reference(void **st)
             }
         }
     }
-    fprintf(stderr, "  %d strings identical to sentencepiece (both loaders); %d/%d round trip exactly\n", total, roundtrip, total);
-    spq_tok_free(&tm); spq_tok_free(&tb);
+    fprintf(stderr, "  %d strings identical to sentencepiece (tokenizer.model, .bin and .json); %d/%d round trip exactly\n",
+            total, roundtrip, total);
+    spq_tok_free(&tm); spq_tok_free(&tb); spq_tok_free(&tj);
     cJSON_Delete(j);
 }
 
