@@ -4,7 +4,8 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,9 +70,10 @@ static int check_size(const spq_ckpt *c, spq_err *e);
 struct spq_verifier {
     pthread_t thr;
     const spq_ckpt *c;
+    int sync;          /* checked on the caller's thread (SPIKEQ_VERIFY=sync, or no thread) */
     atomic_int stop;
-    atomic_int state;  /* 0 running, 1 every tensor matched, -1 tensor `bad` did not, 2 stopped:
-                        * the file changed size */
+    atomic_int state;  /* 0 running, 1 every tensor matched, -1 tensor `bad` did not, -2 out of
+                        * memory, 2 stopped: the file changed size */
     int bad;
 };
 
@@ -79,25 +81,40 @@ static void *verify_main(void *arg)
 {
     struct spq_verifier *v = arg;
     const spq_ckpt *c = v->c;
-    /* SCHED_IDLE: it runs on cores the model leaves idle (between turns, while the threads
-     * sleep), never in place of a thread of the forward pass, whose spinning barriers would
-     * wait on it */
-    struct sched_param sp = {0};
-    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-    for (int i = 0; i < c->n && !atomic_load(&v->stop); i++) {
+    XXH3_state_t *st = XXH3_createState();
+    for (int i = 0; i < c->n && !atomic_load(&v->stop) && st; i++) {
         spq_err e;
         if (check_size(c, &e)) { /* truncated under the map: the size check reports it */
+            XXH3_freeState(st);
             atomic_store(&v->state, 2);
             return NULL;
         }
-        if (XXH3_64bits(c->t[i].data, c->t[i].nbytes) != c->t[i].hash) {
+        /* in 8 MiB pieces, so that freeing the checkpoint stops it at once */
+        const uint8_t *d = c->t[i].data;
+        size_t n = c->t[i].nbytes, CH = (size_t)8 << 20;
+        XXH3_64bits_reset(st);
+        for (size_t o = 0; o < n && !atomic_load(&v->stop); o += CH) XXH3_64bits_update(st, d + o, n - o < CH ? n - o : CH);
+        if (atomic_load(&v->stop)) break;
+        if (XXH3_64bits_digest(st) != c->t[i].hash) {
+            XXH3_freeState(st);
             v->bad = i;
             atomic_store(&v->state, -1);
             return NULL;
         }
     }
-    atomic_store(&v->state, 1);
+    int ok = st != NULL;
+    XXH3_freeState(st);
+    atomic_store(&v->state, ok ? 1 : -2);
     return NULL;
+}
+
+/* The background thread: the lowest priority (nice 19), not SCHED_IDLE: it yields to the
+ * forward pass's threads but still runs when other processes fill every core, so that
+ * waiting for it ends. */
+static void *verify_thread(void *arg)
+{
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    return verify_main(arg);
 }
 
 int spq_ckpt_verify_start(spq_ckpt *c)
@@ -105,7 +122,10 @@ int spq_ckpt_verify_start(spq_ckpt *c)
     struct spq_verifier *v = calloc(1, sizeof *v);
     if (!v) return -1;
     v->c = c;
-    if (pthread_create(&v->thr, NULL, verify_main, v)) { free(v); return -1; }
+    const char *mode = getenv("SPIKEQ_VERIFY");
+    if (mode && !strcmp(mode, "sync")) v->sync = 1;
+    else if (pthread_create(&v->thr, NULL, verify_thread, v)) v->sync = 1; /* no thread: check here */
+    if (v->sync) verify_main(v);
     c->verify = v;
     return 0;
 }
@@ -115,6 +135,7 @@ uint64_t spq_hash_xxh3(const void *p, size_t n) { return XXH3_64bits(p, n); }
 static int verify_failed(const spq_ckpt *c, spq_err *e)
 {
     const struct spq_verifier *v = c->verify;
+    if (atomic_load(&c->verify->state) == -2) return spq_fail(e, c->path, "out of memory checking the checksums");
     return spq_fail(e, c->path, "tensor %s: checksum mismatch (corrupt data)", c->t[v->bad].name);
 }
 
@@ -155,7 +176,7 @@ void spq_ckpt_free(spq_ckpt *c)
 {
     if (c->verify) {
         atomic_store(&c->verify->stop, 1);
-        pthread_join(c->verify->thr, NULL);
+        if (!c->verify->sync) pthread_join(c->verify->thr, NULL);
         free(c->verify);
     }
     for (int i = 0; i < c->n; i++) free(c->t[i].owned);

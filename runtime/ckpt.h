@@ -110,7 +110,8 @@ int spq_write(const char *path, const spq_ckpt *c, spq_err *e);
 uint64_t spq_hash64(const void *p, size_t n);
 /* XXH3-64 of n bytes: version 2 files. */
 uint64_t spq_hash_xxh3(const void *p, size_t n);
-/* Start the background check of every tensor's hash against XXH3 of its data (spq_read). */
+/* Start the background check of every tensor's hash against XXH3 of its data (spq_read); with
+ * SPIKEQ_VERIFY=sync in the environment, or where no thread can be made, check them here. */
 int spq_ckpt_verify_start(spq_ckpt *c);
 
 

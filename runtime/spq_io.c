@@ -189,7 +189,8 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         spq_ckpt_free(c);
         return spq_fail(e, path, "checksum mismatch in the tokenizer, plan or tensor table (corrupt file)");
     }
-    if (ver == 2 && !FUZZING && spq_ckpt_verify_start(c)) { spq_ckpt_free(c); return spq_fail(e, path, "cannot start the checksum thread"); }
+    if (ver == 2 && !FUZZING && spq_ckpt_verify_start(c)) { spq_ckpt_free(c); return spq_fail(e, path, "out of memory"); }
+    if (ver == 2 && !FUZZING && spq_ckpt_check(c, e)) { spq_ckpt_free(c); return -1; } /* checked here (sync) */
     return 0;
 }
 
