@@ -29,14 +29,50 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+
+/* The same contractions without (?i:...), as llama.cpp writes them */
+#define RE_CONTR "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
+/* DeepSeek-LLM's letter ranges (its tokenizer.json, as llama.cpp lists them) */
+#define RE_DEEPSEEK_LETTERS                                                                        \
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\\x{1F7D}ᾀ-ᾴᾶ-ᾼ\\x{1FBE}ῂ-ῄῆ-ῌῐ-\\x{1FD3}ῖ-\\x{1FDB}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+"
+#define RE_CJK "[一-龥ࠀ-一가-퟿]+"
+#define RE_GPT2_NOWS "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+#define RE_QWEN2 RE_CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_PORO " ?[^(\\s|.,!?…。，、।۔،)]+"
+
 const char spq_re_gpt2[] = RE_GPT2;
 
+/* tokenizer.ggml.pre -> the regexes, '\n'-separated, applied in turn (llama.cpp's
+ * llama-vocab.cpp, the models' tokenizer.json) */
 static const struct { const char *names, *re; } PRESETS[] = {
-    {"|gpt-2|gpt2|mpt|olmo|", RE_GPT2},
-    {"|llama3|llama-v3|llama-bpe|falcon3|", RE_LLAMA3},
-    {"|smollm|starcoder|refact|command-r|codeshell|", "\\p{N}\n" RE_GPT2},
+    {"|gpt-2|gpt2|mpt|olmo|jais|trillion|", RE_GPT2},
+    {"|llama3|llama-v3|llama-bpe|falcon3|dbrx|smaug-bpe|chatglm-bpe|", RE_LLAMA3},
+    {"|smollm|starcoder|refact|command-r|codeshell|exaone|minerva-7b|", "\\p{N}\n" RE_GPT2},
     {"|default|", "[\\p{P}\\$\\+<=>\\^~\\|]+\n" RE_GPT2 "\n\\p{N}+\n[0-9][0-9][0-9]"},
+    {"|falcon|", "[\\p{P}\\$\\+<=>\\^~\\|`]+\n" RE_GPT2_NOWS "\n[0-9][0-9][0-9]"},
+    {"|deepseek-llm|", "[\\r\\n]\n" RE_DEEPSEEK_LETTERS "\n\\s?[!-/:-~！-／：-～‘-‟　-。]+\n\\s+$\n" RE_CJK "\n\\p{N}+"},
+    {"|deepseek-coder|", "[\\r\\n]\n\\s?\\p{L}+\n\\s?\\p{P}+\n" RE_CJK "\n\\p{N}"},
+    {"|deepseek-v3|", "\\p{N}{1,3}\n[一-龥぀-ゟ゠-ヿ]+\n"
+                      "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
+                      " ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    {"|qwen2|stablelm2|", RE_QWEN2},
+    {"|poro-chat|bloom|gpt3-finnish|", RE_PORO},
+    {"|viking|", RE_PORO "\n\\p{N}"},
+    {"|tekken|pixtral|", "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|"
+                         "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|"
+                         "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    {"|gpt-4o|", "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+                 "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+                 "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    {"|seed-coder|", RE_CONTR "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
 };
+
+const char *spq_bpe_pre_names(void)
+{
+    return "gpt-2 gpt2 mpt olmo jais trillion llama3 llama-v3 llama-bpe falcon3 dbrx smaug-bpe chatglm-bpe smollm starcoder "
+           "refact command-r codeshell exaone minerva-7b default falcon deepseek-llm deepseek-coder deepseek-v3 qwen2 "
+           "stablelm2 poro-chat bloom gpt3-finnish viking tekken pixtral gpt-4o seed-coder";
+}
 
 /* GPT-2's byte-to-unicode map: the printable bytes 33-126, 161-172 and 174-255 stand for
  * themselves; the other 68 (0-32, 127-160, 173), in byte order, become 256, 257, ... */
@@ -117,7 +153,7 @@ int spq_bpe_finish(spq_tokenizer *t)
         t->byte_ids[b] = spq_tok_lookup(t, buf, n);
     }
     /* pre-tokenizer regexes, '\n'-separated */
-    for (const char *p = t->pre; p && *p && t->n_re < 4;) {
+    for (const char *p = t->pre; p && *p && t->n_re < SPQ_MAX_RE;) {
         const char *q = strchr(p, '\n');
         size_t len = q ? (size_t)(q - p) : strlen(p);
         int err;
@@ -132,6 +168,15 @@ int spq_bpe_finish(spq_tokenizer *t)
     return 0;
 }
 
+const char *spq_bpe_pre_regexes(const char *name)
+{
+    char key[80];
+    snprintf(key, sizeof key, "|%.60s|", name && *name ? name : "default");
+    for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS; i++)
+        if (strstr(PRESETS[i].names, key)) return PRESETS[i].re;
+    return NULL;
+}
+
 int spq_tok_make_bpe(spq_tokenizer *t, const char *pre, int n, const char *const *merges, const int *lens,
                      const char *path, spq_err *e)
 {
@@ -139,11 +184,8 @@ int spq_tok_make_bpe(spq_tokenizer *t, const char *pre, int n, const char *const
     const char *re = NULL;
     if (pre && pre[0] == '^') re = pre + 1;
     else {
-        char key[80];
-        snprintf(key, sizeof key, "|%.60s|", pre && *pre ? pre : "default");
-        for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS && !re; i++)
-            if (strstr(PRESETS[i].names, key)) re = PRESETS[i].re;
-        if (!re) return spq_fail(e, path, "unsupported BPE pre-tokenizer '%s'", pre);
+        re = spq_bpe_pre_regexes(pre);
+        if (!re) return spq_fail(e, path, "unsupported BPE pre-tokenizer '%s' (spikeq knows: %s)", pre, spq_bpe_pre_names());
     }
     t->type = SPQ_TOK_BPE;
     t->add_space_prefix = 0;
@@ -230,6 +272,18 @@ static int add(spans *v, size_t off, size_t len)
     }
     v->a[v->n++] = (span){off, len};
     return 0;
+}
+
+static int split(const spq_tokenizer *t, const char *text, size_t len, spans *out);
+
+long spq_bpe_pretokenize(const spq_tokenizer *t, const char *text, size_t len, size_t *off, size_t *n, long max)
+{
+    spans w = {0};
+    if (split(t, text, len, &w)) return -1;
+    for (size_t i = 0; i < w.n && (long)i < max; i++) { off[i] = w.a[i].off; n[i] = w.a[i].len; }
+    long k = (long)w.n;
+    free(w.a);
+    return k;
 }
 
 /* Split [text, text+len) into words: each regex in turn cuts every current piece into its

@@ -31,6 +31,13 @@ int spq_bpe_finish(spq_tokenizer *t);
 void spq_bpe_free(spq_tokenizer *t);
 /* Encode plain text (no special tokens) appending to ids[n..]; returns the new count (may
  * exceed max), -1 on OOM. prefix: add a leading space unless the text starts with one. */
+/* The words the pre-tokenizer cuts text into: up to max of them as byte offsets and lengths;
+ * returns how many there are (-1: out of memory). */
+long spq_bpe_pretokenize(const spq_tokenizer *t, const char *text, size_t len, size_t *off, size_t *n, long max);
+/* The '\n'-separated regexes of a tokenizer.ggml.pre name (NULL: unknown). */
+const char *spq_bpe_pre_regexes(const char *name);
+/* The tokenizer.ggml.pre names spikeq knows, space-separated. */
+const char *spq_bpe_pre_names(void);
 long spq_bpe_encode(const spq_tokenizer *t, const char *text, size_t len, int prefix, int *ids, long n, long max);
 /* Bytes of a normal piece: the byte-to-unicode map undone; returns the length written. */
 int spq_bpe_piece(const spq_tokenizer *t, int id, char *buf, int cap);

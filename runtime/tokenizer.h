@@ -11,7 +11,7 @@
 
 #include "runtime/error.h"
 
-enum { SPQ_TOK_NONE = 0, SPQ_TOK_SPM = 1, SPQ_TOK_BPE = 2 };
+enum { SPQ_TOK_NONE = 0, SPQ_TOK_SPM = 1, SPQ_TOK_BPE = 2, SPQ_MAX_RE = 8 };
 /* SentencePiece piece types */
 enum { SPQ_PT_NORMAL = 1, SPQ_PT_UNKNOWN = 2, SPQ_PT_CONTROL = 3, SPQ_PT_USER = 4, SPQ_PT_UNUSED = 5, SPQ_PT_BYTE = 6 };
 
@@ -34,7 +34,7 @@ typedef struct {
     uint64_t *mkeys;     /* derived: hash (left, right) -> rank, open addressing */
     int32_t *mranks;
     uint32_t mmask;
-    void *re[4];         /* derived: compiled pre-tokenizer regexes (pcre2_code *) */
+    void *re[8];         /* derived: compiled pre-tokenizer regexes (pcre2_code *), SPQ_MAX_RE */
     int n_re;
 } spq_tokenizer;
 

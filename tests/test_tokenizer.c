@@ -12,6 +12,8 @@
 
 #include <unistd.h>
 
+#include "runtime/tok_internal.h"
+
 static char *read_all(const char *p, size_t *n)
 {
     FILE *f = fopen(p, "rb");
@@ -235,6 +237,52 @@ static void test_hf_tokenizers_reference(void **st)
 }
 
 /* .spq stores the tokenizer: serialise/deserialise gives the same encoder */
+
+/* Every tokenizer.ggml.pre spikeq knows cuts text into the words HF tokenizers' Split
+ * pre-tokenizers (isolated, applied in turn) cut it into with the same regexes
+ * (tests/fixtures/pre_splits.json.gz: tokenizers 0.23.2 on the device machine; the 201
+ * sentencepiece test strings of at most 200 bytes, and 8 of letter case, digits, CJK and
+ * whitespace) */
+static void test_pre_tokenizers(void **st)
+{
+    (void)st;
+    char path[] = "/tmp/spq_pre_XXXXXX", cmd[256];
+    close(mkstemp(path));
+    snprintf(cmd, sizeof cmd, "gzip -dc tests/fixtures/pre_splits.json.gz > %s", path);
+    assert_int_equal(system(cmd), 0);
+    size_t n;
+    char *txt = read_all(path, &n);
+    unlink(path);
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    assert_non_null(j);
+    const cJSON *S = cJSON_GetObjectItem(j, "strings"), *sp = cJSON_GetObjectItem(j, "splits");
+    static size_t off[1 << 16], len[1 << 16];
+    int presets = 0;
+    for (const cJSON *p = sp->child; p; p = p->next, presets++) {
+        spq_tokenizer t;
+        spq_err e;
+        const char *piece = "a";
+        int l = 1;
+        assert_int_equal(spq_tok_build(&t, 1, &piece, &l, NULL, NULL, -1, -1, -1, &e), 0);
+        if (spq_tok_make_bpe(&t, p->string, 0, NULL, NULL, "test", &e)) fail_msg("%s: %s", p->string, e.msg);
+        int k = 0;
+        for (const cJSON *want = p->child; want; want = want->next, k++) {
+            const char *s = cJSON_GetArrayItem(S, k)->valuestring;
+            long got = spq_bpe_pretokenize(&t, s, strlen(s), off, len, 1 << 16);
+            int same = got == cJSON_GetArraySize(want);
+            for (long i = 0; same && i < got; i++) {
+                const cJSON *w = cJSON_GetArrayItem(want, (int)i);
+                same = (size_t)cJSON_GetArrayItem(w, 0)->valuedouble == off[i] && (size_t)cJSON_GetArrayItem(w, 1)->valuedouble == len[i];
+            }
+            if (!same) fail_msg("pre-tokenizer %s: string %d '%.60s' splits differently from HF tokenizers", p->string, k, s);
+        }
+        spq_tok_free(&t);
+    }
+    fprintf(stderr, "  %d pre-tokenizers: %d strings each split as HF tokenizers splits them\n", presets, cJSON_GetArraySize(S));
+    cJSON_Delete(j);
+}
+
 static void test_tokenizer_blob(void **st)
 {
     (void)st;
@@ -327,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_llamacpp_gpt2),
         cmocka_unit_test(test_sentencepiece_reference),
         cmocka_unit_test(test_hf_tokenizers_reference),
+        cmocka_unit_test(test_pre_tokenizers),
         cmocka_unit_test(test_tokenizer_blob),
         cmocka_unit_test(test_sampler),
     };
