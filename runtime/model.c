@@ -73,10 +73,8 @@ long long spq_mem_available(void)
 static void linear_bytes(const spq_tensor *t, size_t *mapped, size_t *packed, size_t *taken)
 {
     int N = (int)t->shape[0], K = (int)t->shape[1];
-    if (t->owned && (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ)) *taken += t->nbytes;
-    else if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ) *mapped += t->nbytes;
-    else if (t->dtype == SPQ_I8 || t->dtype == SPQ_E4M3) *packed += spq_panel_bytes(t->dtype, N, K);
-    else *packed += spq_pack_f_size(N, K, t->dtype == SPQ_F32 ? 4 : 2);
+    if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ) *(t->owned ? taken : mapped) += t->nbytes;
+    else *packed += spq_panel_bytes(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype, N, K); /* E5M2 widens to F16 */
 }
 
 static double gb(size_t b) { return (double)b / 1e9; }
@@ -181,30 +179,47 @@ void spq_model_free(spq_model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* The bytes of spq_state_init_seq's allocations: KV caches, and the rest. */
-static void state_bytes(const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type, size_t *kvb,
-                        size_t *scratch)
+/* The bytes of each of spq_state_init_seq's allocations (ctx and n_threads resolved): what
+ * it allocates and what spq_state_check counts are one computation. */
+typedef struct {
+    int ctx, n_threads;
+    size_t x, xb, q, hb, att, logits, xf, xq, kv, row; /* kv: each of the two caches; row: B ints */
+} state_sizes;
+
+static void state_sizes_of(const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type, state_sizes *z)
 {
     const spq_config *p = &m->cfg;
-    if (ctx <= 0) ctx = m->ctx;
+    z->ctx = ctx > 0 ? ctx : m->ctx;
 #ifdef _OPENMP
-    if (n_threads <= 0) n_threads = omp_get_max_threads();
+    z->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
 #else
-    n_threads = 1;
+    z->n_threads = 1;
+    (void)n_threads;
 #endif
     size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
     size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
+    /* + 64: a CMPQ input permuted into its padded bit-width classes (spq_cmpq_row_scratch) */
     size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D))) + 64;
-    *kvb = 2 * (kv_type == SPQ_F16 ? 2 : 4) * (size_t)p->n_layers * (size_t)ctx * kv * (size_t)n_seq;
-    *scratch = 4 * B * (2 * D + (D > q ? D : q) + q + 2 * H + (size_t)p->vocab_size + kmax) + B * kmax +
-               4 * (size_t)n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)ctx + 7 * 4 * B;
+    z->x = 4 * B * D;
+    z->xb = 4 * B * (D > q ? D : q);
+    z->q = 4 * B * q;
+    z->hb = 4 * B * H;
+    z->att = 4 * (size_t)z->n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)z->ctx;
+    z->logits = 4 * B * (size_t)p->vocab_size;
+    z->xf = 4 * B * kmax;
+    z->xq = B * kmax;
+    z->kv = spq_dtype_size(kv_type) * (size_t)p->n_layers * (size_t)z->ctx * kv * (size_t)n_seq;
+    z->row = sizeof(int) * B;
 }
 
 int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_seq, int ctx, int n_threads, int kv_type,
                     spq_mem *need, spq_err *e)
 {
     spq_mem r = {m->mapped_bytes + m->packed_bytes, 0, 0, spq_mem_available()};
-    state_bytes(m, max_batch, n_seq, ctx, n_threads, kv_type, &r.kv, &r.scratch);
+    state_sizes z;
+    state_sizes_of(m, max_batch, n_seq, ctx, n_threads, kv_type, &z);
+    r.kv = 2 * z.kv;
+    r.scratch = 2 * z.x + z.xb + z.q + 2 * z.hb + z.att + z.logits + z.xf + z.xq + 7 * z.row;
     if (need) *need = r;
     /* packed weights are already allocated (MemAvailable has dropped by them); mapped ones
      * become resident as they are read (counted, whether or not the page cache holds them:
@@ -213,7 +228,7 @@ int spq_state_check(const char *path, const spq_model *m, int max_batch, int n_s
     if (r.avail < 0 || (double)more <= (double)r.avail) return 0;
     return spq_fail(e, path, "this run needs %.2f GB more: KV cache %.2f GB (%d sequence%s x %d positions), scratch %.2f GB, "
                     "mapped weights %.2f GB (and %.2f GB packed at load, taken) but %.2f GB is available: lower the context (-c)%s",
-                    gb(more), gb(r.kv), n_seq, n_seq == 1 ? "" : "s", ctx > 0 ? ctx : m->ctx, gb(r.scratch),
+                    gb(more), gb(r.kv), n_seq, n_seq == 1 ? "" : "s", z.ctx, gb(r.scratch),
                     gb(m->mapped_bytes), gb(m->packed_bytes), (double)r.avail / 1e9, n_seq > 1 ? " or the sequences" : "");
 }
 
@@ -226,43 +241,35 @@ int spq_state_init_seq(spq_state *s, const spq_model *m, int max_batch, int n_se
 {
     memset(s, 0, sizeof *s);
     if (max_batch < 1 || n_seq < 1 || ctx > m->ctx || (kv_type != SPQ_F32 && kv_type != SPQ_F16)) return -1;
-    if (ctx <= 0) ctx = m->ctx;
     const spq_config *p = &m->cfg;
-    size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
-    size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
-    /* + 64: a CMPQ input permuted into its padded bit-width classes (spq_cmpq_row_scratch) */
-    size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D))) + 64;
-#ifdef _OPENMP
-    s->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
-#else
-    s->n_threads = 1;
-    (void)n_threads;
-#endif
+    state_sizes z;
+    state_sizes_of(m, max_batch, n_seq, ctx, n_threads, kv_type, &z);
+    s->n_threads = z.n_threads;
     s->max_batch = max_batch;
-    s->ctx = ctx;
+    s->ctx = z.ctx;
     s->prefetch = SPQ_PREFETCH;
-    s->x = malloc(4 * B * D);
-    s->xb = malloc(4 * B * (D > q ? D : q));
-    s->xb2 = malloc(4 * B * D);
-    s->q = malloc(4 * B * q);
-    s->hb = malloc(4 * B * H);
-    s->hb2 = malloc(4 * B * H);
-    s->att = malloc(4 * (size_t)s->n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)ctx);
-    s->logits = malloc(4 * B * (size_t)p->vocab_size);
-    s->xf = malloc(4 * B * kmax);
-    s->xq = malloc(B * kmax);
+    s->x = malloc(z.x);
+    s->xb = malloc(z.xb);
+    s->xb2 = malloc(z.x);
+    s->q = malloc(z.q);
+    s->hb = malloc(z.hb);
+    s->hb2 = malloc(z.hb);
+    s->att = malloc(z.att);
+    s->logits = malloc(z.logits);
+    s->xf = malloc(z.xf);
+    s->xq = malloc(z.xq);
     s->n_seq = n_seq;
     s->kv_type = kv_type;
-    s->seq_elems = (size_t)p->n_layers * (size_t)ctx * kv;
-    s->kcache = calloc(s->seq_elems * (size_t)n_seq, kv_type == SPQ_F16 ? 2 : 4);
-    s->vcache = calloc(s->seq_elems * (size_t)n_seq, kv_type == SPQ_F16 ? 2 : 4);
-    s->rpos = malloc(sizeof(int) * B);
-    s->rseq = malloc(sizeof(int) * B);
-    s->rid = malloc(sizeof(int) * B);
-    s->out = malloc(sizeof(int) * B);
-    s->out_id = malloc(sizeof(int) * B);
-    s->rmax = malloc(sizeof(float) * B);
-    s->tmax = malloc(sizeof(float) * B);
+    s->seq_elems = (size_t)p->n_layers * (size_t)z.ctx * (size_t)p->n_kv_heads * (size_t)p->head_dim;
+    s->kcache = calloc(z.kv, 1);
+    s->vcache = calloc(z.kv, 1);
+    s->rpos = malloc(z.row);
+    s->rseq = malloc(z.row);
+    s->rid = malloc(z.row);
+    s->out = malloc(z.row);
+    s->out_id = malloc(z.row);
+    s->rmax = malloc(sizeof(float) * (size_t)max_batch);
+    s->tmax = malloc(sizeof(float) * (size_t)max_batch);
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 || !s->att || !s->logits || !s->xf || !s->xq ||
         !s->kcache || !s->vcache || !s->rpos || !s->rseq || !s->rid || !s->out || !s->out_id || !s->rmax || !s->tmax) {
         spq_state_free(s);
@@ -476,7 +483,7 @@ void spq_state_copy_seq(spq_state *s, const spq_model *m, int src, int dst, int 
 {
     if (src == dst || n <= 0) return;
     size_t kvd = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, layer = (size_t)s->ctx * kvd;
-    size_t el = s->kv_type == SPQ_F16 ? 2 : 4;
+    size_t el = spq_dtype_size(s->kv_type);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const char *ks = seq_cache(s, s->kcache, src, l * layer), *vs = seq_cache(s, s->vcache, src, l * layer);
         char *kd = seq_cache(s, s->kcache, dst, l * layer), *vd = seq_cache(s, s->vcache, dst, l * layer);

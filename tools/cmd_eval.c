@@ -114,7 +114,7 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, int kv, co
     int longest = 1, widest = 1;
     for (int q = 0; q < first[t->n_items]; q++) longest = lr[q].n - 1 > longest ? lr[q].n - 1 : longest;
     for (int it = 0; it < t->n_items; it++) widest = t->items[it].n > widest ? t->items[it].n : widest;
-    size_t per_seq = (size_t)m->cfg.n_layers * (size_t)longest * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim * (kv == SPQ_F16 ? 4 : 8);
+    size_t per_seq = (size_t)m->cfg.n_layers * (size_t)longest * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim * 2 * spq_dtype_size(kv);
     size_t fit = CACHE_BYTES / per_seq;
     int n_seq = fit > 64 ? 64 : fit < (size_t)widest ? widest : (int)fit;
     spq_state st, *s = &st;
