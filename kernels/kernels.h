@@ -24,6 +24,8 @@
 
 /* Bytes in an INT8/FP8 panel-packed matrix of N outputs by K inputs. */
 size_t spq_pack_q8_size(int N, int K);
+/* Where a stored INT8 linear's column sums start: after its panels, 64-byte aligned. */
+size_t spq_pack_q8_wsum_at(int N, int K);
 /* Padded K (multiple of 4) used for quantised activations and packed weights. */
 int spq_kpad(int K);
 /* Pack row-major int8 W[N][K] into panels; wsum[n] = sum_k W[n][k] (for the u8 trick). */

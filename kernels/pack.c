@@ -11,6 +11,8 @@ size_t spq_pack_q8_size(int N, int K)
     return np * (size_t)spq_kpad(K) * SPQ_NR;
 }
 
+size_t spq_pack_q8_wsum_at(int N, int K) { return (spq_pack_q8_size(N, K) + 63) & ~(size_t)63; }
+
 /* Panel p, quad q, column c, byte j  <-  W[p*16 + c][4q + j]. */
 void spq_pack_q8(const int8_t *w, int N, int K, int8_t *out, int32_t *wsum)
 {

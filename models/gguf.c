@@ -236,9 +236,7 @@ static int dequant_f16(int type, const uint8_t *src, size_t row_bytes, int64_t N
  * one copy of the weights, not rows and panels. */
 static int to_panels(spq_tensor *o)
 {
-    size_t n = strlen(o->name);
-    int linear = (n > 12 && !strcmp(o->name + n - 12, "_proj.weight")) || !strcmp(o->name, "lm_head.weight");
-    if (!linear || o->ndim != 2) return 0;
+    if (!spq_is_linear_name(o->name) || o->ndim != 2) return 0;
     size_t pb = spq_panel_bytes(SPQ_F16, o->shape[0], o->shape[1]);
     void *p = aligned_alloc(64, (pb + 63) & ~(size_t)63);
     if (!p) return -1;

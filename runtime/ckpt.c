@@ -202,11 +202,17 @@ void spq_ckpt_release(const spq_ckpt *c, const spq_tensor *t)
     }
 }
 
+int spq_is_linear_name(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 12 && !strcmp(name + n - 12, "_proj.weight")) || !strcmp(name, "lm_head.weight");
+}
+
 size_t spq_panel_bytes(int dtype, int64_t N, int64_t K)
 {
     if (N <= 0 || K <= 0 || N > INT_MAX || K > INT_MAX) return 0;
     switch (dtype) {
-    case SPQ_I8: return ((spq_pack_q8_size((int)N, (int)K) + 63) & ~(size_t)63) + 4 * (size_t)((N + 63) / 64 * 64);
+    case SPQ_I8: return spq_pack_q8_wsum_at((int)N, (int)K) + 4 * (size_t)((N + 63) / 64 * 64);
     case SPQ_E4M3: return spq_pack_q8_size((int)N, (int)K);
     case SPQ_F16: case SPQ_BF16: return spq_pack_f_size((int)N, (int)K, 2);
     case SPQ_F32: return spq_pack_f_size((int)N, (int)K, 4);
@@ -218,7 +224,7 @@ void spq_tensor_pack(const spq_tensor *t, void *out)
 {
     int N = (int)t->shape[0], K = (int)t->shape[1];
     if (t->dtype == SPQ_I8)
-        spq_pack_q8(t->data, N, K, out, (int32_t *)((char *)out + ((spq_pack_q8_size(N, K) + 63) & ~(size_t)63)));
+        spq_pack_q8(t->data, N, K, out, (int32_t *)((char *)out + spq_pack_q8_wsum_at(N, K)));
     else if (t->dtype == SPQ_E4M3) spq_pack_fp8(t->data, N, K, out);
     else spq_pack_f(t->data, N, K, (int)spq_dtype_size(t->dtype), out);
 }

@@ -87,6 +87,9 @@ int spq_ckpt_validate(const spq_ckpt *c, spq_err *e);
  * a later read faults them in again from the page cache or the file). For a tensor that has
  * been copied or converted, so that the copy and the file's pages are not both resident. */
 void spq_ckpt_release(const spq_ckpt *c, const spq_tensor *t);
+/* Is name a weight the model applies as a linear (a projection, an untied lm_head), which it
+ * never reads by rows? */
+int spq_is_linear_name(const char *name);
 /* Bytes of an N x K linear weight of dtype in the kernels' panel layout: INT8 panels then
  * the 64-byte-aligned column sums (int32, N rounded up to 64), FP8 panels, F16/BF16/F32
  * panels; 0 for a dtype the kernels read otherwise. */

@@ -18,7 +18,7 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
         l->mapped = 1;
         l->w = (void *)t->data;
         l->kind = t->dtype;
-        if (t->dtype == SPQ_I8) l->wsum = (int32_t *)((char *)l->w + ((spq_pack_q8_size(N, K) + 63) & ~(size_t)63));
+        if (t->dtype == SPQ_I8) l->wsum = (int32_t *)((char *)l->w + spq_pack_q8_wsum_at(N, K));
         if (t->dtype == SPQ_F16 || t->dtype == SPQ_BF16 || t->dtype == SPQ_F32) l->w_scale = 1.0f;
         return 0;
     }

@@ -211,9 +211,8 @@ static size_t entry_size(const spq_tensor *t) { return 2 + strlen(t->name) + 4 +
  * load) stay in rows. */
 static int store_panels(const spq_tensor *t)
 {
-    size_t n = strlen(t->name);
-    int linear = (n > 12 && !strcmp(t->name + n - 12, "_proj.weight")) || !strcmp(t->name, "lm_head.weight");
-    return t->layout == SPQ_PANELS || (linear && t->ndim == 2 && spq_panel_bytes(t->dtype, t->shape[0], t->shape[1]));
+    return t->layout == SPQ_PANELS ||
+           (spq_is_linear_name(t->name) && t->ndim == 2 && spq_panel_bytes(t->dtype, t->shape[0], t->shape[1]));
 }
 
 /* Is t in rows in memory and to be packed into panels as it is written? */
@@ -275,7 +274,7 @@ static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
     uint64_t *offs = malloc(sizeof *offs * (unsigned)c->n), *hash = malloc(sizeof *hash * (unsigned)c->n);
     uint8_t *meta = malloc(tab_off + tab_size - HDR);
     size_t maxp = 0;
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; offs && i < c->n; i++) {
         offs[i] = pos;
         size_t sb = stored_bytes(&c->t[i]);
         pos = (pos + sb + 63) & ~63ull;
