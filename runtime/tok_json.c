@@ -198,15 +198,11 @@ int spq_tok_load_hf_json(const char *path, spq_tokenizer *t, spq_err *e)
             if (eos < 0 && !strcmp(pieces[i], EOS[q])) eos = (int)i;
         }
     float *scores = NULL;
-    if (!rc && spm) { /* SentencePiece: byte pieces, unknown, scores from merge ranks */
+    if (!rc && spm) { /* SentencePiece: unknown, scores from merge ranks (spq_tok_finish finds
+                       * the <0xNN> byte pieces) */
         scores = malloc(sizeof(float) * (size_t)n);
         if (!scores) rc = spq_fail(e, path, "out of memory");
-        for (long i = 0; !rc && i < n; i++) {
-            scores[i] = -(float)(nm + i); /* never made by a merge: after every merged piece */
-            unsigned v;
-            char tail;
-            if (lens[i] == 6 && sscanf(pieces[i], "<0x%2X>%c", &v, &tail) == 1) types[i] = SPQ_PT_BYTE;
-        }
+        for (long i = 0; !rc && i < n; i++) scores[i] = -(float)(nm + i); /* never made by a merge: after every merged piece */
         if (!rc && unk >= 0) types[unk] = SPQ_PT_UNKNOWN;
     }
     if (!rc) rc = spq_tok_build(t, (int)n, pieces, lens, scores, types, bos, eos, unk, e);
