@@ -33,32 +33,33 @@ static void gemm_f32(int M, int N, int K, int n0, int n1, const float *x, const 
     }
 }
 
-static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
-                     float *y, int ldy)
-{
-    for (int n = n0; n < n1 && n < N; n++) {
-        const uint16_t *panel = w + (size_t)(n / SPQ_NR) * K * SPQ_NR + n % SPQ_NR;
-        for (int m = 0; m < M; m++) {
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++)
-                acc += x[(size_t)m * K + k] * spq_f16_to_f32(panel[(size_t)k * SPQ_NR]);
-            y[(size_t)m * ldy + n] = acc;
-        }
-    }
-}
-
-static void gemm_bf16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
+/* 16-bit float weights (IEEE half, or bfloat16 with bf), widened to FP32 */
+static void gemm_half(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w, int bf,
                       float *y, int ldy)
 {
     for (int n = n0; n < n1 && n < N; n++) {
         const uint16_t *panel = w + (size_t)(n / SPQ_NR) * K * SPQ_NR + n % SPQ_NR;
         for (int m = 0; m < M; m++) {
             float acc = 0.0f;
-            for (int k = 0; k < K; k++)
-                acc += x[(size_t)m * K + k] * spq_bf16_to_f32(panel[(size_t)k * SPQ_NR]);
+            for (int k = 0; k < K; k++) {
+                uint16_t h = panel[(size_t)k * SPQ_NR];
+                acc += x[(size_t)m * K + k] * (bf ? spq_bf16_to_f32(h) : spq_f16_to_f32(h));
+            }
             y[(size_t)m * ldy + n] = acc;
         }
     }
+}
+
+static void gemm_f16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
+                     float *y, int ldy)
+{
+    gemm_half(M, N, K, n0, n1, x, w, 0, y, ldy);
+}
+
+static void gemm_bf16(int M, int N, int K, int n0, int n1, const float *x, const uint16_t *w,
+                      float *y, int ldy)
+{
+    gemm_half(M, N, K, n0, n1, x, w, 1, y, ldy);
 }
 
 static void gemm_e4m3(int M, int N, int kp, int n0, int n1, const float *x, const uint8_t *w,
