@@ -210,7 +210,8 @@ int spq_is_linear_name(const char *name)
 
 size_t spq_panel_bytes(int dtype, int64_t N, int64_t K)
 {
-    if (N <= 0 || K <= 0 || N > INT_MAX || K > INT_MAX) return 0;
+    /* the packing sizes round N and K up in int: keep that rounding in range */
+    if (N <= 0 || K <= 0 || N > INT_MAX - 64 || K > INT_MAX - 64) return 0;
     switch (dtype) {
     case SPQ_I8: return spq_pack_q8_wsum_at((int)N, (int)K) + 4 * (size_t)((N + 63) / 64 * 64);
     case SPQ_E4M3: return spq_pack_q8_size((int)N, (int)K);
