@@ -37,10 +37,8 @@ gib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1073741824 }'; }
 step synth $S synth --shape "$SHAPE" --dtype bf16 -o "$HF" --tokenizer "$TOK" -t "$T"
 hf_bytes=$(cat "$HF"/*.safetensors | wc -c)
 case $SHAPE in
-  llama2-7b) PLAN="--keep 1.down,30.down,31.o" ;;
-  llama3-8b) PLAN="--keep 1.down,31.down" ;;
-  mistral-7b) PLAN="--keep 1.down,30.down,31.down,31.o" ;;
-  *) PLAN="" ;;
+  tinyllama-1.1b) PLAN="" ;;
+  *) PLAN="--keep paper" ;; # the paper's layer list for the 7-8B shapes (spq_paper_keep)
 esac
 step quantize $S quantize "$HF" -o "$Q" --calib "$CAL" --samples 4 --seq 256 -t "$T" $PLAN
 q_bytes=$(wc -c < "$Q")

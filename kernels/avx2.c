@@ -193,9 +193,9 @@ static float absmax(const float *x, size_t n)
     return best;
 }
 
-static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+static void quant_i8(const float *x, int n, int npad, float inv, float qmax, int8_t *q)
 {
-    const __m256 s = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256 s = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-qmax), hi = _mm256_set1_ps(qmax);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), s), lo), hi);
@@ -205,7 +205,7 @@ static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
     }
     for (; i < n; i++) {
         float v = x[i] * inv;
-        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        v = v > qmax ? qmax : (v < -qmax ? -qmax : v);
         q[i] = (int8_t)_mm_cvtss_si32(_mm_set_ss(v));
     }
     for (; i < npad; i++) q[i] = 0;

@@ -265,9 +265,9 @@ static float absmax(const float *x, size_t n)
     return _mm512_reduce_max_ps(m);
 }
 
-static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+static void quant_i8(const float *x, int n, int npad, float inv, float qmax, int8_t *q)
 {
-    const __m512 s = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    const __m512 s = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-qmax), hi = _mm512_set1_ps(qmax);
     int i = 0;
     for (; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);

@@ -84,8 +84,9 @@ typedef struct spq_kernels {
                       float scale, float *y, int ldy);
     /* Largest |x[i]| over n floats. */
     float (*absmax)(const float *x, size_t n);
-    /* q[i] = clamp(rne(x[i] * inv), -127, 127) for i < n, zeros up to npad. */
-    void (*quant_i8)(const float *x, int n, int npad, float inv, int8_t *q);
+    /* q[i] = rne(clamp(x[i] * inv, -qmax, qmax)) for i < n, zeros up to npad; qmax is a
+     * whole number <= 127 (2^(b-1) - 1 for b-bit codes: 127 at 8 bits, 31 at 6). */
+    void (*quant_i8)(const float *x, int n, int npad, float inv, float qmax, int8_t *q);
     /* x[i] = exp(x[i]) */
     void (*vexp)(float *x, int n);
     /* sum_j a[j] * b[j] for j < n. */

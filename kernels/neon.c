@@ -161,12 +161,12 @@ static float absmax(const float *x, size_t n)
     return best;
 }
 
-static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+static void quant_i8(const float *x, int n, int npad, float inv, float qmax, int8_t *q)
 {
     int i = 0;
     for (; i + 4 <= n; i += 4) {
         float32x4_t v = vmulq_n_f32(vld1q_f32(x + i), inv);
-        v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-127.0f)), vdupq_n_f32(127.0f));
+        v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-qmax)), vdupq_n_f32(qmax));
         int32x4_t d = vcvtnq_s32_f32(v); /* round to nearest even */
         int16x4_t h = vmovn_s32(d);
         int8x8_t b = vmovn_s16(vcombine_s16(h, h));
@@ -174,7 +174,7 @@ static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
     }
     for (; i < n; i++) {
         float v = x[i] * inv;
-        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        v = v > qmax ? qmax : (v < -qmax ? -qmax : v);
         q[i] = (int8_t)vcvtns_s32_f32(v);
     }
     for (; i < npad; i++) q[i] = 0;

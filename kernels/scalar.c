@@ -88,12 +88,12 @@ static float absmax(const float *x, size_t n)
     return m;
 }
 
-static void quant_i8(const float *x, int n, int npad, float inv, int8_t *q)
+static void quant_i8(const float *x, int n, int npad, float inv, float qmax, int8_t *q)
 {
     int i = 0;
     for (; i < n; i++) {
         float v = nearbyintf(x[i] * inv);
-        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        v = v > qmax ? qmax : (v < -qmax ? -qmax : v);
         q[i] = (int8_t)v;
     }
     for (; i < npad; i++) q[i] = 0;

@@ -310,6 +310,22 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int
         return spq_fail(e, c->path, "tensor %s has invalid scale %g", name, (double)t->scale);
     if (!(t->act_scale >= 0 && t->act_scale < 1e30f))
         return spq_fail(e, c->path, "tensor %s has invalid activation scale %g", name, (double)t->act_scale);
+    if (t->act_bits && (t->act_bits < 4 || t->act_bits > 8))
+        return spq_fail(e, c->path, "tensor %s has activation bits %d (4 to 8)", name, t->act_bits);
+    char sn[sizeof t->name + 8];
+    snprintf(sn, sizeof sn, "%s_scale", name);
+    const spq_tensor *cs = spq_ckpt_find(c, sn);
+    if (cs) { /* per-output-channel weight scales */
+        if (!(linear & 1) || t->dtype != SPQ_I8 || cs->dtype != SPQ_F32 || cs->ndim != 1 || cs->shape[0] != r ||
+            cs->layout != SPQ_ROWS || cs->nbytes != 4 * (size_t)r)
+            return spq_fail(e, c->path, "tensor %s: per-channel scales need an INT8 projection and %lld F32 values", sn,
+                            (long long)r);
+        for (int64_t i = 0; i < r; i++) {
+            float v;
+            memcpy(&v, (const char *)cs->data + 4 * i, 4);
+            if (!(v > 0 && v < 1e30f)) return spq_fail(e, c->path, "tensor %s: scale %lld is %g", sn, (long long)i, (double)v);
+        }
+    }
     return 0;
 }
 

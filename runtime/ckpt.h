@@ -33,7 +33,10 @@ typedef struct {
     int64_t shape[4];   /* shape[0] = rows (out), shape[1] = cols (in) */
     float scale;        /* I8/FP8: real value = code * scale; 1 otherwise */
     float act_scale;    /* I8 linear: static activation scale; 0 = dynamic */
-    int act_fmt;        /* fallback linears: activation format (SPQ_F32, SPQ_F16, SPQ_E4M3) */
+    int act_fmt;        /* fallback linears: activation format (SPQ_F32, SPQ_F16, SPQ_E4M3,
+                         * SPQ_E5M2 unscaled) */
+    int act_bits;       /* I8 linear: activation codes of 4..8 bits (0 = 8), +-(2^(b-1) - 1) */
+    int act_token;      /* I8 linear with dynamic scales: one scale per token (row), not per tensor */
     int layout;         /* SPQ_ROWS, or SPQ_PANELS: a linear weight already in the kernels'
                          * panel layout (spq_panel_bytes), used in place by the model */
     const void *data;

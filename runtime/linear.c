@@ -8,11 +8,17 @@
 #include "runtime/cmpq.h"
 #include "runtime/linear.h"
 
-int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e)
+int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, spq_err *e)
 {
     memset(l, 0, sizeof *l);
     int N = (int)t->shape[0], K = (int)t->shape[1];
     l->N = N; l->K = K; l->w_scale = t->scale; l->a_scale = t->act_scale; l->act_fmt = t->act_fmt;
+    l->qmax = (float)((1 << ((t->act_bits ? t->act_bits : 8) - 1)) - 1);
+    l->act_token = t->act_token;
+    if (cs) { /* checked by spq_ckpt_validate: F32, N positive finite values */
+        if (t->dtype != SPQ_I8) return spq_fail(e, NULL, "%s: per-channel scales belong to INT8 weights", t->name);
+        l->cscale = cs->data;
+    }
     size_t nk = (size_t)N * K;
     if (t->layout == SPQ_PANELS) { /* checked against spq_panel_bytes when read */
         l->mapped = 1;
@@ -152,21 +158,31 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
     switch (l->kind) {
     case SPQ_I8: {
         sa = l->a_scale;
+        float qm = l->qmax;
+        if (sa <= 0 && l->act_token) { /* dynamic per token: each row its own absmax */
+            for (int m = r0; m < r1; m++) {
+                float amax = k->absmax(x + (size_t)m * K, (size_t)K);
+                rsc[m] = amax > 0 ? amax / qm : 1.0f;
+                k->quant_i8(x + (size_t)m * K, K, kp, 1.0f / rsc[m], qm, xq + (size_t)m * kp);
+            }
+            sa = 0;
+            break;
+        }
         if (sa <= 0) { /* dynamic per-tensor: absmax of the whole input tensor */
             float one = input_absmax(t, rows, x, M, r0, r1, K);
             if (rows && rows->n > 1) {
                 sa = 0;
                 for (int m = r0; m < r1; m++) {
                     float amax = row_amax(rows, m, one);
-                    rsc[m] = amax > 0 ? amax / 127.0f : 1.0f;
-                    k->quant_i8(x + (size_t)m * K, K, kp, 1.0f / rsc[m], xq + (size_t)m * kp);
+                    rsc[m] = amax > 0 ? amax / qm : 1.0f;
+                    k->quant_i8(x + (size_t)m * K, K, kp, 1.0f / rsc[m], qm, xq + (size_t)m * kp);
                 }
                 break;
             }
-            sa = one > 0 ? one / 127.0f : 1.0f;
+            sa = one > 0 ? one / qm : 1.0f;
         }
         float inv = 1.0f / sa;
-        for (int m = r0; m < r1; m++) k->quant_i8(x + (size_t)m * K, K, kp, inv, xq + (size_t)m * kp);
+        for (int m = r0; m < r1; m++) k->quant_i8(x + (size_t)m * K, K, kp, inv, qm, xq + (size_t)m * kp);
         break;
     }
     case SPQ_E4M3:
@@ -185,6 +201,9 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
         } else if (l->act_fmt == SPQ_E4M3) {
             round_e4m3(t, rows, x, M, r0, r1, K, K, xf);
             *xin = xf;
+        } else if (l->act_fmt == SPQ_E5M2) { /* the paper's FP8 setting: no scale */
+            for (size_t i = (size_t)r0 * K; i < (size_t)r1 * K; i++) xf[i] = spq_e5m2_to_f32(spq_f32_to_e5m2(x[i]));
+            *xin = xf;
         }
         break;
     default:
@@ -195,32 +214,43 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
 }
 
 /* The GEMM kind and outputs of linears ls[0..n) (same kind and input format). An INT8
- * activation scale sa of 0 (one per row) makes the kernels' scale 1: the rows are scaled
- * after the GEMM (row_scale), to the same float product. */
+ * activation scale sa of 0 (one per row) or per-channel weight scales make the kernels'
+ * scale 1: the outputs are scaled after the GEMM (int8_epilogue). */
 static int gemm_outs(const spq_linear *const *ls, int n, float sa, float *const *ys, spq_gemm_out *outs)
 {
     int kind = ls[0]->kind == SPQ_I8 ? SPQ_GEMM_Q8 : ls[0]->kind == SPQ_E4M3 ? SPQ_GEMM_E4M3
              : ls[0]->kind == SPQ_F16 ? SPQ_GEMM_F16 : ls[0]->kind == SPQ_BF16 ? SPQ_GEMM_BF16 : SPQ_GEMM_F32;
     for (int i = 0; i < n; i++) {
         const spq_linear *l = ls[i];
-        float sc = kind != SPQ_GEMM_Q8 ? l->w_scale : sa > 0 ? l->w_scale * sa : 1.0f;
+        float sc = kind != SPQ_GEMM_Q8 ? l->w_scale : sa > 0 && !l->cscale ? l->w_scale * sa : 1.0f;
         outs[i] = (spq_gemm_out){l->N, l->w, l->wsum, sc, ys ? ys[i] : NULL, l->N};
     }
     return kind;
 }
 
-/* y[m][n] *= w_scale * rsc[m] for this thread's rows of each output: the INT8 epilogue
- * with one activation scale per row. The kernels wrote (float)acc * 1, exact, so this is
- * the same product (float)acc * (w_scale * sa) as a single scale gives. */
-static void row_scale(const spq_thr *t, const spq_linear *const *ls, int n, int M, const float *rsc, float *const *ys)
+/* y[m][j] *= w * a for this thread's rows of each output, w the weight scale (the
+ * tensor's, or channel j's) and a the activation scale (sa, or row m's rsc[m] when sa is
+ * 0): the INT8 epilogue where the kernels could not apply one scale. They wrote
+ * (float)acc * 1, exact, so this is the same product (float)acc * (w * a) as a single
+ * scale gives, on every ISA. Outputs whose kernels applied the scale are skipped. */
+static void int8_epilogue(const spq_thr *t, const spq_linear *const *ls, int n, int M, float sa, const float *rsc,
+                          float *const *ys)
 {
     int r0, r1;
     spq_split(t, M, &r0, &r1);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        const float *cs = ls[i]->cscale;
+        if (sa > 0 && !cs) continue;
         for (int m = r0; m < r1; m++) {
-            float sc = ls[i]->w_scale * rsc[m], *y = ys[i] + (size_t)m * ls[i]->N;
-            for (int j = 0; j < ls[i]->N; j++) y[j] *= sc;
+            float a = sa > 0 ? sa : rsc[m], *y = ys[i] + (size_t)m * ls[i]->N;
+            if (!cs) {
+                float sc = ls[i]->w_scale * a;
+                for (int j = 0; j < ls[i]->N; j++) y[j] *= sc;
+            } else {
+                for (int j = 0; j < ls[i]->N; j++) y[j] *= cs[j] * a;
+            }
         }
+    }
     spq_team_sync(t);
 }
 
@@ -258,7 +288,11 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
         kind = gemm_outs(ls + i0, c, sa, ys + i0, outs);
         spq_gemm_team(t, t->team->k, kind, M, ls[0]->K, kind == SPQ_GEMM_Q8 ? (const void *)xq : xin, outs, c);
     }
-    if (kind == SPQ_GEMM_Q8 && sa == 0) row_scale(t, ls, n, M, rsc, ys);
+    if (kind == SPQ_GEMM_Q8) {
+        int post = sa == 0;
+        for (int i = 0; i < n; i++) post |= ls[i]->cscale != NULL;
+        if (post) int8_epilogue(t, ls, n, M, sa, rsc, ys);
+    }
     /* F16 weights stored with a scale (E5M2 widened): applied to each thread's rows */
     if (kind == SPQ_GEMM_F16) {
         int r0, r1;

@@ -7,7 +7,9 @@
 #include "runtime/ckpt.h"
 
 /* One linear layer y = x W^T in the kernels' panel layout.
- * kind SPQ_I8: W8A8 per-tensor (w_scale; a_scale > 0 static, 0 dynamic absmax/127).
+ * kind SPQ_I8: INT8 x INT8 (weights: w_scale per tensor, or cscale[N] per output channel;
+ * activations: a_scale > 0 static per tensor, 0 dynamic absmax/qmax per tensor or, with
+ * act_token, per row; codes within +-qmax).
  * kind SPQ_F32 / SPQ_BF16: a float checkpoint's weights as stored.
  * kind SPQ_F16 / SPQ_E4M3: the spike fallback (or an F16 checkpoint); act_fmt rounds activations to FP16 or
  * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32. */
@@ -17,6 +19,9 @@ typedef struct {
     void *w;
     int32_t *wsum;
     float w_scale, a_scale;
+    float qmax;           /* I8: largest activation code, 2^(b-1) - 1 for b-bit activations */
+    int act_token;        /* I8 dynamic: one activation scale per row */
+    const float *cscale;  /* I8: per-output-channel weight scales (N), or NULL: w_scale */
 } spq_linear;
 
 /* Which rows of a linear's input form one activation tensor, with one dynamic activation
@@ -30,11 +35,13 @@ typedef struct {
 } spq_rows;
 
 /* Prepare one linear from a weight tensor (any stored dtype): a tensor stored in the panel
- * layout is used where it lies (the checkpoint must outlive the linear), others are packed. */
-int spq_linear_init(spq_linear *l, const spq_tensor *t, spq_err *e);
+ * layout is used where it lies (the checkpoint must outlive the linear), others are packed.
+ * cs: the INT8 tensor's per-output-channel scales (F32 [N]), or NULL. */
+int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, spq_err *e);
 void spq_linear_free(spq_linear *l);
 /* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K); rows
- * groups the rows into activation tensors (NULL: one tensor).
+ * groups the rows into activation tensors (NULL: one tensor; not NULL for a linear with
+ * per-row scales, act_token, which keeps them in rows->rmax).
  * Every thread of t's team calls it, when its own rows of x (spq_split over M) are
  * written; it returns after a team barrier, y complete. next[0..nnext) are the linears
  * the team applies next (NULL, 0 if none known): a thread that waits fetches its first

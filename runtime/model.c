@@ -136,7 +136,8 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
         for (int j = 0; j < SPQ_NPROJ; j++) {
             snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
             const spq_tensor *t = spq_ckpt_find(c, nm);
-            if (spq_linear_init(&L->p[j], t, e)) { spq_model_free(m); return -1; }
+            strcat(nm, "_scale");
+            if (spq_linear_init(&L->p[j], t, spq_ckpt_find(c, nm), e)) { spq_model_free(m); return -1; }
             if (!L->p[j].mapped && t->dtype != SPQ_CMPQ) spq_ckpt_release(c, t); /* packed: the copy is what runs */
             m->linear_bytes += t->dtype == SPQ_CMPQ ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }
@@ -144,7 +145,9 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
          * agree on its format */
         for (int j = SPQ_K; j <= SPQ_UP; j++) {
             int ref = j <= SPQ_V ? SPQ_Q : j == SPQ_UP ? SPQ_GATE : j;
-            if (L->p[j].kind != L->p[ref].kind || L->p[j].a_scale != L->p[ref].a_scale || L->p[j].act_fmt != L->p[ref].act_fmt) {
+            const spq_linear *a = &L->p[j], *b = &L->p[ref];
+            if (a->kind != b->kind || a->a_scale != b->a_scale || a->act_fmt != b->act_fmt || a->qmax != b->qmax ||
+                a->act_token != b->act_token) {
                 spq_model_free(m);
                 return spq_fail(e, c->path, "layer %d: %s and %s share an input but differ in precision", l,
                                 spq_proj_names[ref], spq_proj_names[j]);
@@ -157,7 +160,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
         if (!L->attn_norm || !L->ffn_norm) { spq_model_free(m); return spq_fail(e, c->path, "out of memory"); }
     }
     const spq_tensor *h = spq_ckpt_find(c, p->tied ? "model.embed_tokens.weight" : "lm_head.weight");
-    if (spq_linear_init(&m->head, h, e)) { spq_model_free(m); return -1; }
+    if (spq_linear_init(&m->head, h, NULL, e)) { spq_model_free(m); return -1; }
     if (!m->head.mapped && !p->tied && h->dtype != SPQ_CMPQ) spq_ckpt_release(c, h); /* a tied head's rows are the embeddings */
     m->linear_bytes += spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_E5M2 ? SPQ_F16 : h->dtype);
     return 0;

@@ -14,9 +14,10 @@ int spq_profile_init(spq_profile *p, int n_layers)
     size_t n = (size_t)n_layers * SPQ_NSITES;
     p->s = calloc(n, sizeof *p->s);
     p->chan = calloc(n, sizeof *p->chan);
+    p->chan_max = calloc(n, sizeof *p->chan_max);
     p->chan_k = calloc(n, sizeof *p->chan_k);
     p->chan_rows = calloc(n, sizeof *p->chan_rows);
-    if (p->s && p->chan && p->chan_k && p->chan_rows) return 0;
+    if (p->s && p->chan && p->chan_max && p->chan_k && p->chan_rows) return 0;
     spq_profile_free(p);
     return -1;
 }
@@ -49,7 +50,9 @@ void spq_profile_free(spq_profile *p)
     free(p->sample);
     free(p->seen);
     for (size_t i = 0; p->chan && i < (size_t)p->n_layers * SPQ_NSITES; i++) free(p->chan[i]);
+    for (size_t i = 0; p->chan_max && i < (size_t)p->n_layers * SPQ_NSITES; i++) free(p->chan_max[i]);
     free(p->chan);
+    free(p->chan_max);
     free(p->chan_k);
     free(p->chan_rows);
     free(p->s);
@@ -84,10 +87,20 @@ void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int
         s->n += K; s->s1 += s1; s->s2 += s2; s->s3 += s3; s->s4 += s4;
     }
     size_t i = (size_t)layer * SPQ_NSITES + (size_t)site;
-    if (!p->chan[i] && (p->chan[i] = calloc((size_t)K, sizeof(double)))) p->chan_k[i] = K;
-    if (p->chan[i] && p->chan_k[i] == K) {
+    if (!p->chan[i]) {
+        p->chan[i] = calloc((size_t)K, sizeof(double));
+        p->chan_max[i] = calloc((size_t)K, sizeof(float));
+        if (p->chan[i] && p->chan_max[i]) p->chan_k[i] = K;
+    }
+    if (p->chan_k[i] == K) {
+        double *e = p->chan[i];
+        float *mx = p->chan_max[i];
         for (int m = 0; m < M; m++)
-            for (int k = 0; k < K; k++) p->chan[i][k] += (double)x[(size_t)m * K + k] * x[(size_t)m * K + k];
+            for (int k = 0; k < K; k++) {
+                float v = x[(size_t)m * K + k], a = fabsf(v);
+                e[k] += (double)v * v;
+                mx[k] = a > mx[k] ? a : mx[k];
+            }
         p->chan_rows[i] += M;
     }
     if (!p->sample || K != p->site_k[site]) return;
@@ -107,6 +120,12 @@ int spq_profile_energy(const spq_profile *p, int layer, int site, int K, double 
     if (!p->chan || !p->chan[i] || p->chan_k[i] != K || p->chan_rows[i] == 0) return -1;
     for (int k = 0; k < K; k++) out[k] = p->chan[i][k] / (double)p->chan_rows[i];
     return 0;
+}
+
+const float *spq_profile_chan_max(const spq_profile *p, int layer, int site, int K)
+{
+    size_t i = (size_t)layer * SPQ_NSITES + (size_t)site;
+    return p->chan_max && p->chan_max[i] && p->chan_k[i] == K && p->chan_rows[i] ? p->chan_max[i] : NULL;
 }
 
 double spq_site_quantile(const spq_site_stats *s, double q)

@@ -28,8 +28,10 @@ typedef struct spq_profile {
     float **sample;     /* [n_layers * SPQ_NSITES] -> rows x site_k */
     long *seen;         /* rows offered per (layer, site) */
     uint64_t rng;
-    /* per input channel: sum of x^2 over every row recorded (CMPQ's channel energies) */
+    /* per input channel: sum of x^2 over every row recorded (CMPQ's channel energies) and
+     * largest |x| (SmoothQuant's activation range) */
     double **chan;      /* [n_layers * SPQ_NSITES] -> chan_k[i] sums, allocated at first record */
+    float **chan_max;   /* [n_layers * SPQ_NSITES] -> chan_k[i] maxima */
     int *chan_k;
     long *chan_rows;
 } spq_profile;
@@ -46,6 +48,9 @@ void spq_profile_record(spq_profile *p, int layer, int site, const float *x, int
 /* Mean x_k^2 of each of the K input channels at (layer, site) into out[K]; -1 when that
  * site saw no rows of K channels. */
 int spq_profile_energy(const spq_profile *p, int layer, int site, int K, double *out);
+/* Largest |x_k| of each of the K input channels at (layer, site); NULL when that site saw
+ * no rows of K channels. */
+const float *spq_profile_chan_max(const spq_profile *p, int layer, int site, int K);
 /* q-quantile (0..1) of |x| from the histogram (bin centre). */
 double spq_site_quantile(const spq_site_stats *s, double q);
 /* Excess-free kurtosis E[(x-mu)^4] / var^2 (3 for a Gaussian). */

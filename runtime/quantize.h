@@ -7,13 +7,35 @@
 #include "runtime/model.h"
 #include "runtime/profiler.h"
 
+/* Which down/o projections the spike rule picks (spq_plan). */
+enum {
+    SPQ_RULE_MEDIAN, /* input absmax >= threshold x the median absmax of all linear inputs */
+    SPQ_RULE_RATIO,  /* input absmax >= threshold x that input's own median |x| */
+    SPQ_RULE_TOP,    /* the `top` largest input absmaxes */
+    SPQ_RULE_ABS,    /* input absmax >= threshold */
+    SPQ_RULE_RANDOM, /* `top` projections drawn at random (seed): the control */
+    SPQ_NRULES
+};
+extern const char *const spq_rule_names[SPQ_NRULES]; /* "median", "ratio", "top", "abs", "random" */
+
+struct spq_smooth;
+
 typedef struct {
     int act_static;      /* 1: activation scales fixed from calibration; 0: dynamic absmax */
-    int spike;           /* fallback format of spike projections: 0 none, SPQ_F16, SPQ_E4M3 */
-    int spike_act;       /* activations of FP8 fallbacks: SPQ_E4M3 (the paper's W8A8-FP8) or SPQ_F16 */
-    float threshold;     /* spike rule: input absmax >= threshold x median absmax of all linear inputs */
+    int act_bits;        /* INT8 activation codes of 4..8 bits: +-(2^(b-1) - 1) */
+    int act_token;       /* dynamic activation scales: 1 per token (row), 0 per tensor */
+    int weight_bits;     /* INT8 weight codes of 4..8 bits */
+    int weight_channel;  /* INT8 weights: 1 scale per output channel (NAME_scale), 0 per tensor */
+    int spike;           /* fallback format of spike projections: 0 none, SPQ_F16, SPQ_E4M3
+                          * (scaled by absmax/448), SPQ_E5M2 (weights and activations, no scale) */
+    int spike_act;       /* activations of E4M3 fallbacks: SPQ_E4M3 (the paper's W8A8-FP8) or SPQ_F16 */
+    int rule;            /* SPQ_RULE_* */
+    float threshold;     /* the median, ratio and abs rules' threshold */
+    int top;             /* the top and random rules' count */
+    uint64_t seed;       /* the random rule's seed */
     int max_fallback;    /* at most this many fallback projections (0: no cap) */
     const char *keep;    /* explicit plan "5.down,9.o" (overrides the rule) */
+    const struct spq_smooth *smooth; /* SmoothQuant factors folded into the weights, or NULL */
     int embed;           /* embedding (and tied head) dtype: SPQ_F16, SPQ_F32 or SPQ_I8 */
     int head_i8;         /* untied lm_head in INT8 too */
     int clip;            /* INT8 weights: search the clipping of the scale (needs calibration
@@ -32,6 +54,33 @@ typedef struct {
 enum { SPQ_SCHEME_W8A8 = 0, SPQ_SCHEME_CMPQ = 1, SPQ_SCHEME_RTN = 2 };
 
 spq_quant_opts spq_quant_defaults(void);
+/* The default threshold of a rule: median 3, ratio 50; 0 for the others (abs has none:
+ * an absolute spike size is the user's call). */
+float spq_rule_threshold(int rule);
+
+/* The spike layers the paper lists for a model of c's shape, as a --keep list
+ * ("1.down,30.down,31.o" for LLaMA-2-7B; LLaMA-3-8B, Mistral-7B), or NULL (naming the shape
+ * in e) when the paper lists none for it. */
+const char *spq_paper_keep(const spq_config *c, spq_err *e);
+
+/* SmoothQuant (Xiao et al., 2023) per input channel of each linear input site:
+ * s_j = max|x_j|^alpha / max|W_j|^(1 - alpha), W over every projection reading the site.
+ * x / s is folded into the preceding RMSNorm weights (q/k/v, gate/up inputs), v_proj rows
+ * (o_proj input; factors shared by the query heads of one KV head) and up_proj rows
+ * (down_proj input); W s into the projections' columns: the FP32 function is unchanged. */
+typedef struct spq_smooth {
+    float alpha;
+    int n_layers, k[4], rep, head_dim; /* k: channels of sites QKV, O, GATEUP, DOWN */
+    float *s;  /* [n_layers][4] factor vectors, one after the other */
+    size_t *at; /* [n_layers * 4]: where each vector starts in s */
+} spq_smooth;
+/* Factors from the profile's per-channel maxima and src's weights; the profile then
+ * describes the smoothed inputs (site absmax, channel maxima and energies, row samples). */
+int spq_smooth_init(spq_smooth *sm, const spq_ckpt *src, spq_profile *prof, float alpha, spq_err *e);
+/* Apply the factors that touch tensor `name` (a norm or projection, rows x cols FP32 values
+ * in w; cols 0 for vectors); other names are left as they are. */
+void spq_smooth_tensor(const spq_smooth *sm, const char *name, float *w, int64_t rows, int64_t cols);
+void spq_smooth_free(spq_smooth *sm);
 
 /* Run the model over calibration ids in `samples` windows of `seq` tokens and gather
  * statistics of every linear input into prof (initialised here); keep a uniform sample of

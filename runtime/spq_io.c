@@ -9,9 +9,13 @@
  *   176 u64 checksum of bytes 0..175
  *   184 u64 XXH3 of the tokenizer, plan and table (version 1: 0)   (header = 192 bytes)
  *   tokenizer blob, plan JSON, tensor table, then 64-byte-aligned tensor data.
- * Table entry: u16 name_len, name, u8 dtype, u8 ndim, u8 act_fmt, u8 layout (version 1: 0),
+ * Table entry: u16 name_len, name, u8 dtype, u8 ndim, u8 act, u8 layout (version 1: 0),
  *   i64 shape[ndim], f32 scale, f32 act_scale, u64 offset, u64 nbytes, u64 checksum (version 2:
  *   XXH3-64, checked in the background; version 1: spq_hash64, checked on read).
+ *   act: a fallback linear's activation format (dtype code); an I8 linear's activation grid:
+ *   bits 0-3 the code width 4..8 (0 = 8), bit 4 one dynamic scale per token (0: per tensor).
+ * An I8 linear may have a companion F32 tensor NAME_scale of its N rows (NAME ending in
+ *   .weight): one scale per output channel, the tensor's scale field then 1.
  * Version 2 stores the linear weights in the kernels' panel layout, so the model runs them
  * from the mapped file: loading copies nothing and two processes share the pages. */
 #include "runtime/ckpt.h"
@@ -148,6 +152,13 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         p += nl;
         t.dtype = p[0]; t.ndim = p[1]; t.act_fmt = p[2]; t.layout = p[3];
         p += 4;
+        if (t.dtype == SPQ_I8) { /* the activation grid (see the layout above) */
+            int b = t.act_fmt & 15;
+            if ((t.act_fmt & 0xe0) || (b && (b < 4 || b > 8))) { bad = "INT8 activation grid out of range"; break; }
+            t.act_bits = b ? b : 8;
+            t.act_token = t.act_fmt >> 4;
+            t.act_fmt = 0;
+        }
         if (t.ndim < 1 || t.ndim > 4) { bad = "tensor ndim out of range"; break; }
         if (t.layout != SPQ_ROWS && (ver == 1 || t.layout != SPQ_PANELS || t.ndim != 2)) { bad = "tensor layout out of range"; break; }
         if (!spq_dtype_size(t.dtype) && t.dtype != SPQ_CMPQ) { bad = "unknown tensor dtype"; break; }
@@ -305,7 +316,8 @@ static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
     for (int i = 0; i < c->n && !rc; i++) {
         const spq_tensor *t = &c->t[i];
         uint16_t nl = (uint16_t)strlen(t->name);
-        uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)t->ndim, (uint8_t)t->act_fmt, (uint8_t)(store_panels(t) ? SPQ_PANELS : SPQ_ROWS)};
+        int act = t->dtype != SPQ_I8 ? t->act_fmt : (t->act_bits && t->act_bits != 8 ? t->act_bits : 0) | (t->act_token ? 16 : 0);
+        uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)t->ndim, (uint8_t)act, (uint8_t)(store_panels(t) ? SPQ_PANELS : SPQ_ROWS)};
         uint64_t tail[3] = {offs[i], stored_bytes(t), hash[i]};
         memcpy(q, &nl, 2); q += 2;
         memcpy(q, t->name, nl); q += nl;

@@ -144,6 +144,26 @@ if [ -d "$SH/models/docs-llama-28m" ]; then
   expect_ok "CMPQ, linear weights 3.4" $S quantize $D -o "$tmp/c35.spq" --scheme cmpq --bits 3.5 --calib "$tmp/calib.txt"
   expect_ok "3.4[0-9]* bits per weight over 15.73 M" $S info "$tmp/c35.spq"
   expect_ok "generation: *20 tokens" $S generate -m "$tmp/c35.spq" -p "The Linux kernel" -n 20
+  # the paper's experiment: narrower grids, scale granularities, SmoothQuant, rules, controls
+  expect_ok "W8A6 (static activations per tensor, weights per tensor, SmoothQuant), 10 spike projection(s) in FP8 E5M2: 0.down" \
+    $S quantize $D -o "$tmp/p1.spq" --act static --act-bits 6 --smooth 0.5 --spike fp8-e5m2 --spike-rule ratio --calib "$tmp/calib.txt"
+  expect_ok "W6A6 (dynamic activations per token, weights per channel), 3 spike projection(s) in FP16" \
+    $S quantize $D -o "$tmp/p2.spq" --act-bits 6 --weight-bits 6 --act-scale token --weight-scale channel --keep-random 3 --seed 4
+  expect_ok "mlp.down_proj.weight_scale" $S info "$tmp/p2.spq" -v
+  expect_ok "act 6-bit per token" $S info "$tmp/p2.spq" -v
+  expect_ok "act_bits=6 act_scale=token weight_bits=6 weight_scale=channel" $S info "$tmp/p2.spq"
+  expect_ok "generation: *8 tokens" $S generate -m "$tmp/p2.spq" -p "The Linux kernel" -n 8
+  expect_ok "rules: median,ratio" $S profile $D --calib "$tmp/calib.txt"
+  expect_fail "act-bits: .*4 to 8\|act-bits" $S quantize $D -o "$tmp/p3.spq" --act-bits 3
+  expect_fail "act-scale token is for dynamic" $S quantize $D -o "$tmp/p3.spq" --act static --act-scale token --calib "$tmp/calib.txt"
+  expect_fail "smooth needs --calib" $S quantize $D -o "$tmp/p3.spq" --smooth 0.5
+  expect_fail "smooth: alpha between 0 and 1" $S quantize $D -o "$tmp/p3.spq" --smooth 1.5 --calib "$tmp/calib.txt"
+  expect_fail "keep paper: .*none of them" $S quantize $D -o "$tmp/p3.spq" --keep paper
+  expect_fail "spike-rule abs needs --spike-threshold" $S quantize $D -o "$tmp/p3.spq" --spike-rule abs --calib "$tmp/calib.txt"
+  expect_fail "spike-rule: median, ratio, top or abs" $S quantize $D -o "$tmp/p3.spq" --spike-rule loud --calib "$tmp/calib.txt"
+  expect_fail "keep-random is its own rule" $S quantize $D -o "$tmp/p3.spq" --keep-random 2 --keep 1.down
+  expect_fail "are W8A8 options" $S quantize $D -o "$tmp/p3.spq" --scheme cmpq --bits 4 --act-bits 6 --calib "$tmp/calib.txt"
+  [ ! -e "$tmp/p3.spq" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL: a refused quantize left a file"; }
   expect_ok "wrote" $S convert $SH/models/stories260K/stories260K.bin -o "$tmp/s.spq"
   expect_ok "pos 15 tok 5 top5 345:9.8538" $S logits -m "$tmp/s.spq" --tokens 1,300,301,302,400,17,99,260,511,42,7,258,1,333,444,5
 else

@@ -440,13 +440,22 @@ static void test_act_quant(void **st)
     for (int i = 0; i < n; i++) {
         const spq_kernels *kt = spq_kern_get(names[i]);
         assert_true(kt->absmax(x, 203) == 7.5f);
-        ref->quant_i8(x, 203, 208, 127.0f / 7.5f, q0);
-        kt->quant_i8(x, 203, 208, 127.0f / 7.5f, q1);
+        ref->quant_i8(x, 203, 208, 127.0f / 7.5f, 127.0f, q0);
+        kt->quant_i8(x, 203, 208, 127.0f / 7.5f, 127.0f, q1);
         assert_memory_equal(q0, q1, 208);
         assert_int_equal(q0[17], -127);
-        ref->quant_i8(x, 203, 208, 127.0f / 2.0f, q0); /* saturating static scale */
-        kt->quant_i8(x, 203, 208, 127.0f / 2.0f, q1);
+        ref->quant_i8(x, 203, 208, 127.0f / 2.0f, 127.0f, q0); /* saturating static scale */
+        kt->quant_i8(x, 203, 208, 127.0f / 2.0f, 127.0f, q1);
         assert_memory_equal(q0, q1, 208);
+        for (int b = 4; b <= 7; b++) { /* narrower grids: codes stay within +-(2^(b-1) - 1) */
+            float qm = (float)((1 << (b - 1)) - 1);
+            ref->quant_i8(x, 203, 208, qm / 2.0f, qm, q0);
+            kt->quant_i8(x, 203, 208, qm / 2.0f, qm, q1);
+            assert_memory_equal(q0, q1, 208);
+            int top = 0;
+            for (int j = 0; j < 203; j++) top = abs(q0[j]) > top ? abs(q0[j]) : top;
+            assert_int_equal(top, (int)qm);
+        }
         /* dot product against the reference, n not a multiple of the width */
         float a[75], b[75];
         for (int j = 0; j < 75; j++) { a[j] = frand(); b[j] = frand(); }

@@ -253,12 +253,16 @@ static void test_batch_agrees(void **st)
     unsigned char fb[2 * SPQ_NPROJ] = {0};
     fb[1 * SPQ_NPROJ + SPQ_DOWN] = 1;
     spq_quant_opts o = spq_quant_defaults();
-    for (int v = 0; v < 3; v++) {
-        o.spike = v == 0 ? 0 : v == 1 ? SPQ_F16 : SPQ_E4M3;
+    static const char *what[] = {"W8A8", "W8A8 + FP16 down", "W8A8 + FP8 down (FP8 activations)",
+                                 "W6A6 per token, per channel + FP8 E5M2 down"};
+    for (int v = 0; v < 4; v++) {
+        o.spike = v == 0 ? 0 : v == 1 ? SPQ_F16 : v == 2 ? SPQ_E4M3 : SPQ_E5M2;
         o.spike_act = SPQ_E4M3;
         o.embed = SPQ_F16;
+        o.act_bits = o.weight_bits = v == 3 ? 6 : 8;
+        o.act_token = o.weight_channel = v == 3;
         assert_int_equal(spq_quantize(&c, NULL, fb, &o, 0, &q, &e), 0);
-        batch_agrees(&q, v == 0 ? "W8A8" : v == 1 ? "W8A8 + FP16 down" : "W8A8 + FP8 down (FP8 activations)");
+        batch_agrees(&q, what[v]);
         spq_quantized_free(&q);
     }
     spq_ckpt_free(&c);

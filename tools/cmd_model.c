@@ -21,6 +21,15 @@ static void print_plan(const char *json, int verbose)
         const cJSON *v = cJSON_GetObjectItem(j, keys[i]);
         if (cJSON_IsString(v)) printf(" %s=%s", keys[i], v->valuestring);
     }
+    /* the INT8 grids and SmoothQuant, where they differ from W8A8 per tensor */
+    const cJSON *ab = cJSON_GetObjectItem(j, "act_bits"), *wb = cJSON_GetObjectItem(j, "weight_bits");
+    const cJSON *as = cJSON_GetObjectItem(j, "act_scale"), *ws = cJSON_GetObjectItem(j, "weight_scale");
+    const cJSON *sa = cJSON_GetObjectItem(j, "smooth_alpha");
+    if (cJSON_IsNumber(ab) && ab->valueint != 8) printf(" act_bits=%d", ab->valueint);
+    if (cJSON_IsString(as) && strcmp(as->valuestring, "tensor")) printf(" act_scale=%s", as->valuestring);
+    if (cJSON_IsNumber(wb) && wb->valueint != 8) printf(" weight_bits=%d", wb->valueint);
+    if (cJSON_IsString(ws) && strcmp(ws->valuestring, "tensor")) printf(" weight_scale=%s", ws->valuestring);
+    if (cJSON_IsNumber(sa)) printf(" smooth=%g", sa->valuedouble);
     const cJSON *sch = cJSON_GetObjectItem(j, "scheme");
     if (cJSON_IsString(sch) && strcmp(sch->valuestring, "w8a8")) { /* weight-only: no spike rule */
         const cJSON *b = cJSON_GetObjectItem(j, "bits"), *o = cJSON_GetObjectItem(j, "outliers");
@@ -35,6 +44,9 @@ static void print_plan(const char *json, int verbose)
     if (cJSON_IsNumber(th)) printf(" (threshold %g", th->valuedouble);
     if (cJSON_IsNumber(med)) printf(", median absmax %.4g", med->valuedouble);
     if (cJSON_IsNumber(th)) printf(")");
+    const cJSON *top = cJSON_GetObjectItem(j, "top"), *seed = cJSON_GetObjectItem(j, "seed");
+    if (cJSON_IsNumber(top)) printf(" (%d%s", top->valueint, cJSON_IsNumber(seed) ? "" : ")");
+    if (cJSON_IsNumber(seed)) printf(", seed %.0f)", seed->valuedouble);
     printf("\n           fallback:");
     const cJSON *f;
     int nf = 0;
@@ -161,6 +173,8 @@ int cmd_info(int argc, char **argv)
             if (t->dtype >= SPQ_I8) printf(" scale %.6g", t->scale);
             if (t->act_scale > 0) printf(" act_scale %.6g", t->act_scale);
             if (t->act_fmt) printf(" act %s", spq_dtype_name(t->act_fmt));
+            if (t->dtype == SPQ_I8 && ((t->act_bits && t->act_bits != 8) || t->act_token))
+                printf(" act %d-bit per %s", t->act_bits ? t->act_bits : 8, t->act_token ? "token" : "tensor");
             if (t->from) printf(" from GGUF %s", t->from);
             printf("\n");
         }
