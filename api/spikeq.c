@@ -4,6 +4,7 @@
 #include "include/spikeq.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "kernels/kernels.h"
 #include "models/open.h"
+#include "runtime/chat.h"
 #include "runtime/ckpt.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
@@ -127,6 +129,27 @@ int32_t spikeq_tokenize(const spikeq_model *md, const char *text, int32_t len, s
     if (n < 0) return INT32_MIN;
     return n > max ? -(int32_t)n : (int32_t)n;
 }
+
+const char *spikeq_model_chat_template(const spikeq_model *md) { return md->c.tok.chat[0] ? md->c.tok.chat : NULL; }
+
+static const char *chat_name(const spikeq_model *md, const char *tmpl)
+{
+    return tmpl ? tmpl : md->c.tok.chat[0] ? md->c.tok.chat : "chatml";
+}
+
+int32_t spikeq_chat_apply(const spikeq_model *md, const char *tmpl, const spikeq_chat_message *msgs, int32_t n,
+                          int add_assistant, char *buf, int32_t len)
+{
+    if (n < 0 || (n > 0 && !msgs) || len < 0) return INT32_MIN;
+    /* spikeq_chat_message and spq_chat_msg are the same two pointers */
+    _Static_assert(sizeof(spikeq_chat_message) == sizeof(spq_chat_msg) &&
+                   offsetof(spikeq_chat_message, content) == offsetof(spq_chat_msg, content), "chat message layouts");
+    long k = spq_chat_format(chat_name(md, tmpl), (const spq_chat_msg *)msgs, n, add_assistant, buf, (size_t)len);
+    if (k < 0 || k >= INT32_MAX) return INT32_MIN;
+    return k < len ? (int32_t)k : -(int32_t)(k + 1);
+}
+
+const char *spikeq_chat_eot(const spikeq_model *md, const char *tmpl) { return spq_chat_eot(chat_name(md, tmpl)); }
 
 int32_t spikeq_token_to_piece(const spikeq_model *md, spikeq_token prev, spikeq_token token, char *buf, int32_t len)
 {

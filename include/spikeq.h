@@ -66,6 +66,25 @@ SPIKEQ_API int32_t spikeq_tokenize(const spikeq_model *model, const char *text, 
  * into buf[0..len) (not NUL-terminated); returns its length, or -(needed) if len is too small. */
 SPIKEQ_API int32_t spikeq_token_to_piece(const spikeq_model *model, spikeq_token prev, spikeq_token token, char *buf, int32_t len);
 
+/* ---- chat ---- */
+
+typedef struct {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content;
+} spikeq_chat_message;
+
+/* The chat format the model's files name: "llama2", "llama3", "mistral", "chatml" or
+ * "zephyr" (recognised from its chat template), or NULL when they name none spikeq knows. */
+SPIKEQ_API const char *spikeq_model_chat_template(const spikeq_model *model);
+/* msgs[0..n) as prompt text in format tmpl (NULL: the model's, else "chatml", as llama.cpp
+ * falls back) into buf[0..len), NUL-terminated, ending with the assistant's header when
+ * add_assistant; tokenize it with add_bos and parse_special. Returns its length, -(needed)
+ * when len is too small, or INT32_MIN for an unknown format or role. */
+SPIKEQ_API int32_t spikeq_chat_apply(const spikeq_model *model, const char *tmpl, const spikeq_chat_message *msgs,
+                                     int32_t n, int add_assistant, char *buf, int32_t len);
+/* The text that ends an assistant turn in format tmpl (NULL as above): "</s>", "<|eot_id|>", ... */
+SPIKEQ_API const char *spikeq_chat_eot(const spikeq_model *model, const char *tmpl);
+
 /* ---- contexts ---- */
 
 /* KV cache in IEEE half (half the memory and attention reads; perplexity within 0.1% of FP32)

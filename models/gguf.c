@@ -14,6 +14,7 @@
 
 #include "kernels/kernels.h"
 #include "models/ggml_quants.h"
+#include "runtime/chat.h"
 #include "models/open.h"
 
 enum { G_U8, G_I8, G_U16, G_I16, G_U32, G_I32, G_F32, G_BOOL, G_STR, G_ARR, G_U64, G_I64, G_F64 };
@@ -88,6 +89,7 @@ typedef struct {
     char arch[32];
     uint64_t align;
     int rope_dim;
+    const char *chat; /* the chat format tokenizer.chat_template writes (runtime/chat.h), or NULL */
 } meta;
 
 /* The key-value section into c->cfg, the vocabulary's places (v) and mt; r.bad on damage. */
@@ -107,6 +109,7 @@ static void read_metadata(rd *r, uint64_t nkv, spq_config *p, vocab *v, meta *mt
             if (!strcmp(key, "general.architecture")) snprintf(mt->arch, sizeof mt->arch, "%.*s", (int)(sl < 31 ? sl : 31), s);
             if (!strcmp(key, "tokenizer.ggml.model")) snprintf(v->model, sizeof v->model, "%.*s", (int)(sl < 31 ? sl : 31), s);
             if (!strcmp(key, "tokenizer.ggml.pre")) snprintf(v->pre, sizeof v->pre, "%.*s", (int)(sl < 63 ? sl : 63), s);
+            if (!strcmp(key, "tokenizer.chat_template") && !r->bad) mt->chat = spq_chat_detect(s, sl);
         } else if (type == G_ARR) {
             const uint8_t *at = r->p;
             int et = (int)take(r, 4);
@@ -374,12 +377,13 @@ int spq_import_gguf(const char *path, spq_ckpt *c, spq_err *e)
     vocab v;
     memset(&v, 0, sizeof v);
     v.bos = 1; v.eos = 2; v.unk = 0; v.add_space = 1;
-    meta mt = {"", 32, 0};
+    meta mt = {"", 32, 0, NULL};
     p->norm_eps = 1e-5f; p->rope_theta = 10000.0f; p->max_seq = 2048;
     read_metadata(&r, nkv, p, &v, &mt);
     if (r.bad) { spq_ckpt_free(c); return spq_fail(e, path, "truncated or corrupt GGUF metadata"); }
     if (mt.align == 0 || mt.align > 4096 || (mt.align & (mt.align - 1))) { spq_ckpt_free(c); return spq_fail(e, path, "bad general.alignment"); }
     if (v.tokens && load_vocab(c, &v, m + fsz, path, e)) { spq_ckpt_free(c); return -1; }
+    if (c->tok.n_vocab && mt.chat) snprintf(c->tok.chat, sizeof c->tok.chat, "%s", mt.chat);
     p->bos_id = v.bos;
     p->eos_id = v.eos;
     if (nt == 0) return 0; /* vocab-only file */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "models/open.h"
+#include "runtime/chat.h"
 
 static char *slurp(const char *path, size_t *n)
 {
@@ -165,6 +166,34 @@ static int load_shard(const char *path, spq_ckpt *c, spq_err *e)
     return rc;
 }
 
+
+/* The chat format tokenizer_config.json's chat_template writes (a string, or a list of named
+ * templates whose "default" counts), into tok->chat; nothing when absent or unknown. */
+static void chat_format(const char *dir, spq_tokenizer *tok)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char *txt = NULL;
+    long n = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
+    if (n > 0 && n < (64 << 20) && !fseek(f, 0, SEEK_SET) && (txt = malloc((size_t)n + 1)) && fread(txt, 1, (size_t)n, f) == (size_t)n)
+        txt[n] = 0;
+    else { free(txt); txt = NULL; }
+    fclose(f);
+    cJSON *j = txt ? cJSON_Parse(txt) : NULL, *t = cJSON_GetObjectItem(j, "chat_template"), *it;
+    const char *tmpl = cJSON_GetStringValue(t);
+    cJSON *list = cJSON_IsArray(t) ? t : NULL;
+    cJSON_ArrayForEach(it, list) {
+        const char *nm = cJSON_GetStringValue(cJSON_GetObjectItem(it, "name"));
+        if (nm && !strcmp(nm, "default")) tmpl = cJSON_GetStringValue(cJSON_GetObjectItem(it, "template"));
+    }
+    const char *fmt = tmpl ? spq_chat_detect(tmpl, strlen(tmpl)) : NULL;
+    if (fmt) snprintf(tok->chat, sizeof tok->chat, "%s", fmt);
+    cJSON_Delete(j);
+    free(txt);
+}
+
 int spq_import_hf(const char *dir, spq_ckpt *c, spq_err *e)
 {
     if (parse_config(dir, &c->cfg, e)) return -1;
@@ -210,6 +239,7 @@ int spq_import_hf(const char *dir, spq_ckpt *c, spq_err *e)
             if (!rc && c->cfg.eos_id >= 0 && c->cfg.eos_id < c->tok.n_vocab) c->tok.eos_id = c->cfg.eos_id;
         }
     }
+    if (!rc && c->tok.n_vocab) chat_format(dir, &c->tok);
     if (rc) spq_ckpt_free(c);
     return rc;
 }

@@ -7,6 +7,8 @@
  * O(n log n). Characters outside the vocabulary fall back to <0xNN> byte pieces. */
 #include "runtime/tokenizer.h"
 
+#include "runtime/chat.h"
+
 #include "runtime/tok_internal.h"
 
 #include <stdio.h>
@@ -227,17 +229,21 @@ int spq_tok_load_llama2c(const char *path, int n_vocab, spq_tokenizer *t, spq_er
 }
 
 /* ---- blob ---- */
+/* Blob: "SPQT", 6 x i32 (type, n_vocab, bos, eos, unk, add_space_prefix), or "SPQ2" with the
+ * same and then the chat format's name in 16 NUL-padded bytes; the pieces; the BPE data. */
 size_t spq_tok_serialize(const spq_tokenizer *t, uint8_t **out)
 {
-    size_t n = 4 + 6 * 4;
+    int chat = t->chat[0] != 0;
+    size_t n = 4 + 6 * 4 + (chat ? 16 : 0);
     for (int i = 0; i < t->n_vocab; i++) n += 4 + 1 + 4 + (size_t)t->lens[i];
     size_t nb = t->type == SPQ_TOK_BPE ? spq_bpe_blob_size(t) : 0;
     n += nb;
     uint8_t *b = malloc(n), *p = b;
     if (!b) return 0;
     int32_t h[6] = {t->type, t->n_vocab, t->bos_id, t->eos_id, t->unk_id, t->add_space_prefix};
-    memcpy(p, "SPQT", 4); p += 4;
+    memcpy(p, chat ? "SPQ2" : "SPQT", 4); p += 4;
     memcpy(p, h, sizeof h); p += sizeof h;
+    if (chat) { memset(p, 0, 16); memcpy(p, t->chat, strnlen(t->chat, 15)); p += 16; }
     for (int i = 0; i < t->n_vocab; i++) {
         memcpy(p, &t->scores[i], 4); p += 4;
         *p++ = t->types[i];
@@ -254,9 +260,15 @@ int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t)
     memset(t, 0, sizeof *t);
     const uint8_t *end = p + n;
     int32_t h[6];
-    if (n < 28 || memcmp(p, "SPQT", 4)) return -1;
+    int chat = n >= 4 && !memcmp(p, "SPQ2", 4);
+    if (n < 28 + (chat ? 16u : 0u) || (!chat && memcmp(p, "SPQT", 4))) return -1;
     memcpy(h, p + 4, sizeof h);
     p += 28;
+    char name[16] = "";
+    if (chat) {
+        memcpy(name, p, 15); /* NUL-padded; the 16th byte is the terminator we keep */
+        p += 16;
+    }
     if ((h[0] != SPQ_TOK_SPM && h[0] != SPQ_TOK_BPE) || h[1] <= 0 || h[1] > (1 << 22) || (size_t)h[1] * 9 > n) return -1;
     if (alloc_arrays(t, h[1])) { spq_tok_free(t); return -1; }
     for (int i = 0; i < h[1]; i++) {
@@ -271,6 +283,8 @@ int spq_tok_deserialize(const uint8_t *p, size_t n, spq_tokenizer *t)
     }
     t->bos_id = h[2]; t->eos_id = h[3]; t->unk_id = h[4]; t->add_space_prefix = h[5];
     t->type = h[0];
+    if (name[0] && !spq_chat_known(name)) { spq_tok_free(t); return -1; }
+    memcpy(t->chat, name, sizeof name);
     if (t->type == SPQ_TOK_BPE && spq_bpe_blob_read(t, p, end)) { spq_tok_free(t); return -1; }
     if (spq_tok_finish(t)) { spq_tok_free(t); return -1; }
     return 0;

@@ -36,6 +36,7 @@ typedef struct {
     uint32_t mmask;
     void *re[8];         /* derived: compiled pre-tokenizer regexes (pcre2_code *), SPQ_MAX_RE */
     int n_re;
+    char chat[16];       /* the chat format the model's files name (runtime/chat.h), "" if none */
 } spq_tokenizer;
 
 /* Load a SentencePiece tokenizer.model (protobuf). */

@@ -3,6 +3,8 @@
  * on batches and parameters, tokens and text, the sampler. */
 #include "include/spikeq.h"
 #include "tests/helpers.h"
+#include "models/open.h"
+#include "runtime/chat.h"
 
 #include <limits.h>
 #include <omp.h>
@@ -195,12 +197,69 @@ static void test_text_and_sampler(void **st)
     spikeq_model_free(m);
 }
 
+/* The chat formats as their templates write them; recognised from template text; the format's
+ * name travels in a .spq's tokenizer section. */
+static void test_chat(void **st)
+{
+    (void)st;
+    spikeq_model *m = load();
+    assert_null(spikeq_model_chat_template(m)); /* the shipped base model names none */
+    spikeq_chat_message conv[] = {{"system", "S"}, {"user", "U1"}, {"assistant", "A1"}, {"user", "U2"}};
+    static const struct { const char *name, *want; } F[] = {
+        {"llama2", "[INST] <<SYS>>\nS\n<</SYS>>\n\nU1 [/INST] A1 </s><s>[INST] U2 [/INST]"},
+        {"mistral", "[INST] S\n\nU1 [/INST]A1</s>[INST] U2 [/INST]"},
+        {"llama3", "<|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU1"
+                   "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nA1<|eot_id|><|start_header_id|>user"
+                   "<|end_header_id|>\n\nU2<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
+        {"chatml", "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n"
+                   "<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n"},
+        {"zephyr", "<|system|>\nS</s>\n<|user|>\nU1</s>\n<|assistant|>\nA1</s>\n<|user|>\nU2</s>\n<|assistant|>\n"},
+    };
+    char buf[512];
+    for (size_t i = 0; i < sizeof F / sizeof F[0]; i++) {
+        int32_t n = spikeq_chat_apply(m, F[i].name, conv, 4, 1, buf, sizeof buf);
+        if (n < 0 || strcmp(buf, F[i].want)) { fprintf(stderr, "  %s: [%s]\n", F[i].name, buf); fail(); }
+        assert_int_equal(spikeq_chat_apply(m, F[i].name, conv, 4, 1, buf, 10), -(n + 1));
+    }
+    int32_t k = spikeq_chat_apply(m, NULL, conv, 2, 1, buf, sizeof buf);
+    assert_true(k > 0 && k == (int32_t)strlen(buf));
+    assert_non_null(strstr(buf, "<|im_start|>")); /* no format named: ChatML */
+    assert_int_equal(spikeq_chat_apply(m, "vicuna", conv, 4, 1, buf, sizeof buf), INT32_MIN);
+    spikeq_chat_message robot = {"robot", "x"};
+    assert_int_equal(spikeq_chat_apply(m, "chatml", &robot, 1, 1, buf, sizeof buf), INT32_MIN);
+    assert_string_equal(spikeq_chat_eot(m, "llama3"), "<|eot_id|>");
+    /* recognition from template text, as tokenizer_config.json and GGUF carry it */
+    assert_string_equal(spq_chat_detect("{% for m in messages %}<|start_header_id|>", 42), "llama3");
+    const char *l2 = "{{ bos_token + '[INST] ' + '<<SYS>>\\n' }}";
+    assert_string_equal(spq_chat_detect(l2, strlen(l2)), "llama2");
+    assert_string_equal(spq_chat_detect("[INST] {{ m }} [/INST]", 22), "mistral");
+    assert_string_equal(spq_chat_detect("<|user|>\n", 9), "zephyr");
+    assert_null(spq_chat_detect("{{ messages }}", 14));
+    spikeq_model_free(m);
+    /* the name in the tokenizer blob, read back; an unknown name is refused */
+    spq_ckpt c;
+    spq_err e;
+    assert_int_equal(spq_open("models/docs-llama-28m-w8a8.spq", &c, &e), 0);
+    strcpy(c.tok.chat, "zephyr");
+    uint8_t *blob;
+    size_t nb = spq_tok_serialize(&c.tok, &blob);
+    spq_tokenizer t;
+    assert_int_equal(spq_tok_deserialize(blob, nb, &t), 0);
+    assert_string_equal(t.chat, "zephyr");
+    spq_tok_free(&t);
+    memcpy(blob + 28, "vicuna", 7);
+    assert_int_equal(spq_tok_deserialize(blob, nb, &t), -1);
+    free(blob);
+    spq_ckpt_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_prefix_batched),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_text_and_sampler),
+        cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests_name("api", tests, NULL, NULL);
 }
