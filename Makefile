@@ -60,7 +60,7 @@ $(B)/libspikeq.so: $(LIB_OBJ)
 
 TOOL_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard tools/*.c))
 $(B)/spikeq: $(TOOL_OBJ) $(PROBE_OBJ) $(B)/libspikeq.a
-	$(CC) -o $@ $^ $(LDLIBS)
+	$(CC) -o $@ $^ $(LDLIBS) -lmicrohttpd
 
 $(B)/tests/%: $(B)/tests/%.o $(PROBE_OBJ) $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS) -lcmocka
@@ -100,7 +100,7 @@ test: deps deps-cross
 	@$(MAKE) --no-print-directory -j2 fuzz
 
 test-unit: $(TESTS) $(B)/spikeq
-	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_cli.sh:$(B)/spikeq) $(if $(filter build,$(B)),tests/test_eval.sh:$(B)/spikeq tests/test_docs.sh:all)
+	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_cli.sh:$(B)/spikeq tests/test_serve.sh:$(B)/spikeq) $(if $(filter build,$(B)),tests/test_eval.sh:$(B)/spikeq tests/test_docs.sh:all)
 
 # unit tests again under AddressSanitizer + UBSan, in their own build folder
 test-sanitize:
@@ -112,7 +112,7 @@ test-sanitize:
 # build-fuzz/corpus/T; a crash stops it and leaves build-fuzz/crash-T-*. `make -j2 fuzz` runs
 # two at a time. Checksums are skipped in this build (FUZZING_BUILD_MODE_...) so mutations
 # reach the parsers behind them.
-FUZZ_TARGETS := spq gguf hf tokjson encode evaltask
+FUZZ_TARGETS := spq gguf hf tokjson encode evaltask request
 FUZZ_SECONDS ?= $(if $(filter true,$(CI)),60,10)
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
@@ -123,6 +123,8 @@ fuzz-build:
 fuzz-run-%: fuzz-build
 	@sh fuzz/run.sh $* $(FUZZ_SECONDS)
 $(B)/fuzz/fuzz_evaltask: $(B)/fuzz/fuzz_evaltask.o $(B)/tools/eval_tasks.o $(B)/libspikeq.a
+	$(CC) -o $@ $^ $(LDLIBS) -fsanitize=fuzzer
+$(B)/fuzz/fuzz_request: $(B)/fuzz/fuzz_request.o $(B)/tools/serve_req.o $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS) -fsanitize=fuzzer
 $(B)/fuzz/fuzz_%: $(B)/fuzz/fuzz_%.o $(B)/libspikeq.a
 	$(CC) -o $@ $^ $(LDLIBS) -fsanitize=fuzzer

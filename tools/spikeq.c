@@ -23,6 +23,7 @@ static const struct {
     {"logits", "top-K logits for a token sequence", cmd_logits},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"synth", "write a random-weight HF checkpoint of a real model's shape", cmd_synth},
+    {"serve", "an OpenAI-compatible HTTP server with continuous batching", cmd_serve},
 };
 
 static void usage(FILE *f)
