@@ -58,6 +58,11 @@ done
 curl -sN "$U/v1/chat/completions" -d '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is a module?"}],"max_tokens":10,"stream":true,"stream_options":{"include_usage":true}}' >"$tmp/sse"
 grep -q '^data: {.*"delta":{"role":"assistant","content":""}' "$tmp/sse" && grep -q '"finish_reason":"length"' "$tmp/sse" &&
   grep -q '"usage":{"prompt_tokens":[0-9]*,"completion_tokens":10' "$tmp/sse" && [ "$(tail -2 "$tmp/sse" | head -1)" = "data: [DONE]" ] && ok || no "chat stream: $(cat "$tmp/sse")"
+# a chat turn = spikeq generate --chat (one formatting code)
+wantc=$($S generate -m $M --chat --system "Be brief." -p "What is a module?" -n 16 --temp 0 2>/dev/null | tr '\n' '@')
+c=$(code POST /v1/chat/completions '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is a module?"}],"max_tokens":16,"temperature":0}')
+gotc=$(sed -n 's/.*"content":"\([^"]*\)".*/\1/p' "$tmp/body" | sed 's/\\n/@/g')
+[ "$c" = 200 ] && [ -n "$gotc" ] && [ "${wantc%@}" = "$gotc" ] && ok || no "chat vs generate --chat: [$gotc] vs [$wantc]"
 # stop strings end the text before them
 c=$(code POST /v1/completions '{"prompt":"The Linux kernel","max_tokens":24,"temperature":0,"stop":["server"]}')
 [ "$(text "$tmp/body")" = "${want%%server*}" ] && grep -q '"finish_reason":"stop"' "$tmp/body" && ok || no "stop string: $(cat "$tmp/body")"
@@ -130,5 +135,29 @@ if [ -d "$N/node_modules/openai" ]; then
 elif [ "${CI:-}" = true ]; then no "npm could not install the openai client in CI"
 else echo "SKIP: npm could not install the openai package: client test"; fi
 kill $P
+# two replicas behind Debian's nginx, round-robin (examples/nginx-spikeq.conf with these ports)
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ -x "$NGINX" ]; then
+  start r1 -np 2; U1=$U; P1=$P
+  start r2 -np 2; U2=$U; P2=$P
+  mkdir -p "$tmp/ngx"
+  nport=$(( 20000 + $$ % 20000 ))
+  sed -e "s|127.0.0.1:8081|${U1#http://}|; s|127.0.0.1:8082|${U2#http://}|; s|127.0.0.1:8080|127.0.0.1:$nport|" \
+    examples/nginx-spikeq.conf >"$tmp/ngx/nginx.conf"
+  "$NGINX" -p "$tmp/ngx" -c "$tmp/ngx/nginx.conf" 2>"$tmp/ngx.err"
+  U="http://127.0.0.1:$nport"
+  for i in $(seq 1 50); do curl -sf "$U/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  all=1
+  for i in 1 2 3 4; do c=$(code POST /v1/completions '{"prompt":"The","max_tokens":3}'); [ "$c" = 200 ] || all=0; done
+  n1=$(curl -s "$U1/metrics" | sed -n 's/^spikeq_requests_total{endpoint="\/v1\/completions",code="200"} //p')
+  n2=$(curl -s "$U2/metrics" | sed -n 's/^spikeq_requests_total{endpoint="\/v1\/completions",code="200"} //p')
+  [ $all = 1 ] && [ "${n1:-0}" -ge 1 ] && [ "${n2:-0}" -ge 1 ] && ok || no "nginx round-robin: all 200 $all, replica requests $n1 / $n2"
+  kill $P1; wait $P1 2>/dev/null
+  all=1
+  for i in 1 2 3 4; do c=$(code POST /v1/completions '{"prompt":"The","max_tokens":3}'); [ "$c" = 200 ] || all=0; done
+  [ $all = 1 ] && ok || no "nginx: requests failed with one replica down"
+  kill "$(cat "$tmp/ngx/nginx.pid")" 2>/dev/null; kill $P2
+elif [ "${CI:-}" = true ]; then no "nginx missing in CI (tools/deps.sh installs nginx-light)"
+else echo "SKIP: nginx absent: the replicas test"; fi
 echo "serve: $pass passed, $fail failed"
 [ $fail -eq 0 ]

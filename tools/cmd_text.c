@@ -87,7 +87,22 @@ typedef struct {
     int n_ctx, n_batch, pos, n_predict, special, ids_out;
     double t_prompt, t_gen;
     long n_prompt, n_gen;
+    int eot;               /* --chat: the format's end-of-turn token (-1: none) */
+    char *reply;           /* --chat: the assistant's text of the turn */
+    size_t reply_len, reply_cap;
 } gen_run;
+
+static void keep_reply(gen_run *g, const char *s, int n)
+{
+    if (n <= 0) return;
+    if (g->reply_len + (size_t)n + 1 > g->reply_cap) {
+        g->reply_cap = (g->reply_len + (size_t)n + 1) * 2;
+        if (!(g->reply = realloc(g->reply, g->reply_cap))) die("out of memory");
+    }
+    memcpy(g->reply + g->reply_len, s, (size_t)n);
+    g->reply_len += (size_t)n;
+    g->reply[g->reply_len] = 0;
+}
 
 /* Decode the batch built in g->batch or die with the context's message. */
 static void decode(gen_run *g)
@@ -116,11 +131,12 @@ static void run_turn(gen_run *g, const int *ids, long n)
     char piece[1200];
     for (int k = 0; k < g->n_predict && g->pos < g->n_ctx; k++) {
         int next = spikeq_sampler_sample(g->smp, logits, V);
-        if (next == spikeq_token_eos(g->model) && !g->ids_out) break;
+        if ((next == spikeq_token_eos(g->model) || next == g->eot) && !g->ids_out) break;
         if (g->ids_out) printf("%d ", next);
         else {
             int len = spikeq_token_to_piece(g->model, prev, next, piece, sizeof piece);
             emit(&u, piece, len > 0 ? len : 0);
+            if (g->eot != -2) keep_reply(g, piece, len);
         }
         g->n_gen++;
         prev = next;
@@ -146,10 +162,58 @@ static int *encode_api(const spikeq_model *m, const char *text, size_t len, int 
     return ids;
 }
 
+/* --chat: the conversation so far (user turns, the assistant's replies) formatted by the
+ * public API's chat formats, ending with the assistant's header, as token ids. Each turn runs
+ * the whole conversation again from position 0: a format's next turn may change how the
+ * previous one ends (LLaMA-2 closes an answer with </s> and opens the next question with <s>). */
+typedef struct {
+    spikeq_chat_message *m;
+    int n, cap;
+    const char *tmpl;
+} chat_log;
+
+static void chat_add(chat_log *c, const char *role, const char *text)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 8;
+        if (!(c->m = realloc(c->m, sizeof *c->m * (size_t)c->cap))) die("out of memory");
+    }
+    char *t = strdup(text);
+    if (!t) die("out of memory");
+    c->m[c->n++] = (spikeq_chat_message){role, t};
+}
+
+static int *chat_ids(gen_run *g, const chat_log *c, long *n)
+{
+    int32_t k = spikeq_chat_apply(g->model, c->tmpl, c->m, c->n, 1, NULL, 0);
+    char *text = k == INT32_MIN ? NULL : malloc((size_t)-k);
+    if (!text) die("cannot format the conversation");
+    spikeq_chat_apply(g->model, c->tmpl, c->m, c->n, 1, text, -k);
+    int *ids = encode_api(g->model, text, strlen(text), 1, 1, n);
+    free(text);
+    return ids;
+}
+
+/* One chat turn: the conversation with the user's new text, the reply streamed and kept. */
+static void chat_turn(gen_run *g, chat_log *c, const char *user)
+{
+    chat_add(c, "user", user);
+    long n;
+    int *ids = chat_ids(g, c, &n);
+    spikeq_kv_clear(g->ctx, 0);
+    g->pos = 0;
+    g->reply_len = 0;
+    if (g->reply) g->reply[0] = 0;
+    run_turn(g, ids, n);
+    free(ids);
+    chat_add(c, "assistant", g->reply ? g->reply : "");
+}
+
 int cmd_generate(int argc, char **argv)
 {
     const char *path = NULL, *prompt = NULL, *file = NULL, *prompt_ids = NULL;
-    int threads = 0, interactive = 0;
+    int threads = 0, interactive = 0, chat = 0;
+    const char *system = NULL, *tmpl = NULL;
     spikeq_kv_type kv = SPIKEQ_KV_F16;
     gen_run g;
     memset(&g, 0, sizeof g);
@@ -161,6 +225,9 @@ int cmd_generate(int argc, char **argv)
             puts("usage: spikeq generate -m MODEL -p PROMPT [-n N] [-t THREADS] [-c CTX] [-f FILE] [-i]\n"
                  "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
                  "       [--repeat-last-n N] [--seed S] [--special] [--kv f16|f32]\n"
+                 "       [--chat [--system TEXT] [--chat-template llama2|llama3|mistral|chatml|zephyr]]\n"
+                 "--chat: the prompt (and each -i line) is a user turn in the model's chat format (the one its\n"
+                 "files name, else ChatML, or --chat-template); the reply ends at the format's end of turn.\n"
                  "--temp 0 is greedy. Defaults: -n 128, --temp 0.8, --top-k 40, --top-p 0.95, --min-p 0.05,\n"
                  "--repeat-penalty 1.0 (off), --seed from the clock. -i: interactive, Ctrl-D ends.\n"
                  "--prompt-ids 1,300 gives the prompt as token ids; --ids prints token ids instead of text\n"
@@ -183,6 +250,9 @@ int cmd_generate(int argc, char **argv)
         else if (!strcmp(a, "--repeat-last-n") && v) sp.repeat_last_n = (int)arg_int("--repeat-last-n", NEXT, 0, 1 << 20);
         else if (!strcmp(a, "--seed") && v) sp.seed = (uint64_t)arg_int("--seed", NEXT, 0, 0x7fffffffffffffffL);
         else if (!strcmp(a, "-i")) interactive = 1;
+        else if (!strcmp(a, "--chat")) chat = 1;
+        else if (!strcmp(a, "--system") && v) system = NEXT;
+        else if (!strcmp(a, "--chat-template") && v) tmpl = NEXT;
         else if (!strcmp(a, "--special")) g.special = 1;
         else if (!strcmp(a, "--ids")) g.ids_out = 1;
         else if (!strcmp(a, "--prompt-ids") && v) prompt_ids = NEXT;
@@ -216,7 +286,21 @@ int cmd_generate(int argc, char **argv)
     g.batch = spikeq_batch_init(g.n_batch);
     if (!(g.smp = spikeq_sampler_new(&sp)) || !g.batch.token) die("out of memory");
     double t_load = now_s() - t0;
-    if (prompt_ids) {
+    chat_log cl = {NULL, 0, 0, tmpl};
+    g.eot = -2; /* not a chat: no end-of-turn token, no reply kept */
+    if ((system || tmpl) && !chat) die("generate: --system and --chat-template go with --chat");
+    if (chat) {
+        if (prompt_ids || g.ids_out) die("generate: --chat speaks text (no --prompt-ids or --ids)");
+        if (tmpl && spikeq_chat_eot(g.model, tmpl) && spikeq_chat_apply(g.model, tmpl, NULL, 0, 1, NULL, 0) == INT32_MIN)
+            die("--chat-template: llama2, llama3, mistral, chatml or zephyr, not '%s'", tmpl);
+        int t[4];
+        g.eot = spikeq_tokenize(g.model, spikeq_chat_eot(g.model, tmpl), -1, t, 4, 0, 1) == 1 ? t[0] : -1;
+        if (system) chat_add(&cl, "system", system);
+    }
+    if (chat && prompt && *prompt) {
+        if (!utf8_valid(prompt, strlen(prompt))) die("%s: prompt is not valid UTF-8", file ? file : "-p");
+        chat_turn(&g, &cl, prompt);
+    } else if (prompt_ids) {
         long n;
         int *ids = parse_ids(prompt_ids, "--prompt-ids", spikeq_n_vocab(g.model), &n);
         if (!n) die("--prompt-ids: no ids given");
@@ -238,6 +322,7 @@ int cmd_generate(int argc, char **argv)
             line[len] = 0;
             if (!len) continue;
             if (!utf8_valid(line, len)) { fprintf(stderr, "spikeq: input is not valid UTF-8\n"); continue; }
+            if (chat) { chat_turn(&g, &cl, line); continue; }
             long n;
             int *ids = encode_api(g.model, line, len, g.pos == 0, g.special, &n);
             run_turn(&g, ids, n);
@@ -255,6 +340,9 @@ int cmd_generate(int argc, char **argv)
     spikeq_sampler_free(g.smp);
     spikeq_context_free(g.ctx);
     spikeq_model_free(g.model);
+    for (int i = 0; i < cl.n; i++) free((char *)cl.m[i].content);
+    free(cl.m);
+    free(g.reply);
     free(fbuf);
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh [cross] — install the Debian packages spikeq needs, only when something is missing.
 # Native: libgomp (gcc), libsleef-dev, libcjson-dev, libcmocka-dev, libpcre2-dev, libxxhash-dev,
-# libmicrohttpd-dev (the server).
+# libmicrohttpd-dev (the server), nginx-light (its load-balancer test).
 # aarch64 cross tests: gcc-aarch64-linux-gnu, qemu-user and the arm64 multiarch -dev libs.
 # fuzz: clang with libFuzzer (libclang-rt-14-dev) and LLVM's OpenMP (libomp-dev).
 set -e
@@ -13,6 +13,7 @@ has_hdr cmocka.h || need="$need libcmocka-dev"
 has_hdr pcre2.h || need="$need libpcre2-dev"
 has_hdr xxhash.h || need="$need libxxhash-dev"
 has_hdr microhttpd.h || need="$need libmicrohttpd-dev"
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need="$need nginx-light" # the server's replicas test
 if [ "${1:-}" = fuzz ]; then
   command -v clang >/dev/null || need="$need clang"
   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need="$need libclang-rt-dev"
