@@ -144,6 +144,13 @@ if [ -d "$SH/models/docs-llama-28m" ]; then
   expect_ok "CMPQ, linear weights 3.4" $S quantize $D -o "$tmp/c35.spq" --scheme cmpq --bits 3.5 --calib "$tmp/calib.txt"
   expect_ok "3.4[0-9]* bits per weight over 15.73 M" $S info "$tmp/c35.spq"
   expect_ok "generation: *20 tokens" $S generate -m "$tmp/c35.spq" -p "The Linux kernel" -n 20
+  # a chat template in tokenizer_config.json is recognised, shown and kept by convert
+  mkdir "$tmp/hfchat"
+  for f in config.json model.safetensors tokenizer.model; do ln -s "$(cd $D && pwd)/$f" "$tmp/hfchat/$f"; done
+  printf '{"chat_template": "{%% for m in messages %%}{{ \047<|im_start|>\047 + m.role }}{%% endfor %%}"}' > "$tmp/hfchat/tokenizer_config.json"
+  expect_ok "chat       chatml format" $S info "$tmp/hfchat"
+  expect_ok "wrote" $S convert "$tmp/hfchat" -o "$tmp/chat.spq"
+  expect_ok "chat       chatml format" $S info "$tmp/chat.spq"
   # the paper's experiment: narrower grids, scale granularities, SmoothQuant, rules, controls
   expect_ok "W8A6 (static activations per tensor, weights per tensor, SmoothQuant), 10 spike projection(s) in FP8 E5M2: 0.down" \
     $S quantize $D -o "$tmp/p1.spq" --act static --act-bits 6 --smooth 0.5 --spike fp8-e5m2 --spike-rule ratio --calib "$tmp/calib.txt"

@@ -159,6 +159,7 @@ int cmd_info(int argc, char **argv)
                c.tok.eos_id, c.tok.unk_id);
     else
         printf("tokenizer  none (use token ids, or convert with --tokenizer)\n");
+    if (c.tok.chat[0]) printf("chat       %s format (from the model's chat template)\n", c.tok.chat);
     size_t bytes[SPQ_NDTYPES] = {0}, params = 0;
     int count[SPQ_NDTYPES] = {0};
     for (int i = 0; i < c.n; i++) {
