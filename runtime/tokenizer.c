@@ -65,6 +65,15 @@ int spq_tok_finish(spq_tokenizer *t)
     for (int i = 0; i < t->n_vocab; i++) t->sorted[i] = i;
     qsort_r(t->sorted, (size_t)t->n_vocab, sizeof(int), cmp_ids, t);
     if (t->type == SPQ_TOK_BPE) return spq_bpe_finish(t);
+    /* can spans be cut before a "▁" that follows another character? only if no piece that
+     * merges can produce holds such a pair */
+    t->space_split = 1;
+    for (int i = 0; i < t->n_vocab && t->space_split; i++) {
+        const char *p = t->pieces[i];
+        if (t->types[i] == SPQ_PT_UNUSED) continue;
+        for (int k = 1; k + 3 <= t->lens[i]; k++)
+            if (!memcmp(p + k, SPACE_MARK, 3) && (k < 3 || memcmp(p + k - 3, SPACE_MARK, 3))) { t->space_split = 0; break; }
+    }
     for (int b = 0; b < 256; b++) t->byte_ids[b] = -1;
     for (int i = 0; i < t->n_vocab; i++) {
         unsigned v;
@@ -301,37 +310,27 @@ static int try_bigram(const spq_tokenizer *t, spq_heap *h, const sym *s, int l, 
     return spq_heap_push(h, (spq_bigram){t->scores[id], l, s[l].n + s[r].n, id});
 }
 
-/* Encode one span of plain text (no special tokens) appending to ids. */
-static long encode_span(const spq_tokenizer *t, const char *text, size_t len, int prefix, int *ids, long n, long max)
+/* BPE of one word w[0..n) (symbols built here; s, h: scratch of n symbols and a heap)
+ * appending its ids to ids[n_out..]. Returns the new count, or -1 when out of memory. */
+static long bpe_word(const spq_tokenizer *t, const char *w, int len, sym *s, spq_heap *h, int *ids, long n, long max)
 {
-    /* normalise: optional dummy prefix, ' ' -> ▁ */
-    size_t cap = 3 * (len + 1);
-    char *buf = malloc(cap);
-    sym *s = malloc(sizeof *s * cap); /* at most one symbol per normalised byte */
-    spq_heap h = {0};
-    if (!buf || !s) { free(buf); free(s); return -1; }
-    size_t o = 0;
-    if (prefix) { memcpy(buf, SPACE_MARK, 3); o = 3; }
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] == ' ') { memcpy(buf + o, SPACE_MARK, 3); o += 3; }
-        else buf[o++] = text[i];
-    }
     int ns = 0;
-    for (size_t i = 0; i < o;) {
-        int l = spq_utf8_len((unsigned char)buf[i]);
-        if (i + (size_t)l > o) l = 1;
+    for (int i = 0; i < len;) {
+        int l = spq_utf8_len((unsigned char)w[i]);
+        if (i + l > len) l = 1;
         for (int k = 1; k < l; k++)
-            if (((unsigned char)buf[i + (size_t)k] & 0xC0) != 0x80) l = 1;
+            if (((unsigned char)w[i + k] & 0xC0) != 0x80) l = 1;
         if (!l) l = 1; /* a stray or malformed byte is a symbol of its own (byte fallback) */
-        s[ns] = (sym){ns - 1, ns + 1, buf + i, l};
+        s[ns] = (sym){ns - 1, ns + 1, w + i, l};
         ns++;
-        i += (size_t)l;
+        i += l;
     }
     if (ns) s[ns - 1].next = -1;
     int rc = 0;
-    for (int i = 1; i < ns && !rc; i++) rc = try_bigram(t, &h, s, i - 1, i);
-    while (h.n && !rc) {
-        spq_bigram b = spq_heap_pop(&h);
+    h->n = 0;
+    for (int i = 1; i < ns && !rc; i++) rc = try_bigram(t, h, s, i - 1, i);
+    while (h->n && !rc) {
+        spq_bigram b = spq_heap_pop(h);
         sym *L = &s[b.left];
         if (L->n == 0 || L->next < 0) continue;
         sym *R = &s[L->next];
@@ -340,7 +339,7 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
         R->n = 0;
         L->next = R->next;
         if (R->next >= 0) s[R->next].prev = b.left;
-        rc = try_bigram(t, &h, s, L->prev, b.left) || try_bigram(t, &h, s, b.left, L->next);
+        rc = try_bigram(t, h, s, L->prev, b.left) || try_bigram(t, h, s, b.left, L->next);
     }
     for (int i = 0; ns && i != -1 && !rc; i = s[i].next) {
         int id = spq_tok_lookup(t, s[i].s, s[i].n);
@@ -353,8 +352,131 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
             n++;
         }
     }
-    free(h.a); free(buf); free(s);
     return rc ? -1 : n;
+}
+
+/* Words already encoded in one span: word bytes -> their ids, open addressing. Text repeats
+ * its words, so most words are looked up rather than merged again (HF tokenizers keeps the
+ * same kind of cache). */
+typedef struct {
+    uint64_t *key;     /* hash | 1 (0: empty) */
+    uint32_t *at, *len, *ids_at, *ids_n;
+    uint32_t mask, used;
+    int *pool;
+    size_t pool_n, pool_cap;
+} word_cache;
+
+static uint64_t word_hash(const char *p, int n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return h | 1;
+}
+
+static void cache_free(word_cache *c)
+{
+    free(c->key); free(c->at); free(c->len); free(c->ids_at); free(c->ids_n); free(c->pool);
+    memset(c, 0, sizeof *c);
+}
+
+static int cache_init(word_cache *c, uint32_t slots)
+{
+    memset(c, 0, sizeof *c);
+    c->mask = slots - 1;
+    c->key = calloc(slots, sizeof *c->key);
+    c->at = malloc(sizeof(uint32_t) * slots); c->len = malloc(sizeof(uint32_t) * slots);
+    c->ids_at = malloc(sizeof(uint32_t) * slots); c->ids_n = malloc(sizeof(uint32_t) * slots);
+    if (c->key && c->at && c->len && c->ids_at && c->ids_n) return 0;
+    cache_free(c);
+    return -1;
+}
+
+/* The slot of word (buf + at, n): its own, or the empty one where it goes. */
+static uint32_t cache_slot(const word_cache *c, const char *buf, uint32_t at, int n, uint64_t h)
+{
+    uint32_t i = (uint32_t)h & c->mask;
+    while (c->key[i] && !(c->key[i] == h && c->len[i] == (uint32_t)n && !memcmp(buf + c->at[i], buf + at, (size_t)n)))
+        i = (i + 1) & c->mask;
+    return i;
+}
+
+/* Where a SentencePiece vocabulary lets a span be cut (t->space_split): before a "▁" that
+ * follows another character, as no piece holds such a pair, so no merge crosses the cut. */
+static int cut_before(const char *buf, size_t i)
+{
+    return i >= 1 && !memcmp(buf + i, SPACE_MARK, 3) && (i < 3 || memcmp(buf + i - 3, SPACE_MARK, 3));
+}
+
+/* Encode one span of plain text (no special tokens) appending to ids: normalised, cut into
+ * words where merges cannot cross (when the vocabulary allows), each word merged once. */
+static long encode_span(const spq_tokenizer *t, const char *text, size_t len, int prefix, int *ids, long n, long max)
+{
+    /* normalise: optional dummy prefix, ' ' -> ▁ */
+    size_t cap = 3 * (len + 1);
+    char *buf = malloc(cap);
+    if (!buf) return -1;
+    size_t o = 0;
+    if (prefix) { memcpy(buf, SPACE_MARK, 3); o = 3; }
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ' ') { memcpy(buf + o, SPACE_MARK, 3); o += 3; }
+        else buf[o++] = text[i];
+    }
+    /* the words, and the longest, for the symbol scratch */
+    size_t longest = 0, w0 = 0;
+    for (size_t i = 1; i <= o; i++)
+        if (i == o || (t->space_split && cut_before(buf, i))) {
+            if (i - w0 > longest) longest = i - w0;
+            w0 = i;
+        }
+    if (o > UINT32_MAX || longest > INT32_MAX) { free(buf); return -1; }
+    sym *s = malloc(sizeof *s * (longest + 1));
+    spq_heap h = {0};
+    word_cache wc;
+    int cached = t->space_split && !cache_init(&wc, 1u << 14);
+    if (!s) { free(buf); free(s); if (cached) cache_free(&wc); return -1; }
+    w0 = 0;
+    for (size_t i = 1; i <= o && n >= 0; i++) {
+        if (i < o && !(t->space_split && cut_before(buf, i))) continue;
+        int wl = (int)(i - w0);
+        if (cached && wl <= 256) {
+            uint64_t hv = word_hash(buf + w0, wl);
+            uint32_t k = cache_slot(&wc, buf, (uint32_t)w0, wl, hv);
+            if (wc.key[k]) { /* seen: copy its ids */
+                for (uint32_t q = 0; q < wc.ids_n[k]; q++) {
+                    if (n < max) ids[n] = wc.pool[wc.ids_at[k] + q];
+                    n++;
+                }
+            } else {
+                long n0 = n;
+                /* into the pool first (ids may be too short to hold them: max) */
+                size_t need = wc.pool_n + (size_t)wl * 4 + 8;
+                if (need > wc.pool_cap) {
+                    size_t nc = need * 2;
+                    int *np = realloc(wc.pool, sizeof(int) * nc);
+                    if (!np) { n = -1; break; }
+                    wc.pool = np; wc.pool_cap = nc;
+                }
+                long got = bpe_word(t, buf + w0, wl, s, &h, wc.pool + wc.pool_n, 0, (long)(wc.pool_cap - wc.pool_n));
+                if (got < 0) { n = -1; break; }
+                for (long q = 0; q < got; q++) {
+                    if (n < max) ids[n] = wc.pool[wc.pool_n + (size_t)q];
+                    n++;
+                }
+                if (wc.used < (wc.mask + 1) / 2) { /* at most half full: probes stay short */
+                    wc.key[k] = hv; wc.at[k] = (uint32_t)w0; wc.len[k] = (uint32_t)wl;
+                    wc.ids_at[k] = (uint32_t)wc.pool_n; wc.ids_n[k] = (uint32_t)(n - n0);
+                    wc.pool_n += (size_t)got;
+                    wc.used++;
+                }
+            }
+        } else {
+            n = bpe_word(t, buf + w0, wl, s, &h, ids, n, max);
+        }
+        w0 = i;
+    }
+    if (cached) cache_free(&wc);
+    free(h.a); free(buf); free(s);
+    return n;
 }
 
 long spq_tok_encode(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, int *ids, long max)

@@ -37,6 +37,8 @@ typedef struct {
     void *re[8];         /* derived: compiled pre-tokenizer regexes (pcre2_code *), SPQ_MAX_RE */
     int n_re;
     char chat[16];       /* the chat format the model's files name (runtime/chat.h), "" if none */
+    int space_split;     /* derived (SentencePiece): no piece holds "▁" after another character,
+                          * so text is merged word by word, each distinct word once */
 } spq_tokenizer;
 
 /* Load a SentencePiece tokenizer.model (protobuf). */
