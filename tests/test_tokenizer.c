@@ -138,6 +138,32 @@ static void test_sentencepiece_reference(void **st)
     }
     fprintf(stderr, "  %d strings identical to sentencepiece (tokenizer.model, .bin and .json); %d/%d round trip exactly\n",
             total, roundtrip, total);
+    /* word by word (LLaMA-2's vocabulary allows it) = the whole text merged at once, on the
+     * vectors and on WikiText-2's first 300 KB */
+    assert_int_equal(tm.space_split, 1);
+    size_t wn;
+    char *wiki = read_all(shared_path("data/wikitext-2-raw/wiki.test.raw"), &wn);
+    if (wn > 300000) wn = 300000;
+    while (wn && ((unsigned char)wiki[wn] & 0xC0) == 0x80) wn--; /* end on a character */
+    static int whole[120000], words[120000];
+    long nw1 = spq_tok_encode(&tm, wiki, wn, 1, 0, words, 120000);
+    tm.space_split = 0;
+    long nw0 = spq_tok_encode(&tm, wiki, wn, 1, 0, whole, 120000);
+    assert_true(nw1 > 50000 && nw1 <= 120000);
+    assert_int_equal(nw0, nw1);
+    assert_memory_equal(whole, words, sizeof(int) * (size_t)nw1);
+    free(wiki);
+    /* a vocabulary with a piece holding "▁" after another character is merged whole */
+    const char *pc[] = {"a", "b", "\xe2\x96\x81", "a\xe2\x96\x81", "a\xe2\x96\x81" "b"};
+    int pl[] = {1, 1, 3, 4, 5};
+    float sc[] = {0, 0, 0, 1, 2};
+    spq_tokenizer tx;
+    assert_int_equal(spq_tok_build(&tx, 5, pc, pl, sc, NULL, -1, -1, -1, &e), 0);
+    assert_int_equal(tx.space_split, 0);
+    tx.add_space_prefix = 0;
+    assert_int_equal(spq_tok_encode(&tx, "a b", 3, 0, 0, got, 8), 1);
+    assert_int_equal(got[0], 4);
+    spq_tok_free(&tx);
     spq_tok_free(&tm); spq_tok_free(&tb); spq_tok_free(&tj);
     cJSON_Delete(j);
 }
