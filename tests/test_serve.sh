@@ -89,29 +89,39 @@ c=$(curl -s -o "$tmp/body" -w '%{http_code}' "$U/v1/completions" --data-binary @
 bad 405 "" GET /v1/completions
 bad 404 "" GET /v2/nothing
 kill $P
-# a client that goes away mid-stream: its slot is free at once
+# a client that goes away mid-stream: generation stops and its slot is free at once
 start one -np 1
-curl -sN --max-time 0.5 "$U/v1/completions" -d '{"prompt":"The","max_tokens":900,"stream":true,"temperature":0}' >/dev/null 2>&1
+gen() { curl -s "$U/metrics" | sed -n 's/^spikeq_generated_tokens_total //p'; }
+curl -sN --max-time 0.2 "$U/v1/completions" -d '{"prompt":"The","max_tokens":1000,"stream":true,"temperature":0}' >/dev/null 2>&1
+sleep 0.1; g1=$(gen); sleep 0.3; g2=$(gen)
+[ -n "$g1" ] && [ "$g1" = "$g2" ] && [ "$g1" -lt 1000 ] && ok || no "generation went on after the client left ($g1 then $g2 tokens)"
 t0=$(date +%s%N)
 c=$(code POST /v1/completions '{"prompt":"The","max_tokens":4}')
 dt=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$c" = 200 ] && [ $dt -lt 1500 ] && ok || no "slot of a disconnected stream not freed ($c after $dt ms)"
 curl -s "$U/metrics" | grep -q '^spikeq_slots_busy 0' && ok || no "metrics: slots busy after the requests"
 kill $P
-# a full queue: 503 with Retry-After
+# a full queue: six requests at once on one slot with a queue of one: the ones that find both
+# taken get 503 with Retry-After, the others complete
 start queue -np 1 --queue 1
-curl -sN "$U/v1/completions" -d '{"prompt":"The","max_tokens":600,"stream":true,"temperature":0}' >/dev/null 2>&1 & b1=$!
-sleep 0.3
-curl -s "$U/v1/completions" -d '{"prompt":"The","max_tokens":2}' >/dev/null 2>&1 & b2=$!
-sleep 0.3
-c=$(curl -s -D "$tmp/hdr" -o "$tmp/body" -w '%{http_code}' "$U/v1/completions" -d '{"prompt":"The","max_tokens":2}')
-[ "$c" = 503 ] && grep -qi '^Retry-After: 1' "$tmp/hdr" && grep -q 'queue is full' "$tmp/body" && ok || no "full queue: $c $(cat "$tmp/body")"
-wait $b1 $b2
+for i in 1 2 3 4 5 6; do
+  curl -s -D "$tmp/hdr$i" -o "$tmp/qb$i" -w '%{http_code}' "$U/v1/completions" -d '{"prompt":"The","max_tokens":400,"temperature":0}' >"$tmp/qc$i" & eval "q$i=\$!"
+done
+wait $q1 $q2 $q3 $q4 $q5 $q6
+n503=0; n200=0; good=1
+for i in 1 2 3 4 5 6; do
+  case $(cat "$tmp/qc$i") in
+    503) n503=$((n503+1)); grep -qi '^Retry-After: 1' "$tmp/hdr$i" && grep -q 'queue is full' "$tmp/qb$i" || good=0 ;;
+    200) n200=$((n200+1)) ;;
+    *) good=0 ;;
+  esac
+done
+[ $good = 1 ] && [ $n503 -ge 1 ] && [ $n200 -ge 2 ] && ok || no "full queue: $n200 x 200, $n503 x 503 (Retry-After and message checked: $good)"
 kill $P
 # SIGTERM: the stream under way finishes, new requests get 503, the process exits 0
 start drain -np 2
-curl -sN "$U/v1/completions" -d '{"prompt":"The","max_tokens":60,"stream":true,"temperature":0}' >"$tmp/drain" 2>/dev/null & b3=$!
-sleep 0.2
+curl -sN "$U/v1/completions" -d '{"prompt":"The","max_tokens":1000,"stream":true,"temperature":0}' >"$tmp/drain" 2>/dev/null & b3=$!
+sleep 0.1
 kill -TERM $P
 sleep 0.1
 c=$(code POST /v1/completions '{"prompt":"The","max_tokens":2}')
