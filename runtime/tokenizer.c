@@ -402,9 +402,9 @@ static uint32_t cache_slot(const word_cache *c, const char *buf, uint32_t at, in
 
 /* Where a SentencePiece vocabulary lets a span be cut (t->space_split): before a "▁" that
  * follows another character, as no piece holds such a pair, so no merge crosses the cut. */
-static int cut_before(const char *buf, size_t i)
+static int cut_before(const char *buf, size_t i, size_t n)
 {
-    return i >= 1 && !memcmp(buf + i, SPACE_MARK, 3) && (i < 3 || memcmp(buf + i - 3, SPACE_MARK, 3));
+    return i >= 1 && i + 3 <= n && !memcmp(buf + i, SPACE_MARK, 3) && (i < 3 || memcmp(buf + i - 3, SPACE_MARK, 3));
 }
 
 /* Encode one span of plain text (no special tokens) appending to ids: normalised, cut into
@@ -424,7 +424,7 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
     /* the words, and the longest, for the symbol scratch */
     size_t longest = 0, w0 = 0;
     for (size_t i = 1; i <= o; i++)
-        if (i == o || (t->space_split && cut_before(buf, i))) {
+        if (i == o || (t->space_split && cut_before(buf, i, o))) {
             if (i - w0 > longest) longest = i - w0;
             w0 = i;
         }
@@ -436,7 +436,7 @@ static long encode_span(const spq_tokenizer *t, const char *text, size_t len, in
     if (!s) { free(buf); free(s); if (cached) cache_free(&wc); return -1; }
     w0 = 0;
     for (size_t i = 1; i <= o && n >= 0; i++) {
-        if (i < o && !(t->space_split && cut_before(buf, i))) continue;
+        if (i < o && !(t->space_split && cut_before(buf, i, o))) continue;
         int wl = (int)(i - w0);
         if (cached && wl <= 256) {
             uint64_t hv = word_hash(buf + w0, wl);
