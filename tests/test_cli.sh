@@ -153,14 +153,14 @@ if [ -d "$SH/models/docs-llama-28m" ]; then
   expect_ok "chat       chatml format" $S info "$tmp/chat.spq"
   # the paper's experiment: narrower grids, scale granularities, SmoothQuant, rules, controls
   expect_ok "W8A6 (static activations per tensor, weights per tensor, SmoothQuant), 10 spike projection(s) in FP8 E5M2: 0.down" \
-    $S quantize $D -o "$tmp/p1.spq" --act static --act-bits 6 --smooth 0.5 --spike fp8-e5m2 --spike-rule ratio --calib "$tmp/calib.txt"
+    $S quantize $D -o "$tmp/p1.spq" --act static --act-bits 6 --smooth 0.5 --spike fp8-e5m2 --spike-rule ratio --calib "$tmp/calib.txt" --samples 2 --seq 128
   expect_ok "W6A6 (dynamic activations per token, weights per channel), 3 spike projection(s) in FP16" \
     $S quantize $D -o "$tmp/p2.spq" --act-bits 6 --weight-bits 6 --act-scale token --weight-scale channel --keep-random 3 --seed 4
   expect_ok "mlp.down_proj.weight_scale" $S info "$tmp/p2.spq" -v
   expect_ok "act 6-bit per token" $S info "$tmp/p2.spq" -v
   expect_ok "act_bits=6 act_scale=token weight_bits=6 weight_scale=channel" $S info "$tmp/p2.spq"
   expect_ok "generation: *8 tokens" $S generate -m "$tmp/p2.spq" -p "The Linux kernel" -n 8
-  expect_ok "rules: median,ratio" $S profile $D --calib "$tmp/calib.txt"
+  expect_ok "down_in .*rules: ratio" $S profile $D --calib "$tmp/calib.txt" --samples 2 --seq 128
   expect_fail "act-bits: .*4 to 8\|act-bits" $S quantize $D -o "$tmp/p3.spq" --act-bits 3
   expect_fail "act-scale token is for dynamic" $S quantize $D -o "$tmp/p3.spq" --act static --act-scale token --calib "$tmp/calib.txt"
   expect_fail "smooth needs --calib" $S quantize $D -o "$tmp/p3.spq" --smooth 0.5
