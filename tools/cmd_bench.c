@@ -168,7 +168,7 @@ static void stats(const double *x, int n, double *mean, double *sd)
  * repetitions) and the fraction of the read bandwidth probed between the steps that the
  * weights' bytes per step make. */
 static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model_name, const char *plan, int *ts,
-                        int nt, const int *bs, int nb, int tg, int reps, int roofline, const char *fmt, int kv)
+                        int nt, const int *bs, int nb, int tg, int reps, int roofline, const char *fmt, int kv, int timings)
 {
     int bmax = 0;
     for (int i = 0; i < nb; i++) bmax = bs[i] > bmax ? bs[i] : bmax;
@@ -192,11 +192,12 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
             spq_state s;
             check_mem(c->path, m, B, B, 0, kv, 0);
             if (spq_state_init_seq(&s, m, B, B, 0, 0, kv)) die("out of memory for %d sequences' caches (lower --batch or -n)", B);
-            double pass_bytes = 0, pass_sec = 0;
+            double pass_bytes = 0, pass_sec = 0, step[SPQ_NSTEPS] = {0};
             for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
                 spq_err ce;
                 if (spq_ckpt_check(c, &ce)) die_err(&ce);
                 double sec = 0;
+                s.step_sec = timings && r >= 0 ? step : NULL;
                 for (int k = 0; k < tg; k++) {
                     for (int j = 0; j < B; j++) { tok[j] = (k * 7919 + j * 104729 + 13) % c->cfg.vocab_size; pos[j] = k; seq[j] = j; }
                     double t0 = now_s();
@@ -209,7 +210,17 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
                 }
                 if (r >= 0) tps[r] = (double)B * tg / sec;
             }
+            s.step_sec = NULL;
             spq_state_free(&s);
+            if (timings) { /* stderr, as the single-sequence --timings: ms per step of B rows */
+                double tot = 0, per = 1e3 / ((double)reps * tg);
+                for (int k = 0; k < SPQ_NSTEPS; k++) tot += step[k];
+                fprintf(stderr, "spikeq: %d thread(s) %d sequences, ms per step:", ts[ti], B);
+                for (int k = 0; k < SPQ_NSTEPS; k++)
+                    fprintf(stderr, " %s %.3f (%.1f%%)%s", spq_step_names[k], step[k] * per, tot > 0 ? 100 * step[k] / tot : 0.0,
+                            k + 1 < SPQ_NSTEPS ? "," : "");
+                fprintf(stderr, "; total %.3f\n", tot * per);
+            }
             double mean, sd;
             stats(tps, reps, &mean, &sd);
             double bw = pass_sec > 0 ? pass_bytes / pass_sec : 0, frac = bw > 0 ? (double)m->linear_bytes * mean / B / bw : 0;
@@ -388,7 +399,8 @@ int cmd_bench(int argc, char **argv)
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
                  "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
                  "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
-                 "milliseconds per token of each step of the forward pass in each test; --prefetch sets the KiB of\n"
+                 "milliseconds per token (per step with --batch) of each step of the forward pass in each test;\n"
+                 "--prefetch sets the KiB of\n"
                  "its next weights a thread fetches while it waits at a barrier (default 256, 0: off); a list\n"
                  "(--prefetch 0,256) runs the values in turn, token by token (tg) or run by run (pp), one row\n"
                  "each: they compare under the same load on a shared machine. The roofline fraction is against\n"
@@ -461,7 +473,7 @@ int cmd_bench(int argc, char **argv)
     if (blist) {
         int nb, *bs = parse_list("--batch", blist, 1, 4096, &nb);
         if (tg < 1) die("--batch: give -n >= 1 decode steps");
-        bench_batch(&m, &c, model_name, plan, ts, nt, bs, nb, tg, reps, roofline, fmt, kv);
+        bench_batch(&m, &c, model_name, plan, ts, nt, bs, nb, tg, reps, roofline, fmt, kv, timings);
         free(bs); free(ts);
         spq_model_free(&m);
         close_ckpt(&c);
