@@ -46,7 +46,6 @@ typedef struct req {
     char err[200];
     char id[48];
     long created;
-    double t0;
     char *out;         /* streaming: bytes of the current event not yet handed to MHD */
     size_t out_len, out_at;
 } req;
@@ -558,6 +557,19 @@ static int prompt_ids(server *S, req *r, char *err, size_t errlen)
     return 0;
 }
 
+/* A request refused before it was queued (no other thread knows it): freed, answered. */
+static enum MHD_Result refuse(server *S, struct MHD_Connection *c, req *r, const char *ep, int code, const char *param,
+                              const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    req_unref(r);
+    return send_error(S, c, ep, code, param, "%s", msg);
+}
+
 static enum MHD_Result completion(server *S, struct MHD_Connection *c, const char *ep, int chat, const upload *u)
 {
     char err[512], param[64];
@@ -566,49 +578,35 @@ static enum MHD_Result completion(server *S, struct MHD_Connection *c, const cha
     r->refs = 1;
     r->slot = -1;
     r->eot_id = -1;
-    if (serve_req_parse(u->body ? u->body : "", u->len, chat, S->n_vocab, &r->q, err, sizeof err, param, sizeof param)) {
-        pthread_mutex_lock(&S->mu); req_unref(r); pthread_mutex_unlock(&S->mu);
-        return send_error(S, c, ep, 400, param, "%s", err);
-    }
-    if (prompt_ids(S, r, err, sizeof err)) {
-        pthread_mutex_lock(&S->mu); req_unref(r); pthread_mutex_unlock(&S->mu);
-        return send_error(S, c, ep, 400, chat ? "messages" : "prompt", "%s", err);
-    }
-    if (r->n_ids >= S->n_ctx) {
-        int n = r->n_ids;
-        pthread_mutex_lock(&S->mu); req_unref(r); pthread_mutex_unlock(&S->mu);
-        return send_error(S, c, ep, 400, chat ? "messages" : "prompt",
-                          "the prompt has %d tokens; the context holds %d (-c), room for at least one more is needed", n, S->n_ctx);
-    }
-    if (r->q.max_tokens > S->n_ctx) {
-        pthread_mutex_lock(&S->mu); req_unref(r); pthread_mutex_unlock(&S->mu);
-        return send_error(S, c, ep, 400, "max_tokens", "'max_tokens' is above the context length (%d)", S->n_ctx);
-    }
+    if (serve_req_parse(u->body ? u->body : "", u->len, chat, S->n_vocab, &r->q, err, sizeof err, param, sizeof param))
+        return refuse(S, c, r, ep, 400, param, "%s", err);
+    if (prompt_ids(S, r, err, sizeof err)) return refuse(S, c, r, ep, 400, chat ? "messages" : "prompt", "%s", err);
+    if (r->n_ids >= S->n_ctx)
+        return refuse(S, c, r, ep, 400, chat ? "messages" : "prompt",
+                      "the prompt has %d tokens; the context holds %d (-c), room for at least one more is needed", r->n_ids,
+                      S->n_ctx);
+    if (r->q.max_tokens > S->n_ctx)
+        return refuse(S, c, r, ep, 400, "max_tokens", "'max_tokens' is above the context length (%d)", S->n_ctx);
     /* OpenAI's defaults: 16 tokens for completions, the rest of the context for chat */
     r->max_tokens = r->q.max_tokens > 0 ? r->q.max_tokens : chat ? S->n_ctx : 16;
     if (chat) { /* the turn ends at the format's end-of-turn piece, or its text */
         const char *eot = spikeq_chat_eot(S->model, S->chat);
         int t[4];
         if (spikeq_tokenize(S->model, eot, -1, t, 4, 0, 1) == 1) r->eot_id = t[0];
-        if (r->q.n_stop < SERVE_MAX_STOP) r->q.stop[r->q.n_stop++] = strdup(eot);
+        if (!(r->q.stop[r->q.n_stop++] = strdup(eot))) return refuse(S, c, r, ep, 500, "", "out of memory"); /* a slot past the client's */
     }
     for (int i = 0; i < r->q.n_stop; i++)
-        if (r->q.stop[i] && strlen(r->q.stop[i]) > r->stop_max) r->stop_max = strlen(r->q.stop[i]);
-    if (!(r->smp = spikeq_sampler_new(&r->q.sp))) {
-        pthread_mutex_lock(&S->mu); req_unref(r); pthread_mutex_unlock(&S->mu);
-        return send_error(S, c, ep, 400, "", "sampling parameters out of range");
-    }
+        if (strlen(r->q.stop[i]) > r->stop_max) r->stop_max = strlen(r->q.stop[i]);
+    if (!(r->smp = spikeq_sampler_new(&r->q.sp))) return refuse(S, c, r, ep, 400, "", "sampling parameters out of range");
     r->created = (long)wall();
-    r->t0 = now_s();
     pthread_mutex_lock(&S->mu);
     static unsigned long long seq;
     snprintf(r->id, sizeof r->id, "%s-%llx%04llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)r->created, ++seq);
     if (S->draining || S->qlen >= S->o.queue_max) {
         int draining = S->draining;
-        req_unref(r);
         pthread_mutex_unlock(&S->mu);
-        return send_error(S, c, ep, 503, "", draining ? "the server is shutting down" : "the queue is full (%d waiting); retry later",
-                          S->o.queue_max);
+        return refuse(S, c, r, ep, 503, "", draining ? "the server is shutting down" : "the queue is full (%d waiting); retry later",
+                      S->o.queue_max);
     }
     r->refs = 2; /* the scheduler's and this thread's */
     if (S->qtail) S->qtail->next = r;

@@ -17,7 +17,7 @@ typedef struct {
     int n_msgs;
     int max_tokens;            /* -1 when not given */
     spikeq_sampler_params sp;  /* spikeq's defaults where the request is silent */
-    char *stop[SERVE_MAX_STOP];
+    char *stop[SERVE_MAX_STOP + 1]; /* the client's, and room for the server's end of turn */
     int n_stop;
     int stream, include_usage;
     int cache_prompt;          /* llama.cpp's field: reuse a slot's cached prefix (default 1) */
