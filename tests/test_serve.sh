@@ -95,6 +95,9 @@ gen() { curl -s "$U/metrics" | sed -n 's/^spikeq_generated_tokens_total //p'; }
 curl -sN --max-time 0.2 "$U/v1/completions" -d '{"prompt":"The","max_tokens":1000,"stream":true,"temperature":0}' >/dev/null 2>&1
 sleep 0.1; g1=$(gen); sleep 0.3; g2=$(gen)
 [ -n "$g1" ] && [ "$g1" = "$g2" ] && [ "$g1" -lt 1000 ] && ok || no "generation went on after the client left ($g1 then $g2 tokens)"
+curl -s --max-time 0.2 "$U/v1/completions" -d '{"prompt":"The","max_tokens":1000,"temperature":0}' >/dev/null 2>&1
+sleep 0.3; g3=$(gen); sleep 0.3; g4=$(gen)
+[ -n "$g3" ] && [ "$g3" = "$g4" ] && [ $((g3 - g2)) -lt 1000 ] && ok || no "generation went on after a waiting (not streaming) client left ($g3 then $g4 tokens)"
 t0=$(date +%s%N)
 c=$(code POST /v1/completions '{"prompt":"The","max_tokens":4}')
 dt=$(( ($(date +%s%N) - t0) / 1000000 ))

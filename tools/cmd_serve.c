@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -557,6 +558,16 @@ static int prompt_ids(server *S, req *r, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the peer of socket fd has closed its side (or the socket failed). */
+static int client_gone(int fd)
+{
+    struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return 1;
+    char b;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 /* A request refused before it was queued (no other thread knows it): freed, answered. */
 static enum MHD_Result refuse(server *S, struct MHD_Connection *c, req *r, const char *ep, int code, const char *param,
                               const char *fmt, ...)
@@ -636,7 +647,22 @@ static enum MHD_Result completion(server *S, struct MHD_Connection *c, const cha
         MHD_destroy_response(resp);
         return rc;
     }
-    while (!r->done) pthread_cond_wait(&S->cv, &S->mu);
+    /* the whole answer at the end: meanwhile, check every 100 ms that the client is still there
+     * (a closed connection reads as end of file), and give its slot back if not */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? ci->connect_fd : -1;
+    while (!r->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000;
+        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+        pthread_cond_timedwait(&S->cv, &S->mu, &ts);
+        if (!r->done && fd >= 0 && client_gone(fd)) {
+            r->cancelled = 1;
+            pthread_cond_broadcast(&S->cv);
+            while (!r->done) pthread_cond_wait(&S->cv, &S->mu); /* the scheduler's ack: the slot is free */
+        }
+    }
     cJSON *j = r->finish == FIN_ERROR ? NULL : response(S, r, r->text ? r->text : "", r->len, r->finish, 0, 0);
     char msg[sizeof r->err];
     snprintf(msg, sizeof msg, "%s", r->err);
