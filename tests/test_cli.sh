@@ -94,11 +94,12 @@ if [ "$(grep -c '"roofline_fraction": [0-9.]*[1-9][0-9]*, "read_bw": [1-9][0-9]*
 expect_fail "--prefetch: 'x' is not an integer" $S bench -m $M -p 0 -n 4 --prefetch 0,x
 expect_fail "give -n >= 3" $S bench -m $M -p 0 -n 2 --prefetch 0,1,2
 # --timings: every step named, and the steps add up to most of (never more than) the time per token
+# (the t/s mean is over runs: a slow run on a busy machine moves it, so the bound allows one sd)
 $S bench -m $M -p 8 -n 8 -r 2 -t 1 --no-roofline --timings -o csv >"$tmp/out" 2>"$tmp/err"
 if [ "$(grep -c 'ms per token: attn_norm .*qkv .*rope_kv .*attention .*, o .*ffn_norm .*gate_up .*swiglu .*down .*head .*; total' "$tmp/err")" -eq 2 ] &&
-   awk -F, 'NR == FNR { if (FNR > 1) ms[$7] = 1000 / $8; next }
+   awk -F, 'NR == FNR { if (FNR > 1) { ms[$7] = 1000 / $8; hi[$7] = $8 > $9 ? 1000 / ($8 - $9) : 1e9 }; next }
             /ms per token/ { t = $0; sub(/.* total /, "", t); n = $0; sub(/,.*/, "", n); sub(/.* /, "", n);
-              if (!(n in ms) || t + 0 > 1.1 * ms[n] || t + 0 < 0.5 * ms[n]) bad = 1; seen++ }
+              if (!(n in ms) || t + 0 > 1.1 * hi[n] || t + 0 < 0.5 * ms[n]) bad = 1; seen++ }
             END { exit bad || seen != 2 }' "$tmp/out" "$tmp/err"; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --timings"; cat "$tmp/out" "$tmp/err"; fi
 
 if [ -d "$SH/models/docs-llama-28m" ]; then
