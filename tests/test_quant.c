@@ -27,19 +27,26 @@ static void planted(spq_ckpt *c)
     }
 }
 
+/* The planted model, ids[128] of calibration text for it, and its profile over them. */
+static void planted_profiled(spq_ckpt *c, spq_profile *prof, int *ids)
+{
+    spq_model m;
+    spq_err e;
+    planted(c);
+    assert_int_equal(spq_model_init(&m, c, 64, &e), 0);
+    for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % V;
+    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, prof, &e), 0);
+    spq_model_free(&m);
+}
+
 static void test_planted_spike(void **st)
 {
     (void)st;
     spq_ckpt c;
-    planted(&c);
-    spq_model m;
     spq_err e;
-    assert_int_equal(spq_model_init(&m, &c, 64, &e), 0);
-    int ids[128];
-    for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % V;
     spq_profile prof;
-    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, &prof, &e), 0);
-    spq_model_free(&m);
+    int ids[128];
+    planted_profiled(&c, &prof, ids);
     const spq_site_stats *sp = &prof.s[1 * SPQ_NSITES + SPQ_SITE_DOWN];
     fprintf(stderr, "  planted site absmax %.2f (channel %d), median %.4f\n", sp->absmax, sp->max_chan, spq_site_quantile(sp, 0.5));
     assert_int_equal(sp->max_chan, 5);
@@ -175,14 +182,9 @@ static void test_int8_grids(void **st)
     (void)st;
     spq_ckpt c, q;
     spq_err e;
-    planted(&c);
-    int ids[128];
-    for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % V;
-    spq_model m;
     spq_profile prof;
-    assert_int_equal(spq_model_init(&m, &c, 64, &e), 0);
-    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, &prof, &e), 0);
-    spq_model_free(&m);
+    int ids[128];
+    planted_profiled(&c, &prof, ids);
     unsigned char none[L * SPQ_NPROJ] = {0};
     static const int cfgs[][5] = {/* act bits, weight bits, per token, per channel, static */
                                   {6, 8, 0, 0, 0}, {6, 8, 0, 0, 1}, {8, 6, 1, 0, 0}, {6, 6, 0, 1, 0}, {4, 5, 1, 1, 0}, {5, 8, 0, 1, 1}};
@@ -223,14 +225,9 @@ static void test_smooth_folding(void **st)
     (void)st;
     spq_ckpt c;
     spq_err e;
-    planted(&c); /* 4 query heads on 2 KV heads: o's factors are shared per KV head */
-    int ids[128];
-    for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % V;
-    spq_model m;
     spq_profile prof;
-    assert_int_equal(spq_model_init(&m, &c, 64, &e), 0);
-    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, &prof, &e), 0);
-    spq_model_free(&m);
+    int ids[128];
+    planted_profiled(&c, &prof, ids); /* 4 query heads on 2 KV heads: o's factors are shared per KV head */
     float before = prof.s[1 * SPQ_NSITES + SPQ_SITE_DOWN].absmax;
     float x5 = spq_profile_chan_max(&prof, 1, SPQ_SITE_DOWN, 128)[5];
     spq_smooth sm;
@@ -278,14 +275,9 @@ static void test_rules(void **st)
     (void)st;
     spq_ckpt c;
     spq_err e;
-    planted(&c);
-    int ids[128];
-    for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % V;
-    spq_model m;
     spq_profile prof;
-    assert_int_equal(spq_model_init(&m, &c, 64, &e), 0);
-    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, &prof, &e), 0);
-    spq_model_free(&m);
+    int ids[128];
+    planted_profiled(&c, &prof, ids);
     unsigned char fb[L * SPQ_NPROJ], fb2[L * SPQ_NPROJ];
     spq_quant_opts o = spq_quant_defaults();
     o.spike = SPQ_F16;
@@ -332,14 +324,9 @@ static void test_e5m2_fallback(void **st)
     (void)st;
     spq_ckpt c, q;
     spq_err e;
-    planted(&c);
-    int ids[128];
-    for (int i = 0; i < 128; i++) ids[i] = (i * 53 + 11) % V;
-    spq_model m;
     spq_profile prof;
-    assert_int_equal(spq_model_init(&m, &c, 64, &e), 0);
-    assert_int_equal(spq_profile_run(&m, ids, 128, 2, 64, 0, &prof, &e), 0);
-    spq_model_free(&m);
+    int ids[128];
+    planted_profiled(&c, &prof, ids);
     unsigned char fb[L * SPQ_NPROJ] = {0}, none[L * SPQ_NPROJ] = {0};
     fb[1 * SPQ_NPROJ + SPQ_DOWN] = 1;
     int ev[48];
