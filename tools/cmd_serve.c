@@ -87,6 +87,16 @@ static double wall(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Wait on the server's condition variable (its lock held) for a signal or 100 ms. */
+static void wait_100ms(server *S)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100000000;
+    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+    pthread_cond_timedwait(&S->cv, &S->mu, &ts);
+}
+
 /* ---- requests' lifetime: one reference for the HTTP side, one for the scheduler ---- */
 
 static void req_unref(req *r) /* under the lock */
@@ -289,11 +299,7 @@ static void schedule(server *S)
         build_batch(S, rows);
         if (!S->batch.n_tokens) {
             if (S->draining && !S->open) break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100000000;
-            if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-            pthread_cond_timedwait(&S->cv, &S->mu, &ts);
+            wait_100ms(S);
             continue;
         }
         pthread_mutex_unlock(&S->mu); /* the step runs unlocked: only this thread uses the context */
@@ -350,15 +356,12 @@ static enum MHD_Result send_json(struct MHD_Connection *c, int code, cJSON *j)
     return m ? send_text(c, code, "application/json", m) : MHD_NO;
 }
 
-/* OpenAI's error object. */
-static enum MHD_Result send_error(server *S, struct MHD_Connection *c, const char *ep, int code, const char *param,
-                                  const char *fmt, ...)
+/* OpenAI's error object, counted in the metrics. */
+static enum MHD_Result send_errorv(server *S, struct MHD_Connection *c, const char *ep, int code, const char *param,
+                                   const char *fmt, va_list ap)
 {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     pthread_mutex_lock(&S->mu);
     count(S, ep, code);
     pthread_mutex_unlock(&S->mu);
@@ -370,6 +373,16 @@ static enum MHD_Result send_error(server *S, struct MHD_Connection *c, const cha
     else cJSON_AddNullToObject(e, "param");
     cJSON_AddNullToObject(e, "code");
     return send_json(c, code, j);
+}
+
+static enum MHD_Result send_error(server *S, struct MHD_Connection *c, const char *ep, int code, const char *param,
+                                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result rc = send_errorv(S, c, ep, code, param, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static const char *finish_name(int f) { return f == FIN_LENGTH ? "length" : "stop"; }
@@ -572,13 +585,12 @@ static int client_gone(int fd)
 static enum MHD_Result refuse(server *S, struct MHD_Connection *c, req *r, const char *ep, int code, const char *param,
                               const char *fmt, ...)
 {
-    char msg[512];
+    req_unref(r);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    enum MHD_Result rc = send_errorv(S, c, ep, code, param, fmt, ap);
     va_end(ap);
-    req_unref(r);
-    return send_error(S, c, ep, code, param, "%s", msg);
+    return rc;
 }
 
 static enum MHD_Result completion(server *S, struct MHD_Connection *c, const char *ep, int chat, const upload *u)
@@ -652,11 +664,7 @@ static enum MHD_Result completion(server *S, struct MHD_Connection *c, const cha
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? ci->connect_fd : -1;
     while (!r->done) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000;
-        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-        pthread_cond_timedwait(&S->cv, &S->mu, &ts);
+        wait_100ms(S);
         if (!r->done && fd >= 0 && client_gone(fd)) {
             r->cancelled = 1;
             pthread_cond_broadcast(&S->cv);
