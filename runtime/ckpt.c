@@ -290,6 +290,13 @@ int spq_tensor_to_f32(const spq_tensor *t, float *out)
 
 /* One expected tensor: name, rows, cols (cols 0 for vectors); linear: 1 CMPQ allowed, 2 the
  * panel layout allowed (what the model applies as a linear and never reads by rows). */
+const spq_tensor *spq_ckpt_channel_scales(const spq_ckpt *c, const char *weight)
+{
+    char sn[sizeof c->t->name + 8];
+    snprintf(sn, sizeof sn, "%s_scale", weight);
+    return spq_ckpt_find(c, sn);
+}
+
 static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int linear, spq_err *e)
 {
     const spq_tensor *t = spq_ckpt_find(c, name);
@@ -312,18 +319,16 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int
         return spq_fail(e, c->path, "tensor %s has invalid activation scale %g", name, (double)t->act_scale);
     if (t->act_bits && (t->act_bits < 4 || t->act_bits > 8))
         return spq_fail(e, c->path, "tensor %s has activation bits %d (4 to 8)", name, t->act_bits);
-    char sn[sizeof t->name + 8];
-    snprintf(sn, sizeof sn, "%s_scale", name);
-    const spq_tensor *cs = spq_ckpt_find(c, sn);
+    const spq_tensor *cs = spq_ckpt_channel_scales(c, name);
     if (cs) { /* per-output-channel weight scales */
         if (!(linear & 1) || t->dtype != SPQ_I8 || cs->dtype != SPQ_F32 || cs->ndim != 1 || cs->shape[0] != r ||
             cs->layout != SPQ_ROWS || cs->nbytes != 4 * (size_t)r)
-            return spq_fail(e, c->path, "tensor %s: per-channel scales need an INT8 projection and %lld F32 values", sn,
+            return spq_fail(e, c->path, "tensor %s: per-channel scales need an INT8 projection and %lld F32 values", cs->name,
                             (long long)r);
         for (int64_t i = 0; i < r; i++) {
             float v;
             memcpy(&v, (const char *)cs->data + 4 * i, 4);
-            if (!(v > 0 && v < 1e30f)) return spq_fail(e, c->path, "tensor %s: scale %lld is %g", sn, (long long)i, (double)v);
+            if (!(v > 0 && v < 1e30f)) return spq_fail(e, c->path, "tensor %s: scale %lld is %g", cs->name, (long long)i, (double)v);
         }
     }
     return 0;

@@ -48,6 +48,9 @@ typedef struct {
 
 enum { SPQ_ROWS = 0, SPQ_PANELS = 1 };
 
+/* The largest code of a symmetric b-bit INT8 grid, 2^(b-1) - 1 (b = 0 means 8: 127). */
+static inline float spq_code_max(int bits) { return (float)((1 << ((bits ? bits : 8) - 1)) - 1); }
+
 struct spq_verifier;
 
 typedef struct {
@@ -72,6 +75,9 @@ const char *spq_dtype_name(int dtype);
 spq_tensor *spq_ckpt_add(spq_ckpt *c, const spq_tensor *t);
 /* The tensor called name, or NULL. */
 spq_tensor *spq_ckpt_find(const spq_ckpt *c, const char *name);
+/* The per-output-channel scales of INT8 weight tensor `weight` (its companion F32 tensor
+ * "WEIGHT_scale", see spq_io.c), or NULL when it has one scale. */
+const spq_tensor *spq_ckpt_channel_scales(const spq_ckpt *c, const char *weight);
 /* Remember an mmap of file descriptor fd (now owned by c) to release with the checkpoint;
  * -1 when the table is full. */
 int spq_ckpt_add_map(spq_ckpt *c, void *p, size_t n, int fd);

@@ -13,7 +13,7 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, sp
     memset(l, 0, sizeof *l);
     int N = (int)t->shape[0], K = (int)t->shape[1];
     l->N = N; l->K = K; l->w_scale = t->scale; l->a_scale = t->act_scale; l->act_fmt = t->act_fmt;
-    l->qmax = (float)((1 << ((t->act_bits ? t->act_bits : 8) - 1)) - 1);
+    l->qmax = spq_code_max(t->act_bits);
     l->act_token = t->act_token;
     if (cs) { /* checked by spq_ckpt_validate: F32, N positive finite values */
         if (t->dtype != SPQ_I8) return spq_fail(e, NULL, "%s: per-channel scales belong to INT8 weights", t->name);
@@ -159,21 +159,12 @@ static float prepare_input(const spq_thr *t, const spq_linear *l, const float *x
     case SPQ_I8: {
         sa = l->a_scale;
         float qm = l->qmax;
-        if (sa <= 0 && l->act_token) { /* dynamic per token: each row its own absmax */
-            for (int m = r0; m < r1; m++) {
-                float amax = k->absmax(x + (size_t)m * K, (size_t)K);
-                rsc[m] = amax > 0 ? amax / qm : 1.0f;
-                k->quant_i8(x + (size_t)m * K, K, kp, 1.0f / rsc[m], qm, xq + (size_t)m * kp);
-            }
-            sa = 0;
-            break;
-        }
-        if (sa <= 0) { /* dynamic per-tensor: absmax of the whole input tensor */
-            float one = input_absmax(t, rows, x, M, r0, r1, K);
-            if (rows && rows->n > 1) {
+        if (sa <= 0) { /* dynamic: the absmax of each row (per token) or of the input tensor */
+            float one = l->act_token ? 0 : input_absmax(t, rows, x, M, r0, r1, K);
+            if (l->act_token || (rows && rows->n > 1)) { /* a scale per row */
                 sa = 0;
                 for (int m = r0; m < r1; m++) {
-                    float amax = row_amax(rows, m, one);
+                    float amax = l->act_token ? k->absmax(x + (size_t)m * K, (size_t)K) : row_amax(rows, m, one);
                     rsc[m] = amax > 0 ? amax / qm : 1.0f;
                     k->quant_i8(x + (size_t)m * K, K, kp, 1.0f / rsc[m], qm, xq + (size_t)m * kp);
                 }

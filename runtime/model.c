@@ -136,8 +136,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
         for (int j = 0; j < SPQ_NPROJ; j++) {
             snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
             const spq_tensor *t = spq_ckpt_find(c, nm);
-            strcat(nm, "_scale");
-            if (spq_linear_init(&L->p[j], t, spq_ckpt_find(c, nm), e)) { spq_model_free(m); return -1; }
+            if (spq_linear_init(&L->p[j], t, spq_ckpt_channel_scales(c, nm), e)) { spq_model_free(m); return -1; }
             if (!L->p[j].mapped && t->dtype != SPQ_CMPQ) spq_ckpt_release(c, t); /* packed: the copy is what runs */
             m->linear_bytes += t->dtype == SPQ_CMPQ ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }

@@ -251,7 +251,7 @@ static spq_tensor *add_quantized(spq_ckpt *d, const spq_tensor *t, const qparams
     q.act_token = dtype == SPQ_I8 && p->act_token;
     q.scale = 1.0f;
     if (dtype == SPQ_I8) {
-        float qm = (float)((1 << ((p->weight_bits ? p->weight_bits : 8) - 1)) - 1);
+        float qm = spq_code_max(p->weight_bits);
         float a = p->x && p->S > 0 && t->ndim == 2 ? spq_clip_search(f, N, K, p->x, p->S) : 1.0f;
         if (alpha) *alpha = a;
         int8_t *c8 = q.owned;
@@ -463,7 +463,7 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
                 snprintf(nm, sizeof nm, "%d.%s", l, j == SPQ_DOWN ? "down" : "o");
                 cJSON_AddItemToArray(fbl, cJSON_CreateString(nm));
             } else {
-                float qm = (float)((1 << (o->act_bits - 1)) - 1), alpha = 1;
+                float qm = spq_code_max(o->act_bits), alpha = 1;
                 qparams p = {.dtype = SPQ_I8, .act_bits = o->act_bits, .act_token = o->act_token && !o->act_static,
                              .weight_bits = o->weight_bits, .channel = o->weight_channel,
                              .act_scale = o->act_static && st->absmax > 0 ? st->absmax / qm : 0};
