@@ -24,6 +24,7 @@ spq_peak_fn spq_peak_for(const char *name)
         const char *name;
         spq_peak_fn fn;
     } all[] = {{"avx2", spq_peak_avx2}, {"avxvnni", spq_peak_avxvnni}, {"avx512", spq_peak_avx512},
+               {"avx512bf16", spq_peak_avx512},
                {"neon", spq_peak_neon}, {"neonplain", spq_peak_neonplain}};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (!strcmp(name, all[i].name) && all[i].fn) return all[i].fn;
