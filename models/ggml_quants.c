@@ -5,6 +5,7 @@
  * halves. */
 #include "models/ggml_quants.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -197,5 +198,55 @@ int spq_ggml_dequant(int type, const uint8_t *src, float *dst, int64_t n)
     size_t nb;
     if (spq_ggml_block(type, &el, &nb) || n % el) return -1;
     for (int64_t i = 0; i < n / el; i++) block(type, src + (size_t)i * nb, dst + (size_t)i * el);
+    return 0;
+}
+
+/* One 32-weight block of a legacy type by ggml's reference quantiser (ggml-quants.c's
+ * quantize_row_*_ref, which llama-quantize runs without an importance matrix): codes from
+ * the float scale, the scale stored as a half. */
+static void put_half(uint8_t *p, float v)
+{
+    uint16_t h = spq_f32_to_f16(v);
+    memcpy(p, &h, 2);
+}
+
+static void quant_block(int type, const float *x, uint8_t *b)
+{
+    float amax = 0, max = 0, lo = x[0], hi = x[0];
+    for (int j = 0; j < 32; j++) {
+        if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        lo = x[j] < lo ? x[j] : lo;
+        hi = x[j] > hi ? x[j] : hi;
+    }
+    if (type == GGML_Q8_0) {
+        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        put_half(b, d);
+        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+        return;
+    }
+    int q[32], sym = type == GGML_Q4_0 || type == GGML_Q5_0, top = type == GGML_Q4_0 || type == GGML_Q4_1 ? 15 : 31;
+    float d = sym ? max / -(float)(top / 2 + 1) : (hi - lo) / (float)top, id = d ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; j++) {
+        int v = sym ? (int8_t)(x[j] * id + (float)(top / 2 + 1) + 0.5f) : (int8_t)((x[j] - lo) * id + 0.5f);
+        q[j] = v < top ? v : top;
+    }
+    put_half(b, d);
+    if (!sym) put_half(b + 2, lo);
+    uint8_t *qs = b + (sym ? 2 : 4);
+    if (top == 31) { /* the fifth bits: qh (u32) after the scale(s), then the nibbles */
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) qh |= (uint32_t)(q[j] >> 4 & 1) << j | (uint32_t)(q[16 + j] >> 4 & 1) << (j + 16);
+        memcpy(qs, &qh, 4);
+        qs += 4;
+    }
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 15) | (q[16 + j] & 15) << 4);
+}
+
+int spq_ggml_quant(int type, const float *src, uint8_t *dst, int64_t n)
+{
+    int el;
+    size_t nb;
+    if (spq_ggml_block(type, &el, &nb) || el != 32 || type == GGML_IQ4_NL || n % 32) return -1;
+    for (int64_t i = 0; i < n / 32; i++) quant_block(type, src + 32 * i, dst + (size_t)i * nb);
     return 0;
 }

@@ -17,5 +17,9 @@ int spq_ggml_block(int type, int *elems, size_t *bytes);
 const char *spq_ggml_type_name(int type);
 /* n weights (a multiple of the block) of type from src into dst; -1 for an unknown type. */
 int spq_ggml_dequant(int type, const uint8_t *src, float *dst, int64_t n);
+/* n floats (a multiple of 32) into blocks of Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 exactly as ggml's
+ * reference quantiser writes them (llama-quantize without an importance matrix); -1 for
+ * another type. */
+int spq_ggml_quant(int type, const float *src, uint8_t *dst, int64_t n);
 
 #endif

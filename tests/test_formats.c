@@ -431,6 +431,43 @@ static void spit(const char *p, const void *b, size_t n)
     fclose(f);
 }
 
+/* ggml's reference quantiser on blocks whose codes follow from its formulas: Q4_0 / Q5_0
+ * take d = (the signed value of largest magnitude) / -8 (-16) and code round-half-up
+ * (x / d + 8.5, capped at 15), Q4_1 / Q5_1 d = (max - min) / 15 (31) and codes (x - min) / d
+ * rounded, Q8_0 d = absmax / 127; every result is read back by the dequantiser. */
+static void test_ggml_quant(void **st)
+{
+    (void)st;
+    float x[64], y[64];
+    uint8_t b[64];
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16) * 0.25f; /* -4 .. 3.75: max = -4 */
+    assert_int_equal(spq_ggml_quant(GGML_Q4_0, x, b, 32), 0);
+    assert_int_equal(spq_ggml_dequant(GGML_Q4_0, b, y, 32), 0);
+    for (int j = 0; j < 32; j++) { /* d = 0.5: x / d + 8 = j / 2, ties up */
+        int q = (j + 1) / 2 < 15 ? (j + 1) / 2 : 15;
+        assert_true(y[j] == 0.5f * (float)(q - 8));
+    }
+    assert_int_equal(spq_ggml_quant(GGML_Q5_0, x, b, 32), 0);
+    assert_int_equal(spq_ggml_dequant(GGML_Q5_0, b, y, 32), 0);
+    for (int j = 0; j < 32; j++) assert_true(y[j] == x[j]); /* d = 0.25: exact */
+    for (int j = 0; j < 32; j++) x[j] = 1.0f + (float)j * 0.5f; /* 1 .. 16.5: Q5_1 d = 0.5 */
+    assert_int_equal(spq_ggml_quant(GGML_Q5_1, x, b, 32), 0);
+    assert_int_equal(spq_ggml_dequant(GGML_Q5_1, b, y, 32), 0);
+    for (int j = 0; j < 32; j++) assert_true(y[j] == x[j]); /* m = 1: exact */
+    assert_int_equal(spq_ggml_quant(GGML_Q4_1, x, b, 32), 0);
+    assert_int_equal(spq_ggml_dequant(GGML_Q4_1, b, y, 32), 0);
+    float d = (16.5f - 1.0f) / 15, id = 1.0f / d, dh = spq_f16_to_f32(spq_f32_to_f16(d));
+    for (int j = 0; j < 32; j++) assert_true(y[j] == 1.0f + (float)(int)((x[j] - 1.0f) * id + 0.5f) * dh);
+    for (int j = 0; j < 64; j++) x[j] = (float)(j % 32 - 13) * 0.125f + (j >= 32 ? 100.0f : 0.0f);
+    assert_int_equal(spq_ggml_quant(GGML_Q8_0, x, b, 64), 0);
+    assert_int_equal(spq_ggml_dequant(GGML_Q8_0, b, y, 64), 0);
+    for (int j = 0; j < 64; j++) { /* half a step, plus the half-rounded scale's error */
+        float amax = j < 32 ? 2.25f : 102.25f;
+        assert_true(fabsf(y[j] - x[j]) <= amax / 127 / 2 + amax * 1e-3f);
+    }
+    assert_int_equal(spq_ggml_quant(GGML_Q4_K, x, b, 256), -1); /* K-quants: not here */
+}
+
 /* Version 1 files (linears in rows, packed at load) still read; written again they become
  * version 2 (linears in panels, run from the mapped file) with bit-identical logits. */
 static void test_spq_versions(void **st)
@@ -640,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_hf_matches_transformers),
         cmocka_unit_test(test_gguf_matches_hf),
         cmocka_unit_test(test_ggml_blocks),
+        cmocka_unit_test(test_ggml_quant),
         cmocka_unit_test(test_spq_versions),
         cmocka_unit_test(test_bad_spq),
         cmocka_unit_test(test_size_change),
