@@ -1,6 +1,9 @@
-/* bench_gemm.c — INT8 W8A8 GEMV/GEMM speed per ISA on TinyLlama-1.1B and LLaMA-2-7B layer
- * shapes, beside this machine's limits measured in the same run.
- * usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv (M = 1 only)] [--sync]
+/* bench_gemm.c — INT8 W8A8 (or CMPQ) GEMV/GEMM speed per ISA on TinyLlama-1.1B and LLaMA-2-7B
+ * layer shapes, beside this machine's limits measured in the same run.
+ * usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv (M = 1 only)] [--sync] [--cmpq BITS]
+ * --cmpq BITS times CMPQ tensors whose channels are all at BITS (2, 3, 4, 5, 6, 8; shared
+ * levels, 0.2% outliers) through spq_cmpq_apply in a thread team, as the forward pass runs
+ * them: GEMV GB/s counts every byte of the blob.
  * --sync instead times what joins the threads between steps: an OpenMP fork/join, an
  * OpenMP barrier, and the forward pass's team barrier (kernels/team.h).
  * GEMV (M = 1) rotates over enough copies of the weights (>= 512 MiB) that every call
@@ -15,6 +18,7 @@
 
 #include "bench/probes.h"
 #include "kernels/kernels.h"
+#include "runtime/cmpq.h"
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -64,18 +68,72 @@ static const struct { const char *name; int N, K; } SHAPES[] = {
     {"llama2-7b down 4096x11008", 4096, 11008},
 };
 
+/* Seconds per spq_cmpq_apply of M rows over tensors rs[0..n) in turn (one team, one region). */
+static double cmpq_time(spq_cmpq_rt *rs, int n, int M, const float *x, float *y, float *xs, int threads)
+{
+    spq_team tm;
+    spq_team_init(&tm, threads);
+    double t0 = spq_now();
+#pragma omp parallel num_threads(threads)
+    {
+        spq_thr t = spq_team_member(&tm);
+        for (int c = 0; c < n; c++) spq_cmpq_apply(&t, &rs[c], x, M, y, xs, c + 1 < n ? &rs[c + 1] : NULL);
+    }
+    return (spq_now() - t0) / n;
+}
+
+static void bench_cmpq(int bits, int reps, int threads, int gemv_only, double bw, double peak, const char *isa)
+{
+    int c = 0;
+    while (c < SPQ_CMPQ_NCLS - 1 && spq_cmpq_bits[c] != bits) c++;
+    for (size_t h = 0; h < sizeof SHAPES / sizeof SHAPES[0]; h++) {
+        int N = SHAPES[h].N, K = SHAPES[h].K;
+        uint32_t kc[SPQ_CMPQ_NCLS] = {0};
+        kc[c] = (uint32_t)K;
+        size_t nb;
+        void *one = spq_cmpq_synthetic(N, K, kc, (uint32_t)(0.002 * N * K), 1, &nb);
+        free(one);
+        int copies = (int)((512ull << 20) / nb) + 1;
+        void **blob = malloc(sizeof *blob * (size_t)copies);
+        spq_cmpq_rt *rs = calloc((size_t)copies, sizeof *rs);
+        for (int i = 0; i < copies; i++) {
+            blob[i] = spq_cmpq_synthetic(N, K, kc, (uint32_t)(0.002 * N * K), (uint64_t)i + 1, &nb);
+            if (!blob[i] || spq_cmpq_rt_init(&rs[i], blob[i])) { fprintf(stderr, "out of memory\n"); exit(1); }
+        }
+        for (int M = 1; M <= (gemv_only ? 1 : 512); M += 511) {
+            float *x = malloc(sizeof(float) * (size_t)M * K), *y = malloc(sizeof(float) * (size_t)M * N);
+            float *xs = malloc(sizeof(float) * (size_t)M * (size_t)spq_cmpq_row_scratch(&rs[0]));
+            for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)(i % 251) / 125.0f - 1.0f;
+            int nrep = M == 1 ? reps : (reps < 3 ? reps : 3), n = M == 1 ? copies : 1;
+            double *t = malloc(sizeof(double) * (size_t)nrep);
+            cmpq_time(rs, 1, M, x, y, xs, threads); /* warm-up */
+            for (int r = 0; r < nrep; r++) t[r] = cmpq_time(rs, n, M, x, y, xs, threads);
+            qsort(t, (size_t)nrep, sizeof(double), cmp_d);
+            double sec = t[nrep / 2], macs = (double)M * N * K;
+            double frac = M == 1 ? ((double)nb / sec) / bw : (macs / sec) / peak;
+            printf("| %s cmpq %d-bit | %s | %d | %.3f | %.1f | %.1f | %.0f%% %s |\n", isa, bits, SHAPES[h].name, M, sec * 1e3,
+                   2 * macs / sec / 1e9, (double)nb / sec / 1e9, 100 * frac, M == 1 ? "of read BW" : "of int8 peak");
+            fflush(stdout);
+            free(t); free(x); free(y); free(xs);
+        }
+        for (int i = 0; i < copies; i++) { spq_cmpq_rt_free(&rs[i]); free(blob[i]); }
+        free(rs); free(blob);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int threads = 0, reps = 7;
     const char *only = NULL;
-    int gemv_only = 0, sync = 0;
+    int gemv_only = 0, sync = 0, cmpq = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--gemv")) gemv_only = 1;
         else if (!strcmp(argv[i], "--sync")) sync = 1;
-        else { fprintf(stderr, "usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv] [--sync]\n"); return 2; }
+        else if (!strcmp(argv[i], "--cmpq") && i + 1 < argc) cmpq = atoi(argv[++i]);
+        else { fprintf(stderr, "usage: bench_gemm [-t THREADS] [-r REPS] [--isa NAME] [--gemv] [--sync] [--cmpq BITS]\n"); return 2; }
     }
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
@@ -99,6 +157,11 @@ int main(int argc, char **argv)
         if (only ? strcmp(only, names[s]) : !strcmp(names[s], "scalar")) continue; /* scalar: tests only */
         double peak = spq_probe_int8_macs(k);
         printf("| %s | int8 dot peak probe | | | %.0f | | (%.0f G MAC/s) |\n", k->name, 2 * peak / 1e9, peak / 1e9);
+        if (cmpq) {
+            if (spq_kern_select(names[s])) continue;
+            bench_cmpq(cmpq, reps, threads, gemv_only, bw, peak, k->name);
+            continue;
+        }
         for (size_t h = 0; h < sizeof SHAPES / sizeof SHAPES[0]; h++) {
             int N = SHAPES[h].N, K = SHAPES[h].K, kp = spq_kpad(K);
             size_t wb = spq_pack_q8_size(N, K);

@@ -4,7 +4,8 @@
 # same windows (--kl-base), and zero-shot accuracy on the nine tasks of ../shared/data/eval
 # (acc; acc_norm where the harness reports it). Prints a markdown table.
 # Environment: CHUNKS (docs-eval windows of 512 tokens, default 100), LIMIT (items per task,
-# default 300), T (threads, default 2). About 25 minutes on 2 cores with the defaults.
+# default 300), T (threads, default 2), PLANS (the rows, default all nine). About 25 minutes on
+# 2 cores with the defaults.
 set -e
 S=${SPIKEQ:-build/spikeq}
 SH=${SPIKEQ_SHARED:-../shared}
@@ -14,8 +15,10 @@ O=${1:-/tmp/spikeq-eval}
 CHUNKS=${CHUNKS:-100}; LIMIT=${LIMIT:-300}; T=${T:-2}
 mkdir -p "$O"
 C="--calib $D/docs-calib.txt"
-q() { name=$1; shift; [ -f "$O/$name.spq" ] || $S quantize "$D" -o "$O/$name.spq" -t $T "$@" 2>>"$O/log"; }
-[ -f "$O/fp16.spq" ] || $S convert "$D" -o "$O/fp16.spq" 2>>"$O/log"
+PLANS=${PLANS:-"fp16 w8a8-dynamic w8a8-static w8a8-dynamic-fp16spike w8a8-static-fp16spike w8a8-static-fp8spike cmpq-5 cmpq-4 cmpq-3"}
+want() { case " $PLANS " in *" $1 "*) return 0;; esac; return 1; }
+q() { name=$1; shift; want $name || return 0; [ -f "$O/$name.spq" ] || $S quantize "$D" -o "$O/$name.spq" -t $T "$@" 2>>"$O/log"; }
+! want fp16 || [ -f "$O/fp16.spq" ] || $S convert "$D" -o "$O/fp16.spq" 2>>"$O/log"
 q w8a8-dynamic --spike none
 q w8a8-static --act static --spike none $C
 q w8a8-dynamic-fp16spike $C
@@ -27,7 +30,7 @@ q cmpq-3 --scheme cmpq --bits 3 $C
 field() { sed -n "s/^$1 *: *\([-0-9.]*\)\( +\/- \([0-9.]*\)\)\{0,1\}.*/\1 ± \3/p" "$2" | sed 's/ ± $//'; }
 echo "| plan | docs-eval ppl | mean KLD vs FP16 | same top token | zero-shot mean acc | hellaswag acc_norm | piqa acc_norm | arc_easy acc_norm | winogrande acc | lambada acc |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for v in fp16 w8a8-dynamic w8a8-static w8a8-dynamic-fp16spike w8a8-static-fp16spike w8a8-static-fp8spike cmpq-5 cmpq-4 cmpq-3; do
+for v in $PLANS; do
   m="$O/$v.spq"
   [ -f "$O/$v.kl" ] || $S perplexity -m "$m" -f "$D/docs-eval.txt" --chunks $CHUNKS --kl-base "$D" -t $T >"$O/$v.kl" 2>>"$O/log"
   [ -f "$O/$v.json" ] || $S eval -m "$m" --data "$E" --limit $LIMIT -t $T -o json >"$O/$v.json" 2>>"$O/log"

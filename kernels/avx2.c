@@ -7,7 +7,6 @@
  * the end. Register tile: MR <= 4 tokens x one 16-column panel. */
 #include "kernels.h"
 #include "attn_driver.h"
-#include "lut_driver.h"
 
 #if defined(__x86_64__)
 
@@ -306,65 +305,134 @@ static float softmax_row(float *s, int T)
 
 SPQ_ATTN
 
-/* ---- CMPQ look-up-table GEMV ----
- * vpermps ymm looks up 8 floats by bits 0..2 of each lane: enough for 2- and 3-bit tables
- * (replicated, entry i = level i mod 2^b); 4-bit codes take both halves of the 16-entry
- * table and pick by bit 3 (shifted into the sign bit for blendv). A panel is two ymm halves
- * (rows 0..7, 8..15); two panels share each column's table loads and broadcast. */
-INL __m256i lut_idx8(const uint32_t *gw, const int b, const int j)
+/* ---- CMPQ (kernels.h layout) ----
+ * A 64-byte plane is two ymm halves (rows 0-7, 8-15). Shifts and masks give each byte its
+ * code; vpshufb looks up 16-entry tables (5 and 6 bits: two or four lookups picked by bits
+ * 4 and 5 through blendv; per-column tables: four lookups, each zeroing the bytes of the
+ * other three columns by their index's bit 7, OR'd). AVX2 has no unsigned x signed dot
+ * without saturation, so levels are made signed (^ 0x80) and multiplied as
+ * maddubs(|l|, sign(x, l)) (pairs <= 2 x 127 x 127); the block sum then gets the u8
+ * levels' bias back (+ 128 sum x), exactly the reference's integer. */
+static inline int32_t load4(const int8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
+INL __m256i shift_bits(__m256i v, const int from, const int to)
 {
-    const int o = j * b, w = o >> 5, sh = o & 31;
-    __m256i v = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(gw + w * 16)), sh);
-    if (sh + b > 32)
-        v = _mm256_or_si256(v, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(gw + (w + 1) * 16)), 32 - sh));
-    return v;
+    return from > to ? _mm256_srli_epi16(v, from - to) : from < to ? _mm256_slli_epi16(v, to - from) : v;
 }
 
-INL void lut_panels(const int b, const int NP, const int TS, int kp, const float *x, const uint32_t *codes,
-                    size_t pw, const float *tab, float *acc)
+INL __m256i cq_code8(const int b, const int Q, const uint8_t *blk)
 {
-    const int G = b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4, WG = G * b / 32;
-    __m256 a[2][2][2]; /* panel, half, chain */
-    for (int p = 0; p < NP; p++)
-        for (int h = 0; h < 2; h++) {
-            a[p][h][0] = _mm256_loadu_ps(acc + 16 * p + 8 * h);
-            a[p][h][1] = _mm256_setzero_ps();
+    const __m256i m03 = _mm256_set1_epi8(0x03), m0f = _mm256_set1_epi8(0x0f);
+    __m256i i;
+    if (b == 2 || b == 3) {
+        i = _mm256_and_si256(shift_bits(_mm256_loadu_si256((const __m256i *)(blk + 64 * (Q / 4))), 2 * (Q % 4), 0), m03);
+        if (b == 3)
+            i = _mm256_or_si256(i, _mm256_and_si256(shift_bits(_mm256_loadu_si256((const __m256i *)(blk + 128)), Q, 2),
+                                                    _mm256_set1_epi8(0x04)));
+        return i;
+    }
+    i = _mm256_and_si256(shift_bits(_mm256_loadu_si256((const __m256i *)(blk + 64 * (Q / 2))), 4 * (Q % 2), 0), m0f);
+    if (b == 5)
+        i = _mm256_or_si256(i, _mm256_and_si256(shift_bits(_mm256_loadu_si256((const __m256i *)(blk + 256)), Q, 4),
+                                                _mm256_set1_epi8(0x10)));
+    if (b == 6)
+        i = _mm256_or_si256(i, _mm256_and_si256(shift_bits(_mm256_loadu_si256((const __m256i *)(blk + 256 + 64 * (Q / 4))),
+                                                           2 * (Q % 4), 4), _mm256_set1_epi8(0x30)));
+    return i;
+}
+
+/* signed levels (-127..127) of one half's 32 bytes of quad Q (codes at blk, half h) */
+INL __m256i cq_levels8(const int b, const int TS, const int Q, const uint8_t *blk, const uint8_t *tab, int k)
+{
+    const __m256i x80 = _mm256_set1_epi8((char)0x80);
+    if (b == 8) return _mm256_loadu_si256((const __m256i *)(blk + 64 * Q));
+    __m256i c = cq_code8(b, Q, blk), u;
+    if (TS) {
+        u = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tab + (size_t)16 * (k + j))));
+            __m256i off = _mm256_set1_epi32((int)(0x80808080u & ~(0xffu << (8 * j))));
+            u = _mm256_or_si256(u, _mm256_shuffle_epi8(t, _mm256_or_si256(c, off)));
         }
-    for (int g = 0; g < kp / G; g++) {
-        const uint32_t *gw = codes + (size_t)g * WG * 16;
-        for (int p = 0; p < NP; p++)
-            for (int w = 0; w < WG; w++) _mm_prefetch((const char *)(gw + p * pw + w * 16) + 1024, _MM_HINT_T0);
-#pragma GCC unroll 32
-        for (int j = 0; j < G; j++) {
-            const int k = g * G + j;
-            if (b == 8) {
-                __m256 xs = _mm256_set1_ps(x[k] * tab[k]);
-                for (int p = 0; p < NP; p++)
-                    for (int h = 0; h < 2; h++) {
-                        __m256i c = _mm256_loadu_si256((const __m256i *)(gw + p * pw + 8 * h));
-                        __m256 v = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(c, 24 - 8 * j), 24));
-                        a[p][h][j & 1] = _mm256_fmadd_ps(v, xs, a[p][h][j & 1]);
-                    }
-            } else {
-                __m256 tl = _mm256_loadu_ps(tab + (size_t)k * TS), th = _mm256_loadu_ps(tab + (size_t)k * TS + 8);
-                __m256 xb = _mm256_set1_ps(x[k]);
-                for (int p = 0; p < NP; p++)
-                    for (int h = 0; h < 2; h++) {
-                        __m256i idx = lut_idx8(gw + p * pw + 8 * h, b, j);
-                        __m256 v = _mm256_permutevar8x32_ps(tl, idx);
-                        if (b == 4)
-                            v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(th, idx),
-                                                 _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
-                        a[p][h][j & 1] = _mm256_fmadd_ps(v, xb, a[p][h][j & 1]);
-                    }
-            }
+    } else if (b <= 4) {
+        u = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)tab)), c);
+    } else {
+        __m256i lo = _mm256_and_si256(c, _mm256_set1_epi8(0x0f));
+        __m256i s4 = _mm256_slli_epi16(c, 3); /* bit 4 -> 7 */
+        u = _mm256_blendv_epi8(_mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)tab)), lo),
+                               _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tab + 16))), lo), s4);
+        if (b == 6) {
+            __m256i v = _mm256_blendv_epi8(
+                _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tab + 32))), lo),
+                _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tab + 48))), lo), s4);
+            u = _mm256_blendv_epi8(u, v, _mm256_slli_epi16(c, 2)); /* bit 5 -> 7 */
         }
     }
-    for (int p = 0; p < NP; p++)
-        for (int h = 0; h < 2; h++) _mm256_storeu_ps(acc + 16 * p + 8 * h, _mm256_add_ps(a[p][h][0], a[p][h][1]));
+    return _mm256_xor_si256(u, x80);
 }
 
-SPQ_LUT_GEMV(2)
+INL void cmpq_panel(const int b, const int TS, const int MT, int kp, const uint8_t *codes, const uint8_t *tab,
+                    const int8_t *xq, int ldx, const float *xd, const int32_t *xs, int ldd, float *acc, int lda)
+{
+    __m256 f[2][2];
+    for (int m = 0; m < MT; m++)
+        for (int h = 0; h < 2; h++) f[m][h] = _mm256_loadu_ps(acc + (size_t)m * lda + 8 * h);
+    const __m256i one = _mm256_set1_epi16(1);
+    const size_t bb = (size_t)64 * b;
+    for (int o = 0; o < kp / SPQ_CMPQ_BLK; o++) {
+        __m256i a[2][2];
+        for (int m = 0; m < MT; m++) a[m][0] = a[m][1] = _mm256_setzero_si256();
+        for (int Q = 0; Q < 8; Q++) {
+            const int k = o * SPQ_CMPQ_BLK + 4 * Q;
+            for (int h = 0; h < 2; h++) {
+                __m256i l = cq_levels8(b, TS, Q, codes + o * bb + 32 * h, tab, k), al = _mm256_abs_epi8(l);
+                for (int m = 0; m < MT; m++) {
+                    __m256i xb = _mm256_set1_epi32(load4(xq + (size_t)m * ldx + k));
+                    __m256i p = _mm256_maddubs_epi16(al, _mm256_sign_epi8(xb, l));
+                    a[m][h] = _mm256_add_epi32(a[m][h], _mm256_madd_epi16(p, one));
+                }
+            }
+        }
+        for (int m = 0; m < MT; m++) {
+            __m256 d = _mm256_set1_ps(xd[(size_t)m * ldd + o]);
+            __m256i bias = _mm256_set1_epi32(128 * xs[(size_t)m * ldd + o]);
+            for (int h = 0; h < 2; h++)
+                f[m][h] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(a[m][h], bias)), f[m][h]);
+        }
+    }
+    for (int m = 0; m < MT; m++)
+        for (int h = 0; h < 2; h++) _mm256_storeu_ps(acc + (size_t)m * lda + 8 * h, f[m][h]);
+}
+
+#define CQ2_RUN(b, TS)                                                                                        \
+    for (int p = 0; p < np; p++)                                                                              \
+        for (int m = 0; m < M; m += 2) {                                                                      \
+            const uint8_t *cp = codes + (size_t)p * ps;                                                       \
+            float *ac = acc + (size_t)m * lda + 16 * p;                                                       \
+            if (M - m >= 2) cmpq_panel(b, TS, 2, kp, cp, tab, xq + (size_t)m * ldx, ldx, xd + (size_t)m * ldd, xs + (size_t)m * ldd, ldd, ac, lda); \
+            else cmpq_panel(b, TS, 1, kp, cp, tab, xq + (size_t)m * ldx, ldx, xd + (size_t)m * ldd, xs + (size_t)m * ldd, ldd, ac, lda); \
+        }
+
+static void cmpq_dot(int b, int kp, int np, const uint8_t *codes, size_t ps, const uint8_t *tab, int tstride, int M,
+                     const int8_t *xq, int ldx, const float *xd, const int32_t *xs, int ldd, float *acc, int lda)
+{
+    if (tstride) {
+        switch (b) {
+        case 2: CQ2_RUN(2, 16) break;
+        case 3: CQ2_RUN(3, 16) break;
+        default: CQ2_RUN(4, 16) break;
+        }
+        return;
+    }
+    switch (b) {
+    case 2: CQ2_RUN(2, 0) break;
+    case 3: CQ2_RUN(3, 0) break;
+    case 4: CQ2_RUN(4, 0) break;
+    case 5: CQ2_RUN(5, 0) break;
+    case 6: CQ2_RUN(6, 0) break;
+    default: CQ2_RUN(8, 0) break;
+    }
+}
 
 static const spq_kernels table = {
     .name = "avx2",
@@ -379,7 +447,7 @@ static const spq_kernels table = {
     .dot_f32 = dot_f32,
     .attn = attn,
     .attn_h = attn_h,
-    .gemv_lut = gemv_lut,
+    .cmpq_dot = cmpq_dot,
     .gemv_q8 = NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
 
@@ -492,7 +560,7 @@ static const spq_kernels table_vnni = {
     .dot_f32 = dot_f32,
     .attn = attn,
     .attn_h = attn_h,
-    .gemv_lut = gemv_lut,
+    .cmpq_dot = cmpq_dot,
     .gemv_q8 = gemv_q8_vnni,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }

@@ -8,7 +8,6 @@
  * NP weight loads and MR 4-byte broadcasts feed MR*NP vpdpbusd. */
 #include "kernels.h"
 #include "attn_driver.h"
-#include "lut_driver.h"
 
 #if defined(__x86_64__)
 
@@ -58,7 +57,7 @@ INL void q8_tile(const int MR, const int NP, int N, int kp, int n, int m, const 
 }
 
 #ifndef GEMV_PF
-#define GEMV_PF 1024 /* LUT GEMV prefetch distance, bytes */
+#define GEMV_PF 1024 /* CMPQ prefetch distance, bytes */
 #endif
 /* Decode (M = 1): a pure weight stream. Four k-quads per iteration, two accumulator chains
  * per panel, activations broadcast straight from memory and offset in-register. No software
@@ -352,54 +351,128 @@ static float softmax_row(float *s, int T)
 
 SPQ_ATTN
 
-/* ---- CMPQ look-up-table GEMV ----
- * vpermps looks up 16 floats by the low 4 bits of each lane. A column's codes sit at a
- * fixed bit offset of every row's 32-bit lane, so one shift brings them to bits 0..3 and the
- * table's replication (entry i = level i mod 2^b) makes the neighbours' bits irrelevant:
- * shift + vpermps + FMA per 16 weights. Four panels share each column's table load and
- * broadcast; two accumulator chains per panel hide the FMA latency. */
-INL __m512i lut_idx(const uint32_t *gw, const int b, const int j)
+/* CMPQ (kernels.h layout): per quad Q of a 32-column block, the planes give each byte its
+ * code (shift + ternlog), vpermb looks up the u8 level (per-column tables: four columns'
+ * 16-entry tables in one 64-byte memory operand, the byte's position j in bits 4-5 of its
+ * index; shared tables: one register), and vpdpbusd multiplies the 64 levels by the quad's
+ * broadcast int8 activations. Every block ends in one fmadd per accumulator (its
+ * activation scale), as the reference. MT tokens x NP panels share each decoded quad. */
+#define VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
+#define INLV static inline __attribute__((always_inline)) VBMI
+
+/* byte v shifted so that bit `from` lands on bit `to` (16-bit lanes; the caller masks) */
+INLV __m512i bitmove(__m512i v, const int from, const int to)
 {
-    const int o = j * b, w = o >> 5, sh = o & 31;
-    __m512i v = _mm512_srli_epi32(_mm512_loadu_si512(gw + w * 16), sh);
-    if (sh + b > 32) v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_loadu_si512(gw + (w + 1) * 16), 32 - sh));
-    return v;
+    return from > to ? _mm512_srli_epi16(v, from - to) : from < to ? _mm512_slli_epi16(v, to - from) : v;
 }
 
-INL void lut_panels(const int b, const int NP, const int TS, int kp, const float *x, const uint32_t *codes,
-                    size_t pw, const float *tab, float *acc)
+/* the look-up index of quad Q's 64 bytes in block blk: code bits, then (TS) j in bits 4-5 */
+INLV __m512i cq_index(const int b, const int TS, const int Q, const uint8_t *blk)
 {
-    const int G = b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4, WG = G * b / 32;
-    __m512 a[4][2];
-    for (int p = 0; p < NP; p++) {
-        a[p][0] = _mm512_loadu_ps(acc + 16 * p);
-        a[p][1] = _mm512_setzero_ps();
+    const __m512i pat = _mm512_set1_epi32(0x30201000), m0f = _mm512_set1_epi8(0x0f);
+    __m512i i;
+    if (b == 2 || b == 3) {
+        i = bitmove(_mm512_loadu_si512(blk + 64 * (Q / 4)), 2 * (Q % 4), 0);
+        if (b == 3) /* bit 2 from the 1-bit plane (bitselect, mask 0x03) */
+            i = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x03), i, bitmove(_mm512_loadu_si512(blk + 128), Q, 2), 0xca);
+    } else {
+        i = bitmove(_mm512_loadu_si512(blk + 64 * (Q / 2)), 4 * (Q % 2), 0);
+        if (b == 5)
+            i = _mm512_ternarylogic_epi32(m0f, i, bitmove(_mm512_loadu_si512(blk + 256), Q, 4), 0xca);
+        if (b == 6)
+            i = _mm512_ternarylogic_epi32(m0f, i, bitmove(_mm512_loadu_si512(blk + 256 + 64 * (Q / 4)), 2 * (Q % 4), 4), 0xca);
     }
-    for (int g = 0; g < kp / G; g++) {
-        const uint32_t *gw = codes + (size_t)g * WG * 16;
+    if (TS) i = _mm512_ternarylogic_epi32(i, m0f, pat, 0xea); /* (i & 0x0f) | pat */
+    return i;
+}
+
+INLV void cmpq_tile(const int b, const int TS, const int MT, const int NP, int kp, const uint8_t *codes, size_t ps,
+                    const uint8_t *tab, const int8_t *xq, int ldx, const float *xd, int ldd, float *acc, int lda)
+{
+    __m512 f[4][4];
+    for (int m = 0; m < MT; m++)
+        for (int p = 0; p < NP; p++) f[m][p] = _mm512_loadu_ps(acc + (size_t)m * lda + 16 * p);
+    const __m512i T = TS || b == 8 ? _mm512_setzero_si512() : _mm512_loadu_si512(tab), x80 = _mm512_set1_epi8((char)0x80);
+    const size_t bb = (size_t)64 * b;
+    for (int o = 0; o < kp / SPQ_CMPQ_BLK; o++) {
+        __m512i a[4][4];
+        for (int m = 0; m < MT; m++)
+            for (int p = 0; p < NP; p++) a[m][p] = _mm512_setzero_si512();
         for (int p = 0; p < NP; p++)
-            for (int w = 0; w < WG; w++) _mm_prefetch((const char *)(gw + p * pw + w * 16) + GEMV_PF, _MM_HINT_T0);
-#pragma GCC unroll 32
-        for (int j = 0; j < G; j++) {
-            const int k = g * G + j;
-            if (b == 8) {
-                __m512 xs = _mm512_set1_ps(x[k] * tab[k]);
-                for (int p = 0; p < NP; p++) {
-                    __m512i c = _mm512_loadu_si512(gw + p * pw);
-                    __m512 v = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(c, 24 - 8 * j), 24));
-                    a[p][j & 1] = _mm512_fmadd_ps(v, xs, a[p][j & 1]);
-                }
-            } else {
-                __m512 t = _mm512_loadu_ps(tab + (size_t)k * TS), xb = _mm512_set1_ps(x[k]);
-                for (int p = 0; p < NP; p++)
-                    a[p][j & 1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lut_idx(gw + p * pw, b, j), t), xb, a[p][j & 1]);
+            for (int l = 0; l < b; l++) _mm_prefetch((const char *)(codes + p * ps + o * bb + 64 * l) + GEMV_PF, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int Q = 0; Q < 8; Q++) {
+            const int k = o * SPQ_CMPQ_BLK + 4 * Q;
+            __m512i w[4];
+            for (int p = 0; p < NP; p++) {
+                const uint8_t *blk = codes + p * ps + o * bb;
+                if (b == 8) w[p] = _mm512_xor_si512(_mm512_loadu_si512(blk + 64 * Q), x80);
+                else if (TS) w[p] = _mm512_permutexvar_epi8(cq_index(b, TS, Q, blk), _mm512_loadu_si512(tab + (size_t)16 * k));
+                else w[p] = _mm512_permutexvar_epi8(cq_index(b, TS, Q, blk), T);
+            }
+            for (int m = 0; m < MT; m++) {
+                __m512i xb = _mm512_set1_epi32(load4(xq + (size_t)m * ldx + k));
+                for (int p = 0; p < NP; p++) a[m][p] = _mm512_dpbusd_epi32(a[m][p], w[p], xb);
             }
         }
+        for (int m = 0; m < MT; m++) {
+            __m512 d = _mm512_set1_ps(xd[(size_t)m * ldd + o]);
+            for (int p = 0; p < NP; p++) f[m][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(a[m][p]), f[m][p]);
+        }
     }
-    for (int p = 0; p < NP; p++) _mm512_storeu_ps(acc + 16 * p, _mm512_add_ps(a[p][0], a[p][1]));
+    for (int m = 0; m < MT; m++)
+        for (int p = 0; p < NP; p++) _mm512_storeu_ps(acc + (size_t)m * lda + 16 * p, f[m][p]);
 }
 
-SPQ_LUT_GEMV(4)
+/* MT tokens over np panels, NP at a time, then one by one */
+INLV void cmpq_tokens(const int b, const int TS, const int MT, const int NP, int kp, int np, const uint8_t *codes,
+                      size_t ps, const uint8_t *tab, const int8_t *x, int ldx, const float *d, int ldd, float *ac, int lda)
+{
+    int p = 0;
+    for (; p + NP <= np; p += NP) cmpq_tile(b, TS, MT, NP, kp, codes + p * ps, ps, tab, x, ldx, d, ldd, ac + 16 * p, lda);
+    for (; p < np; p++) cmpq_tile(b, TS, MT, 1, kp, codes + p * ps, ps, tab, x, ldx, d, ldd, ac + 16 * p, lda);
+}
+
+/* tokens in groups of 4 (then the rest), panels in groups of 4 for one or two tokens, else 2 */
+INLV void cmpq_class(const int b, const int TS, int kp, int np, const uint8_t *codes, size_t ps, const uint8_t *tab,
+                     int M, const int8_t *xq, int ldx, const float *xd, int ldd, float *acc, int lda)
+{
+    for (int m = 0; m < M; m += 4) {
+        const int8_t *x = xq + (size_t)m * ldx;
+        const float *d = xd + (size_t)m * ldd;
+        float *ac = acc + (size_t)m * lda;
+        switch (M - m) {
+        case 1: cmpq_tokens(b, TS, 1, 4, kp, np, codes, ps, tab, x, ldx, d, ldd, ac, lda); break;
+        case 2: cmpq_tokens(b, TS, 2, 4, kp, np, codes, ps, tab, x, ldx, d, ldd, ac, lda); break;
+        case 3: cmpq_tokens(b, TS, 3, 2, kp, np, codes, ps, tab, x, ldx, d, ldd, ac, lda); break;
+        default: cmpq_tokens(b, TS, 4, 2, kp, np, codes, ps, tab, x, ldx, d, ldd, ac, lda); break;
+        }
+    }
+}
+#define CQ_RUN(b, TS) cmpq_class(b, TS, kp, np, codes, ps, tab, M, xq, ldx, xd, ldd, acc, lda);
+
+VBMI static void cmpq_dot_vbmi(int b, int kp, int np, const uint8_t *codes, size_t ps, const uint8_t *tab, int tstride,
+                               int M, const int8_t *xq, int ldx, const float *xd, const int32_t *xs, int ldd, float *acc,
+                               int lda)
+{
+    (void)xs;
+    if (tstride) {
+        switch (b) {
+        case 2: CQ_RUN(2, 16) break;
+        case 3: CQ_RUN(3, 16) break;
+        default: CQ_RUN(4, 16) break;
+        }
+        return;
+    }
+    switch (b) {
+    case 2: CQ_RUN(2, 0) break;
+    case 3: CQ_RUN(3, 0) break;
+    case 4: CQ_RUN(4, 0) break;
+    case 5: CQ_RUN(5, 0) break;
+    case 6: CQ_RUN(6, 0) break;
+    default: CQ_RUN(8, 0) break;
+    }
+}
 
 /* ---- BF16 weights with AVX-512 BF16 (Zen 4/5, Sapphire Rapids): vdpbf16ps multiplies
  * pairs of BF16 (k, k+1) and adds both products to an FP32 lane, twice the FMAs' rate. The
@@ -474,7 +547,7 @@ static BF16_TARGET void gemm_bf16_dp(int M, int N, int K, int n0, int n1, const 
     if (xp != stack) free(xp);
 }
 
-static const spq_kernels table = {
+static spq_kernels table = {
     .name = "avx512",
     .gemm_q8 = gemm_q8,
     .gemm_f32 = gemm_f32,
@@ -487,25 +560,32 @@ static const spq_kernels table = {
     .dot_f32 = dot_f32,
     .attn = attn,
     .attn_h = attn_h,
-    .gemv_lut = gemv_lut,
+    .cmpq_dot = NULL, /* set at first use: VBMI or the AVX2 kernel */
     .gemv_q8 = gemv_q8,
 };
 
 /* the same kernels, BF16 weights through vdpbf16ps */
 static spq_kernels table_bf16;
-static void init_bf16_table(void)
+/* CMPQ needs vpermb (AVX512_VBMI, not on Skylake/Cascade Lake): else the AVX2 kernel */
+static void init_tables(void)
 {
+    __builtin_cpu_init();
+    table.cmpq_dot = __builtin_cpu_supports("avx512vbmi") ? cmpq_dot_vbmi : spq_kernels_avx2()->cmpq_dot;
     table_bf16 = table;
     table_bf16.name = "avx512bf16";
     table_bf16.gemm_bf16 = gemm_bf16_dp;
     table_bf16.bf16_rounds_x = 1;
 }
+static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-const spq_kernels *spq_kernels_avx512(void) { return &table; }
+const spq_kernels *spq_kernels_avx512(void)
+{
+    pthread_once(&once, init_tables);
+    return &table;
+}
 const spq_kernels *spq_kernels_avx512bf16(void)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_bf16_table);
+    pthread_once(&once, init_tables);
     return &table_bf16;
 }
 #else

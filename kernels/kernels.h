@@ -37,29 +37,26 @@ size_t spq_pack_f_size(int N, int K, int elem);
 /* Pack FP8 codes row-major [N][K] into the INT8 panel layout (same byte layout). */
 void spq_pack_fp8(const uint8_t *w, int N, int K, uint8_t *out);
 
-/* CMPQ LUT layout (weight-only, runtime/cmpq.h). The columns of one bit-width b (2, 3, 4
- * or 8) form a class of kp columns, kp a multiple of spq_lut_group(b) (zero codes pad it).
- * Rows are in panels of 16; a panel holds kp * b / 2 u32 words. Within a panel, column k is
- * in group g = k / G (G = spq_lut_group(b)), at bit offset o = (k % G) * b of the group's
- * G * b / 32 words; word w of group g, row r is at index (g * G * b / 32 + w) * 16 + r. So
- * one 64-byte load brings the codes of 16 rows, and a 3-bit code may straddle two words.
- * Tables: b <= 4: 16 floats per column, entry i = level (i mod 2^b) (a 16-entry look-up
- * ignores the neighbouring codes' bits); b = 8: one float scale per column, codes signed. */
-static inline int spq_lut_group(int b) { return b == 2 ? 16 : b == 3 ? 32 : b == 4 ? 8 : 4; }
-/* u32 words of one 16-row panel of kp columns at b bits. */
-static inline size_t spq_lut_panel_words(int b, int kp) { return (size_t)kp * (size_t)b / 2; }
-/* The b-bit code of row r (0..15) and column k within one panel's words. */
-static inline unsigned spq_lut_code(const uint32_t *panel, int b, int k, int r)
-{
-    int G = spq_lut_group(b), o = (k % G) * b;
-    const uint32_t *gw = panel + (size_t)(k / G) * (size_t)(G * b / 32) * 16;
-    uint64_t v = gw[(o / 32) * 16 + r];
-    if (o % 32 + b > 32) v |= (uint64_t)gw[(o / 32 + 1) * 16 + r] << 32;
-    return (unsigned)(v >> (o % 32)) & ((1u << b) - 1u);
-}
-/* Pack row-major codes c[N][kc] (values < 2^b) into the LUT layout of kp >= kc columns
- * (out: ceil(N/16) panels, zeroed first). */
-void spq_pack_lut(const uint8_t *c, int N, int kc, int b, int kp, uint32_t *out);
+/* CMPQ integer layout (weight-only, runtime/cmpq.h). The columns of one bit-width b (2, 3,
+ * 4, 5, 6 or 8) form a class of kp columns, kp a multiple of SPQ_CMPQ_BLK = 32 (zero codes
+ * pad it); rows are in panels of 16. A panel holds kp / 32 blocks of 64 * b bytes, each
+ * the codes of 32 columns x 16 rows as 64-byte planes whose byte 4r + j (row r) holds bits
+ * of the columns 4Q + j of the block's quads Q = 0..7 (one vpdpbusd operand per quad):
+ *   8-bit planes (b = 8): plane Q, the whole code (two's complement);
+ *   4-bit planes (b = 4, 5, 6): plane Q / 2, bits 0-3 in the low (Q even) or high nibble;
+ *   2-bit planes (b = 2, 3: bits 0-1; b = 6: bits 4-5): plane Q / 4, bits 2 (Q % 4) ...;
+ *   1-bit plane (b = 3: bit 2; b = 5: bit 4): bit Q;
+ * in that order within a block. Tables (u8, the level + 128): tstride 16: 16 entries per
+ * column, entry i = level of code (i mod 2^b) (b <= 4), so a quad's four tables are 64
+ * bytes; tstride 0: one 64-entry table for the class, entry i = level of (i mod 2^b)
+ * (b <= 6); b = 8 has none (the code is the level). */
+#define SPQ_CMPQ_BLK 32
+static inline size_t spq_cmpq_panel_bytes(int b, int kp) { return (size_t)kp / SPQ_CMPQ_BLK * 64 * (size_t)b; }
+/* The b-bit code of row r (0..15) and column k within one panel. */
+unsigned spq_cmpq_code(const uint8_t *panel, int b, int k, int r);
+/* Pack row-major codes c[N][kc] (values < 2^b) into the layout of kp >= kc columns (out:
+ * ceil(N/16) panels, zeroed first). */
+void spq_pack_cmpq(const uint8_t *c, int N, int kc, int b, int kp, uint8_t *out);
 
 /* One ISA's kernels. Ranges [n0, n1) are in output columns and multiples of SPQ_NR
  * except that n1 may be N (the padded tail is computed but not stored). */
@@ -101,13 +98,16 @@ typedef struct spq_kernels {
     /* The same over a KV cache stored in IEEE half (widened exactly; FP32 arithmetic). */
     void (*attn_h)(int nq, int hd, int T, float scale, const float *q, const uint16_t *kt, int ldk,
                    const uint16_t *v, int ldv, float *s, float *o);
-    /* CMPQ look-up-table GEMV over one b-bit column class (LUT layout below):
-     * acc[(p - p0) * 16 + r] += sum_k x[k] * T_k(code of row 16p + r, column k) for panels
-     * p in [p0, p1); kp is a multiple of spq_lut_group(b); x has kp floats. tstride: floats
-     * between the 16-entry tables of consecutive columns (16), or 0 for one table shared by
-     * the class (its columns' scales folded into x); b = 8 ignores it. */
-    void (*gemv_lut)(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes,
-                     const float *tab, int tstride, float *acc);
+    /* CMPQ integer product over one b-bit class (layout above) of kp columns, for tokens
+     * m < M and panels i < np (panel i at codes + i * pstride): every lane of
+     * acc[m * lda + 16 i + r] is updated block by block (o < kp / 32, in order) as
+     * acc = fmaf(xd[m * ldd + o], (float)A, acc), A = sum over the block's columns c of
+     * (tab level of row r's code + 128) * xq[m * ldx + 32 o + c] (exact in int32 and float);
+     * xs[m * ldd + o] = sum of those xq (for kernels that multiply signed levels). Every ISA
+     * gives the same bits. */
+    void (*cmpq_dot)(int b, int kp, int np, const uint8_t *codes, size_t pstride, const uint8_t *tab,
+                     int tstride, int M, const int8_t *xq, int ldx, const float *xd, const int32_t *xs,
+                     int ldd, float *acc, int lda);
     /* Decode (M = 1) over np <= 4 panels pstride panels apart: the 16 columns of each panel
      * p0 + i * pstride (i < np), exactly as gemm_q8 computes them, into y[column]. A thread
      * of the driver runs panels from four places in a matrix, so that its weights arrive as

@@ -273,50 +273,85 @@ static float softmax_row(float *s, int T)
 
 SPQ_ATTN
 
-/* ---- CMPQ look-up-table GEMV ----
- * tbl over four q registers looks up 64 bytes: the 16-float table. A lane's code c (its
- * column's bits shifted down, masked to 4: the table repeats every 2^b entries) becomes the
- * byte indices 4c .. 4c+3 of its float. One panel = four vectors of 4 rows. */
-static inline uint32x4_t lut_idx4(const uint32_t *gw, int b, int j)
+/* ---- CMPQ (kernels.h layout) ----
+ * A 64-byte plane is four vectors of 4 rows x 4 columns. Shifts and masks give each byte
+ * its code; tbl over four q registers looks up 64 bytes: the quad's four per-column tables
+ * (the byte's column j in index bits 4-5) or the class's shared table. The u8 levels are
+ * made signed (^ 0x80) for sdot (or smull + pairwise adds), and the block sum gets the
+ * bias back (+ 128 sum x): the reference's integer exactly. */
+static inline uint8x16_t cq_bits(uint8x16_t v, int from, int to, uint8_t mask)
 {
-    int o = j * b, w = o >> 5, sh = o & 31;
-    uint32x4_t v = vshlq_u32(vld1q_u32(gw + w * 16), vdupq_n_s32(-sh));
-    if (sh + b > 32) v = vorrq_u32(v, vshlq_u32(vld1q_u32(gw + (w + 1) * 16), vdupq_n_s32(32 - sh)));
-    return v;
+    return vandq_u8(vreinterpretq_u8_u16(vshlq_u16(vreinterpretq_u16_u8(v), vdupq_n_s16((int16_t)(to - from)))), vdupq_n_u8(mask));
 }
 
-static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     int tstride, float *acc)
+/* signed levels of rows 4v..4v+3 of quad Q (block blk) */
+static inline int8x16_t cq_levels(int b, int ts, int Q, int v, const uint8_t *blk, const uint8_t *tab, int k)
 {
-    size_t pw = spq_lut_panel_words(b, kp);
-    int G = spq_lut_group(b), WG = G * b / 32;
-    const uint32x4_t lanes = vdupq_n_u32(0x03020100u), four = vdupq_n_u32(0x04040404u), m15 = vdupq_n_u32(15);
-    for (int p = p0; p < p1; p++) {
-        float32x4_t a[4];
-        for (int q = 0; q < 4; q++) a[q] = vld1q_f32(acc + (size_t)(p - p0) * 16 + 4 * q);
-        const uint32_t *pc = codes + (size_t)p * pw;
-        for (int k = 0; k < kp; k++) {
-            const uint32_t *gw = pc + (size_t)(k / G) * WG * 16;
-            int j = k % G;
-            if (b == 8) {
-                float32x4_t xs = vdupq_n_f32(x[k] * tab[k]);
-                for (int q = 0; q < 4; q++) {
-                    int32x4_t c = vreinterpretq_s32_u32(vld1q_u32(gw + 4 * q));
-                    c = vshlq_s32(vshlq_s32(c, vdupq_n_s32(24 - 8 * j)), vdupq_n_s32(-24));
-                    a[q] = vfmaq_f32(a[q], vcvtq_f32_s32(c), xs);
-                }
-            } else {
-                uint8x16x4_t t = vld1q_u8_x4((const uint8_t *)(tab + (size_t)k * (size_t)tstride));
-                float32x4_t xb = vdupq_n_f32(x[k]);
-                for (int q = 0; q < 4; q++) {
-                    uint32x4_t c = vandq_u32(lut_idx4(gw + 4 * q, b, j), m15);
-                    uint8x16_t bi = vreinterpretq_u8_u32(vmlaq_u32(lanes, c, four));
-                    a[q] = vfmaq_f32(a[q], vreinterpretq_f32_u8(vqtbl4q_u8(t, bi)), xb);
-                }
-            }
-        }
-        for (int q = 0; q < 4; q++) vst1q_f32(acc + (size_t)(p - p0) * 16 + 4 * q, a[q]);
+    const uint8_t *pv = blk + 16 * v;
+    if (b == 8) return vld1q_s8((const int8_t *)(pv + 64 * Q));
+    uint8x16_t c;
+    if (b == 2 || b == 3) {
+        c = cq_bits(vld1q_u8(pv + 64 * (Q / 4)), 2 * (Q % 4), 0, 0x03);
+        if (b == 3) c = vorrq_u8(c, cq_bits(vld1q_u8(pv + 128), Q, 2, 0x04));
+    } else {
+        c = cq_bits(vld1q_u8(pv + 64 * (Q / 2)), 4 * (Q % 2), 0, 0x0f);
+        if (b == 5) c = vorrq_u8(c, cq_bits(vld1q_u8(pv + 256), Q, 4, 0x10));
+        if (b == 6) c = vorrq_u8(c, cq_bits(vld1q_u8(pv + 256 + 64 * (Q / 4)), 2 * (Q % 4), 4, 0x30));
     }
+    uint8x16x4_t t;
+    if (ts) {
+        t = vld1q_u8_x4(tab + (size_t)16 * k);
+        c = vorrq_u8(c, vreinterpretq_u8_u32(vdupq_n_u32(0x30201000u)));
+    } else {
+        t = vld1q_u8_x4(tab);
+    }
+    return vreinterpretq_s8_u8(veorq_u8(vqtbl4q_u8(t, c), vdupq_n_u8(0x80)));
+}
+
+static inline int32x4_t cq_dot(int sdot, int32x4_t acc, int8x16_t l, int8x16_t xb)
+{
+    if (sdot) return vdotq_s32(acc, l, xb);
+    int16x8_t lo = vmull_s8(vget_low_s8(l), vget_low_s8(xb)), hi = vmull_s8(vget_high_s8(l), vget_high_s8(xb));
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
+}
+
+static inline void cmpq_run(int sdot, int b, int kp, int np, const uint8_t *codes, size_t ps, const uint8_t *tab,
+                            int tstride, int M, const int8_t *xq, int ldx, const float *xd, const int32_t *xs, int ldd,
+                            float *acc, int lda)
+{
+    for (int p = 0; p < np; p++)
+        for (int m = 0; m < M; m++) {
+            float *ac = acc + (size_t)m * lda + 16 * p;
+            float32x4_t f[4];
+            for (int v = 0; v < 4; v++) f[v] = vld1q_f32(ac + 4 * v);
+            for (int o = 0; o < kp / SPQ_CMPQ_BLK; o++) {
+                const uint8_t *blk = codes + (size_t)p * ps + (size_t)o * 64 * b;
+                int32x4_t a[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+                for (int Q = 0; Q < 8; Q++) {
+                    int k = o * SPQ_CMPQ_BLK + 4 * Q;
+                    int32_t x4;
+                    memcpy(&x4, xq + (size_t)m * ldx + k, 4);
+                    int8x16_t xb = vreinterpretq_s8_s32(vdupq_n_s32(x4));
+                    for (int v = 0; v < 4; v++) a[v] = cq_dot(sdot, a[v], cq_levels(b, tstride, Q, v, blk, tab, k), xb);
+                }
+                float32x4_t d = vdupq_n_f32(xd[(size_t)m * ldd + o]);
+                int32x4_t bias = vdupq_n_s32(128 * xs[(size_t)m * ldd + o]);
+                for (int v = 0; v < 4; v++) f[v] = vfmaq_f32(f[v], d, vcvtq_f32_s32(vaddq_s32(a[v], bias)));
+            }
+            for (int v = 0; v < 4; v++) vst1q_f32(ac + 4 * v, f[v]);
+        }
+}
+
+static void cmpq_dot_sdot(int b, int kp, int np, const uint8_t *codes, size_t ps, const uint8_t *tab, int tstride, int M,
+                          const int8_t *xq, int ldx, const float *xd, const int32_t *xs, int ldd, float *acc, int lda)
+{
+    cmpq_run(1, b, kp, np, codes, ps, tab, tstride, M, xq, ldx, xd, xs, ldd, acc, lda);
+}
+
+static void cmpq_dot_plain(int b, int kp, int np, const uint8_t *codes, size_t ps, const uint8_t *tab, int tstride, int M,
+                           const int8_t *xq, int ldx, const float *xd, const int32_t *xs, int ldd, float *acc, int lda)
+{
+    cmpq_run(0, b, kp, np, codes, ps, tab, tstride, M, xq, ldx, xd, xs, ldd, acc, lda);
 }
 
 static const spq_kernels table_dot = {
@@ -332,7 +367,7 @@ static const spq_kernels table_dot = {
     .dot_f32 = dot_f32,
     .attn = attn,
     .attn_h = attn_h,
-    .gemv_lut = gemv_lut,
+    .cmpq_dot = cmpq_dot_sdot,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 static const spq_kernels table_plain = {
@@ -348,7 +383,7 @@ static const spq_kernels table_plain = {
     .dot_f32 = dot_f32,
     .attn = attn,
     .attn_h = attn_h,
-    .gemv_lut = gemv_lut,
+    .cmpq_dot = cmpq_dot_plain,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

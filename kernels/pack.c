@@ -60,20 +60,42 @@ void spq_pack_f(const void *w, int N, int K, int elem, void *out)
     }
 }
 
-void spq_pack_lut(const uint8_t *c, int N, int kc, int b, int kp, uint32_t *out)
+/* Where the bits of column k, row r sit in a panel: for each plane kind of a b-bit class
+ * (8, 4, 2 low, 2 high, 1), the byte and the shift; one table for the reader and the packer. */
+typedef struct { int n, bits[4], at[4], byte[4], shift[4]; } cmpq_site; /* code bits at..at+bits-1 */
+
+static void cmpq_site_of(int b, int k, int r, cmpq_site *s)
 {
-    int G = spq_lut_group(b), np = (N + SPQ_NR - 1) / SPQ_NR;
-    size_t pw = spq_lut_panel_words(b, kp);
-    memset(out, 0, 4 * pw * (size_t)np);
-    for (int n = 0; n < N; n++) {
-        uint32_t *panel = out + (size_t)(n / SPQ_NR) * pw;
-        int r = n % SPQ_NR;
+    int o = k / SPQ_CMPQ_BLK, Q = k % SPQ_CMPQ_BLK / 4, j = k % 4, base = o * 64 * b, at = 0;
+    int p8 = b == 8 ? 8 : 0, p4 = b >= 4 && b <= 6 ? 4 : 0, p2 = b == 2 || b == 3 || b == 6 ? 2 : 0;
+    int off4 = base + 64 * p8, off2 = off4 + 64 * p4, off1 = off2 + 64 * p2, cell = 4 * r + j;
+    s->n = 0;
+    if (p8) { s->bits[s->n] = 8; s->at[s->n] = at; s->byte[s->n] = base + 64 * Q + cell; s->shift[s->n++] = 0; at = 8; }
+    if (p4) { s->bits[s->n] = 4; s->at[s->n] = at; s->byte[s->n] = off4 + 64 * (Q / 2) + cell; s->shift[s->n++] = 4 * (Q % 2); at = 4; }
+    if (p2) { s->bits[s->n] = 2; s->at[s->n] = at; s->byte[s->n] = off2 + 64 * (Q / 4) + cell; s->shift[s->n++] = 2 * (Q % 4); at += 2; }
+    if (b == 3 || b == 5) { s->bits[s->n] = 1; s->at[s->n] = at; s->byte[s->n] = off1 + cell; s->shift[s->n++] = Q; }
+}
+
+unsigned spq_cmpq_code(const uint8_t *panel, int b, int k, int r)
+{
+    cmpq_site s;
+    cmpq_site_of(b, k, r, &s);
+    unsigned c = 0;
+    for (int i = 0; i < s.n; i++) c |= (unsigned)(panel[s.byte[i]] >> s.shift[i] & ((1u << s.bits[i]) - 1u)) << s.at[i];
+    return c;
+}
+
+void spq_pack_cmpq(const uint8_t *c, int N, int kc, int b, int kp, uint8_t *out)
+{
+    int np = (N + SPQ_NR - 1) / SPQ_NR;
+    size_t pb = spq_cmpq_panel_bytes(b, kp);
+    memset(out, 0, pb * (size_t)np);
+    for (int n = 0; n < N; n++)
         for (int k = 0; k < kc; k++) {
-            int o = (k % G) * b;
-            uint32_t *gw = panel + (size_t)(k / G) * (size_t)(G * b / 32) * 16;
-            uint64_t v = (uint64_t)(c[(size_t)n * kc + k] & ((1u << b) - 1u)) << (o % 32);
-            gw[(o / 32) * 16 + r] |= (uint32_t)v;
-            if (v >> 32) gw[(o / 32 + 1) * 16 + r] |= (uint32_t)(v >> 32);
+            cmpq_site s;
+            cmpq_site_of(b, k, n % SPQ_NR, &s);
+            unsigned v = c[(size_t)n * kc + k];
+            for (int i = 0; i < s.n; i++)
+                out[(size_t)(n / SPQ_NR) * pb + (size_t)s.byte[i]] |= (uint8_t)((v >> s.at[i] & ((1u << s.bits[i]) - 1u)) << s.shift[i]);
         }
-    }
 }

@@ -153,21 +153,26 @@ static void attn_h(int nq, int hd, int T, float scale, const float *q, const uin
     attn_any(1, nq, hd, T, scale, q, kt, ldk, v, ldv, s, o);
 }
 
-/* The reference: decode each code with spq_lut_code and accumulate in order of k. */
-static void gemv_lut(int b, int kp, int p0, int p1, const float *x, const uint32_t *codes, const float *tab,
-                     int tstride, float *acc)
+/* The reference: decode each code with spq_cmpq_code; exact block sums, one fmaf each. */
+static void cmpq_dot(int b, int kp, int np, const uint8_t *codes, size_t pstride, const uint8_t *tab, int tstride,
+                     int M, const int8_t *xq, int ldx, const float *xd, const int32_t *xs, int ldd, float *acc, int lda)
 {
-    size_t pw = spq_lut_panel_words(b, kp);
-    for (int p = p0; p < p1; p++)
-        for (int r = 0; r < SPQ_NR; r++) {
-            float a = acc[(size_t)(p - p0) * SPQ_NR + r];
-            for (int k = 0; k < kp; k++) {
-                unsigned c = spq_lut_code(codes + (size_t)p * pw, b, k, r);
-                float v = b == 8 ? (float)(int8_t)c * tab[k] : tab[(size_t)k * (size_t)tstride + c];
-                a += x[k] * v;
+    (void)xs;
+    for (int m = 0; m < M; m++)
+        for (int i = 0; i < np; i++)
+            for (int r = 0; r < SPQ_NR; r++) {
+                float *a = acc + (size_t)m * lda + 16 * i + r;
+                for (int o = 0; o < kp / SPQ_CMPQ_BLK; o++) {
+                    int32_t A = 0;
+                    for (int c = 0; c < SPQ_CMPQ_BLK; c++) {
+                        int k = o * SPQ_CMPQ_BLK + c;
+                        unsigned code = spq_cmpq_code(codes + (size_t)i * pstride, b, k, r);
+                        int lev = b == 8 ? (int)(code ^ 0x80) : tab[(size_t)k * (size_t)tstride + (code & 63)];
+                        A += lev * xq[(size_t)m * ldx + k];
+                    }
+                    *a = fmaf(xd[(size_t)m * ldd + o], (float)A, *a);
+                }
             }
-            acc[(size_t)(p - p0) * SPQ_NR + r] = a;
-        }
 }
 
 static const spq_kernels table = {
@@ -183,7 +188,7 @@ static const spq_kernels table = {
     .dot_f32 = dot_f32,
     .attn = attn,
     .attn_h = attn_h,
-    .gemv_lut = gemv_lut,
+    .cmpq_dot = cmpq_dot,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

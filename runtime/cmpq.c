@@ -1,5 +1,5 @@
-/* cmpq.c — the CMPQ blob: layout, checks, dequantisation, and running it (LUT GEMV for
- * decode, dequantised panels + float GEMM for prefill). */
+/* cmpq.c — the CMPQ blob: layout, checks, dequantisation, and running it (int8 activations
+ * per block of 32 columns times int8 levels, cmpq_dot). */
 #include "runtime/cmpq.h"
 
 #include <math.h>
@@ -8,8 +8,11 @@
 
 #include "kernels/kernels.h"
 
-const int spq_cmpq_bits[SPQ_CMPQ_NCLS] = {2, 3, 4, 8};
+const int spq_cmpq_bits[SPQ_CMPQ_NCLS] = {2, 3, 4, 5, 6, 8};
+static const int lvoff[5] = {0, 4, 12, 28, 60}; /* shared levels of class c at levels + lvoff[c] */
+#define NLEVELS 124
 #define MAGIC 0x51504d43u /* "CMPQ" */
+#define VERSION 2
 
 static size_t up64(size_t x) { return (x + 63) & ~(size_t)63; }
 static size_t up4(size_t x) { return (x + 3) & ~(size_t)3; }
@@ -17,16 +20,18 @@ static size_t up4(size_t x) { return (x + 3) & ~(size_t)3; }
 
 void spq_cmpq_read_hdr(const void *blob, spq_cmpq_hdr *h)
 {
-    uint32_t u[10];
+    uint32_t u[HDR / 4];
     memcpy(u, blob, sizeof u);
     h->N = u[2]; h->K = u[3];
     memcpy(h->kc, u + 4, sizeof h->kc);
-    h->n_out = u[8]; h->mode = u[9];
+    h->n_out = u[10]; h->mode = u[11];
 }
 
 void spq_cmpq_write_hdr(void *blob, const spq_cmpq_hdr *h)
 {
-    uint32_t u[HDR / 4] = {MAGIC, 1, h->N, h->K, h->kc[0], h->kc[1], h->kc[2], h->kc[3], h->n_out, h->mode};
+    uint32_t u[HDR / 4] = {MAGIC, VERSION, h->N, h->K};
+    memcpy(u + 4, h->kc, sizeof h->kc);
+    u[10] = h->n_out; u[11] = h->mode;
     memcpy(blob, u, sizeof u);
 }
 
@@ -34,19 +39,20 @@ void spq_cmpq_layout_of(const spq_cmpq_hdr *h, spq_cmpq_layout *L)
 {
     size_t np = (h->N + 15) / 16, off = HDR, tb = 0;
     L->cls = off;
-    off = up4(off + ((size_t)h->K + 3) / 4);
+    off = up4(off + ((size_t)h->K + 1) / 2);
     L->levels = off;
-    if (h->mode == SPQ_CMPQ_SHARED) off = up4(off + 2 * (4 + 8 + 16));
+    off = up4(off + NLEVELS);
+    L->scales = off;
+    off = up4(off + 2 * (size_t)h->K);
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
-        int b = spq_cmpq_bits[c], G = spq_lut_group(b);
-        L->kp[c] = (int)((h->kc[c] + (uint32_t)G - 1) / (uint32_t)G * (uint32_t)G);
-        tb += (size_t)h->kc[c] * (h->mode == SPQ_CMPQ_COLUMN && b <= 4 ? (size_t)1 << b : 1);
+        L->kp[c] = (int)((h->kc[c] + SPQ_CMPQ_BLK - 1) / SPQ_CMPQ_BLK * SPQ_CMPQ_BLK);
+        if (!spq_cmpq_uses_shared((int)h->mode, c) && spq_cmpq_bits[c] <= 4) tb += (size_t)h->kc[c] << spq_cmpq_bits[c];
     }
     L->tables = off;
-    off = up64(off + 2 * tb); /* codes: 64-byte aligned for the kernels' loads */
+    off = up64(off + tb); /* codes: 64-byte aligned for the kernels' loads */
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
         L->codes[c] = off;
-        off = up64(off + 4 * np * spq_lut_panel_words(spq_cmpq_bits[c], L->kp[c]));
+        off = up64(off + np * spq_cmpq_panel_bytes(spq_cmpq_bits[c], L->kp[c]));
     }
     L->rowptr = off;
     off = up4(off + 4 * ((size_t)h->N + 1));
@@ -63,7 +69,7 @@ double spq_cmpq_bpw(const spq_cmpq_hdr *h)
     return 8.0 * (double)L.size / ((double)h->N * h->K);
 }
 
-static int chan_class(const uint8_t *map, uint32_t k) { return map[k / 4] >> (2 * (k % 4)) & 3; }
+static int chan_class(const uint8_t *map, uint32_t k) { return map[k / 2] >> (4 * (k % 2)) & 15; }
 
 static int finite_f16(uint16_t v) { return (v & 0x7c00) != 0x7c00; }
 
@@ -74,7 +80,8 @@ const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq
     if (n < HDR) return "CMPQ tensor shorter than its header";
     memcpy(u, p, sizeof u);
     if (u[0] != MAGIC) return "CMPQ tensor has a wrong magic";
-    if (u[1] != 1) return "CMPQ tensor version is not 1";
+    if (u[1] == 1) return "CMPQ tensor is format version 1: quantise the model again with this spikeq";
+    if (u[1] != VERSION) return "CMPQ tensor version is not 2";
     spq_cmpq_read_hdr(blob, h);
     if (h->N != N || h->K != K) return "CMPQ header shape differs from the tensor's";
     if (K > 65535) return "CMPQ tensor has more than 65535 input channels";
@@ -86,15 +93,20 @@ const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq
     spq_cmpq_layout L;
     spq_cmpq_layout_of(h, &L);
     if (L.size != n) return "CMPQ tensor size does not match its header";
-    uint32_t cnt[SPQ_CMPQ_NCLS] = {0};
+    uint32_t cnt[16] = {0};
     for (uint32_t k = 0; k < h->K; k++) cnt[chan_class(p + L.cls, k)]++;
-    if (memcmp(cnt, h->kc, sizeof cnt)) return "CMPQ channel classes do not match the class counts";
-    const uint16_t *lv = (const uint16_t *)(p + L.levels), *tb = (const uint16_t *)(p + L.tables);
-    size_t ntab = (L.codes[0] - L.tables) / 2;
-    for (int i = 0; h->mode == SPQ_CMPQ_SHARED && i < 28; i++)
-        if (!finite_f16(lv[i])) return "CMPQ level is not finite";
-    for (size_t i = 0; i < ntab; i++)
-        if (!finite_f16(tb[i])) return "CMPQ table entry is not finite";
+    if (memcmp(cnt, h->kc, sizeof h->kc)) return "CMPQ channel classes do not match the class counts";
+    const int8_t *lv = (const int8_t *)(p + L.levels), *tb = (const int8_t *)(p + L.tables);
+    for (int i = 0; i < NLEVELS; i++)
+        if (lv[i] == -128) return "CMPQ level out of range (-128)";
+    for (size_t i = 0; i < L.codes[0] - L.tables; i++)
+        if (tb[i] == -128) return "CMPQ level out of range (-128)";
+    const uint16_t *sc = (const uint16_t *)(p + L.scales);
+    for (uint32_t k = 0; k < h->K; k++)
+        if (!finite_f16(sc[k])) return "CMPQ column scale is not finite";
+    const uint8_t *codes8 = p + L.codes[SPQ_CMPQ_NCLS - 1]; /* 8-bit codes are levels too */
+    for (size_t i = 0; i < L.rowptr - L.codes[SPQ_CMPQ_NCLS - 1]; i++)
+        if (codes8[i] == 0x80) return "CMPQ 8-bit code out of range (-128)";
     const uint32_t *rp = (const uint32_t *)(p + L.rowptr);
     const uint16_t *col = (const uint16_t *)(p + L.col), *val = (const uint16_t *)(p + L.val);
     if (rp[0] != 0 || rp[h->N] != h->n_out) return "CMPQ outlier row pointers out of range";
@@ -112,43 +124,40 @@ int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob)
     spq_cmpq_read_hdr(blob, &r->h);
     spq_cmpq_layout_of(&r->h, &r->L);
     const spq_cmpq_layout *L = &r->L;
+    for (int c = 0; c < SPQ_CMPQ_NCLS; c++) r->kt += L->kp[c];
     r->perm = malloc(sizeof(int32_t) * r->h.K);
     r->pos = malloc(sizeof(int32_t) * r->h.K);
-    if (!r->perm || !r->pos) { free(r->perm); free(r->pos); r->perm = r->pos = NULL; return -1; }
-    const uint16_t *lv = (const uint16_t *)(p + L->levels), *tb = (const uint16_t *)(p + L->tables);
+    r->scale = calloc((size_t)r->kt + 1, sizeof(float));
+    r->src = calloc((size_t)r->kt + 1, sizeof(int32_t));
+    if (!r->perm || !r->pos || !r->scale || !r->src) { spq_cmpq_rt_free(r); return -1; }
+    const int8_t *lv = (const int8_t *)(p + L->levels), *tb = (const int8_t *)(p + L->tables);
+    const uint16_t *sc = (const uint16_t *)(p + L->scales);
     for (int c = 0, j = 0; c < SPQ_CMPQ_NCLS; c++) /* stored order: by class, then channel */
         for (uint32_t k = 0; k < r->h.K; k++)
             if (chan_class(p + L->cls, k) == c) r->perm[j++] = (int32_t)k;
-    int lvoff[3] = {0, 4, 12};
     uint32_t jstart = 0; /* first stored column of class c */
-    for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
-        int b = spq_cmpq_bits[c], kp = L->kp[c];
-        r->xoff[c] = r->kt;
-        r->kt += kp;
-        r->codes[c] = (const uint32_t *)(p + L->codes[c]);
-        for (uint32_t j = 0; j < r->h.kc[c]; j++)
-            r->pos[r->perm[jstart + j]] = r->xoff[c] + (int)j;
-        jstart += r->h.kc[c];
-        size_t nf = (size_t)kp * (b <= 4 ? 16 : 1);
-        r->tab[c] = aligned_alloc(64, up64(4 * nf + 4));
-        if (!r->tab[c]) { spq_cmpq_rt_free(r); return -1; }
-        memset(r->tab[c], 0, 4 * nf);
-        if (b <= 4 && r->h.mode == SPQ_CMPQ_SHARED) {
-            if (!(r->colscale[c] = calloc((size_t)kp + 1, sizeof(float)))) { spq_cmpq_rt_free(r); return -1; }
-            for (int i = 0; i < 16; i++) r->shtab[c][i] = spq_f16_to_f32(lv[lvoff[c] + i % (1 << b)]);
+    for (int c = 0, xo = 0; c < SPQ_CMPQ_NCLS; c++) {
+        int b = spq_cmpq_bits[c], kc = (int)r->h.kc[c];
+        r->xoff[c] = xo;
+        xo += L->kp[c];
+        r->codes[c] = p + L->codes[c];
+        for (int j = 0; j < kc; j++) {
+            r->pos[r->perm[jstart + j]] = r->xoff[c] + j;
+            r->src[r->xoff[c] + j] = r->perm[jstart + j];
+            r->scale[r->xoff[c] + j] = spq_f16_to_f32(sc[jstart + j]);
         }
-        for (uint32_t k = 0; k < r->h.kc[c]; k++) {
-            if (b == 8) { r->tab[c][k] = spq_f16_to_f32(*tb++); continue; }
-            float lev[16], s = 1.0f;
-            if (r->h.mode == SPQ_CMPQ_SHARED) {
-                s = spq_f16_to_f32(*tb++);
-                r->colscale[c][k] = s;
-                for (int i = 0; i < 1 << b; i++) lev[i] = s * spq_f16_to_f32(lv[lvoff[c] + i]);
-            } else {
-                for (int i = 0; i < 1 << b; i++) lev[i] = spq_f16_to_f32(*tb++);
-            }
-            for (int i = 0; i < 16; i++) r->tab[c][(size_t)k * 16 + i] = lev[i % (1 << b)];
+        jstart += (uint32_t)kc;
+        if (b == 8) continue;
+        if (spq_cmpq_uses_shared((int)r->h.mode, c)) { /* one 64-entry table */
+            if (!(r->tab[c] = aligned_alloc(64, 64))) { spq_cmpq_rt_free(r); return -1; }
+            for (int i = 0; i < 64; i++) r->tab[c][i] = (uint8_t)(lv[lvoff[c] + i % (1 << b)] + 128);
+            continue;
         }
+        r->tstride[c] = 16; /* its own 16 entries per column, padding columns zero-level */
+        if (!(r->tab[c] = aligned_alloc(64, up64((size_t)L->kp[c] * 16)))) { spq_cmpq_rt_free(r); return -1; }
+        memset(r->tab[c], 128, (size_t)L->kp[c] * 16);
+        for (int j = 0; j < kc; j++, tb += 1 << b)
+            for (int i = 0; i < 16; i++) r->tab[c][(size_t)j * 16 + i] = (uint8_t)(tb[i % (1 << b)] + 128);
     }
     r->rowptr = (const uint32_t *)(p + L->rowptr);
     r->col = (const uint16_t *)(p + L->col);
@@ -163,34 +172,20 @@ void spq_cmpq_rt_free(spq_cmpq_rt *r)
 {
     free(r->perm);
     free(r->pos);
+    free(r->scale);
+    free(r->src);
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) free(r->tab[c]);
-    for (int c = 0; c < 3; c++) free(r->colscale[c]);
     free(r->val);
     memset(r, 0, sizeof *r);
 }
 
-int spq_cmpq_row_scratch(const spq_cmpq_rt *r) { return r->kt; }
-
-/* class c of panel p into tile[kp][16] (the float GEMM's panel layout); the 16-entry tables
- * repeat every 2^b entries, so a code's neighbours above bit b may stay in the index */
-static void dequant_panel(const spq_cmpq_rt *r, int c, int p, float *tile)
+/* the level (-127..127) of padded stored column j (class c) in row n */
+static int level_of(const spq_cmpq_rt *r, int c, int j, int n)
 {
-    int b = spq_cmpq_bits[c], kp = r->L.kp[c], G = spq_lut_group(b), WG = G * b / 32;
-    const uint32_t *pc = r->codes[c] + (size_t)p * spq_lut_panel_words(b, kp);
-    for (int k = 0; k < kp; k++) {
-        int o = (k % G) * b, sh = o & 31;
-        const uint32_t *gw = pc + (size_t)(k / G) * WG * 16 + (o >> 5) * 16;
-        const float *T = r->tab[c] + (size_t)k * 16;
-        float *t = tile + (size_t)k * 16;
-        if (b == 8) {
-            float s = r->tab[c][k];
-            for (int i = 0; i < 16; i++) t[i] = (float)(int8_t)(gw[i] >> sh) * s;
-        } else if (sh + b <= 32) {
-            for (int i = 0; i < 16; i++) t[i] = T[(gw[i] >> sh) & 15];
-        } else {
-            for (int i = 0; i < 16; i++) t[i] = T[((gw[i] >> sh) | (gw[i + 16] << (32 - sh))) & 15];
-        }
-    }
+    int b = spq_cmpq_bits[c], kp = r->L.kp[c];
+    unsigned code = spq_cmpq_code(r->codes[c] + (size_t)(n / 16) * spq_cmpq_panel_bytes(b, kp), b, j, n % 16);
+    if (b == 8) return (int8_t)code;
+    return (int)r->tab[c][(size_t)j * (size_t)r->tstride[c] + code] - 128;
 }
 
 int spq_cmpq_dequant(const void *blob, float *out)
@@ -198,104 +193,189 @@ int spq_cmpq_dequant(const void *blob, float *out)
     spq_cmpq_rt r;
     if (spq_cmpq_rt_init(&r, blob)) return -1;
     int N = (int)r.h.N, K = (int)r.h.K;
-    float *tile = malloc(sizeof(float) * (size_t)r.kt * 16); /* one panel, the prefill layout */
-    if (!tile) { spq_cmpq_rt_free(&r); return -1; }
-    for (int p = 0; p < (N + 15) / 16; p++) {
-        for (int c = 0; c < SPQ_CMPQ_NCLS; c++) dequant_panel(&r, c, p, tile + (size_t)r.xoff[c] * 16);
-        for (int n = 16 * p; n < 16 * p + 16 && n < N; n++) {
-            for (int k = 0; k < K; k++) out[(size_t)n * K + k] = tile[(size_t)r.pos[k] * 16 + n % 16];
-            for (uint32_t i = r.rowptr[n]; i < r.rowptr[n + 1]; i++) out[(size_t)n * K + r.col[i]] += r.val[i];
-        }
+    for (int n = 0; n < N; n++) {
+        for (int c = 0, j0 = 0; c < SPQ_CMPQ_NCLS; j0 += (int)r.h.kc[c], c++)
+            for (int j = 0; j < (int)r.h.kc[c]; j++)
+                out[(size_t)n * K + r.perm[j0 + j]] = (float)level_of(&r, c, j, n) * r.scale[r.xoff[c] + j];
+        for (uint32_t i = r.rowptr[n]; i < r.rowptr[n + 1]; i++) out[(size_t)n * K + r.col[i]] += r.val[i];
     }
-    free(tile);
     spq_cmpq_rt_free(&r);
     return 0;
 }
 
-/* x[M][K] -> xs[M][kt]: each class's channels in stored order, zero padding; fold: times
- * the column scales of shared-table classes (the decode kernel's form) */
-static void permute_input(const spq_cmpq_rt *r, const float *x, int M, float *xs, int fold)
+void *spq_cmpq_synthetic(int N, int K, const uint32_t *kc, uint32_t n_out, uint64_t seed, size_t *nbytes)
 {
-    int K = (int)r->h.K;
-    for (int m = 0; m < M; m++) {
-        const float *xr = x + (size_t)m * K;
-        float *o = xs + (size_t)m * r->kt;
-        int j0 = 0;
-        for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
-            float *oc = o + r->xoff[c];
-            int kc = (int)r->h.kc[c];
-            const float *sc = fold && c < 3 ? r->colscale[c] : NULL;
-            if (sc)
-                for (int j = 0; j < kc; j++) oc[j] = xr[r->perm[j0 + j]] * sc[j];
-            else
-                for (int j = 0; j < kc; j++) oc[j] = xr[r->perm[j0 + j]];
-            for (int j = kc; j < r->L.kp[c]; j++) oc[j] = 0;
-            j0 += kc;
-        }
+    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {0}, n_out, SPQ_CMPQ_SHARED};
+    memcpy(h.kc, kc, sizeof h.kc);
+    spq_cmpq_layout L;
+    spq_cmpq_layout_of(&h, &L);
+    uint8_t *p = aligned_alloc(64, L.size);
+    if (!p) return NULL;
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < L.size; i++) { /* xorshift bytes */
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        p[i] = (uint8_t)(x >> 32);
     }
+    spq_cmpq_write_hdr(p, &h);
+    memset(p + L.cls, 0, ((size_t)K + 1) / 2);
+    for (int k = 0, c = 0, left = (int)kc[0]; k < K; k++, left--) { /* classes in turn */
+        while (left == 0) left = (int)kc[++c];
+        p[L.cls + (size_t)k / 2] |= (uint8_t)(c << (4 * (k % 2)));
+    }
+    int8_t *lv = (int8_t *)(p + L.levels);
+    for (size_t i = 0; i < L.scales - L.levels; i++) lv[i] = lv[i] == -128 ? 0 : lv[i];
+    uint16_t *sc = (uint16_t *)(p + L.scales);
+    for (int k = 0; k < K; k++) sc[k] = spq_f32_to_f16(0.0002f + 0.000001f * (float)(sc[k] & 255));
+    int8_t *tb = (int8_t *)(p + L.tables);
+    for (size_t i = 0; i < L.codes[0] - L.tables; i++) tb[i] = tb[i] == -128 ? 0 : tb[i];
+    uint8_t *c8 = p + L.codes[SPQ_CMPQ_NCLS - 1];
+    for (size_t i = 0; i < L.rowptr - L.codes[SPQ_CMPQ_NCLS - 1]; i++) c8[i] = c8[i] == 0x80 ? 0 : c8[i];
+    uint32_t *rp = (uint32_t *)(p + L.rowptr);
+    uint16_t *col = (uint16_t *)(p + L.col), *val = (uint16_t *)(p + L.val);
+    for (int n = 0; n <= N; n++) rp[n] = (uint32_t)((uint64_t)n_out * (uint64_t)n / (uint64_t)N);
+    for (uint32_t i = 0; i < n_out; i++) { col[i] = (uint16_t)((i * 7919u) % (uint32_t)K); val[i] = spq_f32_to_f16(0.01f); }
+    *nbytes = L.size;
+    return p;
+}
+
+/* One input row's scratch: xd[nb] block scales, xs[nb] block sums, then xq[kt] (16-byte
+ * aligned with the row). */
+typedef struct { float *xd; int32_t *xs; int8_t *xq; } qrow;
+static int nblocks(const spq_cmpq_rt *r) { return r->kt / SPQ_CMPQ_BLK; }
+int spq_cmpq_row_scratch(const spq_cmpq_rt *r) { return (2 * nblocks(r) + 15) / 16 * 16 + r->kt / 4; }
+static qrow row_of(const spq_cmpq_rt *r, float *xs, int m)
+{
+    float *o = xs + (size_t)m * spq_cmpq_row_scratch(r);
+    int nb = nblocks(r);
+    return (qrow){o, (int32_t *)(o + nb), (int8_t *)(o + (2 * nb + 15) / 16 * 16)};
+}
+
+/* block o of input row x (original order): its stored columns times their scales, int8
+ * with the block's scale absmax / 127, and the codes' sum */
+static void quantize_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *x, qrow q, int o)
+{
+    const int32_t *src = r->src + o * SPQ_CMPQ_BLK;
+    const float *sc = r->scale + o * SPQ_CMPQ_BLK;
+    float v[SPQ_CMPQ_BLK];
+    for (int i = 0; i < SPQ_CMPQ_BLK; i++) v[i] = x[src[i]] * sc[i]; /* padding: src 0, scale 0 */
+    float a = k->absmax(v, SPQ_CMPQ_BLK);
+    int8_t *xq = q.xq + o * SPQ_CMPQ_BLK;
+    k->quant_i8(v, SPQ_CMPQ_BLK, SPQ_CMPQ_BLK, a > 0 ? 127.0f / a : 0.0f, 127.0f, xq);
+    int32_t sum = 0;
+    for (int i = 0; i < SPQ_CMPQ_BLK; i++) sum += xq[i];
+    q.xd[o] = a / 127.0f;
+    q.xs[o] = sum;
+}
+
+/* sum_o xd[o] * 128 * xs[o]: the bias of the kernels' u8 levels (level + 128) in one row */
+static float bias_of(const spq_cmpq_rt *r, qrow q)
+{
+    float s = 0;
+    for (int o = 0; o < nblocks(r); o++) s += q.xd[o] * (float)(128 * q.xs[o]);
+    return s;
 }
 
 /* y[n] += outlier residuals of row n against the original-order input row xr */
 static float outliers_row(const spq_cmpq_rt *r, int n, const float *xr)
 {
-    float s = 0;
-    for (uint32_t i = r->rowptr[n]; i < r->rowptr[n + 1]; i++) s += xr[r->col[i]] * r->val[i];
+    float s[4] = {0, 0, 0, 0}; /* four chains: the adds' latency, not the loads, bound one */
+    uint32_t i = r->rowptr[n], e = r->rowptr[n + 1];
+    for (; i + 4 <= e; i += 4)
+        for (int j = 0; j < 4; j++) s[j] += xr[r->col[i + j]] * r->val[i + j];
+    for (; i < e; i++) s[0] += xr[r->col[i]] * r->val[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Items of work: item i is panels i, i + Q, i + 2Q, i + 3Q (Q = ceil(panels / 4) items; the
+ * lanes past the last panel are left out), so that a thread's contiguous share of items
+ * reads four long sequential streams, not streams that restart every few KiB (as the INT8
+ * decode driver, kernels/dispatch.c). */
+static int items_of(const spq_cmpq_rt *r) { return (((int)r->h.N + 15) / 16 + 3) / 4; }
+
+/* item blk for all M rows; acc: M x 64 floats */
+static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs,
+                      float *acc, int blk)
+{
+    int N = (int)r->h.N, K = (int)r->h.K, np = (N + 15) / 16, ld = spq_cmpq_row_scratch(r), Q = items_of(r), lanes = 0;
+    while (lanes < 4 && blk + lanes * Q < np) lanes++;
+    qrow q0 = row_of(r, xs, 0);
+    memset(acc, 0, sizeof(float) * (size_t)M * 64);
+    for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
+        if (!r->h.kc[c]) continue;
+        int b = spq_cmpq_bits[c], kp = r->L.kp[c], o0 = r->xoff[c] / SPQ_CMPQ_BLK;
+        size_t pb = spq_cmpq_panel_bytes(b, kp);
+        k->cmpq_dot(b, kp, lanes, r->codes[c] + (size_t)blk * pb, (size_t)Q * pb, r->tab[c], r->tstride[c], M,
+                    q0.xq + r->xoff[c], 4 * ld, q0.xd + o0, q0.xs + o0, ld, acc, 64);
+    }
+    for (int m = 0; m < M; m++) {
+        float corr = bias_of(r, row_of(r, xs, m));
+        for (int i = 0; i < lanes; i++)
+            for (int n = 16 * (blk + i * Q); n < 16 * (blk + i * Q) + 16 && n < N; n++)
+                y[(size_t)m * N + n] = acc[(size_t)m * 64 + 16 * i + n % 16] - corr + outliers_row(r, n, x + (size_t)m * K);
+    }
+}
+
+void spq_cmpq_hint(const spq_thr *t, const spq_cmpq_rt *r)
+{
+    if (!r) { spq_team_hint(t, NULL, 0, 0, 1); return; }
+    int Q = items_of(r), b0, b1, c = 0;
+    for (int i = 1; i < SPQ_CMPQ_NCLS; i++) /* the class with the most bytes */
+        if ((size_t)r->L.kp[i] * spq_cmpq_bits[i] > (size_t)r->L.kp[c] * spq_cmpq_bits[c]) c = i;
+    spq_split(t, Q, &b0, &b1);
+    size_t pb = spq_cmpq_panel_bytes(spq_cmpq_bits[c], r->L.kp[c]);
+    /* the thread's share in each of the four lanes (the last lane may end short: the hint
+     * stops at the tensor's end) */
+    int np = ((int)r->h.N + 15) / 16, lanes = np > 3 * Q ? 4 : np > 2 * Q ? 3 : np > Q ? 2 : 1;
+    spq_team_hint(t, r->codes[c] + (size_t)b0 * pb, (size_t)(b1 - b0) * pb, (size_t)Q * pb, lanes);
+}
+
+/* the item counts of n tensors: quantised blocks of M rows, or items of four panels */
+static int total_blocks(const spq_cmpq_rt *const *rs, int n, int M, int rows)
+{
+    int s = 0;
+    for (int i = 0; i < n; i++) s += rows ? items_of(rs[i]) : M * nblocks(rs[i]);
     return s;
 }
 
-/* one block of 4 panels (64 rows) of the decode GEMV for M < 4 input rows */
-static void gemv_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *x, int M, float *y, const float *xs, int blk)
+void spq_cmpq_apply_n(const spq_thr *t, const spq_cmpq_rt *const *rs, int n, const float *x, int M, float *const *ys,
+                      float *xs, const spq_cmpq_rt *next)
 {
-    int N = (int)r->h.N, K = (int)r->h.K, np = (N + 15) / 16;
-    int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
-    for (int m = 0; m < M; m++) {
-        float acc[64] = {0};
-        for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
-            if (!r->h.kc[c]) continue;
-            int sh = c < 3 && r->colscale[c];
-            k->gemv_lut(spq_cmpq_bits[c], r->L.kp[c], p0, p1, xs + (size_t)m * r->kt + r->xoff[c], r->codes[c],
-                        sh ? r->shtab[c] : r->tab[c], sh ? 0 : 16, acc);
-        }
-        for (int n = 16 * p0; n < 16 * p1 && n < N; n++)
-            y[(size_t)m * N + n] = acc[n - 16 * p0] + outliers_row(r, n, x + (size_t)m * K);
-    }
-}
-
-/* prefill: dequantise one block of 4 panels (64 rows) to a [4][kt][16] float tile (the
- * float GEMM's panel layout) and multiply all M rows by it */
-static void gemm_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *xs, int M, float *y, float *tile, int blk)
-{
-    int N = (int)r->h.N, np = (N + 15) / 16;
-    int p0 = 4 * blk, p1 = p0 + 4 < np ? p0 + 4 : np;
-    for (int p = p0; p < p1; p++)
-        for (int c = 0; c < SPQ_CMPQ_NCLS; c++)
-            dequant_panel(r, c, p, tile + ((size_t)(p - p0) * r->kt + (size_t)r->xoff[c]) * 16);
-    int n0 = 16 * p0, nr = N - n0 < 64 ? N - n0 : 64;
-    for (int n = n0; n < n0 + nr; n++) /* outliers join the tile: the GEMM applies them */
-        for (uint32_t i = r->rowptr[n]; i < r->rowptr[n + 1]; i++)
-            tile[((size_t)(n / 16 - p0) * r->kt + (size_t)r->pos[r->col[i]]) * 16 + n % 16] += r->val[i];
-    k->gemm_f32(M, nr, r->kt, 0, nr, xs, tile, y + n0, N);
-}
-
-void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs)
-{
-    int N = (int)r->h.N, K = (int)r->h.K, nb = ((N + 15) / 16 + 3) / 4, r0, r1;
+    int K = (int)rs[0]->h.K, q0, q1;
+    float *xsi[SPQ_CMPQ_MAXN];
+    for (int i = 0; i < n; xs += (size_t)M * spq_cmpq_row_scratch(rs[i]), i++) xsi[i] = xs;
+    spq_cmpq_hint(t, rs[0]); /* for the waits while the input is quantised */
     spq_team_sync(t); /* every row of x is complete */
-    spq_split(t, M, &r0, &r1);
-    permute_input(r, x + (size_t)r0 * K, r1 - r0, xs + (size_t)r0 * r->kt, M < 4);
-    /* prefill: one tile per thread, allocated once per call */
-    float *tile = M < 4 ? NULL : aligned_alloc(64, up64(sizeof(float) * (size_t)r->kt * 64));
-    if (spq_team_max(t, M >= 4 && !tile) > 0) { /* a thread has no tile: the GEMV path, 3 rows at a time */
-        free(tile);
-        for (int m = 0; m < M; m += 3)
-            spq_cmpq_apply(t, r, x + (size_t)m * K, M - m < 3 ? M - m : 3, y + (size_t)m * N, xs);
+    spq_split(t, total_blocks(rs, n, M, 0), &q0, &q1); /* every thread quantises its share of the blocks */
+    for (int i = 0, base = 0; i < n; base += M * nblocks(rs[i]), i++) {
+        int nq = nblocks(rs[i]);
+        for (int j = q0 > base ? q0 : base; j < q1 && j < base + M * nq; j++)
+            quantize_block(t->team->k, rs[i], x + (size_t)((j - base) / nq) * K, row_of(rs[i], xsi[i], (j - base) / nq),
+                           (j - base) % nq);
+    }
+    float stack[4 * 64], *acc = M <= 4 ? stack : malloc(sizeof(float) * (size_t)M * 64);
+    if (spq_team_max(t, !acc) > 0) { /* a thread has no accumulator: 4 rows at a time */
+        if (acc != stack) free(acc);
+        for (int m = 0; m < M; m += 4) {
+            float *ym[SPQ_CMPQ_MAXN];
+            for (int i = 0; i < n; i++) ym[i] = ys[i] + (size_t)m * rs[i]->h.N;
+            spq_cmpq_apply_n(t, rs, n, x + (size_t)m * K, M - m < 4 ? M - m : 4, ym, xsi[0], next);
+        }
         return;
     }
     spq_loop lp; /* (spq_team_max above: every row of xs is complete) */
-    spq_loop_begin(t, nb, &lp);
-    for (int blk; (blk = spq_loop_next(t, &lp)) >= 0;)
-        if (M < 4) gemv_block(t->team->k, r, x, M, y, xs, blk);
-        else gemm_block(t->team->k, r, xs, M, y, tile, blk);
-    free(tile);
+    spq_loop_begin(t, total_blocks(rs, n, M, 1), &lp);
+    for (int blk; (blk = spq_loop_next(t, &lp)) >= 0;) {
+        int i = 0;
+        while (i + 1 < n && blk >= total_blocks(rs + i, 1, M, 1)) blk -= total_blocks(rs + i++, 1, M, 1);
+        run_block(t->team->k, rs[i], x, M, ys[i], xsi[i], acc, blk);
+    }
+    if (acc != stack) free(acc);
+    spq_cmpq_hint(t, next); /* for the wait at the end, and after */
     spq_team_sync(t);
+}
+
+void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs,
+                    const spq_cmpq_rt *next)
+{
+    spq_cmpq_apply_n(t, &r, 1, x, M, &y, xs, next);
 }

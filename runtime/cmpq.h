@@ -2,25 +2,28 @@
  * outliers; "Channel-Wise Mixed-Precision Quantization for LLMs", arXiv 2410.13056).
  *
  * A weight W[N][K] (N outputs, K input channels) keeps each input channel k at b_k bits,
- * b_k in {2, 3, 4, 8}, chosen from the activation energy E[x_k^2] so that the whole tensor
- * fits a bit budget. Channels of one bit-width form a class; the stored columns are the
- * classes one after the other (2, 3, 4, 8 bits), each in ascending channel order (so the
- * 2-bit class of each channel defines the order). A 2/3/4-bit column has 2^b levels
- * (non-uniform, fitted by Lloyd): its own table (mode COLUMN) or a per-tensor table per
- * bit-width times the column's scale (mode SHARED). An 8-bit column is uniform, symmetric:
- * code * scale. Outliers (weights set apart before and after the fit) add an FP16 residual
+ * b_k in {2, 3, 4, 5, 6, 8}, chosen from the activation energy E[x_k^2] so that the whole
+ * tensor fits a bit budget. Channels of one bit-width form a class; the stored columns are
+ * the classes one after the other (2, 3, 4, 5, 6, 8 bits), each in ascending channel order.
+ * Every weight is an int8 level times its column's FP16 scale t_k (so the kernels multiply
+ * int8 levels by int8 activations): a 2/3/4-bit column has 2^b non-uniform levels (fitted
+ * by Lloyd), its own (mode COLUMN) or its class's per-tensor set (mode SHARED); 5- and
+ * 6-bit columns always use their class's set; an 8-bit column is uniform (the code is the
+ * level). Outliers (weights set apart before and after the fit) add an FP16 residual
  * w - dequant(code), kept as CSR by output row.
  *
  * Blob (the tensor's bytes in a .spq; little-endian; code sections start 64-byte aligned,
  * the others 4-byte aligned):
- *   header 48 B: u32 magic "CMPQ", u32 version 1, u32 N, u32 K, u32 kc[4] (columns per
- *     class), u32 n_out (outliers), u32 mode (0 COLUMN, 1 SHARED), zeros
- *   class  u8[ceil(K/4)]: 2 bits per input channel (bits 2k%8.. of byte k/4): its class
- *   levels f16[4 + 8 + 16]   (mode SHARED only: the levels of the 2-, 3- and 4-bit classes)
- *   tables per stored column: mode COLUMN and b <= 4: f16[2^b] levels; otherwise f16 scale
- *   codes  per class: the kernels' LUT layout (kernels.h) of ceil(N/16) panels x kp columns
+ *   header 48 B: u32 magic "CMPQ", u32 version 2, u32 N, u32 K, u32 kc[6] (columns per
+ *     class), u32 n_out (outliers), u32 mode (0 COLUMN, 1 SHARED)
+ *   class  u8[ceil(K/2)]: 4 bits per input channel (bits 4(k%2).. of byte k/2): its class 0..5
+ *   levels i8[4 + 8 + 16 + 32 + 64]: the shared level sets of the 2- to 6-bit classes
+ *   scales f16[K]: t of each stored column
+ *   tables i8: mode COLUMN, per stored column of the 2/3/4-bit classes: its 2^b levels
+ *   codes  per class: the kernels' layout (kernels.h) of ceil(N/16) panels x kp columns
  *   rowptr u32[N + 1], col u16[n_out], val f16[n_out]
- * Every byte counts in the tensor's bits per weight (8 * blob bytes / (N * K)). */
+ * Levels are in -127..127. Every byte counts in the tensor's bits per weight
+ * (8 * blob bytes / (N * K)). */
 #ifndef SPQ_CMPQ_H
 #define SPQ_CMPQ_H
 
@@ -31,8 +34,10 @@
 #include "runtime/error.h"
 
 enum { SPQ_CMPQ_COLUMN = 0, SPQ_CMPQ_SHARED = 1 };
-#define SPQ_CMPQ_NCLS 4
-extern const int spq_cmpq_bits[SPQ_CMPQ_NCLS]; /* 2, 3, 4, 8 */
+#define SPQ_CMPQ_NCLS 6
+extern const int spq_cmpq_bits[SPQ_CMPQ_NCLS]; /* 2, 3, 4, 5, 6, 8 */
+/* Whether class c's columns use the class's shared level set under a tensor's mode. */
+static inline int spq_cmpq_uses_shared(int mode, int c) { return c == 3 || c == 4 || (c < 3 && mode == SPQ_CMPQ_SHARED); }
 
 typedef struct {
     uint32_t N, K, kc[SPQ_CMPQ_NCLS], n_out, mode;
@@ -40,12 +45,12 @@ typedef struct {
 
 /* Byte offsets of the blob's sections; kp: padded columns per class. */
 typedef struct {
-    size_t cls, levels, tables, codes[SPQ_CMPQ_NCLS], rowptr, col, val, size;
+    size_t cls, levels, scales, tables, codes[SPQ_CMPQ_NCLS], rowptr, col, val, size;
     int kp[SPQ_CMPQ_NCLS];
 } spq_cmpq_layout;
 
 /* The 48-byte header at the start of a blob: read (no checks: spq_cmpq_check does them)
- * and write (magic, version 1, h, zeros). */
+ * and write (magic, version 2, h). */
 void spq_cmpq_read_hdr(const void *blob, spq_cmpq_hdr *h);
 void spq_cmpq_write_hdr(void *blob, const spq_cmpq_hdr *h);
 /* Section offsets and total size of a blob with header h. */
@@ -58,20 +63,24 @@ double spq_cmpq_bpw(const spq_cmpq_hdr *h);
 /* Dequantise a checked blob to row-major out[N][K]; -1 when out of memory. */
 int spq_cmpq_dequant(const void *blob, float *out);
 
-/* A checked blob ready to run: float tables, the input permutation, pointers into the blob
- * (which must outlive it). */
+/* A sound blob of [N][K] with kc[c] channels in class c (in turn), shared levels, random
+ * codes, levels and scales and n_out outliers spread over the rows, from seed: for
+ * benchmarks. NULL when out of memory; free(). */
+void *spq_cmpq_synthetic(int N, int K, const uint32_t *kc, uint32_t n_out, uint64_t seed, size_t *nbytes);
+
+/* A checked blob ready to run: the kernels' tables, the input permutation, pointers into
+ * the blob (which must outlive it). */
 typedef struct {
     spq_cmpq_hdr h;
     spq_cmpq_layout L;
     int32_t *perm;                     /* stored column j reads x[perm[j]] */
     int32_t *pos;                      /* input channel k sits at pos[k] of the padded input */
     int xoff[SPQ_CMPQ_NCLS], kt;       /* class offsets in the permuted, padded input; its length */
-    float *tab[SPQ_CMPQ_NCLS];         /* b <= 4: [kp][16]; b = 8: [kp] scales */
-    /* mode SHARED, b <= 4: one table per class and the column scales, which the decode path
-     * folds into the input so that the LUT kernel keeps its table in a register */
-    float shtab[3][16];
-    float *colscale[3];                /* [kp] */
-    const uint32_t *codes[SPQ_CMPQ_NCLS];
+    uint8_t *tab[SPQ_CMPQ_NCLS];       /* kernel tables (kernels.h); NULL for 8 bits */
+    int tstride[SPQ_CMPQ_NCLS];        /* 16: per column; 0: shared */
+    float *scale;                      /* [kt]: t of each padded stored column (0: padding) */
+    int32_t *src;                      /* [kt]: the input channel it reads (0: padding) */
+    const uint8_t *codes[SPQ_CMPQ_NCLS];
     const uint32_t *rowptr;
     const uint16_t *col;
     float *val;                        /* outlier residuals as floats */
@@ -81,11 +90,23 @@ int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob);
 void spq_cmpq_rt_free(spq_cmpq_rt *r);
 /* Floats of scratch spq_cmpq_apply needs per input row. */
 int spq_cmpq_row_scratch(const spq_cmpq_rt *r);
-/* y[M][N] = x[M][K] W^T. xs: M * spq_cmpq_row_scratch floats. M < 4: LUT GEMV per row;
- * else each 64-row block is dequantised to FP32 and multiplied by the float GEMM (3 rows
- * at a time through the GEMV when out of memory for that). Every thread of t's team calls
- * it; it returns after a team barrier. */
-void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs);
+/* y[M][N] = x[M][K] W^T. Each input row, permuted and times the column scales, is quantised
+ * to int8 per block of 32 stored columns (its own scale per block, as llama.cpp's Q8_0
+ * activations), and the kernels multiply int8 levels by it exactly (cmpq_dot); outliers in
+ * FP32. xs: M * spq_cmpq_row_scratch floats; next: the tensor the team applies next (NULL:
+ * unknown). Every thread of t's team calls it; it returns
+ * after a team barrier. */
+void spq_cmpq_apply(const spq_thr *t, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs,
+                    const spq_cmpq_rt *next);
+/* spq_cmpq_apply for n <= SPQ_CMPQ_MAXN tensors of one input (q, k, v; gate, up): one
+ * quantisation pass, one work loop and one balance for all; xs: M * the sum of their
+ * spq_cmpq_row_scratch floats. */
+#define SPQ_CMPQ_MAXN 4
+void spq_cmpq_apply_n(const spq_thr *t, const spq_cmpq_rt *const *rs, int n, const float *x, int M, float *const *ys,
+                      float *xs, const spq_cmpq_rt *next);
+/* Hint (spq_team_hint) the codes this thread reads first when the team applies r (NULL:
+ * clear the hint); spq_cmpq_apply hints r on entry and `next` before its last barrier. */
+void spq_cmpq_hint(const spq_thr *t, const spq_cmpq_rt *r);
 
 /* ---- quantiser (cmpq_fit.c) ---- */
 typedef struct {

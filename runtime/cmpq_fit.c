@@ -5,15 +5,17 @@
  * proxy ("loss") under the byte budget:
  *  1. activation outliers: the n_out/2 weights of largest |w| sqrt(h_k) (big weights on the
  *     channels that carry big activations) are set apart before fitting;
- *  2. each column's squared error at 2, 3, 4 (Lloyd levels) and 8 bits (uniform) is measured;
+ *  2. each column's squared error at 2 to 6 (Lloyd levels) and 8 bits (uniform) is measured,
+ *     with every level an int8 times the column's FP16 scale (what the kernels multiply);
  *  3. bits per column: a Lagrangian sweep (loss + lambda * bytes) then greedy exact filling,
  *     so the blob's real size meets the budget to within one column's step;
  *  4. error outliers: after quantising, the other n_out/2 weights of largest h_k (w - q)^2;
  *  all outliers keep an FP16 residual. Within one column every weight meets the same
- * activation, so the weighted Lloyd of mode SHARED (one level set per bit-width, weights
+ * activation, so the weighted Lloyd of the shared level sets (one per bit-width, weights
  * h_k s_k^2 across columns of scale s_k) is where the activation weighting enters the fit;
- * mode COLUMN fits each column's own levels. With mode -1 both run and the lower loss wins
- * (per-column tables cost 2^b x 16 bits per column: a poor trade when N is small). */
+ * mode COLUMN fits each 2/3/4-bit column's own levels (5 and 6 bits always share: 32 or 64
+ * levels per column would cost too much). With mode -1 both run and the lower loss wins
+ * (per-column tables cost 2^b x 8 bits per column: a poor trade when N is small). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +28,18 @@ typedef struct {
     const float *wt;     /* [K][N]: columns contiguous */
     const double *h;     /* [K] */
     unsigned char *out;  /* [K][N]: 1 = outlier */
-    float *lv;           /* [K][4][16]: sorted levels (b <= 4) or lv[0] = scale (b = 8) */
-    double *sse;         /* [K][4] */
-    float *shared;       /* [4][16]: mode SHARED levels in [-1, 1] */
-    float *scale;        /* [K][4]: mode SHARED column scales per class (f16), searched */
+    float *lv;           /* [K][NC][16]: sorted levels of own-table classes, lv[0] = scale at 8 bits */
+    double *sse;         /* [K][NC] */
+    float *shared;       /* [NC][64]: shared level sets, int8 values */
+    float *scale;        /* [K][NC]: column scales t (f16) per class; levels x t */
     float *amax;         /* [K]: non-outlier absmax of each column */
 } fit;
 
+#define NC SPQ_CMPQ_NCLS
+#define C8 (NC - 1) /* the 8-bit class */
+
 static float r16(float v) { return spq_f16_to_f32(spq_f32_to_f16(v)); }
+static int shared_cls(const fit *f, int c) { return spq_cmpq_uses_shared(f->mode, c); }
 
 static int cmp_f(const void *a, const void *b)
 {
@@ -54,9 +60,11 @@ static int nearest(const float *lv, int nl, float v)
 }
 
 /* 1-D Lloyd (k-means) on sorted v[n] with prefix sums s1 (v) and s2 (v^2), nl levels,
- * started at quantiles; levels rounded to f16 and sorted. Returns the squared error. */
-static double lloyd_sorted(const float *v, int n, const double *s1, const double *s2, int nl, float *lv)
+ * started at quantiles; levels rounded to int8 x the scale *t = f16(max |level| / 127) and
+ * sorted. Returns the squared error. */
+static double lloyd_sorted(const float *v, int n, const double *s1, const double *s2, int nl, float *lv, float *t)
 {
+    *t = 0;
     if (n == 0) { for (int i = 0; i < nl; i++) lv[i] = 0; return 0; }
     for (int i = 0; i < nl; i++) lv[i] = v[(int)(((double)i + 0.5) * n / nl)];
     int cut[17];
@@ -77,7 +85,10 @@ static double lloyd_sorted(const float *v, int n, const double *s1, const double
             }
         if (!moved) break;
     }
-    for (int i = 0; i < nl; i++) lv[i] = r16(lv[i]);
+    float m = 0;
+    for (int i = 0; i < nl; i++) m = fmaxf(m, fabsf(lv[i]));
+    *t = r16(m / 127.0f);
+    for (int i = 0; i < nl; i++) lv[i] = *t > 0 ? fminf(fmaxf(nearbyintf(lv[i] / *t), -127), 127) * *t : 0;
     qsort(lv, (size_t)nl, sizeof *lv, cmp_f);
     double e = 0; /* error with the rounded levels: segments between their midpoints */
     int a = 0;
@@ -123,36 +134,37 @@ static int column_values(const fit *f, int k, float *buf)
 /* dequantised value of v in column k at class c (levels/scale from f) */
 static float deq(const fit *f, int k, int c, float v, int *code)
 {
-    const float *lv = f->lv + ((size_t)k * 4 + c) * 16;
-    if (c == 3) {
+    const float *lv = f->lv + ((size_t)k * NC + c) * 16;
+    if (c == C8) {
         float s = lv[0];
         int q = s > 0 ? (int)fminf(fmaxf(nearbyintf(v / s), -127), 127) : 0;
         *code = q & 0xff;
         return (float)q * s;
     }
     int nl = 1 << spq_cmpq_bits[c];
-    if (f->mode == SPQ_CMPQ_SHARED) {
-        float s = f->scale[(size_t)k * 4 + c];
-        int i = s > 0 ? nearest(f->shared + c * 16, nl, v / s) : 0;
+    if (shared_cls(f, c)) {
+        float s = f->scale[(size_t)k * NC + c];
+        int i = s > 0 ? nearest(f->shared + c * 64, nl, v / s) : 0;
         *code = i;
-        return s * f->shared[c * 16 + i];
+        return s * f->shared[c * 64 + i];
     }
     int i = nearest(lv, nl, v);
     *code = i;
     return lv[i];
 }
 
-/* mode SHARED: weighted Lloyd over the normalised values u = w / s_k of the columns with
- * sel[k] (all when sel is NULL), weights h_k s_k^2, on a 4096-bin histogram of [-1, 1] */
+/* a shared level set: weighted Lloyd over the normalised values u = w / (127 t_k) of the
+ * columns with sel[k] == c (all when sel is NULL), weights h_k t_k^2, on a 4096-bin
+ * histogram of [-1, 1]; the levels are kept as int8 values (127 u) */
 static void fit_shared(fit *f, int c, const int *sel)
 {
     enum { NB = 4096 };
     double *W = calloc(3 * NB, sizeof(double)), *WU = W + NB, *WUU = W + 2 * NB;
     int nl = 1 << spq_cmpq_bits[c];
-    float *lv = f->shared + c * 16;
-    if (!W) { for (int i = 0; i < nl; i++) lv[i] = -1 + 2.0f * i / (nl - 1); return; }
+    float *lv = f->shared + c * 64;
+    if (!W) { for (int i = 0; i < nl; i++) lv[i] = nearbyintf(127.0f * (-1 + 2.0f * i / (nl - 1))); return; }
     for (int k = 0; k < f->K; k++) {
-        float s = f->scale[(size_t)k * 4 + c];
+        float s = 127.0f * f->scale[(size_t)k * NC + c];
         if ((sel && sel[k] != c) || !(s > 0)) continue;
         double wk = f->h[k] * (double)s * s;
         for (int i = 0; i < f->N; i++) {
@@ -165,7 +177,7 @@ static void fit_shared(fit *f, int c, const int *sel)
     }
     for (int i = 0; i < nl; i++) lv[i] = -1 + 2.0f * ((float)i + 0.5f) / (float)nl;
     for (int it = 0; it < 100; it++) {
-        double sw[16] = {0}, su[16] = {0};
+        double sw[64] = {0}, su[64] = {0};
         for (int b = 0; b < NB; b++) {
             if (W[b] == 0) continue;
             int i = nearest(lv, nl, (float)(WU[b] / W[b]));
@@ -181,7 +193,7 @@ static void fit_shared(fit *f, int c, const int *sel)
         qsort(lv, (size_t)nl, sizeof *lv, cmp_f);
         if (!moved) break;
     }
-    for (int i = 0; i < nl; i++) lv[i] = r16(lv[i]);
+    for (int i = 0; i < nl; i++) lv[i] = fminf(fmaxf(nearbyintf(127.0f * lv[i]), -127), 127);
     qsort(lv, (size_t)nl, sizeof *lv, cmp_f);
     free(W);
 }
@@ -197,16 +209,17 @@ static void fit_columns(fit *f)
         for (int k = 0; k < f->K; k++) {
             if (!v || !s1 || !s2) continue;
             int n = column_values(f, k, v);
-            float *lv = f->lv + (size_t)k * 64;
-            double *sse = f->sse + (size_t)k * 4;
-            sse[3] = uniform8(v, n, &lv[48]);
-            if (f->mode == SPQ_CMPQ_SHARED) { /* each class: the scale (a x absmax, a in
-                                               * 0.5..1) with the least error for its levels */
-                for (int c = 0; c < 3; c++) {
-                    float *sc = f->scale + (size_t)k * 4 + c, bs = r16(f->amax[k]);
-                    double be = -1;
-                    for (int a = 0; a <= 10; a++) {
-                        *sc = r16(f->amax[k] * (1.0f - 0.05f * (float)a));
+            float *lv = f->lv + (size_t)k * NC * 16;
+            double *sse = f->sse + (size_t)k * NC;
+            sse[C8] = uniform8(v, n, &lv[16 * C8]);
+            for (int c = 0; c < C8; c++) { /* shared levels: the scale (a x absmax / 127, a
+                                            * in 0.5..1; 0.8..1 at 5 and 6 bits) with the least
+                                            * error for the class's levels */
+                if (!shared_cls(f, c)) continue;
+                float *sc = f->scale + (size_t)k * NC + c, bs = r16(f->amax[k] / 127.0f);
+                double be = -1;
+                for (int a = 0; a <= (c < 3 ? 10 : 4); a++) {
+                        *sc = r16(f->amax[k] * (1.0f - 0.05f * (float)a) / 127.0f);
                         double e = 0;
                         for (int i = 0; i < n; i++) {
                             int code;
@@ -214,16 +227,16 @@ static void fit_columns(fit *f)
                             e += (double)d * d;
                         }
                         if (be < 0 || e < be) { be = e; bs = *sc; }
-                    }
-                    *sc = bs;
-                    sse[c] = be;
                 }
-                continue;
+                *sc = bs;
+                sse[c] = be;
             }
+            if (f->mode == SPQ_CMPQ_SHARED) continue;
             qsort(v, (size_t)n, sizeof *v, cmp_f);
             s1[0] = s2[0] = 0;
             for (int i = 0; i < n; i++) { s1[i + 1] = s1[i] + v[i]; s2[i + 1] = s2[i] + (double)v[i] * v[i]; }
-            for (int c = 0; c < 3; c++) sse[c] = lloyd_sorted(v, n, s1, s2, 1 << spq_cmpq_bits[c], lv + 16 * c);
+            for (int c = 0; c < 3; c++)
+                sse[c] = lloyd_sorted(v, n, s1, s2, 1 << spq_cmpq_bits[c], lv + 16 * c, f->scale + (size_t)k * NC + c);
         }
         free(v); free(s1); free(s2);
     }
@@ -232,8 +245,8 @@ static void fit_columns(fit *f)
 /* exact blob bytes for an assignment summarised by class counts */
 static size_t blob_bytes(const fit *f, const int *kc, long n_out)
 {
-    spq_cmpq_hdr h = {(uint32_t)f->N, (uint32_t)f->K, {(uint32_t)kc[0], (uint32_t)kc[1], (uint32_t)kc[2], (uint32_t)kc[3]},
-                      (uint32_t)n_out, (uint32_t)f->mode};
+    spq_cmpq_hdr h = {(uint32_t)f->N, (uint32_t)f->K, {0}, (uint32_t)n_out, (uint32_t)f->mode};
+    for (int c = 0; c < NC; c++) h.kc[c] = (uint32_t)kc[c];
     spq_cmpq_layout L;
     spq_cmpq_layout_of(&h, &L);
     return L.size;
@@ -243,10 +256,10 @@ static size_t blob_bytes(const fit *f, const int *kc, long n_out)
 static double col_bytes(const fit *f, int c)
 {
     int b = spq_cmpq_bits[c];
-    return (double)f->Np * b / 8 + (f->mode == SPQ_CMPQ_COLUMN && b <= 4 ? 2.0 * (1 << b) : 2.0);
+    return (double)f->Np * b / 8 + (!shared_cls(f, c) && b <= 4 ? (double)(1 << b) + 2.0 : 2.0);
 }
 
-static double col_loss(const fit *f, int k, int c) { return f->h[k] * f->sse[(size_t)k * 4 + c]; }
+static double col_loss(const fit *f, int k, int c) { return f->h[k] * f->sse[(size_t)k * NC + c]; }
 
 /* the single-column upgrade with the most loss saved per byte that fits; 0 if none */
 static int upgrade_one(const fit *f, size_t budget, long n_out, int *cls, int *kc)
@@ -255,7 +268,7 @@ static int upgrade_one(const fit *f, size_t budget, long n_out, int *cls, int *k
     double best = 0;
     int bk = -1, bc = -1;
     for (int k = 0; k < f->K; k++)
-        for (int c = cls[k] + 1; c < 4; c++) {
+        for (int c = cls[k] + 1; c < NC; c++) {
             double gain = col_loss(f, k, cls[k]) - col_loss(f, k, c);
             if (gain <= 0) continue;
             kc[cls[k]]--; kc[c]++;
@@ -278,8 +291,8 @@ static int cmp_cand(const void *a, const void *b)
     return (x < y) - (x > y); /* descending */
 }
 
-/* move the m best columns (by loss saved per byte) into one class at once, m up to two of
- * its groups: the best such move that fits; 0 if none */
+/* move the m best columns (by loss saved per byte) into one class at once, m up to two
+ * blocks: the best such move that fits; 0 if none */
 static int upgrade_group(const fit *f, size_t budget, long n_out, int *cls, int *kc)
 {
     size_t now = blob_bytes(f, kc, n_out);
@@ -288,22 +301,22 @@ static int upgrade_group(const fit *f, size_t budget, long n_out, int *cls, int 
     double best = 0;
     int bc = -1, bm = 0;
     for (int pass = 0; pass < 2; pass++)
-        for (int c = 1; c < 4; c++) {
+        for (int c = 1; c < NC; c++) {
             int n = 0;
             for (int k = 0; k < f->K; k++) {
                 double gain = cls[k] < c ? col_loss(f, k, cls[k]) - col_loss(f, k, c) : 0;
                 if (gain > 0) cd[n++] = (cand){gain / (col_bytes(f, c) - col_bytes(f, cls[k])), k};
             }
             qsort(cd, (size_t)n, sizeof *cd, cmp_cand);
-            int t[4];
+            int t[NC];
             memcpy(t, kc, sizeof t);
             double g = 0;
-            for (int m = 1; m <= n && m <= 2 * spq_lut_group(spq_cmpq_bits[c]); m++) {
+            for (int m = 1; m <= n && m <= 2 * SPQ_CMPQ_BLK; m++) {
                 int k = cd[m - 1].k;
                 t[cls[k]]--; t[c]++;
                 g += col_loss(f, k, cls[k]) - col_loss(f, k, c);
                 size_t nb = blob_bytes(f, t, n_out);
-                if (nb > budget) break;
+                if (nb > budget) continue; /* size is not monotone in m: the source class may shed a block later */
                 double r = g / (double)(nb > now ? nb - now : 1);
                 if (pass == 0 && r > best) { best = r; bc = c; bm = m; }
             }
@@ -324,11 +337,11 @@ static int upgrade_group(const fit *f, size_t budget, long n_out, int *cls, int 
 /* each column's class minimising loss + lam * bytes; kc: the class counts */
 static void assign(const fit *f, double lam, int *cls, int *kc)
 {
-    memset(kc, 0, 4 * sizeof *kc);
+    memset(kc, 0, NC * sizeof *kc);
     for (int k = 0; k < f->K; k++) {
         int best = 0;
         double bv = col_loss(f, k, 0) + lam * col_bytes(f, 0);
-        for (int c = 1; c < 4; c++) {
+        for (int c = 1; c < NC; c++) {
             double v = col_loss(f, k, c) + lam * col_bytes(f, c);
             if (v < bv) { bv = v; best = c; }
         }
@@ -340,7 +353,7 @@ static void assign(const fit *f, double lam, int *cls, int *kc)
 /* bits per column under the budget (bytes): Lagrangian sweep, then exact greedy moves */
 static int allocate(const fit *f, size_t budget, long n_out, int *cls)
 {
-    int kc[4];
+    int kc[NC];
     double lo = 0, hi = 1e30;
     for (int it = 0; it < 200; it++) {
         double lam = it == 0 ? hi : sqrt(fmax(lo, 1e-300) * hi);
@@ -352,8 +365,8 @@ static int allocate(const fit *f, size_t budget, long n_out, int *cls)
     }
     assign(f, hi, cls, kc); /* the feasible end of the sweep */
     /* greedy: the move with the most loss saved per byte that still fits, until none does;
-     * single columns first, then several at once into one class (a class grows in groups of
-     * 4 to 32 columns, so one column alone may not fit where a group's worth does) */
+     * single columns first, then several at once into one class (a class grows in blocks of
+     * 32 columns, so one column alone may not fit where a block's worth does) */
     for (;;) {
         if (upgrade_one(f, budget, n_out, cls, kc)) continue;
         if (upgrade_group(f, budget, n_out, cls, kc)) continue;
@@ -414,25 +427,23 @@ static double run_mode(fit *f, size_t budget, long n_act, long n_err, int *cls, 
     for (int k = 0; k < K; k++)
         for (int i = 0; i < N; i++) score[(size_t)k * N + i] = fabsf(f->wt[(size_t)k * N + i]) * (float)sqrt(f->h[k]);
     mark_top(f, score, n_act);
-    for (int k = 0; k < K; k++) { /* SHARED: column scales from the non-outlier absmax */
+    for (int k = 0; k < K; k++) { /* shared levels: column scales from the non-outlier absmax */
         float a = 0;
         for (int i = 0; i < N; i++)
             if (!f->out[(size_t)k * N + i]) a = fmaxf(a, fabsf(f->wt[(size_t)k * N + i]));
         f->amax[k] = a;
-        for (int c = 0; c < 4; c++) f->scale[(size_t)k * 4 + c] = r16(a);
+        for (int c = 0; c < NC; c++) f->scale[(size_t)k * NC + c] = r16(a / 127.0f);
     }
-    if (f->mode == SPQ_CMPQ_SHARED) /* levels and scales depend on each other: alternate */
-        for (int round = 0; round < 2; round++) {
-            for (int c = 0; c < 3; c++) fit_shared(f, c, NULL);
-            fit_columns(f);
-        }
-    else
+    for (int round = 0; round < 2; round++) { /* shared levels and scales depend on each other: alternate */
+        for (int c = 0; c < C8; c++)
+            if (shared_cls(f, c)) fit_shared(f, c, NULL);
         fit_columns(f);
-    if (allocate(f, budget, n_act + n_err, cls)) { free(score); return -1; }
-    if (f->mode == SPQ_CMPQ_SHARED) { /* refit each level set on the columns that use it */
-        for (int c = 0; c < 3; c++) fit_shared(f, c, cls);
-        fit_columns(f); /* and the scales for those levels */
     }
+    if (allocate(f, budget, n_act + n_err, cls)) { free(score); return -1; }
+    /* refit each shared level set on the columns that use it, and their scales */
+    for (int c = 0; c < C8; c++)
+        if (shared_cls(f, c)) fit_shared(f, c, cls);
+    fit_columns(f);
     /* quantise, then the error outliers among the rest */
     for (int k = 0; k < K; k++)
         for (int i = 0; i < N; i++) {
@@ -462,10 +473,10 @@ static double run_mode(fit *f, size_t budget, long n_act, long n_err, int *cls, 
 static void *build_blob(const fit *f, const int *cls, const uint8_t *codes, const float *deqv, long n_out,
                         size_t *nbytes)
 {
-    int N = f->N, K = f->K, kc[4] = {0};
+    int N = f->N, K = f->K, kc[NC] = {0};
     for (int k = 0; k < K; k++) kc[cls[k]]++;
-    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {(uint32_t)kc[0], (uint32_t)kc[1], (uint32_t)kc[2], (uint32_t)kc[3]},
-                      (uint32_t)n_out, (uint32_t)f->mode};
+    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {0}, (uint32_t)n_out, (uint32_t)f->mode};
+    for (int c = 0; c < NC; c++) h.kc[c] = (uint32_t)kc[c];
     spq_cmpq_layout L;
     spq_cmpq_layout_of(&h, &L);
     uint8_t *p = aligned_alloc(64, L.size);
@@ -473,27 +484,25 @@ static void *build_blob(const fit *f, const int *cls, const uint8_t *codes, cons
     if (!p || !rowc) { free(p); free(rowc); return NULL; }
     memset(p, 0, L.size);
     spq_cmpq_write_hdr(p, &h);
-    uint16_t *tb = (uint16_t *)(p + L.tables);
     uint8_t *map = p + L.cls;
-    for (int k = 0; k < K; k++) map[k / 4] |= (uint8_t)(cls[k] << (2 * (k % 4)));
-    if (f->mode == SPQ_CMPQ_SHARED) {
-        uint16_t *lv = (uint16_t *)(p + L.levels);
-        for (int c = 0, o = 0; c < 3; o += 1 << spq_cmpq_bits[c], c++)
-            for (int i = 0; i < 1 << spq_cmpq_bits[c]; i++) lv[o + i] = spq_f32_to_f16(f->shared[c * 16 + i]);
-    }
-    for (int c = 0; c < 4; c++) {
+    int8_t *lvo = (int8_t *)(p + L.levels), *tb = (int8_t *)(p + L.tables);
+    uint16_t *sc = (uint16_t *)(p + L.scales);
+    for (int k = 0; k < K; k++) map[k / 2] |= (uint8_t)(cls[k] << (4 * (k % 2)));
+    for (int c = 0, o = 0; c < C8; o += 1 << spq_cmpq_bits[c], c++)
+        for (int i = 0; i < 1 << spq_cmpq_bits[c] && shared_cls(f, c); i++) lvo[o + i] = (int8_t)f->shared[c * 64 + i];
+    for (int c = 0; c < NC; c++) {
         int b = spq_cmpq_bits[c], jc = 0;
         for (int k = 0; k < K; k++) {
             if (cls[k] != c) continue;
-            const float *lv = f->lv + (size_t)k * 64 + 16 * c;
-            if (c == 3) *tb++ = spq_f32_to_f16(lv[0]);
-            else if (f->mode == SPQ_CMPQ_SHARED) *tb++ = spq_f32_to_f16(f->scale[(size_t)k * 4 + c]);
-            else
-                for (int i = 0; i < 1 << b; i++) *tb++ = spq_f32_to_f16(lv[i]);
+            const float *lv = f->lv + ((size_t)k * NC + c) * 16;
+            float t = c == C8 ? lv[0] : f->scale[(size_t)k * NC + c];
+            *sc++ = spq_f32_to_f16(t);
+            if (c < C8 && !shared_cls(f, c))
+                for (int i = 0; i < 1 << b; i++) *tb++ = (int8_t)(t > 0 ? nearbyintf(lv[i] / t) : 0);
             for (int n = 0; n < N; n++) rowc[(size_t)n * kc[c] + jc] = codes[(size_t)k * N + n];
             jc++;
         }
-        if (kc[c]) spq_pack_lut(rowc, N, kc[c], b, L.kp[c], (uint32_t *)(p + L.codes[c]));
+        if (kc[c]) spq_pack_cmpq(rowc, N, kc[c], b, L.kp[c], p + L.codes[c]);
     }
     uint32_t *rp = (uint32_t *)(p + L.rowptr);
     uint16_t *col = (uint16_t *)(p + L.col), *val = (uint16_t *)(p + L.val);
@@ -515,7 +524,7 @@ static void *build_blob(const fit *f, const int *cls, const uint8_t *codes, cons
 
 double spq_cmpq_min_bits(int N, int K, double outliers)
 {
-    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {(uint32_t)K, 0, 0, 0}, (uint32_t)(outliers * (double)N * K), SPQ_CMPQ_SHARED};
+    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {(uint32_t)K}, (uint32_t)(outliers * (double)N * K), SPQ_CMPQ_SHARED};
     return spq_cmpq_bpw(&h);
 }
 
@@ -531,13 +540,13 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
     int *cls = malloc(sizeof(int) * (size_t)K), *best_cls = malloc(sizeof(int) * (size_t)K);
     uint8_t *codes = malloc(NK), *best_codes = malloc(NK), *best_out = malloc(NK);
     f.out = malloc(NK);
-    f.lv = malloc(sizeof(float) * 64 * (size_t)K);
-    f.sse = malloc(sizeof(double) * 4 * (size_t)K);
-    f.shared = calloc(64, sizeof(float));
-    f.scale = malloc(sizeof(float) * 4 * (size_t)K);
+    f.lv = malloc(sizeof(float) * NC * 16 * (size_t)K);
+    f.sse = malloc(sizeof(double) * NC * (size_t)K);
+    f.shared = calloc(NC * 64, sizeof(float));
+    f.scale = malloc(sizeof(float) * NC * (size_t)K);
     f.amax = malloc(sizeof(float) * (size_t)K);
-    float best_lv_shared[64];
-    float *best_lv = malloc(sizeof(float) * 64 * (size_t)K), *best_scale = malloc(sizeof(float) * 4 * (size_t)K);
+    float best_lv_shared[NC * 64];
+    float *best_lv = malloc(sizeof(float) * NC * 16 * (size_t)K), *best_scale = malloc(sizeof(float) * NC * (size_t)K);
     int rc = 0;
     if (!wt || !deqv || !best_deq || !hh || !cls || !best_cls || !codes || !best_codes || !best_out || !f.out || !f.lv ||
         !f.sse || !f.shared || !f.scale || !f.amax || !best_lv || !best_scale) {
@@ -565,9 +574,9 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
         memcpy(best_codes, codes, NK);
         memcpy(best_out, f.out, NK);
         memcpy(best_deq, deqv, sizeof(float) * NK);
-        memcpy(best_lv, f.lv, sizeof(float) * 64 * (size_t)K);
+        memcpy(best_lv, f.lv, sizeof(float) * NC * 16 * (size_t)K);
         memcpy(best_lv_shared, f.shared, sizeof best_lv_shared);
-        memcpy(best_scale, f.scale, sizeof(float) * 4 * (size_t)K);
+        memcpy(best_scale, f.scale, sizeof(float) * NC * (size_t)K);
     }
     if (best < 0) {
         rc = spq_fail(e, what, "--bits %.3g is below this [%d x %d] tensor's minimum (%.3g bits: every channel at 2 bits, tables and %ld outliers)",
@@ -576,9 +585,9 @@ int spq_cmpq_quantize(const float *w, int N, int K, const double *h, const spq_c
     }
     f.mode = best_mode;
     memcpy(f.out, best_out, NK);
-    memcpy(f.lv, best_lv, sizeof(float) * 64 * (size_t)K);
+    memcpy(f.lv, best_lv, sizeof(float) * NC * 16 * (size_t)K);
     memcpy(f.shared, best_lv_shared, sizeof best_lv_shared);
-    memcpy(f.scale, best_scale, sizeof(float) * 4 * (size_t)K);
+    memcpy(f.scale, best_scale, sizeof(float) * NC * (size_t)K);
     *blob = build_blob(&f, best_cls, best_codes, best_deq, n_out, nbytes);
     if (!*blob) { rc = spq_fail(e, what, "out of memory"); goto done; }
     if (st) {

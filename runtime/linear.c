@@ -264,7 +264,13 @@ void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, co
                         int nnext)
 {
     if (ls[0]->kind == SPQ_CMPQ) { /* weight-only: each reads x itself (xf: its scratch) */
-        for (int i = 0; i < n; i++) spq_cmpq_apply(t, ls[i]->w, x, M, ys[i], xf);
+        for (int i0 = 0; i0 < n; i0 += SPQ_CMPQ_MAXN) {
+            int c = n - i0 < SPQ_CMPQ_MAXN ? n - i0 : SPQ_CMPQ_MAXN;
+            const spq_cmpq_rt *rs[SPQ_CMPQ_MAXN];
+            for (int i = 0; i < c; i++) rs[i] = ls[i0 + i]->w;
+            const spq_linear *nx = i0 + c < n ? ls[i0 + c] : next && nnext > 0 ? next[0] : NULL;
+            spq_cmpq_apply_n(t, rs, c, x, M, ys + i0, xf, nx && nx->kind == SPQ_CMPQ ? nx->w : NULL);
+        }
         return;
     }
     linear_hint(t, ls, n, M); /* for the waits while the input is prepared */

@@ -200,15 +200,17 @@ static void state_sizes_of(const spq_model *m, int max_batch, int n_seq, int ctx
 #endif
     size_t B = (size_t)max_batch, D = (size_t)p->dim, q = (size_t)p->n_heads * p->head_dim;
     size_t kv = (size_t)p->n_kv_heads * p->head_dim, H = (size_t)p->hidden_dim;
-    /* + 64: a CMPQ input permuted into its padded bit-width classes (spq_cmpq_row_scratch) */
     size_t kmax = (size_t)spq_kpad((int)(H > q ? (H > D ? H : D) : (q > D ? q : D))) + 64;
+    /* CMPQ: up to three tensors' quantised inputs at once (spq_cmpq_apply_n), each at most
+     * kt / 16 + 16 + kt / 4 floats (spq_cmpq_row_scratch), kt <= K + 6 x 31 */
+    size_t cq = 3 * ((kmax + 186) * 5 / 16 + 17);
     z->x = 4 * B * D;
     z->xb = 4 * B * (D > q ? D : q);
     z->q = 4 * B * q;
     z->hb = 4 * B * H;
     z->att = 4 * (size_t)z->n_threads * (size_t)(p->n_heads / p->n_kv_heads) * (size_t)z->ctx;
     z->logits = 4 * B * (size_t)p->vocab_size;
-    z->xf = 4 * B * kmax;
+    z->xf = 4 * B * (kmax > cq ? kmax : cq);
     z->xq = B * kmax;
     z->kv = spq_dtype_size(kv_type) * (size_t)p->n_layers * (size_t)z->ctx * kv * (size_t)n_seq;
     z->row = sizeof(int) * B;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "models/ggml_quants.h"
 #include "runtime/cmpq.h"
 
 /* the input site of each projection */
@@ -315,7 +316,7 @@ void spq_rtn_rows(float *w, int N, int K, int bits)
     }
 }
 
-/* A weight-only linear (CMPQ or RTN); its allocation summary goes to alloc. */
+/* A weight-only linear (CMPQ, RTN or a ggml block format); its allocation summary goes to alloc. */
 static spq_tensor *add_weight_only(spq_ckpt *d, const spq_tensor *t, const spq_profile *prof, int l, int site,
                                    const spq_quant_opts *o, cJSON *alloc, const char *nm, spq_err *e)
 {
@@ -325,6 +326,29 @@ static spq_tensor *add_weight_only(spq_ckpt *d, const spq_tensor *t, const spq_p
     double *h = malloc(sizeof(double) * (size_t)K);
     if (!f || !h || spq_tensor_to_f32(t, f)) { free(f); free(h); spq_fail(e, d->path, "out of memory quantising %s", t->name); return NULL; }
     q.scale = 1.0f; q.act_scale = 0; q.act_fmt = 0; q.layout = SPQ_ROWS;
+    if (o->scheme == SPQ_SCHEME_GGML) { /* blocks of 32 along each row, as llama.cpp stores them */
+        int el;
+        size_t bb;
+        uint8_t *blk = NULL;
+        if (spq_ggml_block(o->ggml_type, &el, &bb) || K % el || !(blk = malloc((size_t)N * K / (size_t)el * bb)) ||
+            spq_ggml_quant(o->ggml_type, f, blk, (int64_t)N * K) || spq_ggml_dequant(o->ggml_type, blk, f, (int64_t)N * K)) {
+            int oom = blk == NULL && K % 32 == 0;
+            free(blk); free(f); free(h);
+            if (oom) spq_fail(e, d->path, "out of memory quantising %s", t->name);
+            else spq_fail(e, d->path, "%s: %s needs rows whose length is a multiple of 32 (K = %d)", t->name,
+                          spq_ggml_type_name(o->ggml_type), K);
+            return NULL;
+        }
+        free(blk);
+        free(h);
+        q.dtype = SPQ_F32;
+        q.owned = f;
+        q.nbytes = sizeof(float) * (size_t)N * K;
+        q.data = q.owned;
+        spq_tensor *r = spq_ckpt_add(d, &q);
+        if (!r) { free(f); spq_fail(e, d->path, "out of memory"); }
+        return r;
+    }
     if (o->scheme == SPQ_SCHEME_RTN) {
         spq_rtn_rows(f, N, K, (int)o->bits);
         uint16_t *c = malloc(2 * (size_t)N * K);
@@ -351,7 +375,7 @@ static spq_tensor *add_weight_only(spq_ckpt *d, const spq_tensor *t, const spq_p
         q.nbytes = nb;
         cJSON *a = cJSON_CreateObject();
         cJSON_AddNumberToObject(a, "bpw", st.bpw);
-        cJSON *kc = cJSON_AddArrayToObject(a, "channels_2_3_4_8");
+        cJSON *kc = cJSON_AddArrayToObject(a, "channels_2_3_4_5_6_8");
         for (int c = 0; c < SPQ_CMPQ_NCLS; c++) cJSON_AddItemToArray(kc, cJSON_CreateNumber(st.h.kc[c]));
         cJSON_AddNumberToObject(a, "outliers", st.h.n_out);
         cJSON_AddStringToObject(a, "tables", st.h.mode == SPQ_CMPQ_SHARED ? "shared" : "column");
@@ -391,7 +415,7 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
     if (o->smooth && o->scheme != SPQ_SCHEME_W8A8) return spq_fail(e, src->path, "SmoothQuant is a W8A8 option");
     const int L = src->cfg.n_layers;
     cJSON *plan = cJSON_CreateObject(), *fbl = cJSON_CreateArray(), *sites = cJSON_CreateArray();
-    static const char *scheme_names[] = {"w8a8", "cmpq", "rtn"};
+    static const char *scheme_names[] = {"w8a8", "cmpq", "rtn", "ggml"};
     int wonly = o->scheme != SPQ_SCHEME_W8A8;
     cJSON_AddStringToObject(plan, "scheme", scheme_names[o->scheme]);
     cJSON *alloc = cJSON_CreateObject();
@@ -400,6 +424,8 @@ int spq_quantize(const spq_ckpt *src, const spq_profile *prof, const unsigned ch
         if (o->scheme == SPQ_SCHEME_CMPQ) {
             cJSON_AddNumberToObject(plan, "outliers", o->outliers);
             cJSON_AddItemToObject(plan, "allocation", alloc);
+        } else if (o->scheme == SPQ_SCHEME_GGML) {
+            cJSON_AddStringToObject(plan, "ggml", spq_ggml_type_name(o->ggml_type));
         } else {
             cJSON_AddStringToObject(plan, "rtn", "per output row, asymmetric min-max, FP16 scale and zero; stored dequantised as FP16");
         }

@@ -46,12 +46,15 @@ typedef struct {
                           * RTN: the integer bit-width */
     double outliers;     /* CMPQ: fraction of weights kept as FP16 residuals */
     int cmpq_mode;       /* CMPQ level tables: -1 best of both, SPQ_CMPQ_COLUMN, SPQ_CMPQ_SHARED */
+    int ggml_type;       /* GGML: the block format (models/ggml_quants.h ids) */
 } spq_quant_opts;
 
 /* RTN: the uniform baseline of weight-only papers: per output row, asymmetric min-max
  * round-to-nearest at `bits` bits (+ an FP16 scale and zero per row), stored dequantised
- * as FP16 (a simulation for accuracy tables; it runs at FP16 speed). */
-enum { SPQ_SCHEME_W8A8 = 0, SPQ_SCHEME_CMPQ = 1, SPQ_SCHEME_RTN = 2 };
+ * as FP16 (a simulation for accuracy tables; it runs at FP16 speed). GGML: llama.cpp's
+ * legacy block format ggml_type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) by ggml's reference
+ * quantiser, stored dequantised as FP32 (exactly its values; for accuracy tables). */
+enum { SPQ_SCHEME_W8A8 = 0, SPQ_SCHEME_CMPQ = 1, SPQ_SCHEME_RTN = 2, SPQ_SCHEME_GGML = 3 };
 
 spq_quant_opts spq_quant_defaults(void);
 /* The default threshold of a rule: median 3, ratio 50; 0 for the others (abs has none:

@@ -177,64 +177,77 @@ static void f_all(const spq_kernels *kt)
         for (int w = 0; w < 4; w++) check_float(kt, shapes[s][0], shapes[s][1], shapes[s][2], w);
 }
 
-/* CMPQ LUT GEMV: codes packed by spq_pack_lut read back by spq_lut_code; the scalar kernel
- * equals a plain row-major sum over dequantised weights; every SIMD table equals the
- * scalar one to 1e-5 of sum |x w| (FMA and summation order differ); per-column tables
- * (ts 16) and one shared table (ts 0: every column's table equals column 0's). */
-static void check_lut(const spq_kernels *kt, int N, int kc, int b, int ts)
+/* CMPQ integer product: codes packed by spq_pack_cmpq read back by spq_cmpq_code; the
+ * scalar kernel equals a plain per-block integer sum (one fmaf per block) over the
+ * dequantised levels; every SIMD table equals the scalar one bit for bit, for M = 1..6
+ * tokens and the panels split as a threaded driver would. Per-column tables (ts 16, b <= 4)
+ * and one shared table (ts 0); all-ones codes in row 0 (every plane bit set). */
+static void check_cmpq(const spq_kernels *kt, int N, int kc, int b, int ts, int M)
 {
     const spq_kernels *ref = spq_kernels_scalar();
-    int G = spq_lut_group(b), kp = (kc + G - 1) / G * G, np = (N + 15) / 16;
-    uint8_t *c = malloc((size_t)N * kc);
-    uint32_t *pk = malloc(4 * spq_lut_panel_words(b, kp) * (size_t)np + 64);
-    float *tab = calloc((size_t)kp * 16, 4), *x = calloc((size_t)kp, 4);
-    float *a0 = calloc((size_t)np * 16, 4), *a1 = calloc((size_t)np * 16, 4);
-    for (int i = 0; i < N * kc; i++) c[i] = (uint8_t)(rnd() & ((1u << b) - 1u));
-    if (N > 2) c[0] = (uint8_t)((1u << b) - 1u); /* all-ones codes: the straddling bits */
-    for (int k = 0; k < kc; k++) {
-        x[k] = frand();
-        if (b == 8) tab[k] = 0.01f + 0.001f * (float)(rnd() % 100);
-        else {
-            float lv[16];
-            for (int i = 0; i < (1 << b); i++) lv[i] = frand();
-            for (int i = 0; i < 16; i++) tab[(size_t)k * 16 + i] = ts || k == 0 ? lv[i % (1 << b)] : tab[i];
+    int kp = (kc + SPQ_CMPQ_BLK - 1) / SPQ_CMPQ_BLK * SPQ_CMPQ_BLK, np = (N + 15) / 16, nb = kp / SPQ_CMPQ_BLK;
+    size_t pb = spq_cmpq_panel_bytes(b, kp);
+    uint8_t *c = malloc((size_t)N * kc + 1), *pk = malloc(pb * (size_t)np + 64), *tab = malloc((size_t)kp * 16 + 64);
+    int8_t *xq = calloc((size_t)M * kp + 1, 1);
+    float *xd = calloc((size_t)M * nb + 1, 4), *a0 = calloc((size_t)M * np * 16, 4), *a1 = calloc((size_t)M * np * 16, 4);
+    int32_t *xs = calloc((size_t)M * nb + 1, 4);
+    for (int i = 0; i < N * kc; i++) {
+        c[i] = (uint8_t)(rnd() & ((1u << b) - 1u));
+        if (b == 8 && c[i] == 0x80) c[i] = 0x81; /* -128 is not a level */
+    }
+    for (int k = 0; k < kc && N > 0; k++) c[k] = (uint8_t)(b == 8 ? 0x7f : (1u << b) - 1u);
+    for (int i = 0; i < kp * 16 + 64; i++) tab[i] = (uint8_t)(1 + rnd() % 255);
+    for (int i = 0; i < (ts ? kp * 16 : 64) && b < 8; i++) /* entry i = level (i mod 2^b) within each table */
+        if (i % (ts ? 16 : 64) >= 1 << b) tab[i] = tab[i - (1 << b)];
+    for (int m = 0; m < M; m++) {
+        for (int k = 0; k < kc; k++) xq[(size_t)m * kp + k] = (int8_t)(rnd() % 255 - 127);
+        for (int o = 0; o < nb; o++) {
+            xd[m * nb + o] = 0.001f * (float)(1 + rnd() % 1000);
+            for (int i = 0; i < SPQ_CMPQ_BLK; i++) xs[m * nb + o] += xq[(size_t)m * kp + o * SPQ_CMPQ_BLK + i];
         }
     }
-    spq_pack_lut(c, N, kc, b, kp, pk);
-    size_t pw = spq_lut_panel_words(b, kp);
+    spq_pack_cmpq(c, N, kc, b, kp, pk);
     for (int n = 0; n < N; n++)
         for (int k = 0; k < kp; k++)
-            assert_int_equal(spq_lut_code(pk + (size_t)(n / 16) * pw, b, k, n % 16), k < kc ? c[(size_t)n * kc + k] : 0);
-    for (int i = 0; i < np * 16; i++) a0[i] = a1[i] = 0.5f; /* the kernels accumulate */
-    ref->gemv_lut(b, kp, 0, np, x, pk, tab, ts, a0);
-    /* split the panels as a threaded driver would: [0, 1) then [1, np) */
-    kt->gemv_lut(b, kp, 0, np > 1 ? 1 : np, x, pk, tab, ts, a1);
-    if (np > 1) kt->gemv_lut(b, kp, 1, np, x, pk, tab, ts, a1 + 16);
-    for (int n = 0; n < N; n++) {
-        double plain = 0.5, s = 0.5;
-        for (int k = 0; k < kc; k++) {
-            unsigned q = c[(size_t)n * kc + k];
-            double w = b == 8 ? (double)(int8_t)q * tab[k] : tab[(size_t)k * 16 + q];
-            plain += x[k] * w;
-            s += fabs(x[k] * w);
+            assert_int_equal(spq_cmpq_code(pk + (size_t)(n / 16) * pb, b, k, n % 16), k < kc ? c[(size_t)n * kc + k] : 0);
+    for (int i = 0; i < M * np * 16; i++) a0[i] = a1[i] = 0.5f; /* the kernels accumulate */
+    ref->cmpq_dot(b, kp, np, pk, pb, tab, ts, M, xq, kp, xd, xs, nb, a0, np * 16);
+    int p1 = np > 5 ? 5 : np > 1 ? 1 : np; /* [0, p1) then [p1, np) */
+    kt->cmpq_dot(b, kp, p1, pk, pb, tab, ts, M, xq, kp, xd, xs, nb, a1, np * 16);
+    if (np > p1) kt->cmpq_dot(b, kp, np - p1, pk + p1 * pb, pb, tab, ts, M, xq, kp, xd, xs, nb, a1 + 16 * p1, np * 16);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float plain = 0.5f;
+            for (int o = 0; o < nb; o++) {
+                int32_t A = 0;
+                for (int i = 0; i < SPQ_CMPQ_BLK; i++) {
+                    int k = o * SPQ_CMPQ_BLK + i;
+                    unsigned q = k < kc ? c[(size_t)n * kc + k] : 0;
+                    int lev = b == 8 ? (int)(q ^ 0x80) : tab[(size_t)k * (size_t)ts + q];
+                    A += lev * xq[(size_t)m * kp + k];
+                }
+                plain = fmaf(xd[m * nb + o], (float)A, plain);
+            }
+            float r = a0[(size_t)m * np * 16 + n], v = a1[(size_t)m * np * 16 + n];
+            if (r != plain || v != r) {
+                fprintf(stderr, "%s cmpq b=%d ts=%d N=%d kc=%d M=%d token %d row %d: plain %.9g scalar %.9g simd %.9g\n",
+                        kt->name, b, ts, N, kc, M, m, n, plain, r, v);
+                fail();
+            }
         }
-        if (fabs(a0[n] - plain) > 1e-5 * s || fabs(a1[n] - a0[n]) > 1e-5 * s) {
-            fprintf(stderr, "%s lut b=%d N=%d kc=%d row %d: plain %g scalar %g simd %g\n", kt->name, b, N, kc, n,
-                    plain, a0[n], a1[n]);
-            fail();
-        }
-    }
-    free(c); free(pk); free(tab); free(x); free(a0); free(a1);
+    free(c); free(pk); free(tab); free(xq); free(xd); free(xs); free(a0); free(a1);
 }
 
-static void lut_all(const spq_kernels *kt)
+static void cmpq_all(const spq_kernels *kt)
 {
-    static const int Ns[] = {1, 16, 17, 33, 64, 71, 129}, Ks[] = {1, 5, 31, 33, 100, 257};
-    static const int bits[] = {2, 3, 4, 8};
-    for (int bi = 0; bi < 4; bi++)
-        for (int i = 0; i < 7; i++)
-            for (int j = 0; j < 6; j++)
-                for (int ts = 0; ts <= 16; ts += 16) check_lut(kt, Ns[i], Ks[j], bits[bi], ts);
+    static const int Ns[] = {1, 16, 17, 64, 71, 129}, Ks[] = {1, 31, 33, 100, 257};
+    for (int c = 0; c < 6; c++) {
+        int b = (int[]){2, 3, 4, 5, 6, 8}[c];
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 5; j++)
+                for (int ts = 0; ts <= (b <= 4 ? 16 : 0); ts += 16)
+                    for (int M = 1; M <= 6; M += (i + j) % 2 ? 1 : 5) check_cmpq(kt, Ns[i], Ks[j], b, ts, M);
+    }
 }
 
 /* One call of the attention kernel vs a double-precision softmax(q K^T) V, and the ISA vs
@@ -351,7 +364,7 @@ static void test_gemm_driver(void **st)
 }
 
 static void test_gemm_q8_bitexact(void **st) { (void)st; for_each_isa(q8_all); }
-static void test_gemv_lut(void **st) { (void)st; for_each_isa(lut_all); }
+static void test_cmpq_dot(void **st) { (void)st; for_each_isa(cmpq_all); }
 static void test_gemm_float(void **st) { (void)st; for_each_isa(f_all); }
 static void test_attn(void **st) { (void)st; for_each_isa(attn_all); }
 
@@ -516,7 +529,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_q8_bitexact),
         cmocka_unit_test(test_gemm_float),
-        cmocka_unit_test(test_gemv_lut),
+        cmocka_unit_test(test_cmpq_dot),
         cmocka_unit_test(test_attn),
         cmocka_unit_test(test_gemm_driver),
         cmocka_unit_test(test_gemm_hint),

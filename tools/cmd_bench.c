@@ -61,15 +61,14 @@ static void add_random(spq_ckpt *c, const char *name, int64_t r, int64_t k, int 
 }
 
 /* A random CMPQ tensor of the size a real one at `bits` would have: channels split between
- * the two bit-widths around the budget (shared levels, 0.2% outliers), random codes. */
+ * the two bit-widths around the budget (shared levels, 0.2% outliers, spq_cmpq_synthetic). */
 static void add_cmpq(spq_ckpt *c, const char *name, int N, int K, double bits)
 {
-    static const int B[4] = {2, 3, 4, 8};
-    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {0, 0, 0, 0}, (uint32_t)(0.002 * N * K), SPQ_CMPQ_SHARED};
+    spq_cmpq_hdr h = {(uint32_t)N, (uint32_t)K, {0}, (uint32_t)(0.002 * N * K), SPQ_CMPQ_SHARED};
     spq_cmpq_layout L;
     size_t budget = (size_t)(bits * N * K / 8);
     int lo = 0;
-    while (lo < 2 && B[lo + 1] < bits) lo++;
+    while (lo < SPQ_CMPQ_NCLS - 2 && spq_cmpq_bits[lo + 1] < bits) lo++;
     for (int hi = K; hi >= 0; hi--) { /* the most channels at the wider width that fit */
         memset(h.kc, 0, sizeof h.kc);
         h.kc[lo] = (uint32_t)(K - hi);
@@ -78,30 +77,14 @@ static void add_cmpq(spq_ckpt *c, const char *name, int N, int K, double bits)
         if (L.size <= budget) break;
     }
     if (L.size > budget) die("--bits %g: below the smallest CMPQ tensor [%d x %d]", bits, N, K);
-    uint8_t *p = aligned_alloc(64, L.size);
+    size_t nb;
+    uint8_t *p = spq_cmpq_synthetic(N, K, h.kc, h.n_out, rbyte(), &nb);
     if (!p) die("out of memory building the synthetic model (use --layers)");
-    for (size_t i = 0; i < L.size; i++) p[i] = rbyte();
-    spq_cmpq_write_hdr(p, &h);
-    uint8_t *map = p + L.cls;
-    memset(map, 0, ((size_t)K + 3) / 4);
-    for (int k = 0; k < K; k++) /* every (K / kc)-th channel at the wider width */
-        map[k / 4] |= (uint8_t)((lo + (h.kc[lo + 1] && (long)k * h.kc[lo + 1] / K != (long)(k + 1) * h.kc[lo + 1] / K)) << (2 * (k % 4)));
-    uint16_t *lv = (uint16_t *)(p + L.levels), *tb = (uint16_t *)(p + L.tables);
-    for (int i = 0; i < 28; i++) lv[i] = spq_f32_to_f16(((float)rbyte() - 127.5f) / 128.0f);
-    for (size_t i = 0; i < (L.codes[0] - L.tables) / 2; i++) tb[i] = spq_f32_to_f16(0.02f + 0.0001f * (float)rbyte());
-    uint32_t *rp = (uint32_t *)(p + L.rowptr);
-    uint16_t *col = (uint16_t *)(p + L.col), *val = (uint16_t *)(p + L.val);
-    for (int n = 0; n <= N; n++) rp[n] = (uint32_t)((uint64_t)h.n_out * (uint64_t)n / (uint64_t)N);
-    for (uint32_t i = 0; i < h.n_out; i++) { col[i] = (uint16_t)((i * 7919u) % (uint32_t)K); val[i] = spq_f32_to_f16(0.01f); }
-    /* the class map must agree with the counts: recount, fix the header */
-    uint32_t cnt[4] = {0};
-    for (int k = 0; k < K; k++) cnt[map[k / 4] >> (2 * (k % 4)) & 3]++;
-    if (memcmp(cnt, h.kc, sizeof cnt)) die("synthetic CMPQ: class map mismatch");
     spq_tensor t;
     memset(&t, 0, sizeof t);
     snprintf(t.name, sizeof t.name, "%s", name);
     t.dtype = SPQ_CMPQ; t.ndim = 2; t.shape[0] = N; t.shape[1] = K; t.scale = 1.0f;
-    t.owned = p; t.data = p; t.nbytes = L.size;
+    t.owned = p; t.data = p; t.nbytes = nb;
     spq_ckpt_add(c, &t);
 }
 

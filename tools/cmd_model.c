@@ -70,6 +70,13 @@ static void print_plan(const char *json, int verbose)
 }
 
 /* CMPQ bit allocation, from the tensors' own headers: per layer (per projection with -v) */
+static void print_cmpq_row(int l, const char *proj, double bpw, const unsigned *kc, unsigned nout, const char *tables)
+{
+    printf("           %5d %-10s %7.3f", l, proj, bpw);
+    for (int c = 0; c < SPQ_CMPQ_NCLS; c++) printf(" %6u", kc[c]);
+    printf(" %9u %s\n", nout, tables);
+}
+
 static void print_cmpq(const spq_ckpt *c, int verbose)
 {
     double tb = 0, tw = 0;
@@ -79,11 +86,11 @@ static void print_cmpq(const spq_ckpt *c, int verbose)
     if (!any) return;
     printf("CMPQ       %.4f bits per weight over %.2f M linear weights (%.2f MiB); channels per bit-width:\n", 8 * tb / tw,
            tw / 1e6, tb / 1048576.0);
-    printf("           %5s %-10s %7s %7s %7s %7s %7s %9s %s\n", "layer", "proj", "bits/w", "2-bit", "3-bit", "4-bit", "8-bit",
-           "outliers", verbose ? "tables" : "");
+    printf("           %5s %-10s %7s %6s %6s %6s %6s %6s %6s %9s %s\n", "layer", "proj", "bits/w", "2-bit", "3-bit", "4-bit",
+           "5-bit", "6-bit", "8-bit", "outliers", verbose ? "tables" : "");
     for (int l = 0; l < c->cfg.n_layers; l++) {
         double lb = 0, lw = 0;
-        unsigned kc[4] = {0}, nout = 0;
+        unsigned kc[SPQ_CMPQ_NCLS] = {0}, nout = 0;
         for (int j = 0; j < SPQ_NPROJ; j++) {
             char nm[96];
             snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, j < SPQ_GATE ? "self_attn" : "mlp", spq_proj_names[j]);
@@ -93,14 +100,13 @@ static void print_cmpq(const spq_ckpt *c, int verbose)
             spq_cmpq_read_hdr(t->data, &h); /* checked when the checkpoint was validated */
             lb += (double)t->nbytes;
             lw += (double)spq_tensor_numel(t);
-            for (int k = 0; k < 4; k++) kc[k] += h.kc[k];
+            for (int k = 0; k < SPQ_CMPQ_NCLS; k++) kc[k] += h.kc[k];
             nout += h.n_out;
             if (verbose)
-                printf("           %5d %-10s %7.3f %7u %7u %7u %7u %9u %s\n", l, spq_proj_names[j], spq_cmpq_bpw(&h), h.kc[0],
-                       h.kc[1], h.kc[2], h.kc[3], h.n_out, h.mode == SPQ_CMPQ_SHARED ? "shared" : "column");
+                print_cmpq_row(l, spq_proj_names[j], spq_cmpq_bpw(&h), h.kc, h.n_out,
+                               h.mode == SPQ_CMPQ_SHARED ? "shared" : "column");
         }
-        if (lw > 0 && !verbose)
-            printf("           %5d %-10s %7.3f %7u %7u %7u %7u %9u\n", l, "all", 8 * lb / lw, kc[0], kc[1], kc[2], kc[3], nout);
+        if (lw > 0 && !verbose) print_cmpq_row(l, "all", 8 * lb / lw, kc, nout, "");
     }
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/ggml_quants.h"
 #include "runtime/cmpq.h"
 #include "runtime/quantize.h"
 #include "tools/cli.h"
@@ -221,7 +222,7 @@ int cmd_quantize(int argc, char **argv)
     const char *in = NULL, *out = NULL, *scheme = "w8a8";
     calib_opts co = {NULL, 16, 512, 0, 0};
     spq_quant_opts qo = spq_quant_defaults();
-    int threads = 0, spike_given = 0, thr_given = 0, rule_given = 0;
+    int threads = 0, spike_given = 0, thr_given = 0, rule_given = 0, bits_given = 0;
     double smooth = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -236,6 +237,7 @@ int cmd_quantize(int argc, char **argv)
                  "       spikeq quantize MODEL -o OUT.spq --scheme cmpq --bits 3.5 --calib FILE [--outliers 0.2]\n"
                  "       [--tables auto|column|shared]\n"
                  "       spikeq quantize MODEL -o OUT.spq --scheme rtn --bits 4\n"
+                 "       spikeq quantize MODEL -o OUT.spq --scheme q4_0|q4_1|q5_0|q5_1|q8_0\n"
                  "Every linear layer becomes INT8 x INT8 with one scale per tensor; the spike projections\n"
                  "the profiler picks on --calib text (default rule: down/o inputs whose absmax is >= 3x the\n"
                  "median absmax of all linear inputs) stay FP16 or FP8 E4M3. Default --spike fp16 with --calib,\n"
@@ -249,10 +251,12 @@ int cmd_quantize(int argc, char **argv)
                  "LLaMA-3-8B, Mistral-7B; --keep-random K: K random down/o projections (the control, --seed S).\n"
                  "--clip searches each INT8 weight scale (a x absmax/127, a in [0.45, 1]) for the least output\n"
                  "error on 128 calibration input rows per layer (needs --calib).\n"
-                 "cmpq: weight-only, channel-wise mixed precision (2/3/4/8 bits per input channel from the\n"
+                 "cmpq: weight-only, channel-wise mixed precision (2/3/4/5/6/8 bits per input channel from the\n"
                  "activation energy on --calib text, Lloyd-fitted levels, --outliers percent of weights kept\n"
                  "as FP16 residuals); --bits is the average bits per weight of every linear, all bytes counted.\n"
-                 "rtn: the uniform baseline (per output row, min-max, --bits 2..8), stored dequantised in FP16.");
+                 "rtn: the uniform baseline (per output row, min-max, --bits 2..8), stored dequantised in FP16.\n"
+                 "q4_0 ... q8_0: llama.cpp's block formats by ggml's reference quantiser, stored dequantised in\n"
+                 "FP32 (to compare accuracy at equal size; they run at FP32 speed).");
             return 0;
         }
         if (parse_calib_flag(&co, argc, argv, &i)) continue;
@@ -293,7 +297,7 @@ int cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--head") && v) qo.head_i8 = dtype_arg(a, argv[++i]) == SPQ_I8;
         else if (!strcmp(a, "-t") && v) threads = (int)arg_int(a, argv[++i], 1, 1024);
         else if (!strcmp(a, "--clip")) { qo.clip = 1; co.sample_rows = 128; }
-        else if (!strcmp(a, "--bits") && v) qo.bits = arg_float(a, argv[++i]);
+        else if (!strcmp(a, "--bits") && v) { qo.bits = arg_float(a, argv[++i]); bits_given = 1; }
         else if (!strcmp(a, "--outliers") && v) qo.outliers = arg_float(a, argv[++i]) / 100.0;
         else if (!strcmp(a, "--tables") && v) {
             v = argv[++i];
@@ -306,7 +310,13 @@ int cmd_quantize(int argc, char **argv)
     if (!in || !out) die("quantize: usage: spikeq quantize MODEL -o OUT.spq [options]");
     qo.scheme = !strcmp(scheme, "w8a8") ? SPQ_SCHEME_W8A8 : !strcmp(scheme, "cmpq") ? SPQ_SCHEME_CMPQ
               : !strcmp(scheme, "rtn") ? SPQ_SCHEME_RTN : -1;
-    if (qo.scheme < 0) die("quantize: unknown --scheme '%s' (w8a8, cmpq, rtn)", scheme);
+    static const struct { const char *name; int type; } blocks[] = {
+        {"q4_0", GGML_Q4_0}, {"q4_1", GGML_Q4_1}, {"q5_0", GGML_Q5_0}, {"q5_1", GGML_Q5_1}, {"q8_0", GGML_Q8_0}};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+        if (!strcmp(scheme, blocks[b].name)) { qo.scheme = SPQ_SCHEME_GGML; qo.ggml_type = blocks[b].type; }
+    if (qo.scheme < 0) die("quantize: unknown --scheme '%s' (w8a8, cmpq, rtn, q4_0, q4_1, q5_0, q5_1, q8_0)", scheme);
+    if (qo.scheme == SPQ_SCHEME_GGML && (bits_given || co.calib || rule_given || smooth >= 0 || qo.rule == SPQ_RULE_RANDOM))
+        die("quantize: --scheme %s takes no --bits, --calib or W8A8 options", scheme);
     if (qo.scheme == SPQ_SCHEME_CMPQ) {
         if (!co.calib) die("quantize: --scheme cmpq needs --calib FILE (bits follow the activation distribution)");
         if (!(qo.bits >= 2.0 && qo.bits <= 64.0)) die("--bits: between 2 and 64 for cmpq (all bytes counted), not %g", qo.bits);
@@ -367,18 +377,25 @@ int cmd_quantize(int argc, char **argv)
     if (spq_write(out, &q, &e)) die_err(&e);
     if (qo.scheme != SPQ_SCHEME_W8A8) {
         /* bits per weight of the linears: CMPQ blobs as stored; RTN as its codes + FP16 scale
-         * and zero per row would take */
+         * and zero per row would take; a ggml block format as its blocks */
         double bits = 0, nw = 0, mib = 0;
         for (int i = 0; i < q.n; i++)
             if (strstr(q.t[i].name, "_proj.weight")) {
                 double n = (double)spq_tensor_numel(&q.t[i]);
                 nw += n;
-                bits += qo.scheme == SPQ_SCHEME_CMPQ ? 8.0 * (double)q.t[i].nbytes : n * qo.bits + 32.0 * (double)q.t[i].shape[0];
+                int el = 32;
+                size_t bb = 0;
+                if (qo.scheme == SPQ_SCHEME_GGML) spq_ggml_block(qo.ggml_type, &el, &bb);
+                bits += qo.scheme == SPQ_SCHEME_CMPQ ? 8.0 * (double)q.t[i].nbytes
+                      : qo.scheme == SPQ_SCHEME_GGML ? n / el * 8.0 * (double)bb
+                                                     : n * qo.bits + 32.0 * (double)q.t[i].shape[0];
             }
         mib = bits / 8 / 1048576.0;
-        fprintf(stderr, "spikeq: wrote %s: %s, linear weights %.4f bits per weight (%.2f MiB%s)\n", out,
-                qo.scheme == SPQ_SCHEME_CMPQ ? "CMPQ" : "RTN (dequantised to FP16)", bits / nw, mib,
-                qo.scheme == SPQ_SCHEME_RTN ? " if packed" : "");
+        char what[64];
+        snprintf(what, sizeof what, "%s", qo.scheme == SPQ_SCHEME_CMPQ ? "CMPQ" : qo.scheme == SPQ_SCHEME_RTN ? "RTN (dequantised to FP16)" : "");
+        if (qo.scheme == SPQ_SCHEME_GGML) snprintf(what, sizeof what, "%s (dequantised to FP32)", spq_ggml_type_name(qo.ggml_type));
+        fprintf(stderr, "spikeq: wrote %s: %s, linear weights %.4f bits per weight (%.2f MiB%s)\n", out, what, bits / nw, mib,
+                qo.scheme != SPQ_SCHEME_CMPQ ? " if packed" : "");
     } else {
         fprintf(stderr, "spikeq: wrote %s: W%dA%d (%s activations per %s, weights per %s%s), %d spike projection(s) in %s:", out,
                 qo.weight_bits, qo.act_bits, qo.act_static ? "static" : "dynamic", qo.act_token ? "token" : "tensor",
