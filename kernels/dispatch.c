@@ -73,7 +73,7 @@ int spq_kern_available(const char **names, int max)
 {
     static const char *all[] = {"scalar", "neonplain", "avx2", "avxvnni", "avx512", "avx512bf16", "neon"};
     int n = 0;
-    for (int i = 0; i < 6 && n < max; i++)
+    for (size_t i = 0; i < sizeof all / sizeof all[0] && n < max; i++)
         if (spq_kern_get(all[i])) names[n++] = all[i];
     return n;
 }
