@@ -439,7 +439,7 @@ static void test_ggml_quant(void **st)
 {
     (void)st;
     float x[64], y[64];
-    uint8_t b[64];
+    uint8_t b[2 * 34];
     for (int j = 0; j < 32; j++) x[j] = (float)(j - 16) * 0.25f; /* -4 .. 3.75: max = -4 */
     assert_int_equal(spq_ggml_quant(GGML_Q4_0, x, b, 32), 0);
     assert_int_equal(spq_ggml_dequant(GGML_Q4_0, b, y, 32), 0);
