@@ -292,12 +292,19 @@ static float outliers_row(const spq_cmpq_rt *r, int n, const float *xr)
  * decode driver, kernels/dispatch.c). */
 static int items_of(const spq_cmpq_rt *r) { return (((int)r->h.N + 15) / 16 + 3) / 4; }
 
-/* item blk for all M rows; acc: M x 64 floats */
-static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *x, int M, float *y, float *xs,
-                      float *acc, int blk)
+/* the panels of item blk that exist (1..4) */
+static int lanes_of(const spq_cmpq_rt *r, int blk)
 {
-    int N = (int)r->h.N, K = (int)r->h.K, np = (N + 15) / 16, ld = spq_cmpq_row_scratch(r), Q = items_of(r), lanes = 0;
+    int np = ((int)r->h.N + 15) / 16, Q = items_of(r), lanes = 0;
     while (lanes < 4 && blk + lanes * Q < np) lanes++;
+    return lanes;
+}
+
+/* item blk for all M rows, outliers left out; acc: M x 64 floats; bias: each row's bias_of */
+static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, int M, float *y, float *xs, float *acc,
+                      const float *bias, int blk)
+{
+    int N = (int)r->h.N, ld = spq_cmpq_row_scratch(r), Q = items_of(r), lanes = lanes_of(r, blk);
     qrow q0 = row_of(r, xs, 0);
     memset(acc, 0, sizeof(float) * (size_t)M * 64);
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) {
@@ -308,11 +315,29 @@ static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *x
                     q0.xq + r->xoff[c], 4 * ld, q0.xd + o0, q0.xs + o0, ld, acc, 64);
     }
     for (int m = 0; m < M; m++) {
-        float corr = bias_of(r, row_of(r, xs, m));
+        float corr = bias[m];
         for (int i = 0; i < lanes; i++)
             for (int n = 16 * (blk + i * Q); n < 16 * (blk + i * Q) + 16 && n < N; n++)
-                y[(size_t)m * N + n] = acc[(size_t)m * 64 + 16 * i + n % 16] - corr + outliers_row(r, n, x + (size_t)m * K);
+                y[(size_t)m * N + n] = acc[(size_t)m * 64 + 16 * i + n % 16] - corr;
     }
+}
+
+/* the outliers of the items done[0..nd) (tensor, item) for all M rows: row by row of x, so
+ * that each input row is read once (item by item, a long prompt's x would stream from far
+ * caches once per item) */
+static void add_outliers(const spq_cmpq_rt *const *rs, float *const *ys, const int *done, int nd, const float *x,
+                         int M)
+{
+    int K = (int)rs[0]->h.K;
+    for (int m = 0; m < M; m++)
+        for (int d = 0; d < nd; d++) {
+            const spq_cmpq_rt *r = rs[done[2 * d]];
+            int N = (int)r->h.N, blk = done[2 * d + 1], Q = items_of(r), lanes = lanes_of(r, blk);
+            float *y = ys[done[2 * d]] + (size_t)m * N;
+            for (int i = 0; i < lanes; i++)
+                for (int n = 16 * (blk + i * Q); n < 16 * (blk + i * Q) + 16 && n < N; n++)
+                    y[n] += outliers_row(r, n, x + (size_t)m * K);
+        }
 }
 
 void spq_cmpq_hint(const spq_thr *t, const spq_cmpq_rt *r)
@@ -352,7 +377,10 @@ void spq_cmpq_apply_n(const spq_thr *t, const spq_cmpq_rt *const *rs, int n, con
             quantize_block(t->team->k, rs[i], x + (size_t)((j - base) / nq) * K, row_of(rs[i], xsi[i], (j - base) / nq),
                            (j - base) % nq);
     }
-    float stack[4 * 64], *acc = M <= 4 ? stack : malloc(sizeof(float) * (size_t)M * 64);
+    /* per thread: M x 64 accumulators and each tensor's row biases (M each): on the stack up to
+     * 4 rows, so that the fallback below needs no memory */
+    size_t fl = (size_t)M * (64 + (size_t)n);
+    float stack[4 * (64 + SPQ_CMPQ_MAXN)], *acc = M <= 4 ? stack : malloc(sizeof(float) * fl);
     if (spq_team_max(t, !acc) > 0) { /* a thread has no accumulator: 4 rows at a time */
         if (acc != stack) free(acc);
         for (int m = 0; m < M; m += 4) {
@@ -362,13 +390,27 @@ void spq_cmpq_apply_n(const spq_thr *t, const spq_cmpq_rt *const *rs, int n, con
         }
         return;
     }
-    spq_loop lp; /* (spq_team_max above: every row of xs is complete) */
-    spq_loop_begin(t, total_blocks(rs, n, M, 1), &lp);
+    /* (spq_team_max above: every row of xs is complete) */
+    float *bias = acc + (size_t)M * 64; /* each thread its own copy: no shared writes */
+    for (int i = 0; i < n; i++)
+        for (int m = 0; m < M; m++) bias[(size_t)i * M + m] = bias_of(rs[i], row_of(rs[i], xsi[i], m));
+    /* the items this thread does (tensor, item): their outliers after the loop; without
+     * memory for the list, each item's right after it */
+    int nitems = total_blocks(rs, n, M, 1), istack[512], nd = 0;
+    int *done = 2 * nitems <= 512 ? istack : malloc(sizeof(int) * 2 * (size_t)nitems);
+    spq_loop lp;
+    spq_loop_begin(t, nitems, &lp);
     for (int blk; (blk = spq_loop_next(t, &lp)) >= 0;) {
-        int i = 0;
+        int i = 0, one[2];
         while (i + 1 < n && blk >= total_blocks(rs + i, 1, M, 1)) blk -= total_blocks(rs + i++, 1, M, 1);
-        run_block(t->team->k, rs[i], x, M, ys[i], xsi[i], acc, blk);
+        run_block(t->team->k, rs[i], M, ys[i], xsi[i], acc, bias + (size_t)i * M, blk);
+        int *slot = done ? done + 2 * nd++ : one;
+        slot[0] = i;
+        slot[1] = blk;
+        if (!done) add_outliers(rs, ys, one, 1, x, M);
     }
+    if (done) add_outliers(rs, ys, done, nd, x, M);
+    if (done != istack) free(done);
     if (acc != stack) free(acc);
     spq_cmpq_hint(t, next); /* for the wait at the end, and after */
     spq_team_sync(t);
