@@ -74,7 +74,7 @@ static void print_cmpq_row(int l, const char *proj, double bpw, const unsigned *
 {
     printf("           %5d %-10s %7.3f", l, proj, bpw);
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) printf(" %6u", kc[c]);
-    printf(" %9u %s\n", nout, tables);
+    printf(" %9u%s%s\n", nout, *tables ? " " : "", tables);
 }
 
 static void print_cmpq(const spq_ckpt *c, int verbose)
@@ -86,8 +86,8 @@ static void print_cmpq(const spq_ckpt *c, int verbose)
     if (!any) return;
     printf("CMPQ       %.4f bits per weight over %.2f M linear weights (%.2f MiB); channels per bit-width:\n", 8 * tb / tw,
            tw / 1e6, tb / 1048576.0);
-    printf("           %5s %-10s %7s %6s %6s %6s %6s %6s %6s %9s %s\n", "layer", "proj", "bits/w", "2-bit", "3-bit", "4-bit",
-           "5-bit", "6-bit", "8-bit", "outliers", verbose ? "tables" : "");
+    printf("           %5s %-10s %7s %6s %6s %6s %6s %6s %6s %9s%s\n", "layer", "proj", "bits/w", "2-bit", "3-bit", "4-bit",
+           "5-bit", "6-bit", "8-bit", "outliers", verbose ? " tables" : "");
     for (int l = 0; l < c->cfg.n_layers; l++) {
         double lb = 0, lw = 0;
         unsigned kc[SPQ_CMPQ_NCLS] = {0}, nout = 0;
