@@ -351,6 +351,7 @@ static float softmax_row(float *s, int T)
 
 SPQ_ATTN
 
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 /* CMPQ (kernels.h layout): per quad Q of a 32-column block, the planes give each byte its
  * code (shift + ternlog), vpermb looks up the u8 level (per-column tables: four columns'
  * 16-entry tables in one 64-byte memory operand, the byte's position j in bits 4-5 of its
@@ -473,6 +474,12 @@ VBMI static void cmpq_dot_vbmi(int b, int kp, int np, const uint8_t *codes, size
     default: CQ_RUN(8, 0) break;
     }
 }
+#define HAVE_CMPQ_VBMI 1
+#else
+/* The fuzz build (clang with ASan and UBSan) spends minutes on this kernel's instances; the
+ * fuzzers test the loaders, which the AVX2 kernel serves as well. */
+#define HAVE_CMPQ_VBMI 0
+#endif
 
 /* ---- BF16 weights with AVX-512 BF16 (Zen 4/5, Sapphire Rapids): vdpbf16ps multiplies
  * pairs of BF16 (k, k+1) and adds both products to an FP32 lane, twice the FMAs' rate. The
@@ -570,7 +577,10 @@ static spq_kernels table_bf16;
 static void init_tables(void)
 {
     __builtin_cpu_init();
-    table.cmpq_dot = __builtin_cpu_supports("avx512vbmi") ? cmpq_dot_vbmi : spq_kernels_avx2()->cmpq_dot;
+    table.cmpq_dot = spq_kernels_avx2()->cmpq_dot;
+#if HAVE_CMPQ_VBMI
+    if (__builtin_cpu_supports("avx512vbmi")) table.cmpq_dot = cmpq_dot_vbmi;
+#endif
     table_bf16 = table;
     table_bf16.name = "avx512bf16";
     table_bf16.gemm_bf16 = gemm_bf16_dp;
