@@ -107,13 +107,13 @@ test-sanitize:
 	@$(MAKE) --no-print-directory B=build-san OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-unit
 
-# libFuzzer targets (clang, ASan + UBSan): each runs FUZZ_SECONDS (10; 60 when CI=true) from
+# libFuzzer targets (clang, ASan + UBSan): each runs FUZZ_SECONDS (10; 30 when CI=true) from
 # the seeds in fuzz/corpus/T and the regression inputs in fuzz/regress/T, growing its corpus in
 # build-fuzz/corpus/T; a crash stops it and leaves build-fuzz/crash-T-*. `make -j2 fuzz` runs
 # two at a time. Checksums are skipped in this build (FUZZING_BUILD_MODE_...) so mutations
 # reach the parsers behind them.
 FUZZ_TARGETS := spq gguf hf tokjson encode evaltask request
-FUZZ_SECONDS ?= $(if $(filter true,$(CI)),60,10)
+FUZZ_SECONDS ?= $(if $(filter true,$(CI)),30,10)
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
 fuzz-build:
