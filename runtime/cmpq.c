@@ -350,8 +350,7 @@ void spq_cmpq_hint(const spq_thr *t, const spq_cmpq_rt *r)
     size_t pb = spq_cmpq_panel_bytes(spq_cmpq_bits[c], r->L.kp[c]);
     /* the thread's share in each of the four lanes (the last lane may end short: the hint
      * stops at the tensor's end) */
-    int np = ((int)r->h.N + 15) / 16, lanes = np > 3 * Q ? 4 : np > 2 * Q ? 3 : np > Q ? 2 : 1;
-    spq_team_hint(t, r->codes[c] + (size_t)b0 * pb, (size_t)(b1 - b0) * pb, (size_t)Q * pb, lanes);
+    spq_team_hint(t, r->codes[c] + (size_t)b0 * pb, (size_t)(b1 - b0) * pb, (size_t)Q * pb, lanes_of(r, 0));
 }
 
 /* the item counts of n tensors: quantised blocks of M rows, or items of four panels */
@@ -402,7 +401,7 @@ void spq_cmpq_apply_n(const spq_thr *t, const spq_cmpq_rt *const *rs, int n, con
     spq_loop_begin(t, nitems, &lp);
     for (int blk; (blk = spq_loop_next(t, &lp)) >= 0;) {
         int i = 0, one[2];
-        while (i + 1 < n && blk >= total_blocks(rs + i, 1, M, 1)) blk -= total_blocks(rs + i++, 1, M, 1);
+        while (i + 1 < n && blk >= items_of(rs[i])) blk -= items_of(rs[i++]);
         run_block(t->team->k, rs[i], M, ys[i], xsi[i], acc, bias + (size_t)i * M, blk);
         int *slot = done ? done + 2 * nd++ : one;
         slot[0] = i;
