@@ -115,8 +115,86 @@ static void q4_0_roundtrip(float *x, size_t n)
     }
 }
 
-/* q8: write 2-D weights as Q8_0 (blocks of 32: f16 scale + 32 int8); 2: as Q4_0 */
-static void write_gguf(const spq_ckpt *c, const char *path, int q8)
+/* Blocks made by ggml itself (tests/fixtures/ggml_blocks.bin): ggml's quantiser
+ * (ggml_quantize_chunk without an importance matrix, the path llama-quantize takes; ggml
+ * d99724f) on a fixed input of 4 rows x 256 weights, and ggml's dequantization of them. File:
+ * "KBLK", u32 types, u32 n, n floats of input, then per type u32 type, u32 bytes, the blocks,
+ * n floats. */
+typedef struct {
+    int n, count;
+    const float *x;
+    struct { int type; uint32_t bytes; const uint8_t *b; const float *y; } k[16];
+    uint8_t *file;
+} ggml_fixture;
+
+static size_t slurp(const char *p, uint8_t **out)
+{
+    FILE *f = fopen(p, "rb");
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *out = malloc(n);
+    assert_int_equal(fread(*out, 1, n, f), n);
+    fclose(f);
+    return n;
+}
+
+static void ggml_fixture_load(ggml_fixture *fx)
+{
+    size_t n = slurp("tests/fixtures/ggml_blocks.bin", &fx->file), at = 12;
+    uint32_t h[3];
+    memcpy(h, fx->file, 12);
+    assert_int_equal(h[0], 0x4b424c4b);
+    assert_true(h[1] <= 16);
+    fx->count = (int)h[1];
+    fx->n = (int)h[2];
+    fx->x = (const float *)(fx->file + at);
+    at += 4 * (size_t)fx->n;
+    for (int i = 0; i < fx->count; i++) {
+        uint32_t tb[2];
+        memcpy(tb, fx->file + at, 8);
+        fx->k[i].type = (int)tb[0];
+        fx->k[i].bytes = tb[1];
+        fx->k[i].b = fx->file + at + 8;
+        at += 8 + tb[1];
+        fx->k[i].y = (const float *)(fx->file + at);
+        at += 4 * (size_t)fx->n;
+    }
+    assert_int_equal(at, n);
+}
+
+/* A tensor's rows in GGUF's order: llama.cpp interleaves q/k rows for RoPE (the inverse of
+ * spq_unpermute_rope: row j*hd/2+i -> 2i+j); other tensors unchanged. Takes v, returns the
+ * tensor in GGUF order. */
+static float *gguf_rows(const spq_config *p, const spq_tensor *t, float *v)
+{
+    int heads = strstr(t->name, "q_proj") ? p->n_heads : strstr(t->name, "k_proj") ? p->n_kv_heads : 0;
+    if (!heads) return v;
+    int hd = p->head_dim, K = (int)t->shape[1];
+    float *o = malloc(4 * spq_tensor_numel(t));
+    for (int h = 0; h < heads; h++)
+        for (int i2 = 0; i2 < hd / 2; i2++)
+            for (int j = 0; j < 2; j++)
+                memcpy(o + ((size_t)h * hd + 2 * i2 + j) * K, v + ((size_t)h * hd + j * hd / 2 + i2) * K, 4 * (size_t)K);
+    free(v);
+    return o;
+}
+
+/* The fixture's type for the i-th 2-D tensor of a K-quant test file, and element j of a
+ * tensor made of its blocks: block b of the tensor is the fixture's block b mod its count. */
+static int fixture_pick(const ggml_fixture *fx, int i) { return i % fx->count; }
+static float fixture_weight(const ggml_fixture *fx, int k, size_t j)
+{
+    int el;
+    size_t bytes;
+    spq_ggml_block(fx->k[k].type, &el, &bytes);
+    size_t nb = (size_t)fx->n / (size_t)el;
+    return fx->k[k].y[(j / (size_t)el) % nb * (size_t)el + j % (size_t)el];
+}
+
+/* q8: write 2-D weights as Q8_0 (blocks of 32: f16 scale + 32 int8); 2: as Q4_0; 3: linears
+ * (not the embedding) as the fixture fx's blocks of every type in turn */
+static void write_gguf(const spq_ckpt *c, const char *path, int q8, const ggml_fixture *fx)
 {
     FILE *f = fopen(path, "wb");
     const spq_config *p = &c->cfg;
@@ -144,19 +222,19 @@ static void write_gguf(const spq_ckpt *c, const char *path, int q8)
         size_t n = spq_tensor_numel(t);
         float *v = malloc(4 * n);
         spq_tensor_to_f32(t, v);
-        int heads = strstr(t->name, "q_proj") ? p->n_heads : strstr(t->name, "k_proj") ? p->n_kv_heads : 0;
-        if (heads) { /* inverse of spq_unpermute_rope: row j*hd/2+i -> 2i+j */
-            int hd = p->head_dim, K = (int)t->shape[1];
-            float *o = malloc(4 * n);
-            for (int h = 0; h < heads; h++)
-                for (int i2 = 0; i2 < hd / 2; i2++)
-                    for (int j = 0; j < 2; j++)
-                        memcpy(o + ((size_t)h * hd + 2 * i2 + j) * K, v + ((size_t)h * hd + j * hd / 2 + i2) * K, 4 * (size_t)K);
-            free(v);
-            v = o;
-        }
+        v = gguf_rows(p, t, v);
         uint32_t type = 0;
-        if (q8 == 2 && t->ndim == 2) {
+        if (q8 == 3 && t->ndim == 2 && strstr(t->name, "layers.")) {
+            int k = fixture_pick(fx, i), el;
+            size_t bytes;
+            spq_ggml_block(fx->k[k].type, &el, &bytes);
+            size_t nb = n / (size_t)el, fnb = (size_t)fx->n / (size_t)el;
+            uint8_t *b = malloc(nb * bytes);
+            for (size_t q = 0; q < nb; q++) memcpy(b + q * bytes, fx->k[k].b + q % fnb * bytes, bytes);
+            type = (uint32_t)fx->k[k].type;
+            data[i] = b; size[i] = nb * bytes;
+            free(v);
+        } else if (q8 == 2 && t->ndim == 2) {
             type = 2;
             uint8_t *b = malloc(n / 32 * 18);
             for (size_t k = 0; k < n / 32; k++) q4_0_block(v + k * 32, b + k * 18);
@@ -237,7 +315,7 @@ static void test_gguf_matches_hf(void **st)
         for (int q8 = 0; q8 < 3; q8++) {
             char path[] = "/tmp/spq_gguf_XXXXXX";
             close(mkstemp(path));
-            write_gguf(&c, path, q8);
+            write_gguf(&c, path, q8, NULL);
             if (spq_open(path, &g, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
             if (q8 == 2) { /* Q4_0: every weight is the block's value, in HF's row order, as F16 */
                 for (int i = 0; i < c.n; i++) {
@@ -412,18 +490,6 @@ static void expect_fail(const char *path, const char *what)
     fprintf(stderr, "  ok: %s\n", e.msg);
 }
 
-static size_t slurp(const char *p, uint8_t **out)
-{
-    FILE *f = fopen(p, "rb");
-    fseek(f, 0, SEEK_END);
-    size_t n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *out = malloc(n);
-    assert_int_equal(fread(*out, 1, n, f), n);
-    fclose(f);
-    return n;
-}
-
 static void spit(const char *p, const void *b, size_t n)
 {
     FILE *f = fopen(p, "wb");
@@ -466,6 +532,84 @@ static void test_ggml_quant(void **st)
         assert_true(fabsf(y[j] - x[j]) <= amax / 127 / 2 + amax * 1e-3f);
     }
     assert_int_equal(spq_ggml_quant(GGML_Q4_K, x, b, 256), -1); /* K-quants: not here */
+}
+
+/* ggml's own blocks of every type read back to ggml's own floats, bit for bit; spikeq's
+ * reference quantiser writes ggml's bytes for the block formats it has */
+static void test_ggml_real_blocks(void **st)
+{
+    (void)st;
+    ggml_fixture fx;
+    ggml_fixture_load(&fx);
+    float *y = malloc(4 * (size_t)fx.n);
+    uint8_t *b = malloc(4 * (size_t)fx.n);
+    int quantised = 0;
+    for (int i = 0; i < fx.count; i++) {
+        int el;
+        size_t bytes;
+        assert_int_equal(spq_ggml_block(fx.k[i].type, &el, &bytes), 0);
+        assert_int_equal(fx.k[i].bytes, (size_t)fx.n / (size_t)el * bytes);
+        assert_int_equal(spq_ggml_dequant(fx.k[i].type, fx.k[i].b, y, fx.n), 0);
+        assert_memory_equal(y, fx.k[i].y, 4 * (size_t)fx.n);
+        if (spq_ggml_quant(fx.k[i].type, fx.x, b, fx.n) == 0) {
+            assert_memory_equal(b, fx.k[i].b, fx.k[i].bytes);
+            quantised++;
+        }
+    }
+    fprintf(stderr, "  %d ggml types read as ggml reads them; %d written as ggml writes them\n", fx.count, quantised);
+    assert_int_equal(fx.count, 12);
+    assert_int_equal(quantised, 5);
+    free(y); free(b); free(fx.file);
+}
+
+/* docs-llama-42m's shapes (../shared; rows of 512 and 1536, K-quant blocks of 256) as a GGUF
+ * whose linears hold ggml-made blocks of every type in turn: each opens as its blocks' values
+ * in F16, rows in HF's order, and the model runs. */
+static void test_gguf_kquant_model(void **st)
+{
+    (void)st;
+    const char *dir = shared_path("models/docs-llama-42m");
+    ggml_fixture fx;
+    ggml_fixture_load(&fx);
+    spq_ckpt c, g;
+    spq_err e;
+    assert_int_equal(spq_open(dir, &c, &e), 0);
+    char path[] = "/tmp/spq_kq_XXXXXX";
+    close(mkstemp(path));
+    write_gguf(&c, path, 3, &fx);
+    if (spq_open(path, &g, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+    int seen[32] = {0}, linears = 0;
+    for (int i = 0; i < c.n; i++) {
+        const spq_tensor *a = &c.t[i], *t = spq_ckpt_find(&g, a->name);
+        assert_non_null(t);
+        if (a->ndim != 2 || !strstr(a->name, "layers.")) continue;
+        int k = fixture_pick(&fx, i);
+        assert_string_equal(t->from, spq_ggml_type_name(fx.k[k].type));
+        size_t n = spq_tensor_numel(t);
+        float *v = malloc(4 * n);
+        assert_int_equal(spq_tensor_to_f32(t, v), 0);
+        v = gguf_rows(&g.cfg, t, v);
+        for (size_t j = 0; j < n; j++)
+            if (v[j] != spq_f16_to_f32(spq_f32_to_f16(fixture_weight(&fx, k, j)))) {
+                fprintf(stderr, "%s (%s) weight %zu: %g, ggml %g\n", a->name, t->from, j, v[j], fixture_weight(&fx, k, j));
+                fail();
+            }
+        free(v);
+        seen[k] = 1;
+        linears++;
+    }
+    int types = 0;
+    for (int k = 0; k < fx.count; k++) types += seen[k];
+    assert_int_equal(types, fx.count);
+    int ids[4] = {1, 450, 4799, 263};
+    float *lg = run_logits(&g, ids, 4, 0);
+    for (size_t j = 0; j < 4 * (size_t)g.cfg.vocab_size; j++) assert_true(isfinite(lg[j]));
+    fprintf(stderr, "  docs-llama-42m as GGUF: %d linears in %d ggml types, each its blocks' values\n", linears, types);
+    free(lg);
+    spq_ckpt_free(&g);
+    spq_ckpt_free(&c);
+    unlink(path);
+    free(fx.file);
 }
 
 /* Version 1 files (linears in rows, packed at load) still read; written again they become
@@ -678,6 +822,8 @@ int main(void)
         cmocka_unit_test(test_gguf_matches_hf),
         cmocka_unit_test(test_ggml_blocks),
         cmocka_unit_test(test_ggml_quant),
+        cmocka_unit_test(test_ggml_real_blocks),
+        cmocka_unit_test(test_gguf_kquant_model),
         cmocka_unit_test(test_spq_versions),
         cmocka_unit_test(test_bad_spq),
         cmocka_unit_test(test_size_change),
