@@ -117,6 +117,34 @@ const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq
     return NULL;
 }
 
+/* the blob's row lists as panel slots (spq_cmpq_rt.eoff) */
+static int outlier_slots(spq_cmpq_rt *r, const uint16_t *val)
+{
+    int N = (int)r->h.N, np = (N + 15) / 16;
+    if (!(r->eoff = malloc(sizeof(uint32_t) * ((size_t)np + 1)))) goto fail;
+    r->eoff[0] = 0;
+    for (int p = 0; p < np; p++) {
+        uint32_t most = 0;
+        for (int n = 16 * p; n < 16 * p + 16 && n < N; n++)
+            most = r->rowptr[n + 1] - r->rowptr[n] > most ? r->rowptr[n + 1] - r->rowptr[n] : most;
+        r->eoff[p + 1] = r->eoff[p] + most;
+    }
+    size_t slots = 16 * (size_t)r->eoff[np];
+    r->ecol = calloc(slots + 1, sizeof(uint16_t));
+    r->eval = calloc(slots + 1, sizeof(float));
+    if (!r->ecol || !r->eval) goto fail;
+    for (int n = 0; n < N; n++)
+        for (uint32_t i = r->rowptr[n], k = 0; i < r->rowptr[n + 1]; i++, k++) {
+            size_t at = 16 * ((size_t)r->eoff[n / 16] + k) + (size_t)(n % 16);
+            r->ecol[at] = r->col[i];
+            r->eval[at] = spq_f16_to_f32(val[i]);
+        }
+    return 0;
+fail:
+    spq_cmpq_rt_free(r);
+    return -1;
+}
+
 int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob)
 {
     memset(r, 0, sizeof *r);
@@ -161,11 +189,7 @@ int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob)
     }
     r->rowptr = (const uint32_t *)(p + L->rowptr);
     r->col = (const uint16_t *)(p + L->col);
-    r->val = malloc(sizeof(float) * ((size_t)r->h.n_out + 1));
-    if (!r->val) { spq_cmpq_rt_free(r); return -1; }
-    const uint16_t *val = (const uint16_t *)(p + L->val);
-    for (uint32_t i = 0; i < r->h.n_out; i++) r->val[i] = spq_f16_to_f32(val[i]);
-    return 0;
+    return outlier_slots(r, (const uint16_t *)(p + L->val));
 }
 
 void spq_cmpq_rt_free(spq_cmpq_rt *r)
@@ -175,7 +199,9 @@ void spq_cmpq_rt_free(spq_cmpq_rt *r)
     free(r->scale);
     free(r->src);
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) free(r->tab[c]);
-    free(r->val);
+    free(r->eoff);
+    free(r->ecol);
+    free(r->eval);
     memset(r, 0, sizeof *r);
 }
 
@@ -193,11 +219,12 @@ int spq_cmpq_dequant(const void *blob, float *out)
     spq_cmpq_rt r;
     if (spq_cmpq_rt_init(&r, blob)) return -1;
     int N = (int)r.h.N, K = (int)r.h.K;
+    const uint16_t *val = (const uint16_t *)((const uint8_t *)blob + r.L.val);
     for (int n = 0; n < N; n++) {
         for (int c = 0, j0 = 0; c < SPQ_CMPQ_NCLS; j0 += (int)r.h.kc[c], c++)
             for (int j = 0; j < (int)r.h.kc[c]; j++)
                 out[(size_t)n * K + r.perm[j0 + j]] = (float)level_of(&r, c, j, n) * r.scale[r.xoff[c] + j];
-        for (uint32_t i = r.rowptr[n]; i < r.rowptr[n + 1]; i++) out[(size_t)n * K + r.col[i]] += r.val[i];
+        for (uint32_t i = r.rowptr[n]; i < r.rowptr[n + 1]; i++) out[(size_t)n * K + r.col[i]] += spq_f16_to_f32(val[i]);
     }
     spq_cmpq_rt_free(&r);
     return 0;
@@ -275,15 +302,18 @@ static float bias_of(const spq_cmpq_rt *r, qrow q)
     return s;
 }
 
-/* y[n] += outlier residuals of row n against the original-order input row xr */
-static float outliers_row(const spq_cmpq_rt *r, int n, const float *xr)
+/* y[16p..] += the outlier residuals of panel p's rows against the original-order input row
+ * xr: the panel's slots 16 rows at a time (no branch per row: a loop per row of a few
+ * outliers mispredicts its exit about once a row) */
+static void outliers_panel(const spq_cmpq_rt *r, int p, const float *xr, float *y)
 {
-    float s[4] = {0, 0, 0, 0}; /* four chains: the adds' latency, not the loads, bound one */
-    uint32_t i = r->rowptr[n], e = r->rowptr[n + 1];
-    for (; i + 4 <= e; i += 4)
-        for (int j = 0; j < 4; j++) s[j] += xr[r->col[i + j]] * r->val[i + j];
-    for (; i < e; i++) s[0] += xr[r->col[i]] * r->val[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    int N = (int)r->h.N, n0 = 16 * p, rows = N - n0 < 16 ? N - n0 : 16;
+    const uint16_t *c = r->ecol + 16 * (size_t)r->eoff[p];
+    const float *v = r->eval + 16 * (size_t)r->eoff[p];
+    float s[16] = {0};
+    for (uint32_t k = r->eoff[p]; k < r->eoff[p + 1]; k++, c += 16, v += 16)
+        for (int j = 0; j < 16; j++) s[j] += xr[c[j]] * v[j];
+    for (int j = 0; j < rows; j++) y[n0 + j] += s[j];
 }
 
 /* Items of work: item i is panels i, i + Q, i + 2Q, i + 3Q (Q = ceil(panels / 4) items; the
@@ -333,10 +363,7 @@ static void add_outliers(const spq_cmpq_rt *const *rs, float *const *ys, const i
         for (int d = 0; d < nd; d++) {
             const spq_cmpq_rt *r = rs[done[2 * d]];
             int N = (int)r->h.N, blk = done[2 * d + 1], Q = items_of(r), lanes = lanes_of(r, blk);
-            float *y = ys[done[2 * d]] + (size_t)m * N;
-            for (int i = 0; i < lanes; i++)
-                for (int n = 16 * (blk + i * Q); n < 16 * (blk + i * Q) + 16 && n < N; n++)
-                    y[n] += outliers_row(r, n, x + (size_t)m * K);
+            for (int i = 0; i < lanes; i++) outliers_panel(r, blk + i * Q, x + (size_t)m * K, ys[done[2 * d]] + (size_t)m * N);
         }
 }
 

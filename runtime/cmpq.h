@@ -83,7 +83,12 @@ typedef struct {
     const uint8_t *codes[SPQ_CMPQ_NCLS];
     const uint32_t *rowptr;
     const uint16_t *col;
-    float *val;                        /* outlier residuals as floats */
+    /* the outliers by panel of 16 rows, as many slots per row as the panel's fullest row has
+     * outliers: slot k of row j of panel p at 16 * (eoff[p] + k) + j (padding: column 0,
+     * residual 0), so that a panel's outliers are a fixed number of 16-row steps */
+    uint32_t *eoff;                    /* [panels + 1] */
+    uint16_t *ecol;
+    float *eval;
 } spq_cmpq_rt;
 
 int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob);
