@@ -111,6 +111,68 @@ static void gemv_q8(int N, int kp, int p0, int np, int pstride, const int8_t *x,
     default: fn(MR, 1, __VA_ARGS__); break;                                                \
     }
 
+#ifndef LANES_PF
+#define LANES_PF 2048 /* batched-decode prefetch distance per stream, bytes */
+#endif
+/* A row tile over k-quads [q0, q1) of NP panels pstride panels apart (from p0), its int32
+ * sums carried in ab (rows x 64, from row m) */
+INL void q8_tile_part(const int MR, const int NP, int kp, int p0, int pstride, int m, const int8_t *x,
+                      const int8_t *w, int q0, int q1, int32_t *ab)
+{
+    __m512i acc[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < NP; p++) acc[i][p] = _mm512_loadu_si512(ab + (m + i) * 64 + 16 * p);
+    const size_t ps = (size_t)kp * SPQ_NR * (size_t)pstride;
+    const int8_t *wp = w + (size_t)p0 * kp * SPQ_NR;
+    const int8_t *xr = x + (size_t)m * kp;
+    for (int q = q0; q < q1; q++) {
+        __m512i wv[4];
+        for (int p = 0; p < NP; p++) wv[p] = _mm512_loadu_si512(wp + p * ps + (size_t)q * 64);
+        if (!m)
+            for (int p = 0; p < NP; p++) _mm_prefetch((const char *)(wp + p * ps + (size_t)q * 64) + LANES_PF, _MM_HINT_T0);
+        for (int i = 0; i < MR; i++) {
+            __m512i xb = _mm512_set1_epi32(load4(xr + (size_t)i * kp + 4 * q) ^ (int32_t)0x80808080u);
+            for (int p = 0; p < NP; p++) acc[i][p] = _mm512_dpbusd_epi32(acc[i][p], xb, wv[p]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < NP; p++) _mm512_storeu_si512(ab + (m + i) * 64 + 16 * p, acc[i][p]);
+}
+
+#define TILE_LANES(MR, np) TILE_ROW(q8_tile_part, MR, np, kp, p0, pstride, m, x, w, q0, q1, ab)
+
+/* 2-8 rows over np <= 4 panels pstride apart: k in chunks of 64 quads (4 KiB of each
+ * panel), every row tile over a chunk before the next, so that the tiles after the first
+ * find it in L1. The first tile prefetches its four streams 2 KiB ahead: with 5-8 rows the
+ * arithmetic per weight byte is high enough that the hardware prefetcher alone let the
+ * stream stall (8 sequences decoded 12-20% slower; docs/benchmarks.md, Findings). */
+static void gemm_q8_lanes(int M, int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
+                          const int32_t *wsum, float scale, float *y, int ldy)
+{
+    int32_t ab[8 * 64] __attribute__((aligned(64)));
+    memset(ab, 0, sizeof(int32_t) * 64 * (size_t)M);
+    for (int q0 = 0; q0 < kp / 4; q0 += 64) {
+        int q1 = q0 + 64 < kp / 4 ? q0 + 64 : kp / 4;
+        for (int m = 0; m < M; m += 4) switch (M - m) {
+            case 1: TILE_LANES(1, np); break;
+            case 2: TILE_LANES(2, np); break;
+            case 3: TILE_LANES(3, np); break;
+            default: TILE_LANES(4, np); break;
+            }
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int p = 0; p < np; p++) {
+        int n = (p0 + p * pstride) * SPQ_NR;
+        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(wsum + n), 7);
+        __mmask16 mk = colmask(n, N);
+        for (int i = 0; i < M; i++) {
+            __m512i a = _mm512_load_si512(ab + i * 64 + 16 * p);
+            _mm512_mask_storeu_ps(y + (size_t)i * ldy + n, mk, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, corr)), sc));
+        }
+    }
+}
+#undef TILE_LANES
+
 static void gemm_q8(int M, int N, int kp, int n0, int n1, const int8_t *x, const int8_t *w,
                     const int32_t *wsum, float scale, float *y, int ldy)
 {
@@ -569,6 +631,7 @@ static spq_kernels table = {
     .attn_h = attn_h,
     .cmpq_dot = NULL, /* set at first use: VBMI or the AVX2 kernel */
     .gemv_q8 = gemv_q8,
+    .gemm_q8_lanes = gemm_q8_lanes,
 };
 
 /* the same kernels, BF16 weights through vdpbf16ps */

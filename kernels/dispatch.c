@@ -136,6 +136,10 @@ static void run_block(const gemm_job *j, int b)
     int N = o->N, n0 = (b - j->b0[i]) * BLK, n1 = n0 + BLK < N ? n0 + BLK : N, kp = spq_kpad(j->K);
     if (j->lanes) {
         int Q, p0 = b - j->b0[i], nv = lane_item(N, p0, &Q);
+        if (j->M > 1) {
+            j->k->gemm_q8_lanes(j->M, N, kp, p0, nv, Q, j->x, o->w, o->wsum, o->scale, o->y, o->ldy);
+            return;
+        }
         if (j->k->gemv_q8) {
             j->k->gemv_q8(N, kp, p0, nv, Q, j->x, o->w, o->wsum, o->scale, o->y);
             return;
@@ -188,7 +192,8 @@ static void run_job(const spq_thr *t, gemm_job *j)
 
 static gemm_job make_job(const spq_kernels *k, int kind, int M, int K, const void *x, const spq_gemm_out *outs, int n)
 {
-    gemm_job j = {.k = k, .kind = kind, .M = M, .K = K, .nmat = n, .x = x, .lanes = M == 1 && kind == SPQ_GEMM_Q8};
+    gemm_job j = {.k = k, .kind = kind, .M = M, .K = K, .nmat = n, .x = x,
+                  .lanes = kind == SPQ_GEMM_Q8 && (M == 1 || (M <= 8 && k->gemm_q8_lanes))};
     memcpy(j.mat, outs, sizeof *outs * (size_t)n);
     return j;
 }
@@ -204,7 +209,7 @@ void spq_gemm_team(const spq_thr *t, const spq_kernels *k, int kind, int M, int 
 
 void spq_gemm_team_hint(const spq_thr *t, int kind, int M, int K, const spq_gemm_out *outs, int n)
 {
-    gemm_job j = make_job(NULL, kind, M, K, NULL, outs, n < SPQ_GEMM_MAXN ? n : SPQ_GEMM_MAXN);
+    gemm_job j = make_job(t->team->k, kind, M, K, NULL, outs, n < SPQ_GEMM_MAXN ? n : SPQ_GEMM_MAXN);
     int b0 = 0, b1 = 0;
     if (plan_job(t, &j)) spq_split(t, j.b0[j.nmat], &b0, &b1);
     else if (t->id == 0) b1 = j.b0[j.nmat];

@@ -114,6 +114,11 @@ typedef struct spq_kernels {
      * four long sequential streams. NULL: the driver calls gemm_q8 one panel at a time. */
     void (*gemv_q8)(int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
                     const int32_t *wsum, float scale, float *y);
+    /* The same for 2 <= M <= 8 rows (a batch of decode steps; x and y rows kp and ldy
+     * apart), so that batched decode reads the same four long streams. NULL: the driver
+     * runs such batches in blocks of 64 columns. */
+    void (*gemm_q8_lanes)(int M, int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
+                          const int32_t *wsum, float scale, float *y, int ldy);
 } spq_kernels;
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */

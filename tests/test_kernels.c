@@ -72,16 +72,18 @@ static void check_q8(const spq_kernels *kt, int M, int N, int K, int mode)
     /* the decode GEMV over panels spread across the matrix: the driver's lanes (item i:
      * panels i, i + Q, i + 2Q, i + 3Q with Q = ceil(panels / 4)) and a stride of 3 */
     int np = (N + SPQ_NR - 1) / SPQ_NR;
-    for (int st = 0; M == 1 && kt->gemv_q8 && st < 2; st++) {
+    for (int st = 0; ((M == 1 && kt->gemv_q8) || (M > 1 && M <= 8 && kt->gemm_q8_lanes)) && st < 2; st++) {
         int Q = st ? 3 : (np + 3) / 4, span = st ? 4 * Q : Q; /* items start in [0, Q) of each span */
-        memset(y1, 0, sizeof(float) * (size_t)N);
+        memset(y1, 0, sizeof(float) * (size_t)M * N);
         for (int b = 0; b < np; b += span)
             for (int p0 = b; p0 < b + Q && p0 < np; p0++) {
                 int nv = (np - 1 - p0) / Q + 1;
-                kt->gemv_q8(N, kp, p0, nv > 4 ? 4 : nv, Q, x, wp, ws, scale, y1);
+                if (M == 1) kt->gemv_q8(N, kp, p0, nv > 4 ? 4 : nv, Q, x, wp, ws, scale, y1);
+                else kt->gemm_q8_lanes(M, N, kp, p0, nv > 4 ? 4 : nv, Q, x, wp, ws, scale, y1, N);
             }
-        if (memcmp(y0, y1, sizeof(float) * (size_t)N)) {
-            fprintf(stderr, "%s gemv_q8 N=%d K=%d mode=%d stride %d differs\n", kt->name, N, K, mode, Q);
+        if (memcmp(y0, y1, sizeof(float) * (size_t)M * N)) {
+            fprintf(stderr, "%s %s M=%d N=%d K=%d mode=%d stride %d differs\n", kt->name, M == 1 ? "gemv_q8" : "gemm_q8_lanes",
+                    M, N, K, mode, Q);
             fail();
         }
     }
@@ -170,6 +172,7 @@ static void q8_all(const spq_kernels *kt)
     for (int s = 0; s < NSHAPES; s++)
         for (int mode = 0; mode < 3; mode++) check_q8(kt, shapes[s][0], shapes[s][1], shapes[s][2], mode);
     check_q8(kt, 33, 130, 300, 0); /* several full 4x4 register tiles plus tails */
+    for (int M = 2; M <= 8; M++) check_q8(kt, M, 200, 1100, M % 3); /* batched decode: lanes, k chunks plus a tail */
 }
 static void f_all(const spq_kernels *kt)
 {
@@ -385,9 +388,9 @@ static void test_gemm_hint(void **st)
         {2, 1, 1, w0 + 12 * PS, 3 * PS, 16 * PS, 4}, /* items 12..15 (to matrix 1): the last quarter ends at 63 */
         {3, 1, 1, w0 + 8 * PS, 7 * PS, 16 * PS, 4},  /* items 8..15 */
         {3, 2, 1, w1, PS, PS, 4},                    /* matrix 1 (item 16): its 4 panels, one per quarter */
-        {2, 0, 2, w0, 768 * K, 0, 1},                /* M = 2: blocks 0..11 */
-        {2, 1, 2, w0 + 768 * K, 232 * K, 0, 1},      /* blocks 12..22: to the end of matrix 0 (col 1000) */
-        {3, 2, 2, w1, 64 * K, 0, 1},                 /* blocks 16..22: matrix 1 is block 16 */
+        {2, 0, 9, w0, 768 * K, 0, 1},                /* M = 9: blocks 0..11 */
+        {2, 1, 9, w0 + 768 * K, 232 * K, 0, 1},      /* blocks 12..22: to the end of matrix 0 (col 1000) */
+        {3, 2, 9, w1, 64 * K, 0, 1},                 /* blocks 16..22: matrix 1 is block 16 */
     };
     spq_team tm;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -404,6 +407,13 @@ static void test_gemm_hint(void **st)
         tm.hint_max = 4096; /* the cap is over all lanes */
         spq_gemm_team_hint(&t, SPQ_GEMM_Q8, want[i].M, K, outs, 3);
         assert_int_equal(atomic_load(&tm.hint[t.id].left), 4096 / want[i].lanes);
+        if (want[i].M == 1 && tm.k->gemm_q8_lanes) { /* batched decode: the same lanes */
+            tm.hint_max = (size_t)1 << 30;
+            spq_gemm_team_hint(&t, SPQ_GEMM_Q8, 8, K, outs, 3);
+            assert_ptr_equal(tm.hint[t.id].p, want[i].p);
+            assert_int_equal(atomic_load(&tm.hint[t.id].left), want[i].len);
+            assert_int_equal(tm.hint[t.id].lanes, want[i].lanes);
+        }
     }
     /* F16 decode: blocks, 2 bytes per weight, K not padded; thread 1 of 2 */
     spq_team_init(&tm, 2);
