@@ -434,6 +434,73 @@ static void cmpq_dot(int b, int kp, int np, const uint8_t *codes, size_t ps, con
     }
 }
 
+/* CMPQ input blocks (kernels.h): four gathers of 8 per block; absmax and rounding as
+ * absmax / quant_i8 above */
+static void cmpq_quant(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
+                       int32_t *xs)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    for (int o = 0; o < nb; o++, src += 32, sc += 32, xq += 32) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_mul_ps(_mm256_i32gather_ps(x, _mm256_loadu_si256((const __m256i *)(src + 8 * i)), 4),
+                                 _mm256_loadu_ps(sc + 8 * i));
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+        }
+        float r[8], a = 0.0f;
+        _mm256_storeu_ps(r, m);
+        for (int j = 0; j < 8; j++) a = r[j] > a ? r[j] : a;
+        const __m256 s = _mm256_set1_ps(a > 0 ? 127.0f / a : 0.0f);
+        __m256i d[4], sum = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            d[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], s), lo), hi));
+            sum = _mm256_add_epi32(sum, d[i]);
+        }
+        /* the packs interleave 4-byte groups of the four vectors by 128-bit lane: put them back in order */
+        __m256i h = _mm256_packs_epi16(_mm256_packs_epi32(d[0], d[1]), _mm256_packs_epi32(d[2], d[3]));
+        _mm256_storeu_si256((__m256i *)xq, _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        xd[o] = a / 127.0f;
+        xs[o] = _mm_cvtsi128_si32(t);
+    }
+}
+
+/* CMPQ outliers (kernels.h): one token, per slot two gathers of 8 (residuals widened by
+ * F16C); 16 tokens, in four passes of 8 rows x 8 tokens, one load per slot entry */
+static void cmpq_outliers(int n, const uint16_t *slot, const float *x, int T, float *s)
+{
+    if (T == 16) {
+        for (int j0 = 0; j0 < 16; j0 += 8)
+            for (int i0 = 0; i0 < 16; i0 += 8) {
+                __m256 a[8];
+                for (int j = 0; j < 8; j++) a[j] = _mm256_loadu_ps(s + 16 * (j0 + j) + i0);
+                const uint16_t *sl = slot;
+                for (int k = 0; k < n; k++, sl += 32) {
+                    float v[8];
+                    _mm256_storeu_ps(v, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sl + 16 + j0))));
+                    for (int j = 0; j < 8; j++)
+                        a[j] = _mm256_add_ps(a[j], _mm256_mul_ps(_mm256_loadu_ps(x + 16 * (size_t)sl[j0 + j] + i0),
+                                                                 _mm256_set1_ps(v[j])));
+                }
+                for (int j = 0; j < 8; j++) _mm256_storeu_ps(s + 16 * (j0 + j) + i0, a[j]);
+            }
+        return;
+    }
+    __m256 a0 = _mm256_loadu_ps(s), a1 = _mm256_loadu_ps(s + 8);
+    for (int i = 0; i < n; i++, slot += 32) {
+        __m256i c0 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)slot));
+        __m256i c1 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(slot + 8)));
+        __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(slot + 16)));
+        __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(slot + 24)));
+        a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_i32gather_ps(x, c0, 4), v0));
+        a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_i32gather_ps(x, c1, 4), v1));
+    }
+    _mm256_storeu_ps(s, a0);
+    _mm256_storeu_ps(s + 8, a1);
+}
+
 static const spq_kernels table = {
     .name = "avx2",
     .gemm_q8 = gemm_q8,
@@ -448,6 +515,8 @@ static const spq_kernels table = {
     .attn = attn,
     .attn_h = attn_h,
     .cmpq_dot = cmpq_dot,
+    .cmpq_quant = cmpq_quant,
+    .cmpq_outliers = cmpq_outliers,
     .gemv_q8 = NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
 
@@ -561,6 +630,8 @@ static const spq_kernels table_vnni = {
     .attn = attn,
     .attn_h = attn_h,
     .cmpq_dot = cmpq_dot,
+    .cmpq_quant = cmpq_quant,
+    .cmpq_outliers = cmpq_outliers,
     .gemv_q8 = gemv_q8_vnni,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }

@@ -339,6 +339,51 @@ static void quant_i8(const float *x, int n, int npad, float inv, float qmax, int
     for (i = n; i < npad; i++) q[i] = 0;
 }
 
+/* CMPQ input blocks (kernels.h): two gathers of 16 per block; absmax and rounding as
+ * absmax / quant_i8 above */
+static void cmpq_quant(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
+                       int32_t *xs)
+{
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int o = 0; o < nb; o++, src += 32, sc += 32, xq += 32) {
+        __m512 v0 = _mm512_mul_ps(_mm512_i32gather_ps(_mm512_loadu_si512(src), x, 4), _mm512_loadu_ps(sc));
+        __m512 v1 = _mm512_mul_ps(_mm512_i32gather_ps(_mm512_loadu_si512(src + 16), x, 4), _mm512_loadu_ps(sc + 16));
+        float a = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(_mm512_setzero_ps(), _mm512_abs_ps(v0)), _mm512_abs_ps(v1)));
+        const __m512 s = _mm512_set1_ps(a > 0 ? 127.0f / a : 0.0f);
+        __m512i d0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v0, s), lo), hi));
+        __m512i d1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v1, s), lo), hi));
+        _mm_storeu_si128((__m128i *)xq, _mm512_cvtsepi32_epi8(d0));
+        _mm_storeu_si128((__m128i *)(xq + 16), _mm512_cvtsepi32_epi8(d1));
+        xd[o] = a / 127.0f;
+        xs[o] = _mm512_reduce_add_epi32(_mm512_add_epi32(d0, d1));
+    }
+}
+
+/* CMPQ outliers (kernels.h): one token, per slot one gather of 16 (residuals widened by
+ * vcvtph2ps); 16 tokens, per slot entry one load of its column's 16 tokens */
+static void cmpq_outliers(int n, const uint16_t *slot, const float *x, int T, float *s)
+{
+    if (T == 16) {
+        __m512 a[16];
+        for (int j = 0; j < 16; j++) a[j] = _mm512_loadu_ps(s + 16 * j);
+        for (int k = 0; k < n; k++, slot += 32) {
+            float v[16];
+            _mm512_storeu_ps(v, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(slot + 16))));
+            for (int j = 0; j < 16; j++)
+                a[j] = _mm512_add_ps(a[j], _mm512_mul_ps(_mm512_loadu_ps(x + 16 * (size_t)slot[j]), _mm512_set1_ps(v[j])));
+        }
+        for (int j = 0; j < 16; j++) _mm512_storeu_ps(s + 16 * j, a[j]);
+        return;
+    }
+    __m512 a = _mm512_loadu_ps(s);
+    for (int i = 0; i < n; i++, slot += 32) {
+        __m512i c = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)slot));
+        __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(slot + 16)));
+        a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_i32gather_ps(c, x, 4), v));
+    }
+    _mm512_storeu_ps(s, a);
+}
+
 static void vexp(float *x, int n)
 {
     int i = 0;
@@ -630,6 +675,8 @@ static spq_kernels table = {
     .attn = attn,
     .attn_h = attn_h,
     .cmpq_dot = NULL, /* set at first use: VBMI or the AVX2 kernel */
+    .cmpq_quant = cmpq_quant,
+    .cmpq_outliers = cmpq_outliers,
     .gemv_q8 = gemv_q8,
     .gemm_q8_lanes = gemm_q8_lanes,
 };

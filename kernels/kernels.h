@@ -108,6 +108,18 @@ typedef struct spq_kernels {
     void (*cmpq_dot)(int b, int kp, int np, const uint8_t *codes, size_t pstride, const uint8_t *tab,
                      int tstride, int M, const int8_t *xq, int ldx, const float *xd, const int32_t *xs,
                      int ldd, float *acc, int lda);
+    /* CMPQ input, nb blocks of 32 stored columns: v[i] = x[src[i]] * sc[i], each block to int8
+     * at its own scale d = absmax(v) / 127: xq[i] = rne(v[i] * (127 / absmax)) clamped to
+     * +-127 (0 when absmax = 0), xd[o] = d, xs[o] = the sum of the block's xq. Every ISA gives
+     * the reference's bits for finite x. */
+    void (*cmpq_quant)(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
+                       int32_t *xs);
+    /* CMPQ outliers of one 16-row panel, n slots of 32 halves each (the 16 rows' input
+     * columns, then their FP16 residuals), for one token or 16: T = 1, s[j] += x[column] *
+     * residual (row j; x one input row); T = 16, s[16 j + i] += x[16 column + i] * residual
+     * (token i; x the input's columns, 16 tokens each); the slots in turn, each product rounded
+     * before it is added (no fused multiply-add: every ISA the same bits). */
+    void (*cmpq_outliers)(int n, const uint16_t *slot, const float *x, int T, float *s);
     /* Decode (M = 1) over np <= 4 panels pstride panels apart: the 16 columns of each panel
      * p0 + i * pstride (i < np), exactly as gemm_q8 computes them, into y[column]. A thread
      * of the driver runs panels from four places in a matrix, so that its weights arrive as
@@ -120,6 +132,11 @@ typedef struct spq_kernels {
     void (*gemm_q8_lanes)(int M, int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
                           const int32_t *wsum, float scale, float *y, int ldy);
 } spq_kernels;
+
+/* The scalar references of cmpq_quant and cmpq_outliers (ISAs without a faster one use them). */
+void spq_cmpq_quant_ref(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
+                        int32_t *xs);
+void spq_cmpq_outliers_ref(int n, const uint16_t *slot, const float *x, int T, float *s);
 
 /* The active kernel table (chosen once at start-up; SPIKEQ_ISA overrides). */
 const spq_kernels *spq_kern(void);

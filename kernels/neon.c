@@ -368,6 +368,8 @@ static const spq_kernels table_dot = {
     .attn = attn,
     .attn_h = attn_h,
     .cmpq_dot = cmpq_dot_sdot,
+    .cmpq_quant = spq_cmpq_quant_ref,
+    .cmpq_outliers = spq_cmpq_outliers_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 static const spq_kernels table_plain = {
@@ -384,6 +386,8 @@ static const spq_kernels table_plain = {
     .attn = attn,
     .attn_h = attn_h,
     .cmpq_dot = cmpq_dot_plain,
+    .cmpq_quant = spq_cmpq_quant_ref,
+    .cmpq_outliers = spq_cmpq_outliers_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

@@ -175,6 +175,31 @@ static void cmpq_dot(int b, int kp, int np, const uint8_t *codes, size_t pstride
             }
 }
 
+void spq_cmpq_quant_ref(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
+                        int32_t *xs)
+{
+    for (int o = 0; o < nb; o++) {
+        float v[SPQ_CMPQ_BLK];
+        for (int i = 0; i < SPQ_CMPQ_BLK; i++) v[i] = x[src[SPQ_CMPQ_BLK * o + i]] * sc[SPQ_CMPQ_BLK * o + i];
+        float a = absmax(v, SPQ_CMPQ_BLK);
+        quant_i8(v, SPQ_CMPQ_BLK, SPQ_CMPQ_BLK, a > 0 ? 127.0f / a : 0.0f, 127.0f, xq + SPQ_CMPQ_BLK * o);
+        int32_t sum = 0;
+        for (int i = 0; i < SPQ_CMPQ_BLK; i++) sum += xq[SPQ_CMPQ_BLK * o + i];
+        xd[o] = a / 127.0f;
+        xs[o] = sum;
+    }
+}
+
+void spq_cmpq_outliers_ref(int n, const uint16_t *slot, const float *x, int T, float *s)
+{
+    for (int k = 0; k < n; k++, slot += 32)
+        for (int j = 0; j < 16; j++)
+            for (int i = 0; i < T; i++) {
+                float p = x[(size_t)T * slot[j] + i] * spq_f16_to_f32(slot[16 + j]);
+                s[T * j + i] += p;
+            }
+}
+
 static const spq_kernels table = {
     .name = "scalar",
     .gemm_q8 = gemm_q8,
@@ -189,6 +214,8 @@ static const spq_kernels table = {
     .attn = attn,
     .attn_h = attn_h,
     .cmpq_dot = cmpq_dot,
+    .cmpq_quant = spq_cmpq_quant_ref,
+    .cmpq_outliers = spq_cmpq_outliers_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

@@ -129,15 +129,14 @@ static int outlier_slots(spq_cmpq_rt *r, const uint16_t *val)
             most = r->rowptr[n + 1] - r->rowptr[n] > most ? r->rowptr[n + 1] - r->rowptr[n] : most;
         r->eoff[p + 1] = r->eoff[p] + most;
     }
-    size_t slots = 16 * (size_t)r->eoff[np];
-    r->ecol = calloc(slots + 1, sizeof(uint16_t));
-    r->eval = calloc(slots + 1, sizeof(float));
-    if (!r->ecol || !r->eval) goto fail;
+    size_t slots = (size_t)r->eoff[np];
+    if (!(r->eslot = aligned_alloc(64, 64 * (slots + 1)))) goto fail;
+    memset(r->eslot, 0, 64 * (slots + 1));
     for (int n = 0; n < N; n++)
         for (uint32_t i = r->rowptr[n], k = 0; i < r->rowptr[n + 1]; i++, k++) {
-            size_t at = 16 * ((size_t)r->eoff[n / 16] + k) + (size_t)(n % 16);
-            r->ecol[at] = r->col[i];
-            r->eval[at] = spq_f16_to_f32(val[i]);
+            uint16_t *s = r->eslot + 32 * ((size_t)r->eoff[n / 16] + k);
+            s[n % 16] = r->col[i];
+            s[16 + n % 16] = val[i];
         }
     return 0;
 fail:
@@ -200,8 +199,7 @@ void spq_cmpq_rt_free(spq_cmpq_rt *r)
     free(r->src);
     for (int c = 0; c < SPQ_CMPQ_NCLS; c++) free(r->tab[c]);
     free(r->eoff);
-    free(r->ecol);
-    free(r->eval);
+    free(r->eslot);
     memset(r, 0, sizeof *r);
 }
 
@@ -277,21 +275,12 @@ static qrow row_of(const spq_cmpq_rt *r, float *xs, int m)
     return (qrow){o, (int32_t *)(o + nb), (int8_t *)(o + (2 * nb + 15) / 16 * 16)};
 }
 
-/* block o of input row x (original order): its stored columns times their scales, int8
- * with the block's scale absmax / 127, and the codes' sum */
-static void quantize_block(const spq_kernels *k, const spq_cmpq_rt *r, const float *x, qrow q, int o)
+/* blocks o0..o1 of input row x (original order): their stored columns times their scales
+ * (padding: src 0, scale 0), int8 with each block's scale absmax / 127, and the codes' sums */
+static void quantize_blocks(const spq_kernels *k, const spq_cmpq_rt *r, const float *x, qrow q, int o0, int o1)
 {
-    const int32_t *src = r->src + o * SPQ_CMPQ_BLK;
-    const float *sc = r->scale + o * SPQ_CMPQ_BLK;
-    float v[SPQ_CMPQ_BLK];
-    for (int i = 0; i < SPQ_CMPQ_BLK; i++) v[i] = x[src[i]] * sc[i]; /* padding: src 0, scale 0 */
-    float a = k->absmax(v, SPQ_CMPQ_BLK);
-    int8_t *xq = q.xq + o * SPQ_CMPQ_BLK;
-    k->quant_i8(v, SPQ_CMPQ_BLK, SPQ_CMPQ_BLK, a > 0 ? 127.0f / a : 0.0f, 127.0f, xq);
-    int32_t sum = 0;
-    for (int i = 0; i < SPQ_CMPQ_BLK; i++) sum += xq[i];
-    q.xd[o] = a / 127.0f;
-    q.xs[o] = sum;
+    k->cmpq_quant(o1 - o0, x, r->src + o0 * SPQ_CMPQ_BLK, r->scale + o0 * SPQ_CMPQ_BLK, q.xq + o0 * SPQ_CMPQ_BLK,
+                  q.xd + o0, q.xs + o0);
 }
 
 /* sum_o xd[o] * 128 * xs[o]: the bias of the kernels' u8 levels (level + 128) in one row */
@@ -305,14 +294,11 @@ static float bias_of(const spq_cmpq_rt *r, qrow q)
 /* y[16p..] += the outlier residuals of panel p's rows against the original-order input row
  * xr: the panel's slots 16 rows at a time (no branch per row: a loop per row of a few
  * outliers mispredicts its exit about once a row) */
-static void outliers_panel(const spq_cmpq_rt *r, int p, const float *xr, float *y)
+static void outliers_panel(const spq_kernels *k, const spq_cmpq_rt *r, int p, const float *xr, float *y)
 {
     int N = (int)r->h.N, n0 = 16 * p, rows = N - n0 < 16 ? N - n0 : 16;
-    const uint16_t *c = r->ecol + 16 * (size_t)r->eoff[p];
-    const float *v = r->eval + 16 * (size_t)r->eoff[p];
     float s[16] = {0};
-    for (uint32_t k = r->eoff[p]; k < r->eoff[p + 1]; k++, c += 16, v += 16)
-        for (int j = 0; j < 16; j++) s[j] += xr[c[j]] * v[j];
+    k->cmpq_outliers((int)(r->eoff[p + 1] - r->eoff[p]), r->eslot + 32 * (size_t)r->eoff[p], xr, 1, s);
     for (int j = 0; j < rows; j++) y[n0 + j] += s[j];
 }
 
@@ -344,26 +330,55 @@ static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, int M, float *
         k->cmpq_dot(b, kp, lanes, r->codes[c] + (size_t)blk * pb, (size_t)Q * pb, r->tab[c], r->tstride[c], M,
                     q0.xq + r->xoff[c], 4 * ld, q0.xd + o0, q0.xs + o0, ld, acc, 64);
     }
-    for (int m = 0; m < M; m++) {
-        float corr = bias[m];
-        for (int i = 0; i < lanes; i++)
-            for (int n = 16 * (blk + i * Q); n < 16 * (blk + i * Q) + 16 && n < N; n++)
-                y[(size_t)m * N + n] = acc[(size_t)m * 64 + 16 * i + n % 16] - corr;
+    for (int i = 0; i < lanes; i++) {
+        int n0 = 16 * (blk + i * Q), rows = N - n0 < 16 ? N - n0 : 16;
+        for (int m = 0; m < M; m++) {
+            float *yr = y + (size_t)m * N + n0, corr = bias[m];
+            const float *ar = acc + (size_t)m * 64 + 16 * i;
+            for (int j = 0; j < rows; j++) yr[j] = ar[j] - corr;
+        }
     }
 }
 
-/* the outliers of the items done[0..nd) (tensor, item) for all M rows: row by row of x, so
- * that each input row is read once (item by item, a long prompt's x would stream from far
- * caches once per item) */
-static void add_outliers(const spq_cmpq_rt *const *rs, float *const *ys, const int *done, int nd, const float *x,
-                         int M)
+/* the outliers of the items done[0..nd) (tensor, item) for rows m0..m0+16 of x (T of them):
+ * the rows transposed into xt (K x 16 floats), so that each outlier reads its column's 16
+ * tokens in one load instead of one gather per token */
+static void outliers_16(const spq_kernels *k, const spq_cmpq_rt *const *rs, float *const *ys, const int *done, int nd,
+                        const float *x, int m0, int T, float *xt)
 {
     int K = (int)rs[0]->h.K;
-    for (int m = 0; m < M; m++)
+    for (int c = 0; c < K; c++)
+        for (int i = 0; i < 16; i++) xt[16 * (size_t)c + i] = i < T ? x[(size_t)(m0 + i) * K + c] : 0.0f;
+    for (int d = 0; d < nd; d++) {
+        const spq_cmpq_rt *r = rs[done[2 * d]];
+        int N = (int)r->h.N, blk = done[2 * d + 1], Q = items_of(r), lanes = lanes_of(r, blk);
+        float *y = ys[done[2 * d]] + (size_t)m0 * N;
+        for (int l = 0; l < lanes; l++) {
+            int p = blk + l * Q, n0 = 16 * p, rows = N - n0 < 16 ? N - n0 : 16;
+            float s[256] = {0};
+            k->cmpq_outliers((int)(r->eoff[p + 1] - r->eoff[p]), r->eslot + 32 * (size_t)r->eoff[p], xt, 16, s);
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < rows; j++) y[(size_t)i * N + n0 + j] += s[16 * j + i];
+        }
+    }
+}
+
+/* the outliers of the items done[0..nd) (tensor, item) for all M rows: with by16, 16 rows at
+ * a time through a transposed copy where there is memory for it; the rest row by row of x, so
+ * that each input row is read once (item by item, a long prompt's x would stream from far
+ * caches once per item) */
+static void add_outliers(const spq_kernels *k, const spq_cmpq_rt *const *rs, float *const *ys, const int *done, int nd, const float *x,
+                         int M, int by16)
+{
+    int K = (int)rs[0]->h.K, m = 0;
+    float *xt = by16 && M >= 16 ? malloc(sizeof(float) * 16 * (size_t)K) : NULL;
+    for (; xt && m < M; m += 16) outliers_16(k, rs, ys, done, nd, x, m, M - m < 16 ? M - m : 16, xt);
+    free(xt);
+    for (; m < M; m++)
         for (int d = 0; d < nd; d++) {
             const spq_cmpq_rt *r = rs[done[2 * d]];
             int N = (int)r->h.N, blk = done[2 * d + 1], Q = items_of(r), lanes = lanes_of(r, blk);
-            for (int i = 0; i < lanes; i++) outliers_panel(r, blk + i * Q, x + (size_t)m * K, ys[done[2 * d]] + (size_t)m * N);
+            for (int i = 0; i < lanes; i++) outliers_panel(k, r, blk + i * Q, x + (size_t)m * K, ys[done[2 * d]] + (size_t)m * N);
         }
 }
 
@@ -399,9 +414,10 @@ void spq_cmpq_apply_n(const spq_thr *t, const spq_cmpq_rt *const *rs, int n, con
     spq_split(t, total_blocks(rs, n, M, 0), &q0, &q1); /* every thread quantises its share of the blocks */
     for (int i = 0, base = 0; i < n; base += M * nblocks(rs[i]), i++) {
         int nq = nblocks(rs[i]);
-        for (int j = q0 > base ? q0 : base; j < q1 && j < base + M * nq; j++)
-            quantize_block(t->team->k, rs[i], x + (size_t)((j - base) / nq) * K, row_of(rs[i], xsi[i], (j - base) / nq),
-                           (j - base) % nq);
+        for (int m = 0; m < M; m++) { /* row m's blocks base + m nq .. + nq */
+            int a = base + m * nq, lo = q0 > a ? q0 : a, hi = q1 < a + nq ? q1 : a + nq;
+            if (lo < hi) quantize_blocks(t->team->k, rs[i], x + (size_t)m * K, row_of(rs[i], xsi[i], m), lo - a, hi - a);
+        }
     }
     /* per thread: M x 64 accumulators and each tensor's row biases (M each): on the stack up to
      * 4 rows, so that the fallback below needs no memory */
@@ -433,9 +449,9 @@ void spq_cmpq_apply_n(const spq_thr *t, const spq_cmpq_rt *const *rs, int n, con
         int *slot = done ? done + 2 * nd++ : one;
         slot[0] = i;
         slot[1] = blk;
-        if (!done) add_outliers(rs, ys, one, 1, x, M);
+        if (!done) add_outliers(t->team->k, rs, ys, one, 1, x, M, 0);
     }
-    if (done) add_outliers(rs, ys, done, nd, x, M);
+    if (done) add_outliers(t->team->k, rs, ys, done, nd, x, M, 1);
     if (done != istack) free(done);
     if (acc != stack) free(acc);
     spq_cmpq_hint(t, next); /* for the wait at the end, and after */

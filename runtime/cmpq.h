@@ -84,11 +84,11 @@ typedef struct {
     const uint32_t *rowptr;
     const uint16_t *col;
     /* the outliers by panel of 16 rows, as many slots per row as the panel's fullest row has
-     * outliers: slot k of row j of panel p at 16 * (eoff[p] + k) + j (padding: column 0,
-     * residual 0), so that a panel's outliers are a fixed number of 16-row steps */
+     * outliers, so that a panel's outliers are a fixed number of 16-row steps (cmpq_outliers):
+     * slot k of panel p is the 64 bytes at eslot + 32 * (eoff[p] + k), halves j = the input
+     * column of row j's k-th outlier and 16 + j its FP16 residual (padding: column 0, 0) */
     uint32_t *eoff;                    /* [panels + 1] */
-    uint16_t *ecol;
-    float *eval;
+    uint16_t *eslot;
 } spq_cmpq_rt;
 
 int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob);

@@ -253,6 +253,68 @@ static void cmpq_all(const spq_kernels *kt)
     }
 }
 
+/* cmpq_quant and cmpq_outliers against plain code and the scalar reference: gathered,
+ * scaled blocks with a zero block, a block whose absmax lands on a rounding tie, padding
+ * columns (src 0, scale 0); outlier slots with padding and FP16 residuals down to subnormals. */
+static void cmpq_io_all(const spq_kernels *kt)
+{
+    const spq_kernels *ref = spq_kernels_scalar();
+    enum { NB = 7, K = 300 };
+    float x[K], sc[NB * 32], xd0[NB], xd1[NB];
+    int32_t src[NB * 32], xs0[NB], xs1[NB];
+    int8_t q0[NB * 32], q1[NB * 32];
+    for (int i = 0; i < K; i++) x[i] = frand() * 4.0f;
+    for (int i = 0; i < NB * 32; i++) {
+        src[i] = (int)(rnd() % K);
+        sc[i] = 0.5f + (float)(rnd() % 1000) / 1000.0f;
+    }
+    for (int i = 32; i < 64; i++) sc[i] = 0.0f;           /* block 1: all zero */
+    for (int i = NB * 32 - 5; i < NB * 32; i++) src[i] = 0, sc[i] = 0.0f; /* padding */
+    x[src[64]] = 2.0f; sc[64] = 1.0f; x[src[65]] = 2.5f * (2.0f / 127.0f); sc[65] = 1.0f; /* an exact tie */
+    for (int i = 66; i < 96; i++) sc[i] = 0.001f;
+    ref->cmpq_quant(NB, x, src, sc, q0, xd0, xs0);
+    kt->cmpq_quant(NB, x, src, sc, q1, xd1, xs1);
+    assert_memory_equal(q0, q1, sizeof q0);
+    assert_memory_equal(xd0, xd1, sizeof xd0);
+    assert_memory_equal(xs0, xs1, sizeof xs0);
+    for (int o = 0; o < NB; o++) {
+        float a = 0;
+        for (int i = 0; i < 32; i++) a = fmaxf(a, fabsf(x[src[32 * o + i]] * sc[32 * o + i]));
+        int32_t sum = 0;
+        for (int i = 0; i < 32; i++) {
+            float v = a > 0 ? nearbyintf(x[src[32 * o + i]] * sc[32 * o + i] * (127.0f / a)) : 0.0f;
+            assert_int_equal(q0[32 * o + i], (int)fmaxf(-127.0f, fminf(127.0f, v)));
+            sum += q0[32 * o + i];
+        }
+        assert_true(xd0[o] == a / 127.0f);
+        assert_int_equal(xs0[o], sum);
+    }
+    assert_int_equal(q0[65], 2); /* 2.5 rounds to even */
+    assert_int_equal(xs0[1], 0);
+    for (int n = 0; n <= 9; n += 3) {
+        uint16_t slot[9 * 32];
+        for (int i = 0; i < 9 * 32; i++)
+            slot[i] = i % 32 < 16 ? (uint16_t)(rnd() % 20) : spq_f32_to_f16(frand() * (i % 7 ? 1.0f : 1e-6f));
+        for (int j = 0; j < 16; j += 5) slot[32 + j] = 0, slot[48 + j] = 0; /* padding */
+        for (int T = 1; T <= 16; T += 15) { /* one token; 16 (x: 20 columns of 16 tokens) */
+            float s0[256], s1[256], want[256], xt[16 * 20];
+            for (int i = 0; i < 16 * 20; i++) xt[i] = frand();
+            const float *xin = T == 1 ? x : xt;
+            for (int j = 0; j < 16 * T; j++) s0[j] = s1[j] = want[j] = frand();
+            ref->cmpq_outliers(n, slot, xin, T, s0);
+            kt->cmpq_outliers(n, slot, xin, T, s1);
+            for (int k = 0; k < n; k++)
+                for (int j = 0; j < 16; j++)
+                    for (int i = 0; i < T; i++) {
+                        volatile float p = xin[T * slot[32 * k + j] + i] * spq_f16_to_f32(slot[32 * k + 16 + j]);
+                        want[T * j + i] += p;
+                    }
+            assert_memory_equal(s0, want, sizeof(float) * 16 * (size_t)T);
+            assert_memory_equal(s1, want, sizeof(float) * 16 * (size_t)T);
+        }
+    }
+}
+
 /* One call of the attention kernel vs a double-precision softmax(q K^T) V, and the ISA vs
  * the scalar reference; q and o rows are hd apart, keys transposed with ldk > T. half: the
  * cache in IEEE half (attn_h; values made exact in half, so the reference is the same). */
@@ -368,6 +430,7 @@ static void test_gemm_driver(void **st)
 
 static void test_gemm_q8_bitexact(void **st) { (void)st; for_each_isa(q8_all); }
 static void test_cmpq_dot(void **st) { (void)st; for_each_isa(cmpq_all); }
+static void test_cmpq_io(void **st) { (void)st; for_each_isa(cmpq_io_all); }
 static void test_gemm_float(void **st) { (void)st; for_each_isa(f_all); }
 static void test_attn(void **st) { (void)st; for_each_isa(attn_all); }
 
@@ -540,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_gemm_q8_bitexact),
         cmocka_unit_test(test_gemm_float),
         cmocka_unit_test(test_cmpq_dot),
+        cmocka_unit_test(test_cmpq_io),
         cmocka_unit_test(test_attn),
         cmocka_unit_test(test_gemm_driver),
         cmocka_unit_test(test_gemm_hint),
