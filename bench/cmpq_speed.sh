@@ -3,10 +3,10 @@
 # shapes, alternating the plans round by round (this machine's bandwidth moves between rounds:
 # compare within a round). Each row: pp512 and tg128 t/s (mean of -r 3), the fraction of the
 # limit measured between the runs, and tg against W8A8's in the same round.
-# Usage: sh bench/cmpq_speed.sh [ROUNDS] [THREADS] > table.md
+# Usage: [SPIKEQ=path/to/spikeq] sh bench/cmpq_speed.sh [ROUNDS] [THREADS] > table.md
 R=${1:-2}
 T=${2:-2}
-S=build/spikeq
+S=${SPIKEQ:-build/spikeq}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "| round | weights | size | pp512 t/s | of int8 peak | tg128 t/s | of read BW | tg vs W8A8 |"
