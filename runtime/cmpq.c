@@ -291,15 +291,19 @@ static float bias_of(const spq_cmpq_rt *r, qrow q)
     return s;
 }
 
-/* y[16p..] += the outlier residuals of panel p's rows against the original-order input row
- * xr: the panel's slots 16 rows at a time (no branch per row: a loop per row of a few
- * outliers mispredicts its exit about once a row) */
-static void outliers_panel(const spq_kernels *k, const spq_cmpq_rt *r, int p, const float *xr, float *y)
+/* y[i * N + 16p + j] += the outlier residuals of panel p's rows j against input token i <
+ * ntok: xin one original-order input row (T = 1) or its columns 16 tokens wide (T = 16,
+ * ntok <= 16); the panel's slots 16 rows at a time (no branch per row: a loop per row of a
+ * few outliers mispredicts its exit about once a row) */
+static inline __attribute__((always_inline)) void outliers_panel(const spq_kernels *k, const spq_cmpq_rt *r, int p,
+                                                                 const float *xin, const int T, int ntok, float *y)
 {
     int N = (int)r->h.N, n0 = 16 * p, rows = N - n0 < 16 ? N - n0 : 16;
-    float s[16] = {0};
-    k->cmpq_outliers((int)(r->eoff[p + 1] - r->eoff[p]), r->eslot + 32 * (size_t)r->eoff[p], xr, 1, s);
-    for (int j = 0; j < rows; j++) y[n0 + j] += s[j];
+    float s[256];
+    memset(s, 0, sizeof(float) * 16 * (size_t)T);
+    k->cmpq_outliers((int)(r->eoff[p + 1] - r->eoff[p]), r->eslot + 32 * (size_t)r->eoff[p], xin, T, s);
+    for (int i = 0; i < ntok; i++)
+        for (int j = 0; j < rows; j++) y[(size_t)i * N + n0 + j] += s[T * j + i];
 }
 
 /* Items of work: item i is panels i, i + Q, i + 2Q, i + 3Q (Q = ceil(panels / 4) items; the
@@ -340,46 +344,35 @@ static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, int M, float *
     }
 }
 
-/* the outliers of the items done[0..nd) (tensor, item) for rows m0..m0+16 of x (T of them):
- * the rows transposed into xt (K x 16 floats), so that each outlier reads its column's 16
- * tokens in one load instead of one gather per token */
-static void outliers_16(const spq_kernels *k, const spq_cmpq_rt *const *rs, float *const *ys, const int *done, int nd,
-                        const float *x, int m0, int T, float *xt)
+/* the outliers of the items done[0..nd) (tensor, item) for all M rows: with by16, 16 rows at
+ * a time through a transposed copy (K x 16 floats) where there is memory for it, so that each
+ * outlier reads its column's 16 tokens in one load instead of one gather per token; else row
+ * by row of x. Each input row is read once (item by item, a long prompt's x would stream from
+ * far caches once per item). */
+static void add_outliers(const spq_kernels *k, const spq_cmpq_rt *const *rs, float *const *ys, const int *done, int nd,
+                         const float *x, int M, int by16)
 {
     int K = (int)rs[0]->h.K;
-    for (int c = 0; c < K; c++)
-        for (int i = 0; i < 16; i++) xt[16 * (size_t)c + i] = i < T ? x[(size_t)(m0 + i) * K + c] : 0.0f;
-    for (int d = 0; d < nd; d++) {
-        const spq_cmpq_rt *r = rs[done[2 * d]];
-        int N = (int)r->h.N, blk = done[2 * d + 1], Q = items_of(r), lanes = lanes_of(r, blk);
-        float *y = ys[done[2 * d]] + (size_t)m0 * N;
-        for (int l = 0; l < lanes; l++) {
-            int p = blk + l * Q, n0 = 16 * p, rows = N - n0 < 16 ? N - n0 : 16;
-            float s[256] = {0};
-            k->cmpq_outliers((int)(r->eoff[p + 1] - r->eoff[p]), r->eslot + 32 * (size_t)r->eoff[p], xt, 16, s);
-            for (int i = 0; i < T; i++)
-                for (int j = 0; j < rows; j++) y[(size_t)i * N + n0 + j] += s[16 * j + i];
-        }
-    }
-}
-
-/* the outliers of the items done[0..nd) (tensor, item) for all M rows: with by16, 16 rows at
- * a time through a transposed copy where there is memory for it; the rest row by row of x, so
- * that each input row is read once (item by item, a long prompt's x would stream from far
- * caches once per item) */
-static void add_outliers(const spq_kernels *k, const spq_cmpq_rt *const *rs, float *const *ys, const int *done, int nd, const float *x,
-                         int M, int by16)
-{
-    int K = (int)rs[0]->h.K, m = 0;
     float *xt = by16 && M >= 16 ? malloc(sizeof(float) * 16 * (size_t)K) : NULL;
-    for (; xt && m < M; m += 16) outliers_16(k, rs, ys, done, nd, x, m, M - m < 16 ? M - m : 16, xt);
-    free(xt);
-    for (; m < M; m++)
+    const int T = xt ? 16 : 1;
+    for (int m = 0, ntok; m < M; m += ntok) {
+        ntok = M - m < T ? M - m : T;
+        const float *xin = x + (size_t)m * K;
+        if (xt) {
+            for (int c = 0; c < K; c++)
+                for (int i = 0; i < 16; i++) xt[16 * (size_t)c + i] = i < ntok ? xin[(size_t)i * K + c] : 0.0f;
+            xin = xt;
+        }
         for (int d = 0; d < nd; d++) {
             const spq_cmpq_rt *r = rs[done[2 * d]];
             int N = (int)r->h.N, blk = done[2 * d + 1], Q = items_of(r), lanes = lanes_of(r, blk);
-            for (int i = 0; i < lanes; i++) outliers_panel(k, r, blk + i * Q, x + (size_t)m * K, ys[done[2 * d]] + (size_t)m * N);
+            float *y = ys[done[2 * d]] + (size_t)m * N;
+            for (int i = 0; i < lanes; i++) /* T a constant in each call: a decode step's panel stays small */
+                if (xt) outliers_panel(k, r, blk + i * Q, xin, 16, ntok, y);
+                else outliers_panel(k, r, blk + i * Q, xin, 1, 1, y);
         }
+    }
+    free(xt);
 }
 
 void spq_cmpq_hint(const spq_thr *t, const spq_cmpq_rt *r)

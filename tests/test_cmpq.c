@@ -141,7 +141,7 @@ static void test_budget_error_kernels(void **st)
         check_apply(blob, dq, 1);
         check_apply(blob, dq, 3);
         check_apply(blob, dq, 7);
-        if (i % 3 == 0) check_apply(blob, dq, 37); /* outliers 16 rows at a time, then 5 alone */
+        if (i % 3 == 0) check_apply(blob, dq, 37); /* outliers 16 rows at a time, the last 5 too */
         free(blob);
     }
     free(dq);
