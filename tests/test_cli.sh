@@ -91,6 +91,16 @@ if [ "$(grep -c 'prefetch 0 KiB",.*,\(pp8\|tg8\),' "$tmp/out")" -eq 2 ] && [ "$(
 $S bench -m $M -p 8 -n 4 -r 2 -t 1 -o json >"$tmp/out" 2>"$tmp/err"
 if [ "$(grep -c '"roofline_fraction": [0-9.]*[1-9][0-9]*, "read_bw": [1-9][0-9]*, "int8_macs": [1-9][0-9]*, "roofline_fraction_best": [0-9.]*[1-9][0-9]*, "read_bw_best": [1-9][0-9]*, "int8_macs_best": [1-9]' "$tmp/out")" -eq 2 ]; then
   pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench roofline fields"; cat "$tmp/out" "$tmp/err"; fi
+# several models take turns (--scheme and --bits lists): one row per model and test, vs_first
+# (the last field) the median of the repetitions' t/s ratios to the first row, 1 for it
+$S bench --synthetic tinyllama-1.1b --layers 1 --scheme w8a8,cmpq --bits 3,4 -p 4 -n 4 -r 2 -t 1 --no-roofline -o csv >"$tmp/out" 2>"$tmp/err"
+if [ "$(wc -l <"$tmp/out")" -eq 7 ] &&
+   awk -F, 'NR > 1 { p = $(NF - 11); n[p]++; if (p == "\"w8a8\"" ? $NF != 1 : !($NF > 0)) bad = 1 }
+            END { exit bad || n["\"w8a8\""] != 2 || n["\"cmpq 3.00 bits\""] != 2 || n["\"cmpq 4.00 bits\""] != 2 }' "$tmp/out"; then
+  pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --scheme w8a8,cmpq --bits 3,4"; cat "$tmp/out" "$tmp/err"; fi
+expect_fail "--scheme: w8a8, f16, f32 or cmpq, not 'int4'" $S bench --synthetic tinyllama-1.1b --scheme w8a8,int4
+expect_fail "--bits: between 2 and 8, not '9'" $S bench --synthetic tinyllama-1.1b --scheme cmpq --bits 4,9
+expect_fail "--batch: one model at a time" $S bench -m $M -m $M -n 4 --batch 2
 expect_fail "--prefetch: 'x' is not an integer" $S bench -m $M -p 0 -n 4 --prefetch 0,x
 expect_fail "give -n >= 3" $S bench -m $M -p 0 -n 2 --prefetch 0,1,2
 # --timings: every step named, and the steps add up to most of (never more than) the time per token
@@ -143,6 +153,9 @@ if [ -d "$SH/models/docs-llama-28m" ]; then
   expect_fail "needs --calib" $S quantize $D -o "$tmp/c3.spq" --scheme cmpq --bits 3
   expect_fail "integer from 2 to 8" $S quantize $D -o "$tmp/r.spq" --scheme rtn --bits 3.5
   expect_ok "CMPQ, linear weights 3.4" $S quantize $D -o "$tmp/c35.spq" --scheme cmpq --bits 3.5 --calib "$tmp/calib.txt"
+  # two files taking turns: the second's t/s over the first's on stderr
+  expect_ok "tg4 against .*, median of the 2 repetitions' ratios (lowest-highest): .* [0-9.]*x (" \
+    $S bench -m $M -m "$tmp/c35.spq" -p 4 -n 4 -r 2 -t 1
   expect_ok "3.4[0-9]* bits per weight over 15.73 M" $S info "$tmp/c35.spq"
   expect_ok "generation: *20 tokens" $S generate -m "$tmp/c35.spq" -p "The Linux kernel" -n 20
   # a chat template in tokenizer_config.json is recognised, shown and kept by convert

@@ -230,31 +230,61 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
     free(tok); free(pos); free(seq); free(tps);
 }
 
-/* What one run of the pp/tg tests needs (spikeq bench without --batch). */
+/* One model of a run: its checkpoint, runtime model and state, named in the table by name
+ * and plan; bytes and params of its checkpoint, int8 MACs per token through its linears. */
 typedef struct {
-    const spq_model *m;
-    const spq_ckpt *c;
-    spq_state *s;
-    const char *model_name, *plan, *fmt;
+    spq_ckpt c;
+    spq_model m;
+    spq_state s;
+    char name[128], plan[64];
+    size_t bytes, params;
+    double macs;
+} bench_model;
+
+/* What one run of the pp/tg tests needs (spikeq bench without --batch): nm models and npf
+ * prefetch values, nm * npf variants (model-major) taking turns. */
+typedef struct {
+    bench_model *bm;
+    int nm;
+    const char *fmt;
     const int *ids, *pfs;
     int pp, tg, reps, npf, roofline, timings;
-    size_t pf_default, bytes, params;
-    double macs;
+    size_t pf_default;
     int *first; /* json: no comma before the first row */
 } bench_cfg;
 
+#define MAX_VARIANTS 64
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median over the reps of t/s ratio[r] = tps_v[r] / tps_0[r], and the lowest and
+ * highest ratio: a repetition's variants ran in the same seconds, so their ratio holds
+ * still while the machine's bandwidth moves between repetitions. */
+static void ratio_stats(const double *tv, const double *t0, int reps, double *med, double *lo, double *hi)
+{
+    double r[1000];
+    for (int i = 0; i < reps; i++) r[i] = t0[i] > 0 ? tv[i] / t0[i] : 0;
+    qsort(r, (size_t)reps, sizeof *r, cmp_double);
+    *med = reps % 2 ? r[reps / 2] : 0.5 * (r[reps / 2 - 1] + r[reps / 2]);
+    *lo = r[0];
+    *hi = r[reps - 1];
+}
+
 /* The pp and tg tests at one thread count, with the limits probed before, between and
- * after them; one row per test (and per --prefetch value). */
+ * after them; one row per test and variant (model x --prefetch value). The variants take
+ * turns: in tg, each token position runs on every model in turn (a --prefetch list shares
+ * each model's positions out), in pp, each prompt run does; a probe pass follows every
+ * forward pass. */
 static void bench_threads(const bench_cfg *g, int threads)
 {
-    const spq_model *mp = g->m;
-    const spq_ckpt *cp = g->c;
-    spq_state *sp = g->s;
-    const char *model_name = g->model_name, *plan = g->plan, *fmt = g->fmt;
+    const char *fmt = g->fmt;
     const int *ids = g->ids, *pfs = g->pfs;
-    int pp = g->pp, tg = g->tg, reps = g->reps, npf = g->npf, roofline = g->roofline, timings = g->timings;
-    size_t pf_default = g->pf_default, bytes = g->bytes, params = g->params;
-    double macs = g->macs;
+    int pp = g->pp, tg = g->tg, reps = g->reps, npf = g->npf, nm = g->nm, roofline = g->roofline, timings = g->timings;
+    int nv = nm * npf;
     spq_bwprobe bp = {0};
     if (roofline && tg > 0 && spq_bwprobe_init(&bp, (size_t)256 << 20))
         die("out of memory for the bandwidth probe's 256 MiB (--no-roofline skips it)");
@@ -263,46 +293,53 @@ static void bench_threads(const bench_cfg *g, int threads)
     /* the limits are probed before and after the runs and the higher kept: a busy
      * neighbour on a shared machine during one probe would otherwise inflate the fractions */
     double bw = roofline ? spq_probe_read_bw((size_t)1 << 30) : 0, peak = roofline ? spq_probe_int8_macs(spq_kern()) : 0;
-    double means[64][2], sds[64][2];
+    double means[MAX_VARIANTS][2], sds[MAX_VARIANTS][2], rmed[MAX_VARIANTS][2], rlo[MAX_VARIANTS][2], rhi[MAX_VARIANTS][2];
     for (int test = 0; test < 2; test++) {
         int n = test ? tg : pp;
         if (n <= 0) continue;
-        /* per prefetch value: seconds and tokens of each repetition, step times */
-        double (*sec)[64] = calloc((size_t)reps, sizeof *sec), (*step)[SPQ_NSTEPS] = calloc((size_t)npf, sizeof *step);
-        int (*cnt)[64] = calloc((size_t)reps, sizeof *cnt);
-        double *tps = malloc(sizeof(double) * (size_t)reps);
+        /* per variant: seconds and tokens of each repetition, step times */
+        double (*sec)[MAX_VARIANTS] = calloc((size_t)reps, sizeof *sec), (*step)[SPQ_NSTEPS] = calloc((size_t)nv, sizeof *step);
+        int (*cnt)[MAX_VARIANTS] = calloc((size_t)reps, sizeof *cnt);
+        double *tps = malloc(sizeof(double) * (size_t)reps * (size_t)nv);
+        if (!sec || !step || !cnt || !tps) die("out of memory");
         for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
             spq_err ce;
-            if (spq_ckpt_check(cp, &ce)) die_err(&ce);
-            /* tg: the values take turns token by token; pp: run by run */
-            for (int k = 0; k < (test ? tg : npf); k++) {
-                int v = k % npf;
-                sp->prefetch = pfs ? (size_t)pfs[v] << 10 : pf_default;
-                sp->step_sec = timings && r >= 0 ? step[v] : NULL;
-                double t0 = now_s();
-                if (test == 0) spq_forward(mp, sp, ids, pp, 0, 0);
-                else spq_forward(mp, sp, ids + k, 1, k, 0);
-                if (r >= 0) { sec[r][v] += now_s() - t0; cnt[r][v] += test ? 1 : pp; }
-                /* passes in the warm-up too, uncounted: the first pass over the buffer
-                 * after the 1 GiB probe's allocation can read far slower than the rest
-                 * with no page fault in the process (docs/benchmarks.md, Method) */
-                if (roofline) {
-                    double ps = 0, w = test ? (double)bp.n * sizeof *bp.buf : 0;
-                    if (test) ps = spq_bwprobe_pass(&bp);
-                    else w = spq_probe_int8_pass(spq_kern(), &ps);
-                    if (r >= 0) { pass_work[test] += w; pass_sec[test] += ps; }
+            for (int mi = 0; mi < nm; mi++)
+                if (spq_ckpt_check(&g->bm[mi].c, &ce)) die_err(&ce);
+            /* tg: the prefetch values take turns token by token; pp: run by run */
+            for (int k = 0; k < (test ? tg : npf); k++)
+                for (int mi = 0; mi < nm; mi++) {
+                    bench_model *b = &g->bm[mi];
+                    int v = mi * npf + k % npf;
+                    b->s.prefetch = pfs ? (size_t)pfs[k % npf] << 10 : g->pf_default;
+                    b->s.step_sec = timings && r >= 0 ? step[v] : NULL;
+                    double t0 = now_s();
+                    if (test == 0) spq_forward(&b->m, &b->s, ids, pp, 0, 0);
+                    else spq_forward(&b->m, &b->s, ids + k, 1, k, 0);
+                    if (r >= 0) { sec[r][v] += now_s() - t0; cnt[r][v] += test ? 1 : pp; }
+                    b->s.step_sec = NULL;
+                    /* passes in the warm-up too, uncounted: the first pass over the buffer
+                     * after the 1 GiB probe's allocation can read far slower than the rest
+                     * with no page fault in the process (docs/benchmarks.md, Method) */
+                    if (roofline) {
+                        double ps = 0, w = test ? (double)bp.n * sizeof *bp.buf : 0;
+                        if (test) ps = spq_bwprobe_pass(&bp);
+                        else w = spq_probe_int8_pass(spq_kern(), &ps);
+                        if (r >= 0) { pass_work[test] += w; pass_sec[test] += ps; }
+                    }
                 }
-            }
         }
-        sp->step_sec = NULL;
-        for (int v = 0; v < npf; v++) {
-            for (int r = 0; r < reps; r++) tps[r] = cnt[r][v] / sec[r][v];
-            stats(tps, reps, &means[v][test], &sds[v][test]);
+        for (int v = 0; v < nv; v++) {
+            double *tv = tps + (size_t)v * reps;
+            for (int r = 0; r < reps; r++) tv[r] = cnt[r][v] / sec[r][v];
+            stats(tv, reps, &means[v][test], &sds[v][test]);
+            ratio_stats(tv, tps, reps, &rmed[v][test], &rlo[v][test], &rhi[v][test]);
             if (timings) { /* stderr: the tables on stdout stay machine-readable */
                 double tot = 0, per = 1e3 / ((double)reps * (test ? cnt[0][v] : n));
                 for (int k = 0; k < SPQ_NSTEPS; k++) tot += step[v][k];
                 fprintf(stderr, "spikeq: %d thread(s) %s%d", threads, test ? "tg" : "pp", n);
-                if (pfs) fprintf(stderr, " prefetch %d KiB", pfs[v]);
+                if (nm > 1) fprintf(stderr, " %s", g->bm[v / npf].plan);
+                if (pfs) fprintf(stderr, " prefetch %d KiB", pfs[v % npf]);
                 fprintf(stderr, ", ms per token:");
                 for (int k = 0; k < SPQ_NSTEPS; k++)
                     fprintf(stderr, " %s %.3f (%.1f%%)%s", spq_step_names[k], step[v][k] * per,
@@ -320,37 +357,43 @@ static void bench_threads(const bench_cfg *g, int threads)
     }
     /* the limits between the runs (0 for a test not run) */
     double peak_btw = pass_sec[0] > 0 ? pass_work[0] / pass_sec[0] : 0, bw_btw = pass_sec[1] > 0 ? pass_work[1] / pass_sec[1] : 0;
-    char best_note[512] = "";
-    for (int v = 0; v < npf; v++)
+    char best_note[16384] = "", vplans[MAX_VARIANTS][96];
+    for (int v = 0; v < nv; v++) {
+        const char *plan = g->bm[v / npf].plan;
+        if (pfs) snprintf(vplans[v], sizeof vplans[v], "%s, prefetch %d KiB", plan, pfs[v % npf]);
+        else snprintf(vplans[v], sizeof vplans[v], "%s", plan);
+    }
+    for (int v = 0; v < nv; v++)
     for (int test = 0; test < 2; test++) {
         int n = test ? tg : pp;
         if (n <= 0) continue;
+        const bench_model *b = &g->bm[v / npf];
         double mean = means[v][test], sd = sds[v][test];
-        char vplan[96];
-        if (pfs) snprintf(vplan, sizeof vplan, "%s, prefetch %d KiB", plan, pfs[v]);
-        else snprintf(vplan, sizeof vplan, "%s", plan);
-        double done = test ? (double)mp->linear_bytes * mean : macs * mean; /* bytes/s or MACs/s */
+        const char *vplan = vplans[v];
+        double done = test ? (double)b->m.linear_bytes * mean : b->macs * mean; /* bytes/s or MACs/s */
         double frac = !roofline ? 0 : done / (test ? bw_btw : peak_btw);
         double frac_best = !roofline ? 0 : done / (test ? bw : peak);
         char tname[32];
         snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
         size_t bl = strlen(best_note);
-        if (pfs) snprintf(best_note + bl, sizeof best_note - bl, "%s%s (prefetch %d KiB) %.0f%%", bl ? ", " : "", tname, pfs[v], 100 * frac_best);
-        else snprintf(best_note + bl, sizeof best_note - bl, "%s%s %.0f%%", bl ? ", " : "", tname, 100 * frac_best);
+        int w = nv > 1 ? snprintf(best_note + bl, sizeof best_note - bl, "%s%s (%s) %.0f%%", bl ? ", " : "", tname, vplan, 100 * frac_best)
+                       : snprintf(best_note + bl, sizeof best_note - bl, "%s%s %.0f%%", bl ? ", " : "", tname, 100 * frac_best);
+        (void)w; /* a note cut short at 16 KiB */
         if (!strcmp(fmt, "md")) {
-            printf("| %s | %.2f GiB | %.2f B | %s | %s | %d | %s | %.2f ± %.2f |", model_name, bytes / 1073741824.0,
-                   params / 1e9, vplan, spq_kern()->name, threads, tname, mean, sd);
+            printf("| %s | %.2f GiB | %.2f B | %s | %s | %d | %s | %.2f ± %.2f |", b->name, b->bytes / 1073741824.0,
+                   b->params / 1e9, vplan, spq_kern()->name, threads, tname, mean, sd);
             if (roofline) printf(" %.0f%% of %s |\n", 100 * frac, test ? "read BW" : "int8 peak");
             else printf(" |\n");
         } else if (!strcmp(fmt, "csv")) {
-            printf("\"%s\",%zu,%zu,\"%s\",%s,%d,%s,%.3f,%.3f,%.4f,%s,%.0f,%.0f,%.4f\n", model_name, bytes, params, vplan, spq_kern()->name,
-                   threads, tname, mean, sd, frac, test ? "read_bw" : "int8_peak", test ? bw_btw : peak_btw, test ? bw : peak, frac_best);
+            printf("\"%s\",%zu,%zu,\"%s\",%s,%d,%s,%.3f,%.3f,%.4f,%s,%.0f,%.0f,%.4f,%.4f\n", b->name, b->bytes, b->params, vplan,
+                   spq_kern()->name, threads, tname, mean, sd, frac, test ? "read_bw" : "int8_peak", test ? bw_btw : peak_btw,
+                   test ? bw : peak, frac_best, rmed[v][test]);
         } else {
             printf("%s  {\"model\": \"%s\", \"size_bytes\": %zu, \"params\": %zu, \"plan\": \"%s\", \"isa\": \"%s\", \"threads\": %d, "
                    "\"test\": \"%s\", \"tps_mean\": %.3f, \"tps_sd\": %.3f, \"roofline_fraction\": %.4f, \"read_bw\": %.0f, \"int8_macs\": %.0f, "
-                   "\"roofline_fraction_best\": %.4f, \"read_bw_best\": %.0f, \"int8_macs_best\": %.0f}",
-                   *g->first ? "" : ",\n", model_name, bytes, params, vplan, spq_kern()->name, threads, tname, mean, sd, frac, bw_btw, peak_btw,
-                   frac_best, bw, peak);
+                   "\"roofline_fraction_best\": %.4f, \"read_bw_best\": %.0f, \"int8_macs_best\": %.0f, \"vs_first\": %.4f}",
+                   *g->first ? "" : ",\n", b->name, b->bytes, b->params, vplan, spq_kern()->name, threads, tname, mean, sd, frac, bw_btw,
+                   peak_btw, frac_best, bw, peak, rmed[v][test]);
             *g->first = 0;
         }
         fflush(stdout);
@@ -360,22 +403,75 @@ static void bench_threads(const bench_cfg *g, int threads)
         if (bw_btw > 0) snprintf(btw, sizeof btw, "read bandwidth %.1f GB/s%s", bw_btw / 1e9, peak_btw > 0 ? ", " : "");
         if (peak_btw > 0) snprintf(btw + strlen(btw), sizeof btw - strlen(btw), "int8 peak %.0f G MAC/s", peak_btw / 1e9);
         fprintf(stderr, "spikeq: %d thread(s): between the runs %s; best of the probes before and after %.1f GB/s, %.0f G MAC/s, "
-                "against which %s; %.3f GB of weights and %.2f G MAC per token\n",
-                threads, btw, bw / 1e9, peak / 1e9, best_note, mp->linear_bytes / 1e9, macs / 1e9);
+                "against which %s", threads, btw, bw / 1e9, peak / 1e9, best_note);
+        if (nm == 1) fprintf(stderr, "; %.3f GB of weights and %.2f G MAC per token", g->bm[0].m.linear_bytes / 1e9, g->bm[0].macs / 1e9);
+        for (int mi = 0; nm > 1 && mi < nm; mi++)
+            fprintf(stderr, "%s %s %.3f GB", mi ? "," : "; weights per token:", g->bm[mi].plan, g->bm[mi].m.linear_bytes / 1e9);
+        fprintf(stderr, "\n");
     }
+    if (nv > 1 && strcmp(fmt, "json") && strcmp(fmt, "csv"))
+        for (int test = 0; test < 2; test++) {
+            int n = test ? tg : pp;
+            if (n <= 0) continue;
+            fprintf(stderr, "spikeq: %d thread(s) %s%d against %s, median of the %d repetitions' ratios (lowest-highest):", threads,
+                    test ? "tg" : "pp", n, vplans[0], reps);
+            for (int v = 1; v < nv; v++)
+                fprintf(stderr, " %s %.2fx (%.2f-%.2f)%s", vplans[v], rmed[v][test], rlo[v][test], rhi[v][test], v + 1 < nv ? "," : "\n");
+        }
+}
+
+#define MAX_MODELS 8
+
+/* Split a comma list into at most max items (a copy in *dup, freed by the caller). */
+static int split_list(const char *flag, const char *s, char **dup, char **items, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    *dup = strdup(s);
+    if (!*dup) die("out of memory");
+    for (char *t = strtok_r(*dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == max) die("%s: at most %d entries", flag, max);
+        items[n++] = t;
+    }
+    if (!n) die("%s: an empty list", flag);
+    return n;
+}
+
+/* The synthetic models that --scheme and --bits name: each scheme of the list, a cmpq entry
+ * once per bit-width of the --bits list. */
+static int synthetic_plans(const char *schemes, const char *bitlist, char **sch, double *bits)
+{
+    char *sd, *bd, *ss[MAX_MODELS], *bs[MAX_MODELS];
+    int ns = split_list("--scheme", schemes, &sd, ss, MAX_MODELS), nb = split_list("--bits", bitlist, &bd, bs, MAX_MODELS), n = 0;
+    double bv[MAX_MODELS];
+    for (int j = 0; j < nb; j++) {
+        bv[j] = arg_float("--bits", bs[j]);
+        if (!(bv[j] >= 2 && bv[j] <= 8)) die("--bits: between 2 and 8, not '%s'", bs[j]);
+    }
+    for (int i = 0; i < ns; i++) {
+        if (strcmp(ss[i], "w8a8") && strcmp(ss[i], "f16") && strcmp(ss[i], "f32") && strcmp(ss[i], "cmpq"))
+            die("--scheme: w8a8, f16, f32 or cmpq, not '%s'", ss[i]);
+        for (int j = 0; j < (strcmp(ss[i], "cmpq") ? 1 : nb); j++) {
+            if (n == MAX_MODELS) die("--scheme, --bits: at most %d models in one run", MAX_MODELS);
+            sch[n] = strdup(ss[i]);
+            bits[n++] = bv[j];
+        }
+    }
+    free(sd); free(bd);
+    return n;
 }
 
 int cmd_bench(int argc, char **argv)
 {
-    const char *path = NULL, *syn = NULL, *scheme = "w8a8", *tlist = "1,2", *fmt = "md";
-    double bits = 4.0;
+    const char *paths[MAX_MODELS], *syn = NULL, *schemes = "w8a8", *bitlist = "4", *tlist = "1,2", *fmt = "md";
+    int npath = 0;
     int kv = SPQ_F16, pp = 512, tg = 128, reps = 5, layers = 0, roofline = 1, spike_layers = 0, spike_fp8 = 0, timings = 0;
     const char *pflist = NULL, *blist = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
-            puts("usage: spikeq bench (-m MODEL | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
-                 "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq [--bits 3.5]]\n"
+            puts("usage: spikeq bench (-m MODEL [-m MODEL2 ...] | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
+                 "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq[,...] [--bits 3.5[,...]]]\n"
                  "       [--spike-layers K [--spike-fp8]]\n"
                  "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB[,KIB...]] [--batch B[,B...]]\n"
                  "       [--kv f16|f32] [-o md|json|csv]\n"
@@ -384,21 +480,26 @@ int cmd_bench(int argc, char **argv)
                  "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
                  "milliseconds per token (per step with --batch) of each step of the forward pass in each test;\n"
                  "--prefetch sets the KiB of its next weights a thread fetches while it waits at a barrier\n"
-                 "(default 256, 0: off); a list\n"
-                 "(--prefetch 0,256) runs the values in turn, token by token (tg) or run by run (pp), one row\n"
-                 "each: they compare under the same load on a shared machine. The roofline fraction is against\n"
-                 "limits probed between the runs (a 256 MiB read pass after every token, an int8 peak pass after\n"
-                 "every prefill); stderr (md) and the _best fields (json, csv) give it against the best of the\n"
-                 "probes before and after the tests too; --no-roofline skips all probes.\n"
+                 "(default 256, 0: off). Several models (-m repeated, or lists in --scheme and --bits: each cmpq\n"
+                 "entry at each width) and a --prefetch list take turns, each token position on every model\n"
+                 "(prefetch values token by token) in tg and run by run in pp, one row each: they compare under\n"
+                 "the same load on a shared machine; stderr (md) and the vs_first field (json, csv) give each\n"
+                 "row's t/s over the first row's, the median of the repetitions' ratios. The roofline fraction\n"
+                 "is against limits probed between the runs (a 256 MiB read pass after every token, an int8\n"
+                 "peak pass after every prefill); stderr (md) and the _best fields (json, csv) give it against\n"
+                 "the best of the probes before and after the tests too; --no-roofline skips all probes.\n"
                  "--batch 1,4,8,16: instead, -n decode steps of B independent sequences in one batch (each its own\n"
                  "KV cache): aggregate and per-sequence tokens/s, and the fraction of the read bandwidth that the\n"
                  "weights read once per step make.");
             return 0;
         }
-        if (!strcmp(a, "-m") && v) path = argv[++i];
+        if (!strcmp(a, "-m") && v) {
+            if (npath == MAX_MODELS) die("-m: at most %d models in one run", MAX_MODELS);
+            paths[npath++] = argv[++i];
+        }
         else if (!strcmp(a, "--synthetic") && v) syn = argv[++i];
-        else if (!strcmp(a, "--scheme") && v) scheme = argv[++i];
-        else if (!strcmp(a, "--bits") && v) bits = arg_float(a, argv[++i]);
+        else if (!strcmp(a, "--scheme") && v) schemes = argv[++i];
+        else if (!strcmp(a, "--bits") && v) bitlist = argv[++i];
         else if (!strcmp(a, "-p") && v) pp = (int)arg_int(a, argv[++i], 0, 1 << 20);
         else if (!strcmp(a, "-n") && v) tg = (int)arg_int(a, argv[++i], 0, 1 << 20);
         else if (!strcmp(a, "-r") && v) reps = (int)arg_int(a, argv[++i], 1, 1000);
@@ -415,76 +516,87 @@ int cmd_bench(int argc, char **argv)
         else die("bench: unknown option %s", a);
     }
     if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) die("-o: md, json or csv");
-    if (strcmp(scheme, "w8a8") && strcmp(scheme, "f16") && strcmp(scheme, "f32") && strcmp(scheme, "cmpq"))
-        die("--scheme: w8a8, f16, f32 or cmpq");
-    if (!(bits >= 2 && bits <= 8)) die("--bits: between 2 and 8");
-    if (!path == !syn) die("bench: give -m MODEL or --synthetic SHAPE");
-    spq_ckpt c;
-    char model_name[128], plan[64];
-    if (syn) {
-        const model_shape *s = find_shape("--synthetic", syn);
-        int L = layers && layers < s->layers ? layers : s->layers;
-        synthetic(&c, s, L, scheme, bits, spike_layers, spike_fp8);
-        if (L < s->layers) snprintf(model_name, sizeof model_name, "%s (random, %d of %d layers)", s->name, L, s->layers);
-        else snprintf(model_name, sizeof model_name, "%s (random)", s->name);
-        if (!strcmp(scheme, "cmpq")) snprintf(plan, sizeof plan, "cmpq %.2f bits", bits);
-        else snprintf(plan, sizeof plan, "%s%s", scheme, spike_layers ? (spike_fp8 ? " + FP8 down x" : " + FP16 down x") : "");
-        if (spike_layers) snprintf(plan + strlen(plan), sizeof plan - strlen(plan), "%d", spike_layers);
-    } else {
-        open_ckpt(path, &c);
-        verify_ckpt(&c); /* before timing: the check would share the cores and the memory bus */
-        snprintf(model_name, sizeof model_name, "%s", path);
-        snprintf(plan, sizeof plan, "%s", c.plan_json ? "w8a8 (+plan)" : "as stored");
-    }
-    spq_err e;
-    int ctx = pp + tg + 1 < c.cfg.max_seq ? pp + tg + 1 : c.cfg.max_seq;
-    spq_model m;
-    if (spq_model_init(&m, &c, ctx, &e)) die_err(&e);
-    size_t params = 0, bytes = 0;
-    for (int i = 0; i < c.n; i++) { params += spq_tensor_numel(&c.t[i]); bytes += c.t[i].nbytes; }
-    /* int8 MACs per token through the linears (what the int8 peak bounds) */
-    double macs = 0;
-    for (int l = 0; l < c.cfg.n_layers; l++)
-        for (int j = 0; j < SPQ_NPROJ; j++) macs += (double)m.layers[l].p[j].N * m.layers[l].p[j].K;
-    macs += (double)m.head.N * m.head.K;
+    if (!npath == !syn) die("bench: give -m MODEL or --synthetic SHAPE");
+    char *sch[MAX_MODELS];
+    double bits[MAX_MODELS];
+    int nm = syn ? synthetic_plans(schemes, bitlist, sch, bits) : npath;
+    if (blist && nm > 1) die("--batch: one model at a time (one -m, one --scheme entry)");
+    int npf = 1, *pfs = pflist ? parse_list("--prefetch", pflist, 0, 1 << 20, &npf) : NULL;
+    if (pfs && tg > 0 && tg < npf) die("--prefetch: %d values take turns over -n %d tokens: give -n >= %d", npf, tg, npf);
+    if (nm * npf > MAX_VARIANTS) die("--prefetch: at most %d models x prefetch values", MAX_VARIANTS);
     int nt;
     int *ts = parse_list("-t", tlist, 1, 1024, &nt);
     int tmax = 0;
     for (int i = 0; i < nt; i++) tmax = ts[i] > tmax ? ts[i] : tmax;
     tmax = set_threads(tmax); /* the states' per-thread scratch is sized for the largest count */
     for (int i = 0; i < nt; i++) ts[i] = ts[i] < tmax ? ts[i] : tmax; /* capped (and said) once */
+    bench_model *bm = calloc((size_t)nm, sizeof *bm);
+    if (!bm) die("out of memory");
+    int vocab = 0;
+    for (int mi = 0; mi < nm; mi++) { /* every model and state before any timing */
+        bench_model *b = &bm[mi];
+        if (syn) {
+            const model_shape *s = find_shape("--synthetic", syn);
+            int L = layers && layers < s->layers ? layers : s->layers, cm = !strcmp(sch[mi], "cmpq");
+            synthetic(&b->c, s, L, sch[mi], bits[mi], cm ? 0 : spike_layers, spike_fp8);
+            if (L < s->layers) snprintf(b->name, sizeof b->name, "%s (random, %d of %d layers)", s->name, L, s->layers);
+            else snprintf(b->name, sizeof b->name, "%s (random)", s->name);
+            if (cm) snprintf(b->plan, sizeof b->plan, "cmpq %.2f bits", bits[mi]);
+            else if (spike_layers) snprintf(b->plan, sizeof b->plan, "%s + %s down x%d", sch[mi], spike_fp8 ? "FP8" : "FP16", spike_layers);
+            else snprintf(b->plan, sizeof b->plan, "%s", sch[mi]);
+            free(sch[mi]);
+        } else {
+            open_ckpt(paths[mi], &b->c);
+            verify_ckpt(&b->c); /* before timing: the check would share the cores and the memory bus */
+            snprintf(b->name, sizeof b->name, "%s", paths[mi]);
+            snprintf(b->plan, sizeof b->plan, "%s", b->c.plan_json ? "w8a8 (+plan)" : "as stored");
+        }
+        spq_err e;
+        int ctx = pp + tg + 1 < b->c.cfg.max_seq ? pp + tg + 1 : b->c.cfg.max_seq;
+        if (spq_model_init(&b->m, &b->c, ctx, &e)) die_err(&e);
+        for (int i = 0; i < b->c.n; i++) { b->params += spq_tensor_numel(&b->c.t[i]); b->bytes += b->c.t[i].nbytes; }
+        /* int8 MACs per token through the linears (what the int8 peak bounds) */
+        for (int l = 0; l < b->c.cfg.n_layers; l++)
+            for (int j = 0; j < SPQ_NPROJ; j++) b->macs += (double)b->m.layers[l].p[j].N * b->m.layers[l].p[j].K;
+        b->macs += (double)b->m.head.N * b->m.head.K;
+        vocab = !mi || b->c.cfg.vocab_size < vocab ? b->c.cfg.vocab_size : vocab;
+        if (blist) break;
+        check_mem(b->c.path, &b->m, pp > 0 ? pp : 1, 1, 0, kv, 1);
+        if (spq_state_init_seq(&b->s, &b->m, pp > 0 ? pp : 1, 1, 0, 0, kv)) die("out of memory");
+    }
     if (blist) {
         int nb, *bs = parse_list("--batch", blist, 1, 4096, &nb);
         if (tg < 1) die("--batch: give -n >= 1 decode steps");
-        bench_batch(&m, &c, model_name, plan, ts, nt, bs, nb, tg, reps, roofline, fmt, kv, timings);
-        free(bs); free(ts);
-        spq_model_free(&m);
-        close_ckpt(&c);
+        bench_batch(&bm[0].m, &bm[0].c, bm[0].name, bm[0].plan, ts, nt, bs, nb, tg, reps, roofline, fmt, kv, timings);
+        free(bs); free(ts); free(pfs);
+        spq_model_free(&bm[0].m);
+        close_ckpt(&bm[0].c);
+        free(bm);
         return 0;
     }
-    int npf = 1, *pfs = pflist ? parse_list("--prefetch", pflist, 0, 1 << 20, &npf) : NULL;
-    if (pfs && tg > 0 && tg < npf) die("--prefetch: %d values take turns over -n %d tokens: give -n >= %d", npf, tg, npf);
-    spq_state s;
-    check_mem(c.path, &m, pp > 0 ? pp : 1, 1, 0, kv, 1);
-    if (spq_state_init_seq(&s, &m, pp > 0 ? pp : 1, 1, 0, 0, kv)) die("out of memory");
-    size_t pf_default = s.prefetch;
+    size_t pf_default = bm[0].s.prefetch;
     int nids = (pp > tg ? pp : tg) + 1; /* token ids for both tests (-p 0 or -n 0 allowed) */
     int *ids = malloc(sizeof(int) * (size_t)nids);
-    for (int i = 0; i < nids; i++) ids[i] = (i * 7919 + 13) % c.cfg.vocab_size;
+    if (!ids) die("out of memory");
+    for (int i = 0; i < nids; i++) ids[i] = (i * 7919 + 13) % vocab;
     if (!strcmp(fmt, "md"))
         printf("| model | size | params | plan | isa | threads | test | t/s | %s |\n|---|---:|---:|---|---|---:|---|---:|---:|\n",
                roofline ? "of roofline" : "");
     else if (!strcmp(fmt, "csv"))
-        printf("model,size_bytes,params,plan,isa,threads,test,tps_mean,tps_sd,roofline_fraction,limit,limit_between,limit_best,roofline_fraction_best\n");
+        printf("model,size_bytes,params,plan,isa,threads,test,tps_mean,tps_sd,roofline_fraction,limit,limit_between,limit_best,"
+               "roofline_fraction_best,vs_first\n");
     else
         printf("[\n");
     int first = 1;
-    bench_cfg g = {&m, &c, &s, model_name, plan, fmt, ids, pfs, pp, tg, reps, npf, roofline, timings, pf_default, bytes, params, macs, &first};
+    bench_cfg g = {bm, nm, fmt, ids, pfs, pp, tg, reps, npf, roofline, timings, pf_default, &first};
     for (int ti = 0; ti < nt; ti++) bench_threads(&g, set_threads(ts[ti]));
     if (!strcmp(fmt, "json")) printf("\n]\n");
     free(ids); free(ts); free(pfs);
-    spq_state_free(&s);
-    spq_model_free(&m);
-    close_ckpt(&c);
+    for (int mi = 0; mi < nm; mi++) {
+        spq_state_free(&bm[mi].s);
+        spq_model_free(&bm[mi].m);
+        close_ckpt(&bm[mi].c);
+    }
+    free(bm);
     return 0;
 }
