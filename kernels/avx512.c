@@ -497,13 +497,17 @@ INLV __m512i cq_index(const int b, const int TS, const int Q, const uint8_t *blk
 INLV void cmpq_tile(const int b, const int TS, const int MT, const int NP, int kp, const uint8_t *codes, size_t ps,
                     const uint8_t *tab, const int8_t *xq, int ldx, const float *xd, int ldd, float *acc, int lda)
 {
+    /* up to 4 tokens the float sums stay in registers; 8 tokens (prefill) take 16 registers of
+     * int32 sums per block, so their float sums are read from and written to acc each block
+     * (the same fmadds in the same order) */
+    const int FM = MT > 4;
     __m512 f[4][4];
-    for (int m = 0; m < MT; m++)
+    for (int m = 0; m < (FM ? 0 : MT); m++)
         for (int p = 0; p < NP; p++) f[m][p] = _mm512_loadu_ps(acc + (size_t)m * lda + 16 * p);
     const __m512i T = TS || b == 8 ? _mm512_setzero_si512() : _mm512_loadu_si512(tab), x80 = _mm512_set1_epi8((char)0x80);
     const size_t bb = (size_t)64 * b;
     for (int o = 0; o < kp / SPQ_CMPQ_BLK; o++) {
-        __m512i a[4][4];
+        __m512i a[8][4];
         for (int m = 0; m < MT; m++)
             for (int p = 0; p < NP; p++) a[m][p] = _mm512_setzero_si512();
         for (int p = 0; p < NP; p++)
@@ -525,10 +529,14 @@ INLV void cmpq_tile(const int b, const int TS, const int MT, const int NP, int k
         }
         for (int m = 0; m < MT; m++) {
             __m512 d = _mm512_set1_ps(xd[(size_t)m * ldd + o]);
-            for (int p = 0; p < NP; p++) f[m][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(a[m][p]), f[m][p]);
+            for (int p = 0; p < NP; p++) {
+                if (!FM) { f[m][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(a[m][p]), f[m][p]); continue; }
+                float *ap = acc + (size_t)m * lda + 16 * p;
+                _mm512_storeu_ps(ap, _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(a[m][p]), _mm512_loadu_ps(ap)));
+            }
         }
     }
-    for (int m = 0; m < MT; m++)
+    for (int m = 0; m < (FM ? 0 : MT); m++)
         for (int p = 0; p < NP; p++) _mm512_storeu_ps(acc + (size_t)m * lda + 16 * p, f[m][p]);
 }
 
@@ -541,11 +549,19 @@ INLV void cmpq_tokens(const int b, const int TS, const int MT, const int NP, int
     for (; p < np; p++) cmpq_tile(b, TS, MT, 1, kp, codes + p * ps, ps, tab, x, ldx, d, ldd, ac + 16 * p, lda);
 }
 
-/* tokens in groups of 4 (then the rest), panels in groups of 4 for one or two tokens, else 2 */
+/* tokens in groups of 8 (3, 5 and 6 bits), then of 4 (then the rest); panels in groups of 4 for
+ * one or two tokens, else 2. Codes that straddle bytes cost the most to decode, so there one
+ * decoded quad feeds 8 tokens x 2 panels (the kernel 4-15% faster on Zen 5, docs/benchmarks.md,
+ * Findings); at 2, 4 and 8 bits the decode is cheap and the 8-token tile's accumulator traffic
+ * made it 1-3% slower. */
 INLV void cmpq_class(const int b, const int TS, int kp, int np, const uint8_t *codes, size_t ps, const uint8_t *tab,
                      int M, const int8_t *xq, int ldx, const float *xd, int ldd, float *acc, int lda)
 {
-    for (int m = 0; m < M; m += 4) {
+    int m = 0;
+    for (; (b == 3 || b == 5 || b == 6) && m + 8 <= M; m += 8)
+        cmpq_tokens(b, TS, 8, 2, kp, np, codes, ps, tab, xq + (size_t)m * ldx, ldx, xd + (size_t)m * ldd, ldd,
+                    acc + (size_t)m * lda, lda);
+    for (; m < M; m += 4) {
         const int8_t *x = xq + (size_t)m * ldx;
         const float *d = xd + (size_t)m * ldd;
         float *ac = acc + (size_t)m * lda;

@@ -182,8 +182,8 @@ static void f_all(const spq_kernels *kt)
 
 /* CMPQ integer product: codes packed by spq_pack_cmpq read back by spq_cmpq_code; the
  * scalar kernel equals a plain per-block integer sum (one fmaf per block) over the
- * dequantised levels; every SIMD table equals the scalar one bit for bit, for M = 1..6
- * tokens and the panels split as a threaded driver would. Per-column tables (ts 16, b <= 4)
+ * dequantised levels; every SIMD table equals the scalar one bit for bit, for M = 1..6 and
+ * 8..13 tokens and the panels split as a threaded driver would. Per-column tables (ts 16, b <= 4)
  * and one shared table (ts 0); all-ones codes in row 0 (every plane bit set). */
 static void check_cmpq(const spq_kernels *kt, int N, int kc, int b, int ts, int M)
 {
@@ -248,8 +248,10 @@ static void cmpq_all(const spq_kernels *kt)
         int b = (int[]){2, 3, 4, 5, 6, 8}[c];
         for (int i = 0; i < 6; i++)
             for (int j = 0; j < 5; j++)
-                for (int ts = 0; ts <= (b <= 4 ? 16 : 0); ts += 16)
+                for (int ts = 0; ts <= (b <= 4 ? 16 : 0); ts += 16) {
                     for (int M = 1; M <= 6; M += (i + j) % 2 ? 1 : 5) check_cmpq(kt, Ns[i], Ks[j], b, ts, M);
+                    check_cmpq(kt, Ns[i], Ks[j], b, ts, 8 + (i + j + c) % 6); /* 8-token tiles (3, 5, 6 bits) */
+                }
     }
 }
 
