@@ -117,24 +117,52 @@ const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq
     return NULL;
 }
 
-/* the blob's row lists as panel slots (spq_cmpq_rt.eoff) */
+/* Work items (spq_cmpq_apply_n): item i is panels i, i + Q, i + 2Q, i + 3Q (Q = ceil(panels
+ * / 4) items; the lanes past the last panel are left out), so that a thread's contiguous share
+ * of items reads four long sequential streams, not streams that restart every few KiB (as the
+ * INT8 decode driver, kernels/dispatch.c). */
+static int items_of(const spq_cmpq_rt *r) { return (((int)r->h.N + 15) / 16 + 3) / 4; }
+
+/* the panels of item blk that exist (1..4) */
+static int lanes_of(const spq_cmpq_rt *r, int blk)
+{
+    int np = ((int)r->h.N + 15) / 16, Q = items_of(r), lanes = 0;
+    while (lanes < 4 && blk + lanes * Q < np) lanes++;
+    return lanes;
+}
+
+/* panel p's place in item order (items in turn, each its lanes in turn): the panels of items
+ * before p's, in each lane, then p's lane */
+static int item_pos(const spq_cmpq_rt *r, int p)
+{
+    int np = ((int)r->h.N + 15) / 16, Q = items_of(r), blk = p % Q, pos = p / Q;
+    for (int l = 0; l < 4; l++) {
+        int in_lane = np - l * Q < 0 ? 0 : np - l * Q;
+        pos += in_lane < blk ? in_lane : blk;
+    }
+    return pos;
+}
+
+/* the blob's row lists as panel slots (spq_cmpq_rt.eoff), in item order: a thread's outliers
+ * are one sequential stream */
 static int outlier_slots(spq_cmpq_rt *r, const uint16_t *val)
 {
     int N = (int)r->h.N, np = (N + 15) / 16;
     if (!(r->eoff = malloc(sizeof(uint32_t) * ((size_t)np + 1)))) goto fail;
-    r->eoff[0] = 0;
-    for (int p = 0; p < np; p++) {
+    for (int p = 0; p < np; p++) { /* the slot count of the panel at each place */
         uint32_t most = 0;
         for (int n = 16 * p; n < 16 * p + 16 && n < N; n++)
             most = r->rowptr[n + 1] - r->rowptr[n] > most ? r->rowptr[n + 1] - r->rowptr[n] : most;
-        r->eoff[p + 1] = r->eoff[p] + most;
+        r->eoff[item_pos(r, p) + 1] = most;
     }
+    r->eoff[0] = 0;
+    for (int i = 0; i < np; i++) r->eoff[i + 1] += r->eoff[i];
     size_t slots = (size_t)r->eoff[np];
     if (!(r->eslot = aligned_alloc(64, 64 * (slots + 1)))) goto fail;
     memset(r->eslot, 0, 64 * (slots + 1));
     for (int n = 0; n < N; n++)
-        for (uint32_t i = r->rowptr[n], k = 0; i < r->rowptr[n + 1]; i++, k++) {
-            uint16_t *s = r->eslot + 32 * ((size_t)r->eoff[n / 16] + k);
+        for (uint32_t i = r->rowptr[n], k = 0, at = r->eoff[item_pos(r, n / 16)]; i < r->rowptr[n + 1]; i++, k++) {
+            uint16_t *s = r->eslot + 32 * ((size_t)at + k);
             s[n % 16] = r->col[i];
             s[16 + n % 16] = val[i];
         }
@@ -293,32 +321,21 @@ static float bias_of(const spq_cmpq_rt *r, qrow q)
 
 /* y[i * N + 16p + j] += the outlier residuals of panel p's rows j against input token i <
  * ntok: xin one original-order input row (T = 1) or its columns 16 tokens wide (T = 16,
- * ntok <= 16); the panel's slots 16 rows at a time (no branch per row: a loop per row of a
- * few outliers mispredicts its exit about once a row) */
+ * ntok <= 16); pos the panel's place in item order (item_pos); the panel's slots 16 rows at a
+ * time (no branch per row: a loop per row of a few outliers mispredicts its exit about once a
+ * row) */
 static inline __attribute__((always_inline)) void outliers_panel(const spq_kernels *k, const spq_cmpq_rt *r, int p,
-                                                                 const float *xin, const int T, int ntok, float *y)
+                                                                 int pos, const float *xin, const int T, int ntok,
+                                                                 float *y)
 {
     int N = (int)r->h.N, n0 = 16 * p, rows = N - n0 < 16 ? N - n0 : 16;
     float s[256];
     memset(s, 0, sizeof(float) * 16 * (size_t)T);
-    k->cmpq_outliers((int)(r->eoff[p + 1] - r->eoff[p]), r->eslot + 32 * (size_t)r->eoff[p], xin, T, s);
+    k->cmpq_outliers((int)(r->eoff[pos + 1] - r->eoff[pos]), r->eslot + 32 * (size_t)r->eoff[pos], xin, T, s);
     for (int i = 0; i < ntok; i++)
         for (int j = 0; j < rows; j++) y[(size_t)i * N + n0 + j] += s[T * j + i];
 }
 
-/* Items of work: item i is panels i, i + Q, i + 2Q, i + 3Q (Q = ceil(panels / 4) items; the
- * lanes past the last panel are left out), so that a thread's contiguous share of items
- * reads four long sequential streams, not streams that restart every few KiB (as the INT8
- * decode driver, kernels/dispatch.c). */
-static int items_of(const spq_cmpq_rt *r) { return (((int)r->h.N + 15) / 16 + 3) / 4; }
-
-/* the panels of item blk that exist (1..4) */
-static int lanes_of(const spq_cmpq_rt *r, int blk)
-{
-    int np = ((int)r->h.N + 15) / 16, Q = items_of(r), lanes = 0;
-    while (lanes < 4 && blk + lanes * Q < np) lanes++;
-    return lanes;
-}
 
 /* item blk for all M rows, outliers left out; acc: M x 64 floats; bias: each row's bias_of */
 static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, int M, float *y, float *xs, float *acc,
@@ -366,10 +383,11 @@ static void add_outliers(const spq_kernels *k, const spq_cmpq_rt *const *rs, flo
         for (int d = 0; d < nd; d++) {
             const spq_cmpq_rt *r = rs[done[2 * d]];
             int N = (int)r->h.N, blk = done[2 * d + 1], Q = items_of(r), lanes = lanes_of(r, blk);
+            int pos = item_pos(r, blk); /* the item's lanes are at pos, pos + 1, ... */
             float *y = ys[done[2 * d]] + (size_t)m * N;
             for (int i = 0; i < lanes; i++) /* T a constant in each call: a decode step's panel stays small */
-                if (xt) outliers_panel(k, r, blk + i * Q, xin, 16, ntok, y);
-                else outliers_panel(k, r, blk + i * Q, xin, 1, 1, y);
+                if (xt) outliers_panel(k, r, blk + i * Q, pos + i, xin, 16, ntok, y);
+                else outliers_panel(k, r, blk + i * Q, pos + i, xin, 1, 1, y);
         }
     }
     free(xt);

@@ -85,8 +85,10 @@ typedef struct {
     const uint16_t *col;
     /* the outliers by panel of 16 rows, as many slots per row as the panel's fullest row has
      * outliers, so that a panel's outliers are a fixed number of 16-row steps (cmpq_outliers):
-     * slot k of panel p is the 64 bytes at eslot + 32 * (eoff[p] + k), halves j = the input
-     * column of row j's k-th outlier and 16 + j its FP16 residual (padding: column 0, 0) */
+     * slot k of the panel at place i is the 64 bytes at eslot + 32 * (eoff[i] + k), halves j =
+     * the input column of row j's k-th outlier and 16 + j its FP16 residual (padding: column 0,
+     * 0); the panels are placed in the order the work items read them (panels b, b + Q, b + 2Q,
+     * b + 3Q for b = 0, 1, ...; runtime/cmpq.c, item_pos), so a thread's outliers are one stream */
     uint32_t *eoff;                    /* [panels + 1] */
     uint16_t *eslot;
 } spq_cmpq_rt;
