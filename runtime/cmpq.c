@@ -121,12 +121,13 @@ const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq
  * / 4) items; the lanes past the last panel are left out), so that a thread's contiguous share
  * of items reads four long sequential streams, not streams that restart every few KiB (as the
  * INT8 decode driver, kernels/dispatch.c). */
-static int items_of(const spq_cmpq_rt *r) { return (((int)r->h.N + 15) / 16 + 3) / 4; }
+static int panels_of(const spq_cmpq_rt *r) { return ((int)r->h.N + 15) / 16; }
+static int items_of(const spq_cmpq_rt *r) { return (panels_of(r) + 3) / 4; }
 
 /* the panels of item blk that exist (1..4) */
 static int lanes_of(const spq_cmpq_rt *r, int blk)
 {
-    int np = ((int)r->h.N + 15) / 16, Q = items_of(r), lanes = 0;
+    int np = panels_of(r), Q = items_of(r), lanes = 0;
     while (lanes < 4 && blk + lanes * Q < np) lanes++;
     return lanes;
 }
@@ -135,7 +136,7 @@ static int lanes_of(const spq_cmpq_rt *r, int blk)
  * before p's, in each lane, then p's lane */
 static int item_pos(const spq_cmpq_rt *r, int p)
 {
-    int np = ((int)r->h.N + 15) / 16, Q = items_of(r), blk = p % Q, pos = p / Q;
+    int np = panels_of(r), Q = items_of(r), blk = p % Q, pos = p / Q;
     for (int l = 0; l < 4; l++) {
         int in_lane = np - l * Q < 0 ? 0 : np - l * Q;
         pos += in_lane < blk ? in_lane : blk;
@@ -147,7 +148,7 @@ static int item_pos(const spq_cmpq_rt *r, int p)
  * are one sequential stream */
 static int outlier_slots(spq_cmpq_rt *r, const uint16_t *val)
 {
-    int N = (int)r->h.N, np = (N + 15) / 16;
+    int N = (int)r->h.N, np = panels_of(r);
     if (!(r->eoff = malloc(sizeof(uint32_t) * ((size_t)np + 1)))) goto fail;
     for (int p = 0; p < np; p++) { /* the slot count of the panel at each place */
         uint32_t most = 0;
@@ -335,7 +336,6 @@ static inline __attribute__((always_inline)) void outliers_panel(const spq_kerne
     for (int i = 0; i < ntok; i++)
         for (int j = 0; j < rows; j++) y[(size_t)i * N + n0 + j] += s[T * j + i];
 }
-
 
 /* item blk for all M rows, outliers left out; acc: M x 64 floats; bias: each row's bias_of */
 static void run_block(const spq_kernels *k, const spq_cmpq_rt *r, int M, float *y, float *xs, float *acc,

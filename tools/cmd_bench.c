@@ -376,9 +376,9 @@ static void bench_threads(const bench_cfg *g, int threads)
         char tname[32];
         snprintf(tname, sizeof tname, "%s%d", test ? "tg" : "pp", n);
         size_t bl = strlen(best_note);
-        int w = nv > 1 ? snprintf(best_note + bl, sizeof best_note - bl, "%s%s (%s) %.0f%%", bl ? ", " : "", tname, vplan, 100 * frac_best)
-                       : snprintf(best_note + bl, sizeof best_note - bl, "%s%s %.0f%%", bl ? ", " : "", tname, 100 * frac_best);
-        (void)w; /* a note cut short at 16 KiB */
+        if (nv > 1) /* (a note cut short at 16 KiB) */
+            snprintf(best_note + bl, sizeof best_note - bl, "%s%s (%s) %.0f%%", bl ? ", " : "", tname, vplan, 100 * frac_best);
+        else snprintf(best_note + bl, sizeof best_note - bl, "%s%s %.0f%%", bl ? ", " : "", tname, 100 * frac_best);
         if (!strcmp(fmt, "md")) {
             printf("| %s | %.2f GiB | %.2f B | %s | %s | %d | %s | %.2f ± %.2f |", b->name, b->bytes / 1073741824.0,
                    b->params / 1e9, vplan, spq_kern()->name, threads, tname, mean, sd);
@@ -533,10 +533,11 @@ int cmd_bench(int argc, char **argv)
     bench_model *bm = calloc((size_t)nm, sizeof *bm);
     if (!bm) die("out of memory");
     int vocab = 0;
+    const model_shape *shape = syn ? find_shape("--synthetic", syn) : NULL;
     for (int mi = 0; mi < nm; mi++) { /* every model and state before any timing */
         bench_model *b = &bm[mi];
         if (syn) {
-            const model_shape *s = find_shape("--synthetic", syn);
+            const model_shape *s = shape;
             int L = layers && layers < s->layers ? layers : s->layers, cm = !strcmp(sch[mi], "cmpq");
             synthetic(&b->c, s, L, sch[mi], bits[mi], cm ? 0 : spike_layers, spike_fp8);
             if (L < s->layers) snprintf(b->name, sizeof b->name, "%s (random, %d of %d layers)", s->name, L, s->layers);
