@@ -164,3 +164,9 @@ void mean_se(double s1, double s2, long n, double *mean, double *se)
     double var = n > 1 ? (s2 - (double)n * *mean * *mean) / (double)(n - 1) : 0;
     *se = n > 0 ? sqrt((var > 0 ? var : 0) / (double)n) : 0;
 }
+
+int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}

@@ -47,6 +47,8 @@ int *parse_ids(const char *text, const char *what, int vocab, long *n);
 /* Mean of n values from their sum s1 and sum of squares s2, and its standard error (sample
  * standard deviation / sqrt(n), as lm-evaluation-harness and llama.cpp report it). */
 void mean_se(double s1, double s2, long n, double *mean, double *se);
+/* qsort's comparison of two doubles, ascending. */
+int cmp_double(const void *a, const void *b);
 /* Token ids of text[0..len) (BOS first when bos, control pieces parsed when special) in a
  * malloc'd array, their count in *n; dies when memory runs out. */
 int *encode_text(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, long *n);

@@ -255,12 +255,6 @@ typedef struct {
 
 #define MAX_VARIANTS 64
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The median over the reps of t/s ratio[r] = tps_v[r] / tps_0[r], and the lowest and
  * highest ratio: a repetition's variants ran in the same seconds, so their ratio holds
  * still while the machine's bandwidth moves between repetitions. */

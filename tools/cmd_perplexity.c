@@ -65,12 +65,6 @@ static double kld_row(const float *lb, const float *lq, int V, double lse_b, dou
     return k > 0 ? k : 0; /* rounding can leave -1e-9 where the two rows are equal */
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int cmd_perplexity(int argc, char **argv)
 {
     int kv = SPQ_F16;
