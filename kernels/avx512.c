@@ -339,15 +339,31 @@ static void quant_i8(const float *x, int n, int npad, float inv, float qmax, int
     for (i = n; i < npad; i++) q[i] = 0;
 }
 
+/* x[idx[j]] for j < 16: one vgatherdps, or (LD) 16 scalar loads. Gathers are microcoded on
+ * AMD Zen: from L1, 6.5 ns per 16 on Zen 5 against 3.6 ns for the loads; on an Intel Xeon the
+ * reverse, 3.5 against 7.3 (docs/benchmarks.md, Findings). */
+#define LOADS16(x, idx)                                                                                \
+    _mm512_set_ps(x[idx[15]], x[idx[14]], x[idx[13]], x[idx[12]], x[idx[11]], x[idx[10]], x[idx[9]], \
+                  x[idx[8]], x[idx[7]], x[idx[6]], x[idx[5]], x[idx[4]], x[idx[3]], x[idx[2]], x[idx[1]], x[idx[0]])
+INL __m512 gather16_i32(const int LD, const float *x, const int32_t *idx)
+{
+    return LD ? LOADS16(x, idx) : _mm512_i32gather_ps(_mm512_loadu_si512(idx), x, 4);
+}
+INL __m512 gather16_u16(const int LD, const float *x, const uint16_t *idx)
+{
+    return LD ? LOADS16(x, idx) : _mm512_i32gather_ps(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)idx)), x, 4);
+}
+#undef LOADS16
+
 /* CMPQ input blocks (kernels.h): two gathers of 16 per block; absmax and rounding as
  * absmax / quant_i8 above */
-static void cmpq_quant(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
-                       int32_t *xs)
+INL void cmpq_quant_t(const int LD, int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq,
+                      float *xd, int32_t *xs)
 {
     const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
     for (int o = 0; o < nb; o++, src += 32, sc += 32, xq += 32) {
-        __m512 v0 = _mm512_mul_ps(_mm512_i32gather_ps(_mm512_loadu_si512(src), x, 4), _mm512_loadu_ps(sc));
-        __m512 v1 = _mm512_mul_ps(_mm512_i32gather_ps(_mm512_loadu_si512(src + 16), x, 4), _mm512_loadu_ps(sc + 16));
+        __m512 v0 = _mm512_mul_ps(gather16_i32(LD, x, src), _mm512_loadu_ps(sc));
+        __m512 v1 = _mm512_mul_ps(gather16_i32(LD, x, src + 16), _mm512_loadu_ps(sc + 16));
         float a = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(_mm512_setzero_ps(), _mm512_abs_ps(v0)), _mm512_abs_ps(v1)));
         const __m512 s = _mm512_set1_ps(a > 0 ? 127.0f / a : 0.0f);
         __m512i d0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v0, s), lo), hi));
@@ -358,10 +374,20 @@ static void cmpq_quant(int nb, const float *x, const int32_t *src, const float *
         xs[o] = _mm512_reduce_add_epi32(_mm512_add_epi32(d0, d1));
     }
 }
+static void cmpq_quant(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
+                       int32_t *xs)
+{
+    cmpq_quant_t(0, nb, x, src, sc, xq, xd, xs);
+}
+static void cmpq_quant_ld(int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq, float *xd,
+                          int32_t *xs)
+{
+    cmpq_quant_t(1, nb, x, src, sc, xq, xd, xs);
+}
 
 /* CMPQ outliers (kernels.h): one token, per slot one gather of 16 (residuals widened by
  * vcvtph2ps); 16 tokens, per slot entry one load of its column's 16 tokens */
-static void cmpq_outliers(int n, const uint16_t *slot, const float *x, int T, float *s)
+INL void cmpq_outliers_t(const int LD, int n, const uint16_t *slot, const float *x, int T, float *s)
 {
     if (T == 16) {
         __m512 a[16];
@@ -377,11 +403,18 @@ static void cmpq_outliers(int n, const uint16_t *slot, const float *x, int T, fl
     }
     __m512 a = _mm512_loadu_ps(s);
     for (int i = 0; i < n; i++, slot += 32) {
-        __m512i c = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)slot));
         __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(slot + 16)));
-        a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_i32gather_ps(c, x, 4), v));
+        a = _mm512_add_ps(a, _mm512_mul_ps(gather16_u16(LD, x, slot), v));
     }
     _mm512_storeu_ps(s, a);
+}
+static void cmpq_outliers(int n, const uint16_t *slot, const float *x, int T, float *s)
+{
+    cmpq_outliers_t(0, n, slot, x, T, s);
+}
+static void cmpq_outliers_ld(int n, const uint16_t *slot, const float *x, int T, float *s)
+{
+    cmpq_outliers_t(1, n, slot, x, T, s);
 }
 
 static void vexp(float *x, int n)
@@ -707,6 +740,10 @@ static void init_tables(void)
 #if HAVE_CMPQ_VBMI
     if (__builtin_cpu_supports("avx512vbmi")) table.cmpq_dot = cmpq_dot_vbmi;
 #endif
+    if (__builtin_cpu_is("amd")) { /* gather16_*: loads beat vgatherdps there */
+        table.cmpq_quant = cmpq_quant_ld;
+        table.cmpq_outliers = cmpq_outliers_ld;
+    }
     table_bf16 = table;
     table_bf16.name = "avx512bf16";
     table_bf16.gemm_bf16 = gemm_bf16_dp;
