@@ -355,7 +355,7 @@ INL __m512 gather16_u16(const int LD, const float *x, const uint16_t *idx)
 }
 #undef LOADS16
 
-/* CMPQ input blocks (kernels.h): two gathers of 16 per block; absmax and rounding as
+/* CMPQ input blocks (kernels.h): two gather16_i32 per block; absmax and rounding as
  * absmax / quant_i8 above */
 INL void cmpq_quant_t(const int LD, int nb, const float *x, const int32_t *src, const float *sc, int8_t *xq,
                       float *xd, int32_t *xs)
@@ -385,7 +385,7 @@ static void cmpq_quant_ld(int nb, const float *x, const int32_t *src, const floa
     cmpq_quant_t(1, nb, x, src, sc, xq, xd, xs);
 }
 
-/* CMPQ outliers (kernels.h): one token, per slot one gather of 16 (residuals widened by
+/* CMPQ outliers (kernels.h): one token, per slot one gather16_u16 (residuals widened by
  * vcvtph2ps); 16 tokens, per slot entry one load of its column's 16 tokens */
 INL void cmpq_outliers_t(const int LD, int n, const uint16_t *slot, const float *x, int T, float *s)
 {
