@@ -341,7 +341,7 @@ static void quant_i8(const float *x, int n, int npad, float inv, float qmax, int
 
 /* x[idx[j]] for j < 16: one vgatherdps, or (LD) 16 scalar loads. Gathers are microcoded on
  * AMD Zen: from L1, 6.5 ns per 16 on Zen 5 against 3.6 ns for the loads; on an Intel Xeon the
- * reverse, 3.5 against 7.3 (docs/benchmarks.md, Findings). */
+ * reverse, 3.4-3.7 against 7.0-8.3 (docs/benchmarks.md, Findings). */
 #define LOADS16(x, idx)                                                                                \
     _mm512_set_ps(x[idx[15]], x[idx[14]], x[idx[13]], x[idx[12]], x[idx[11]], x[idx[10]], x[idx[9]], \
                   x[idx[8]], x[idx[7]], x[idx[6]], x[idx[5]], x[idx[4]], x[idx[3]], x[idx[2]], x[idx[1]], x[idx[0]])
