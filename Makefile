@@ -30,11 +30,12 @@ KERN_SRC := kernels/dispatch.c kernels/team.c kernels/pack.c kernels/numfmt.c ke
 ifneq ($(ARCH),aarch64)
   KERN_SRC += kernels/neon.c
 endif
-RT_SRC := $(wildcard runtime/*.c) $(wildcard models/*.c) $(wildcard api/*.c)
-LIB_SRC := $(KERN_SRC) $(RT_SRC)
+# the library's folders, bottom up (docs/architecture.md; tests/test_layers.sh checks the order)
+LIB_DIRS := base tok format runtime quant api
+LIB_SRC := $(KERN_SRC) $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 # the machine probes serve the benchmarks (spikeq bench, bench_gemm), not the library
-PROBE_OBJ := $(B)/bench/probes.o $(B)/bench/peak_scalar.o $(B)/bench/peak_x86.o $(B)/bench/peak_neon.o
+PROBE_OBJ := $(B)/probe/probes.o $(B)/probe/peak_scalar.o $(B)/probe/peak_x86.o $(B)/probe/peak_neon.o
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 ifeq ($(ARCH),aarch64)
   # under qemu: the kernels (bit-exactness of NEON vs scalar) and the quantisation path;
@@ -100,7 +101,7 @@ test: deps deps-cross
 	@$(MAKE) --no-print-directory -j2 fuzz
 
 test-unit: $(TESTS) $(B)/spikeq
-	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_cli.sh:$(B)/spikeq tests/test_serve.sh:$(B)/spikeq) $(if $(filter build,$(B)),tests/test_eval.sh:$(B)/spikeq tests/test_docs.sh:all)
+	@sh tests/run.sh "$(RUN)" $(TESTS) $(if $(RUN),,tests/test_layers.sh:all tests/test_cli.sh:$(B)/spikeq tests/test_serve.sh:$(B)/spikeq) $(if $(filter build,$(B)),tests/test_eval.sh:$(B)/spikeq tests/test_docs.sh:all)
 
 # unit tests again under AddressSanitizer + UBSan, in their own build folder
 test-sanitize:

@@ -14,9 +14,9 @@
 #endif
 
 #include "kernels/kernels.h"
-#include "models/open.h"
-#include "runtime/chat.h"
-#include "runtime/ckpt.h"
+#include "format/open.h"
+#include "tok/chat.h"
+#include "format/ckpt.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 

@@ -16,7 +16,8 @@
 #include <omp.h>
 #endif
 
-#include "bench/probes.h"
+#include "base/clock.h"
+#include "probe/probes.h"
 #include "kernels/kernels.h"
 #include "runtime/cmpq.h"
 
@@ -45,7 +46,7 @@ static void bench_sync(int threads, int reps)
         }
         double t2 = spq_now();
         spq_team tm;
-        spq_team_init(&tm, threads);
+        spq_team_init(&tm, threads, spq_kern());
 #pragma omp parallel
         {
             spq_thr th = spq_team_member(&tm);
@@ -72,7 +73,7 @@ static const struct { const char *name; int N, K; } SHAPES[] = {
 static double cmpq_time(spq_cmpq_rt *rs, int n, int M, const float *x, float *y, float *xs, int threads)
 {
     spq_team tm;
-    spq_team_init(&tm, threads);
+    spq_team_init(&tm, threads, spq_kern());
     double t0 = spq_now();
 #pragma omp parallel num_threads(threads)
     {

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "runtime/ckpt.h"
+#include "format/ckpt.h"
 #include "runtime/model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n);

@@ -2,7 +2,7 @@
  * shipped model) and GPT-2 byte-level BPE (../shared, when present). Byte-level BPE is
  * lossless, so decode(encode(x)) == x is checked. First input byte: bit 0 special, bit 1 BOS. */
 #include "fuzz/fuzz.h"
-#include "models/open.h"
+#include "format/open.h"
 
 static spq_ckpt spm, bpe;
 static int have_bpe;

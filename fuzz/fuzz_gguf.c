@@ -1,6 +1,6 @@
 /* fuzz_gguf.c — the GGUF reader (metadata, vocabulary incl. merges, tensor infos), then use. */
 #include "fuzz/fuzz.h"
-#include "models/open.h"
+#include "format/open.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {

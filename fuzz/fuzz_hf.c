@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "fuzz/fuzz.h"
-#include "models/open.h"
+#include "format/open.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {

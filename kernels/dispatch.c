@@ -245,7 +245,7 @@ static void run_alone(int kind, const spq_kernels *k, int M, int K, const void *
     nt = omp_get_max_threads();
 #endif
     spq_team tm;
-    spq_team_init(&tm, nt);
+    spq_team_init(&tm, nt, k);
 #pragma omp parallel num_threads(tm.nt)
     {
         spq_thr t = spq_team_member(&tm);

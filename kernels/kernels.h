@@ -37,7 +37,7 @@ size_t spq_pack_f_size(int N, int K, int elem);
 /* Pack FP8 codes row-major [N][K] into the INT8 panel layout (same byte layout). */
 void spq_pack_fp8(const uint8_t *w, int N, int K, uint8_t *out);
 
-/* CMPQ integer layout (weight-only, runtime/cmpq.h). The columns of one bit-width b (2, 3,
+/* CMPQ integer layout (weight-only, format/cmpq_blob.h). The columns of one bit-width b (2, 3,
  * 4, 5, 6 or 8) form a class of kp columns, kp a multiple of SPQ_CMPQ_BLK = 32 (zero codes
  * pad it); rows are in panels of 16. A panel holds kp / 32 blocks of 64 * b bytes, each
  * the codes of 32 columns x 16 rows as 64-byte planes whose byte 4r + j (row r) holds bits

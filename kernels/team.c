@@ -1,8 +1,6 @@
 /* team.c — barrier, splits and the stealing work loop of a team of threads (team.h). */
 #include "kernels/team.h"
 
-#include "kernels/kernels.h"
-
 #include <sched.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -23,11 +21,11 @@ static inline void cpu_relax(void)
 #endif
 }
 
-void spq_team_init(spq_team *tm, int nt)
+void spq_team_init(spq_team *tm, int nt, const struct spq_kernels *k)
 {
     /* only what nt threads use: the team is set up on every forward pass */
     tm->nt = nt < 1 ? 1 : nt > SPQ_TEAM_MAX ? SPQ_TEAM_MAX : nt;
-    tm->k = spq_kern();
+    tm->k = k;
     tm->hint_max = 0;
     atomic_init(&tm->arrived, 0);
     atomic_init(&tm->gen, 0);

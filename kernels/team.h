@@ -32,7 +32,7 @@ typedef struct {
 
 typedef struct {
     int nt;
-    const struct spq_kernels *k; /* the kernel table of the team's steps (spq_team_init: spq_kern()) */
+    const struct spq_kernels *k; /* the kernel table of the team's steps */
     size_t hint_max; /* the most bytes a thread's hint holds (0, as spq_team_init sets: none) */
     _Alignas(64) _Atomic int arrived;
     _Alignas(64) _Atomic int gen;
@@ -47,8 +47,8 @@ typedef struct {
     int id, nt;
 } spq_thr;
 
-/* Prepare a team of nt threads (1 <= nt <= SPQ_TEAM_MAX). */
-void spq_team_init(spq_team *tm, int nt);
+/* Prepare a team of nt threads (clamped to 1..SPQ_TEAM_MAX) running the kernels of table k. */
+void spq_team_init(spq_team *tm, int nt, const struct spq_kernels *k);
 /* The calling OpenMP thread's view of tm: its thread number and the size of the
  * enclosing parallel region (which may be smaller than asked; outside one, a team of one). */
 spq_thr spq_team_member(spq_team *tm);

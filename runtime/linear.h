@@ -4,7 +4,7 @@
 #define SPQ_LINEAR_H
 
 #include "kernels/team.h"
-#include "runtime/ckpt.h"
+#include "format/ckpt.h"
 
 /* One linear layer y = x W^T in the kernels' panel layout.
  * kind SPQ_I8: INT8 x INT8 (weights: w_scale per tensor, or cscale[N] per output channel;

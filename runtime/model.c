@@ -10,9 +10,9 @@
 #include <omp.h>
 #endif
 
+#include "base/clock.h"
 #include "kernels/kernels.h"
 #include "runtime/model.h"
-#include "runtime/profiler.h"
 
 const char *const spq_step_names[SPQ_NSTEPS] = {"attn_norm", "qkv", "rope_kv", "attention", "o",
                                                 "ffn_norm", "gate_up", "swiglu", "down", "head"};
@@ -316,19 +316,12 @@ static void rope(float *v, const float *cs, const float *sn, int half)
     }
 }
 
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Adds the wall time since *t to s->step_sec[step] and restarts *t (no-op when s is NULL,
  * a thread other than the timing one, or when not timing). */
 static void lap(spq_state *s, int step, double *t)
 {
     if (!s || !s->step_sec) return;
-    double now = wall();
+    double now = spq_now();
     s->step_sec[step] += now - *t;
     *t = now;
 }
@@ -342,13 +335,13 @@ static void embed_row(const spq_tensor *t, int tok, int dim, float *out)
     spq_tensor_to_f32(&row, out);
 }
 
-/* Hands a linear's input x[M][K] to the profiler when profiling: thread 0 records, after
- * a team barrier when other threads wrote rows of x since the last one (sync). */
-static void record(const spq_thr *t, spq_state *s, int l, int site, const float *x, int M, int K, int sync)
+/* Shows site `site`'s input x[M][K] to the observer when there is one: thread 0 calls it,
+ * after a team barrier when other threads wrote rows of x since the last one (sync). */
+static void observe(const spq_thr *t, spq_state *s, int l, int site, const float *x, int M, int K, int sync)
 {
-    if (!s->prof) return;
+    if (!s->observe) return;
     if (sync) spq_team_sync(t);
-    if (t->id == 0) spq_profile_record(s->prof, l, site, x, M, K, s->tokens, s->pos);
+    if (t->id == 0) s->observe(s->observe_ctx, l, site, x, M, K, s->tokens, s->pos);
 }
 
 /* SwiGLU on one chunk of up to 256 of a row's H values: g = silu(g) * u. Chunks start
@@ -365,7 +358,7 @@ static void swiglu_chunk(const spq_kernels *kern, float *g, const float *u, int 
 /* One thread's part of spq_forward: every thread of the team runs this, top to bottom.
  * Row-wise steps take the thread's rows (spq_split over M: thread 0 has a decode step's
  * single row) or an even share of smaller items (heads, chunks); each step that reads
- * what other threads wrote follows a team barrier. Thread 0 times (lead) and profiles. */
+ * what other threads wrote follows a team barrier. Thread 0 times (lead) and calls the observer. */
 static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, const int *tokens, int M)
 {
     const spq_config *p = &m->cfg;
@@ -373,11 +366,11 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
     const int D = p->dim, hd = p->head_dim, half = hd / 2, nh = p->n_heads, nkv = p->n_kv_heads;
     const int qd = nh * hd, kvd = nkv * hd, H = p->hidden_dim, grp = nh / nkv, nch = (H + 255) / 256;
     const float att_scale = 1.0f / sqrtf((float)hd);
-    spq_state *lead = t->id == 0 ? s : NULL; /* timing and profiling: thread 0 only */
+    spq_state *lead = t->id == 0 ? s : NULL; /* timing and observing: thread 0 only */
     float *att = s->att + (size_t)t->id * grp * s->ctx;
     int r0, r1, i0, i1;
     spq_split(t, M, &r0, &r1);
-    double tm = lead && s->step_sec ? wall() : 0;
+    double tm = lead && s->step_sec ? spq_now() : 0;
     for (int i = r0; i < r1; i++) embed_row(m->embed, tokens[i], D, s->x + (size_t)i * D);
 
     for (int l = 0; l < p->n_layers; l++) {
@@ -388,7 +381,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         /* attention: xb = norm(x); q, k, v = xb W^T; RoPE; k, v into the cache */
         for (int i = r0; i < r1; i++) rmsnorm(kern, s->xb + (size_t)i * D, s->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
         lap(lead, SPQ_STEP_ATTN_NORM, &tm);
-        record(t, s, l, SPQ_SITE_QKV, s->xb, M, D, 1);
+        observe(t, s, l, SPQ_SITE_QKV, s->xb, M, D, 1);
         const spq_linear *qkv[3] = {&L->p[SPQ_Q], &L->p[SPQ_K], &L->p[SPQ_V]}, *o = &L->p[SPQ_O];
         const spq_linear *gu[2] = {&L->p[SPQ_GATE], &L->p[SPQ_UP]}, *down = &L->p[SPQ_DOWN];
         float *qkv_out[3] = {s->q, s->hb, s->hb2};
@@ -436,7 +429,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         }
         spq_team_sync(t);
         lap(lead, SPQ_STEP_ATTN, &tm);
-        record(t, s, l, SPQ_SITE_O, s->xb, M, qd, 0);
+        observe(t, s, l, SPQ_SITE_O, s->xb, M, qd, 0);
         spq_linear_apply(t, o, s->xb, M, rows, s->xb2, s->xq, s->xf, gu, 2);
         lap(lead, SPQ_STEP_O, &tm);
 
@@ -447,7 +440,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
             rmsnorm(kern, s->xb + (size_t)i * D, xr, L->ffn_norm, D, p->norm_eps);
         }
         lap(lead, SPQ_STEP_FFN_NORM, &tm);
-        record(t, s, l, SPQ_SITE_GATEUP, s->xb, M, D, 1);
+        observe(t, s, l, SPQ_SITE_GATEUP, s->xb, M, D, 1);
         float *gu_out[2] = {s->hb, s->hb2};
         spq_linear_apply_n(t, gu, 2, s->xb, M, rows, gu_out, s->xq, s->xf, &down, 1);
         lap(lead, SPQ_STEP_GATE_UP, &tm);
@@ -458,7 +451,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         }
         spq_team_sync(t);
         lap(lead, SPQ_STEP_SWIGLU, &tm);
-        record(t, s, l, SPQ_SITE_DOWN, s->hb, M, H, 0);
+        observe(t, s, l, SPQ_SITE_DOWN, s->hb, M, H, 0);
         /* next: the following layer's q/k/v, or the head after the last layer */
         const spq_linear *next[3] = {&m->head};
         int nnext = 1;
@@ -471,7 +464,7 @@ static void forward_thread(const spq_model *m, spq_state *s, const spq_thr *t, c
         for (int i = r0; i < r1; i++)
             for (int j = 0; j < D; j++) s->x[(size_t)i * D + j] += s->xb[(size_t)i * D + j];
         lap(lead, SPQ_STEP_DOWN, &tm);
-        record(t, s, l, SPQ_SITE_RESID, s->x, M, D, 1);
+        observe(t, s, l, SPQ_SITE_RESID, s->x, M, D, 1);
     }
 
     /* the head: the wanted rows' logits (split over those: a barrier first) */
@@ -518,8 +511,7 @@ static void run_team(const spq_model *m, spq_state *s, const int *tokens, int M)
     nt = omp_get_max_threads() < nt ? omp_get_max_threads() : nt;
 #endif
     spq_team tm;
-    spq_team_init(&tm, nt);
-    if (s->kern) tm.k = s->kern;
+    spq_team_init(&tm, nt, s->kern ? s->kern : spq_kern());
     tm.hint_max = s->prefetch;
 #pragma omp parallel num_threads(tm.nt)
     {

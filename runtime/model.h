@@ -3,10 +3,8 @@
 #define SPQ_MODEL_H
 
 #include "kernels/team.h"
-#include "runtime/ckpt.h"
+#include "format/ckpt.h"
 #include "runtime/linear.h"
-
-struct spq_profile;
 
 enum { SPQ_Q, SPQ_K, SPQ_V, SPQ_O, SPQ_GATE, SPQ_UP, SPQ_DOWN, SPQ_NPROJ };
 extern const char *const spq_proj_names[SPQ_NPROJ]; /* "q_proj", ... */
@@ -34,6 +32,14 @@ typedef struct {
     size_t weights, kv, scratch;
     long long avail; /* MemAvailable of /proc/meminfo (SPIKEQ_MEM_AVAILABLE overrides it); -1: unknown */
 } spq_mem;
+
+/* The inputs the forward pass shows an observer (spq_state.observe; the profiler,
+ * quant/profiler.h): q/k/v share one input and gate/up one; RESID is the residual stream
+ * after each block. */
+enum { SPQ_SITE_QKV, SPQ_SITE_O, SPQ_SITE_GATEUP, SPQ_SITE_DOWN, SPQ_SITE_RESID, SPQ_NSITES };
+/* Called on thread 0 with site `site`'s input x[M][K] in layer `layer`, once every thread
+ * has written it; tokens[M] are the batch's tokens, pos its first position. */
+typedef void (*spq_observe_fn)(void *ctx, int layer, int site, const float *x, int M, int K, const int *tokens, int pos);
 
 /* The steps of one forward pass, as timed when spq_state.step_sec is set. */
 enum { SPQ_STEP_ATTN_NORM, SPQ_STEP_QKV, SPQ_STEP_ROPE, SPQ_STEP_ATTN, SPQ_STEP_O, SPQ_STEP_FFN_NORM,
@@ -65,8 +71,9 @@ typedef struct {
     int *rpos, *rseq, *rid, *out, *out_id, n_out;
     spq_rows rows, out_rows;
     float *rmax, *tmax;
-    struct spq_profile *prof; /* when set, linear inputs are recorded */
-    const int *tokens;        /* the batch being run (for the profiler) */
+    spq_observe_fn observe;   /* when set, every site's input is shown to it (with observe_ctx) */
+    void *observe_ctx;
+    const int *tokens;        /* the batch being run and its first position (for observe) */
     int pos;
     double *step_sec;         /* when set: wall seconds of each step (SPQ_NSTEPS), added over calls */
 } spq_state;

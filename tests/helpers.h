@@ -16,9 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/ckpt.h"
+#include "format/ckpt.h"
 #include "runtime/model.h"
-#include "runtime/quantize.h"
+#include "quant/quantize.h"
 
 /* Path of a file under ../shared, or skip the test (fail when CI=true). */
 static inline const char *shared_path(const char *rel)

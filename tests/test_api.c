@@ -3,8 +3,8 @@
  * on batches and parameters, tokens and text, the sampler. */
 #include "include/spikeq.h"
 #include "tests/helpers.h"
-#include "models/open.h"
-#include "runtime/chat.h"
+#include "format/open.h"
+#include "tok/chat.h"
 
 #include <limits.h>
 #include <omp.h>

@@ -10,7 +10,8 @@
 
 #include "kernels/kernels.h"
 #include "runtime/cmpq.h"
-#include "runtime/profiler.h"
+#include "quant/cmpq_fit.h"
+#include "quant/profiler.h"
 
 enum { N = 100, K = 300 }; /* N not a multiple of 16, K of no class group */
 
@@ -54,13 +55,13 @@ static void check_apply(const void *blob, const float *dq, int M)
     for (int i = 0; i < M * K; i++) x[i] = test_rand();
     float *y3 = malloc(sizeof(float) * (size_t)M * N);
     spq_team tm;
-    spq_team_init(&tm, 1);
+    spq_team_init(&tm, 1, spq_kern());
     spq_thr t = spq_team_member(&tm); /* outside a parallel region: a team of one */
     spq_cmpq_apply(&t, &r, x, M, y, xs, NULL);
     /* a team of up to 3 (OMP_NUM_THREADS caps it: 1 under qemu) splits rows and blocks:
      * the same sums */
     int nt = omp_get_max_threads() < 3 ? omp_get_max_threads() : 3;
-    spq_team_init(&tm, nt);
+    spq_team_init(&tm, nt, spq_kern());
 #pragma omp parallel num_threads(nt)
     {
         spq_thr t3 = spq_team_member(&tm);

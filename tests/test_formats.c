@@ -2,13 +2,13 @@
  * GQA, llama3 RoPE, tied), the same models written as GGUF (F32/F16 and Q8_0), and one
  * test per class of bad input: each must fail with a message naming the file. */
 #include "tests/helpers.h"
-#include "models/open.h"
+#include "format/open.h"
 
 #include <cjson/cJSON.h>
 #include <unistd.h>
 
 #include "kernels/kernels.h"
-#include "models/ggml_quants.h"
+#include "format/ggml_quants.h"
 
 static const char *FIXTURES[] = {"llama2-mha-f32", "llama3-gqa-f32", "llama3-gqa-bf16", "mistral-gqa-f16-sharded",
                                  "smollm-tied-f16"};

@@ -459,7 +459,7 @@ static void test_gemm_hint(void **st)
     };
     spq_team tm;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        spq_team_init(&tm, want[i].nt);
+        spq_team_init(&tm, want[i].nt, spq_kern());
         spq_thr t = {&tm, want[i].id, want[i].nt};
         spq_gemm_team_hint(&t, SPQ_GEMM_Q8, want[i].M, K, outs, 3);
         assert_int_equal(atomic_load(&tm.hint[t.id].left), 0); /* hint_max 0: hints off */
@@ -481,7 +481,7 @@ static void test_gemm_hint(void **st)
         }
     }
     /* F16 decode: blocks, 2 bytes per weight, K not padded; thread 1 of 2 */
-    spq_team_init(&tm, 2);
+    spq_team_init(&tm, 2, spq_kern());
     tm.hint_max = (size_t)1 << 30;
     spq_thr t1 = {&tm, 1, 2}, t0 = {&tm, 0, 2};
     spq_gemm_team_hint(&t1, SPQ_GEMM_F16, 1, K, outs, 3);
@@ -498,7 +498,7 @@ static void test_gemm_hint(void **st)
     if (omp_get_max_threads() < 2) return; /* OMP_NUM_THREADS=1 (qemu-user) */
     /* thread 1 waits at the barrier until its hint is fetched: thread 0 arrives only then */
     int drained = 0;
-    spq_team_init(&tm, 2);
+    spq_team_init(&tm, 2, spq_kern());
     tm.hint_max = sizeof w0;
 #pragma omp parallel num_threads(2)
     {

@@ -1,7 +1,7 @@
 /* test_model.c — the FP32 forward pass against independent references, .spq round trips,
  * prefill vs decode, GQA/tied/untied shapes, and the W8A8 path's closeness to FP32. */
 #include "tests/helpers.h"
-#include "models/open.h"
+#include "format/open.h"
 #include <omp.h>
 
 #include <cjson/cJSON.h>

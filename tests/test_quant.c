@@ -9,8 +9,8 @@
 
 #include "kernels/kernels.h"
 #include "runtime/linear.h"
-#include "runtime/profiler.h"
-#include "runtime/quantize.h"
+#include "quant/profiler.h"
+#include "quant/quantize.h"
 
 #define L 3
 #define V 97
@@ -157,7 +157,7 @@ static void grid_exact(const spq_ckpt *q, const char *name, const spq_quant_opts
             assert_int_equal(spq_linear_init(&l, t, cs, &e), 0);
             spq_team tm;
             int nt = omp_get_max_threads() < 2 ? 1 : 2;
-            spq_team_init(&tm, nt);
+            spq_team_init(&tm, nt, spq_kern());
             tm.k = spq_kern_get(names[i]);
             spq_rows rows = {1, id, rmax, tmax};
 #pragma omp parallel num_threads(nt)
@@ -348,7 +348,7 @@ static void test_e5m2_fallback(void **st)
             int8_t xq[2 * 128];
             for (int i = 0; i < 2 * 128; i++) x[i] = test_rand() * (i == 5 ? 60.0f : 1.0f);
             spq_team tm;
-            spq_team_init(&tm, 1);
+            spq_team_init(&tm, 1, spq_kern());
             spq_thr th = spq_team_member(&tm);
             spq_linear_apply(&th, &l, x, 2, NULL, y, xq, xf, NULL, 0);
             const uint8_t *w = t->data;

@@ -4,7 +4,7 @@
  * HF tokenizers library's ids (fixture from tests/ref/make_bpe_refs.py) for tokenizer.json with
  * the GPT-2, SmolLM and LLaMA-3 pre-tokenizers; decode round trips; and the sampler. */
 #include "tests/helpers.h"
-#include "models/open.h"
+#include "format/open.h"
 
 #include <cjson/cJSON.h>
 
@@ -12,7 +12,7 @@
 
 #include <unistd.h>
 
-#include "runtime/tok_internal.h"
+#include "tok/tok_internal.h"
 
 static char *read_all(const char *p, size_t *n)
 {

@@ -1,8 +1,6 @@
 /* cli.c — helpers shared by the subcommands. */
 #include "tools/cli.h"
-#include "models/open.h"
-
-#include "bench/probes.h"
+#include "format/open.h"
 
 #include <errno.h>
 #include <math.h>
@@ -131,7 +129,6 @@ char *read_text(const char *path, size_t *n)
     return b;
 }
 
-double now_s(void) { return spq_now(); }
 
 int *encode_text(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, long *n)
 {

@@ -2,7 +2,8 @@
 #ifndef SPQ_CLI_H
 #define SPQ_CLI_H
 
-#include "runtime/ckpt.h"
+#include "base/clock.h"
+#include "format/ckpt.h"
 #include "runtime/model.h"
 
 /* Print "spikeq: MSG" on stderr and exit 1. */
@@ -52,8 +53,6 @@ int cmp_double(const void *a, const void *b);
 /* Token ids of text[0..len) (BOS first when bos, control pieces parsed when special) in a
  * malloc'd array, their count in *n; dies when memory runs out. */
 int *encode_text(const spq_tokenizer *t, const char *text, size_t len, int bos, int special, long *n);
-/* Seconds on a monotonic clock. */
-double now_s(void);
 
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);

@@ -17,9 +17,9 @@
 #include <omp.h>
 #endif
 
-#include "bench/probes.h"
+#include "probe/probes.h"
 #include "kernels/kernels.h"
-#include "runtime/cmpq.h"
+#include "format/cmpq_blob.h"
 #include "tools/cli.h"
 
 static uint64_t rng = 0x853c49e6748fea9bull;
@@ -183,9 +183,9 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
                 s.step_sec = timings && r >= 0 ? step : NULL;
                 for (int k = 0; k < tg; k++) {
                     for (int j = 0; j < B; j++) { tok[j] = (k * 7919 + j * 104729 + 13) % c->cfg.vocab_size; pos[j] = k; seq[j] = j; }
-                    double t0 = now_s();
+                    double t0 = spq_now();
                     spq_forward_batch(m, &s, tok, pos, seq, NULL, B);
-                    sec += now_s() - t0;
+                    sec += spq_now() - t0;
                     if (roofline) {
                         double ps = spq_bwprobe_pass(&bp);
                         if (r >= 0) { pass_bytes += (double)bp.n * sizeof *bp.buf; pass_sec += ps; }
@@ -307,10 +307,10 @@ static void bench_threads(const bench_cfg *g, int threads)
                     int v = mi * npf + k % npf;
                     b->s.prefetch = pfs ? (size_t)pfs[k % npf] << 10 : g->pf_default;
                     b->s.step_sec = timings && r >= 0 ? step[v] : NULL;
-                    double t0 = now_s();
+                    double t0 = spq_now();
                     if (test == 0) spq_forward(&b->m, &b->s, ids, pp, 0, 0);
                     else spq_forward(&b->m, &b->s, ids + k, 1, k, 0);
-                    if (r >= 0) { sec[r][v] += now_s() - t0; cnt[r][v] += test ? 1 : pp; }
+                    if (r >= 0) { sec[r][v] += spq_now() - t0; cnt[r][v] += test ? 1 : pp; }
                     b->s.step_sec = NULL;
                     /* passes in the warm-up too, uncounted: the first pass over the buffer
                      * after the 1 GiB probe's allocation can read far slower than the rest

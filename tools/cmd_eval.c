@@ -99,7 +99,7 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, int kv, co
     task_result res = {.name = t->name, .kind = t->kind, .acc_norm = t->acc_norm, .n = t->n_items};
     double a = 0, a2 = 0, an = 0, ll = 0, ll2 = 0, chance = 0;
     int tty = isatty(2), shown = -1;
-    double t0 = now_s();
+    double t0 = spq_now();
     /* request k of item it is lr[first[it] + k] */
     int *first = malloc(sizeof(int) * (size_t)(t->n_items + 1));
     if (!first) die("out of memory");
@@ -138,7 +138,7 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, int kv, co
         int pct = (int)(100L * i1 / t->n_items);
         if (tty && pct != shown) {
             shown = pct;
-            double el = now_s() - t0;
+            double el = spq_now() - t0;
             fprintf(stderr, "\rspikeq: %-13s %5d/%d items %3d%%, %.0f s, about %.0f s left ", t->name, i1, t->n_items, pct, el,
                     el / i1 * (t->n_items - i1));
         }
@@ -183,7 +183,7 @@ static task_result run_task(const spq_model *m, int n_ctx, int batch, int kv, co
         res.ppl_se = res.ppl * sell;
     }
     res.chance = chance / (double)n;
-    res.sec = now_s() - t0;
+    res.sec = spq_now() - t0;
     fprintf(stderr, "spikeq: %s: %d items in %.1f s (%.1f items/s)\n", t->name, t->n_items, res.sec, t->n_items / res.sec);
     return res;
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "runtime/cmpq.h"
+#include "format/cmpq_blob.h"
 #include "runtime/model.h"
 #include "tools/cli.h"
 
@@ -197,9 +197,9 @@ int cmd_info(int argc, char **argv)
     print_cmpq(&c, verbose);
     if (verify) {
         if (!c.verify) die("%s: --verify: the format stores no checksums (only .spq files do)", path);
-        double t0 = now_s();
+        double t0 = spq_now();
         verify_ckpt(&c);
-        printf("checksums  %d tensors match (XXH3-64, %.2f s)\n", c.n, now_s() - t0);
+        printf("checksums  %d tensors match (XXH3-64, %.2f s)\n", c.n, spq_now() - t0);
     }
     spq_ckpt_free(&c); /* info reads no weights: the background check is stopped */
     return 0;

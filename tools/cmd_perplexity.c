@@ -117,7 +117,7 @@ int cmd_perplexity(int argc, char **argv)
     char *text = read_text(file, &len);
     check_calib(&q.c, file, text, len);
     if (base) check_calib(&b.c, file, text, len);
-    double t0 = now_s();
+    double t0 = spq_now();
     int *ids;
     long n;
     if (ids_file) {
@@ -129,7 +129,7 @@ int cmd_perplexity(int argc, char **argv)
     /* one whole window at least: the inputs of -c tokens and the token after them (all), or
      * -c tokens whose second half is scored (half) */
     if (n < ctx + !half) die("%s: too few tokens (%ld) for one window of -c %d", file, n, ctx);
-    fprintf(stderr, "spikeq: tokenized %s: %ld tokens in %.2f s\n", file, n, now_s() - t0);
+    fprintf(stderr, "spikeq: tokenized %s: %ld tokens in %.2f s\n", file, n, spq_now() - t0);
     long n_windows = half ? n / ctx : (n - 1 + ctx - 1) / ctx;
     if (chunks > 0 && chunks < n_windows) n_windows = chunks;
     fprintf(stderr, "spikeq: %ld windows of %d tokens, scoring %s, batch %d\n", n_windows, ctx,
@@ -140,7 +140,7 @@ int cmd_perplexity(int argc, char **argv)
     int *win = malloc(sizeof(int) * (size_t)ctx);
     double *klds = base ? malloc(sizeof(double) * (size_t)(n_windows * ctx)) : NULL, *kb = base ? malloc(sizeof(double) * (size_t)batch) : NULL;
     if (!win || (base && (!klds || !kb))) die("out of memory");
-    t0 = now_s();
+    t0 = spq_now();
     for (long w = 0; w < n_windows; w++) {
         spq_err ce;
         if (spq_ckpt_check(&q.c, &ce) || (base && spq_ckpt_check(&b.c, &ce))) die_err(&ce);
@@ -184,7 +184,7 @@ int cmd_perplexity(int argc, char **argv)
         }
         printf("[%ld]%.4f,", w + 1, exp(sum / (double)cnt));
         fflush(stdout);
-        if (w == 0) fprintf(stderr, "spikeq: %.2f s per window, about %.1f min in all\n", now_s() - t0, (now_s() - t0) * (double)n_windows / 60);
+        if (w == 0) fprintf(stderr, "spikeq: %.2f s per window, about %.1f min in all\n", spq_now() - t0, (spq_now() - t0) * (double)n_windows / 60);
     }
     double mean, se;
     mean_se(sum, sum2, cnt, &mean, &se);
@@ -210,7 +210,7 @@ int cmd_perplexity(int argc, char **argv)
         printf("Maximum KLD                   : %.6f\n", klds[nk - 1]);
         printf("Same top token                : %.3f +/- %.3f %%\n", 100 * ps, 100 * sqrt(ps * (1 - ps) / (double)(cnt > 1 ? cnt - 1 : 1)));
     }
-    fprintf(stderr, "spikeq: %.2f s, %.1f tokens/s\n", now_s() - t0, (double)cnt / (now_s() - t0));
+    fprintf(stderr, "spikeq: %.2f s, %.1f tokens/s\n", spq_now() - t0, (double)cnt / (spq_now() - t0));
     free(kb);
     free(win); free(ids); free(text); free(klds);
     if (base) runner_close(&b);

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/ggml_quants.h"
-#include "runtime/cmpq.h"
-#include "runtime/quantize.h"
+#include "format/ggml_quants.h"
+#include "quant/cmpq_fit.h"
+#include "quant/quantize.h"
 #include "tools/cli.h"
 
 typedef struct {
@@ -41,9 +41,9 @@ static void run_profile(const spq_ckpt *c, const calib_opts *o, spq_profile *pro
     int *ids = calib_ids(c, o, &n, hash);
     int seq = o->seq < c->cfg.max_seq ? o->seq : c->cfg.max_seq;
     if (spq_model_init(&m, c, seq, &e)) die_err(&e);
-    double t0 = now_s();
+    double t0 = spq_now();
     if (spq_profile_run(&m, ids, n, o->samples, seq, o->sample_rows, prof, &e)) die_err(&e);
-    fprintf(stderr, "spikeq: profiled %d tokens of %s in %.2f s\n", prof->tokens_seen, o->calib, now_s() - t0);
+    fprintf(stderr, "spikeq: profiled %d tokens of %s in %.2f s\n", prof->tokens_seen, o->calib, spq_now() - t0);
     spq_model_free(&m);
     free(ids);
 }

@@ -26,7 +26,7 @@
 #include <time.h>
 
 #include "include/spikeq.h"
-#include "runtime/chat.h"
+#include "tok/chat.h"
 #include "tools/cli.h"
 #include "tools/serve_req.h"
 
@@ -303,9 +303,9 @@ static void schedule(server *S)
             continue;
         }
         pthread_mutex_unlock(&S->mu); /* the step runs unlocked: only this thread uses the context */
-        double t0 = now_s();
+        double t0 = spq_now();
         int rc = spikeq_decode(S->ctx, &S->batch);
-        double dt = now_s() - t0;
+        double dt = spq_now() - t0;
         pthread_mutex_lock(&S->mu);
         if (rc) { /* a failed step: its requests end with the context's message */
             for (int s = 0; s < S->o.slots; s++)

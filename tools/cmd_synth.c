@@ -232,7 +232,7 @@ int cmd_synth(int argc, char **argv)
         used += b;
         total += b;
     }
-    double t0 = now_s();
+    double t0 = spq_now();
     snprintf(path, sizeof path, "%s/config.json", part);
     write_config(path, s, layers, dtype);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", part);
@@ -256,7 +256,7 @@ int cmd_synth(int argc, char **argv)
     if (rename(part, fin)) die("%s: cannot rename to %s: %s", part, out, strerror(errno));
     fprintf(stderr, "%sspikeq: wrote %s: %s shape, %d layers, %.2f G parameters, %s, %d shard%s, %.2f GB in %.1f s\n",
             isatty(2) ? "\r" : "", out, s->name, layers, (double)total / (double)el / 1e9, dt, shards, shards == 1 ? "" : "s", (double)total / 1e9,
-            now_s() - t0);
+            spq_now() - t0);
     free(l.t);
     return 0;
 }

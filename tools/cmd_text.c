@@ -114,7 +114,7 @@ static void decode(gen_run *g)
 static void run_turn(gen_run *g, const int *ids, long n)
 {
     if (g->pos + n >= g->n_ctx) die("prompt of %ld tokens does not fit the context (%d, %d used): raise -c", n, g->n_ctx, g->pos);
-    double t0 = now_s();
+    double t0 = spq_now();
     for (long i = 0; i < n; i += g->n_batch) {
         int b = (int)(n - i < g->n_batch ? n - i : g->n_batch);
         g->batch.n_tokens = 0;
@@ -122,9 +122,9 @@ static void run_turn(gen_run *g, const int *ids, long n)
         decode(g);
         g->pos += b;
     }
-    g->t_prompt += now_s() - t0;
+    g->t_prompt += spq_now() - t0;
     g->n_prompt += n;
-    t0 = now_s();
+    t0 = spq_now();
     utf8_out u = {{0}, 0};
     int prev = ids[n - 1], V = spikeq_n_vocab(g->model);
     const float *logits = spikeq_get_logits(g->ctx, g->batch.n_tokens - 1);
@@ -148,7 +148,7 @@ static void run_turn(gen_run *g, const int *ids, long n)
     if (u.n) fwrite(u.pend, 1, (size_t)u.n, stdout);
     fputc('\n', stdout);
     fflush(stdout);
-    g->t_gen += now_s() - t0;
+    g->t_gen += spq_now() - t0;
 }
 
 /* Token ids of text (BOS first when bos) in a malloc'd array; dies on failure. */
@@ -267,7 +267,7 @@ int cmd_generate(int argc, char **argv)
     char *fbuf = NULL;
     if (file) prompt = fbuf = read_text(file, NULL);
     if (!interactive && !prompt_ids && (!prompt || !*prompt)) die("generate: empty prompt (give -p TEXT, -f FILE or -i)");
-    double t0 = now_s();
+    double t0 = spq_now();
     char err[512];
     if (!path) die("no model given (-m MODEL)");
     if (!(g.model = spikeq_model_load(path, err, sizeof err))) die("%s", err);
@@ -285,7 +285,7 @@ int cmd_generate(int argc, char **argv)
     if (!(g.ctx = spikeq_context_new(g.model, &cp, err, sizeof err))) die("%s", err);
     g.batch = spikeq_batch_init(g.n_batch);
     if (!(g.smp = spikeq_sampler_new(&sp)) || !g.batch.token) die("out of memory");
-    double t_load = now_s() - t0;
+    double t_load = spq_now() - t0;
     chat_log cl = {NULL, 0, 0, tmpl};
     g.eot = -2; /* not a chat: no end-of-turn token, no reply kept */
     if ((system || tmpl) && !chat) die("generate: --system and --chat-template go with --chat");
