@@ -26,7 +26,7 @@ OPT ?= -O3 -g
 CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -fPIC -fvisibility=hidden -I. $(SAN)
 LDLIBS := -lsleef -lcjson -lpcre2-8 -lxxhash -lm -fopenmp $(SAN)
 
-KERN_SRC := kernels/dispatch.c kernels/team.c kernels/pack.c kernels/numfmt.c kernels/scalar.c $(ISA_SRC)
+KERN_SRC := kernels/dispatch.c kernels/team.c kernels/pack.c kernels/numfmt.c kernels/blocks.c kernels/scalar.c $(ISA_SRC)
 ifneq ($(ARCH),aarch64)
   KERN_SRC += kernels/neon.c
 endif

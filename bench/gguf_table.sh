@@ -3,8 +3,8 @@
 # and 1536, so every K-quant applies) run by spikeq, beside CMPQ at about the same bits:
 # docs-eval perplexity with llama.cpp's half-window scoring (`--score half`, ctx 512) and the
 # KL divergence to the FP16 model on the same windows. The GGUFs are what `llama-quantize
-# docs-llama-42m-F16.gguf OUT.gguf TYPE` writes (no importance matrix); spikeq dequantizes
-# them to F16 at load. Bits per linear weight count the linears' blocks only (the tied
+# docs-llama-42m-F16.gguf OUT.gguf TYPE` writes (no importance matrix); spikeq runs their
+# blocks as stored. Bits per linear weight count the linears' blocks only (the tied
 # embedding, which llama.cpp stores as Q6_K and CMPQ as FP16, is left out).
 # Usage: sh bench/gguf_table.sh DIR_OF_GGUFS [THREADS] [CMPQ_BITS...] > table.md
 G=${1:?directory of docs-llama-42m-TYPE.gguf files}
@@ -26,8 +26,8 @@ bits() {
   $S info "$1" -v 2>/dev/null | awk '
     BEGIN { b["Q4_0"]=4.5; b["Q4_1"]=5; b["Q5_0"]=5.5; b["Q5_1"]=6; b["Q8_0"]=8.5; b["Q2_K"]=2.625; b["Q3_K"]=3.4375;
             b["Q4_K"]=4.5; b["Q5_K"]=5.5; b["Q6_K"]=6.5625; b["IQ4_NL"]=4.5; b["IQ4_XS"]=4.25 }
-    /layers\..*_proj.weight/ && / from GGUF / {
-      s = $3 $4; gsub(/[\[\]]/, "", s); split(s, d, ","); n = d[1] * d[2]; w += n; x += n * b[$NF]; m[$NF]++ }
+    /layers\..*_proj.weight/ && ($2 in b) {
+      s = $3 $4; gsub(/[\[\]]/, "", s); split(s, d, ","); n = d[1] * d[2]; w += n; x += n * b[$2]; m[$2]++ }
     END { for (t in m) mix = mix (mix ? " " : "") m[t] " " t; printf "%.3f | %s", x / w, mix }'
 }
 echo "| weights | bits per linear weight | linears | docs-eval PPL (--score half) | mean KLD to FP16 | same top token % |"

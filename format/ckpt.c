@@ -17,6 +17,7 @@
 
 #include "kernels/kernels.h"
 #include "format/cmpq_blob.h"
+#include "format/ggml_quants.h"
 
 size_t spq_dtype_size(int dtype)
 {
@@ -30,7 +31,7 @@ size_t spq_dtype_size(int dtype)
 
 const char *spq_dtype_name(int dtype)
 {
-    static const char *names[] = {"f32", "f16", "bf16", "i8", "e4m3", "e5m2", "cmpq"};
+    static const char *names[] = {"f32", "f16", "bf16", "i8", "e4m3", "e5m2", "cmpq", "ggml"};
     return dtype >= 0 && dtype < SPQ_NDTYPES ? names[dtype] : "?";
 }
 
@@ -252,9 +253,32 @@ size_t spq_tensor_numel(const spq_tensor *t)
     return n;
 }
 
+size_t spq_tensor_row_bytes(const spq_tensor *t)
+{
+    int64_t k = t->ndim ? t->shape[t->ndim - 1] : 1;
+    if (t->dtype == SPQ_GGML) {
+        int el;
+        size_t bb;
+        return spq_ggml_block(t->gtype, &el, &bb) ? 0 : (size_t)(k / el) * bb;
+    }
+    return (size_t)k * spq_dtype_size(t->dtype);
+}
+
+const char *spq_tensor_type_name(const spq_tensor *t)
+{
+    return t->dtype == SPQ_GGML ? spq_ggml_type_name(t->gtype) : spq_dtype_name(t->dtype);
+}
+
 int spq_tensor_to_f32(const spq_tensor *t, float *out)
 {
     size_t n = spq_tensor_numel(t);
+    if (t->dtype == SPQ_GGML) { /* row by row (each row whole blocks), by every thread for big tensors */
+        int64_t k = t->shape[t->ndim - 1], rows = (int64_t)(n / (size_t)k);
+        size_t rb = spq_tensor_row_bytes(t);
+#pragma omp parallel for schedule(static) if (n > (1u << 20))
+        for (int64_t r = 0; r < rows; r++) spq_ggml_dequant(t->gtype, (const uint8_t *)t->data + (size_t)r * rb, out + (size_t)r * k, k);
+        return 0;
+    }
     if (t->dtype == SPQ_CMPQ) {
         if (spq_cmpq_dequant(t->data, out)) memset(out, 0, 4 * n);
         return 0;
@@ -308,6 +332,16 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int
                         (long long)r, k ? "," : "", (long long)k);
     if (t->dtype == SPQ_CMPQ) /* its blob was checked by spq_ckpt_validate */
         return linear & 1 ? 0 : spq_fail(e, c->path, "tensor %s: CMPQ is for linear projections only", name);
+    if (t->dtype == SPQ_GGML) { /* block rows: embeddings and linears (not norms) */
+        int el;
+        size_t bb;
+        if (spq_ggml_block(t->gtype, &el, &bb) || !k || k % el || t->layout != SPQ_ROWS)
+            return spq_fail(e, c->path, "tensor %s: ggml type %d with rows of %lld values", name, t->gtype, (long long)k);
+        if (t->nbytes != (size_t)r * spq_tensor_row_bytes(t))
+            return spq_fail(e, c->path, "tensor %s: %zu bytes for %lld rows of %s", name, t->nbytes, (long long)r,
+                            spq_ggml_type_name(t->gtype));
+        return 0;
+    }
     if (!spq_dtype_size(t->dtype)) return spq_fail(e, c->path, "tensor %s has unknown dtype %d", name, t->dtype);
     if (t->layout == SPQ_PANELS ? !(linear & 2) || t->nbytes != spq_panel_bytes(t->dtype, t->shape[0], t->shape[1])
                                 : t->nbytes != spq_tensor_numel(t) * spq_dtype_size(t->dtype))

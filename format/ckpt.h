@@ -13,9 +13,11 @@
 #include "base/error.h"
 #include "tok/tokenizer.h"
 
-enum { SPQ_F32 = 0, SPQ_F16 = 1, SPQ_BF16 = 2, SPQ_I8 = 3, SPQ_E4M3 = 4, SPQ_E5M2 = 5, SPQ_CMPQ = 6, SPQ_NDTYPES };
+enum { SPQ_F32 = 0, SPQ_F16 = 1, SPQ_BF16 = 2, SPQ_I8 = 3, SPQ_E4M3 = 4, SPQ_E5M2 = 5, SPQ_CMPQ = 6, SPQ_GGML = 7, SPQ_NDTYPES };
 /* SPQ_CMPQ: a weight-only mixed-precision blob (format/cmpq_blob.h) whose size follows from
- * its header, not from shape x element size (spq_dtype_size gives 0). */
+ * its header, not from shape x element size (spq_dtype_size gives 0).
+ * SPQ_GGML: rows of one of ggml's block formats as a GGUF stores them (spq_tensor.gtype,
+ * format/ggml_quants.h), run as they are: spq_tensor_row_bytes per row. */
 
 typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, max_seq;
@@ -43,7 +45,7 @@ typedef struct {
     size_t nbytes;
     void *owned;        /* freed with the checkpoint when non-NULL */
     uint64_t hash;      /* .spq: the data's checksum as stored (checked by spq_ckpt_verify) */
-    const char *from;   /* GGUF: the quantized type it was dequantized from ("Q4_K"; static), or NULL */
+    int gtype;          /* SPQ_GGML: the ggml type id of its blocks (GGML_Q4_K, ...) */
 } spq_tensor;
 
 enum { SPQ_ROWS = 0, SPQ_PANELS = 1 };
@@ -110,6 +112,10 @@ void spq_tensor_pack(const spq_tensor *t, void *out);
 int spq_tensor_to_f32(const spq_tensor *t, float *out);
 /* Number of elements of t. */
 size_t spq_tensor_numel(const spq_tensor *t);
+/* Bytes of one row (shape[ndim - 1] values) of a tensor stored by rows; 0 for CMPQ. */
+size_t spq_tensor_row_bytes(const spq_tensor *t);
+/* The tensor's type as a file would name it: "Q4_K" for ggml blocks, else spq_dtype_name. */
+const char *spq_tensor_type_name(const spq_tensor *t);
 
 /* Read a .spq file (mmapped). Version 1 files have their tensor checksums verified here;
  * version 2 files have them checked by a background thread (spq_ckpt_check reports a

@@ -11,14 +11,23 @@
 #include "kernels/kernels.h"
 
 static const struct {
-    int type, elems, bytes;
+    int type, elems, bytes, gq;
     const char *name;
 } FORMATS[] = {
-    {GGML_Q4_0, 32, 18, "Q4_0"},     {GGML_Q4_1, 32, 20, "Q4_1"},    {GGML_Q5_0, 32, 22, "Q5_0"},
-    {GGML_Q5_1, 32, 24, "Q5_1"},     {GGML_Q8_0, 32, 34, "Q8_0"},    {GGML_Q2_K, 256, 84, "Q2_K"},
-    {GGML_Q3_K, 256, 110, "Q3_K"},   {GGML_Q4_K, 256, 144, "Q4_K"},  {GGML_Q5_K, 256, 176, "Q5_K"},
-    {GGML_Q6_K, 256, 210, "Q6_K"},   {GGML_IQ4_NL, 32, 18, "IQ4_NL"}, {GGML_IQ4_XS, 256, 136, "IQ4_XS"},
+    {GGML_Q4_0, 32, 18, SPQ_GQ_Q4_0, "Q4_0"},       {GGML_Q4_1, 32, 20, SPQ_GQ_Q4_1, "Q4_1"},
+    {GGML_Q5_0, 32, 22, SPQ_GQ_Q5_0, "Q5_0"},       {GGML_Q5_1, 32, 24, SPQ_GQ_Q5_1, "Q5_1"},
+    {GGML_Q8_0, 32, 34, SPQ_GQ_Q8_0, "Q8_0"},       {GGML_Q2_K, 256, 84, SPQ_GQ_Q2_K, "Q2_K"},
+    {GGML_Q3_K, 256, 110, SPQ_GQ_Q3_K, "Q3_K"},     {GGML_Q4_K, 256, 144, SPQ_GQ_Q4_K, "Q4_K"},
+    {GGML_Q5_K, 256, 176, SPQ_GQ_Q5_K, "Q5_K"},     {GGML_Q6_K, 256, 210, SPQ_GQ_Q6_K, "Q6_K"},
+    {GGML_IQ4_NL, 32, 18, SPQ_GQ_IQ4_NL, "IQ4_NL"}, {GGML_IQ4_XS, 256, 136, SPQ_GQ_IQ4_XS, "IQ4_XS"},
 };
+
+int spq_ggml_gq(int type)
+{
+    for (size_t i = 0; i < sizeof FORMATS / sizeof FORMATS[0]; i++)
+        if (FORMATS[i].type == type) return FORMATS[i].gq;
+    return -1;
+}
 
 int spq_ggml_block(int type, int *elems, size_t *bytes)
 {

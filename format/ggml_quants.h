@@ -13,6 +13,8 @@ enum {
 
 /* Weights and bytes per block of a quantized type; -1 for a type not listed above. */
 int spq_ggml_block(int type, int *elems, size_t *bytes);
+/* The kernels' block format (SPQ_GQ_*, kernels/kernels.h) of a type; -1 for a type not listed above. */
+int spq_ggml_gq(int type);
 /* "Q4_K", "F16", ... ("?" for an unknown id). */
 const char *spq_ggml_type_name(int type);
 /* n weights (a multiple of the block) of type from src into dst; -1 for an unknown type. */

@@ -222,38 +222,9 @@ static void hf_name(const char *gguf, char *out, size_t n)
     else if (!strcmp(gguf, "rope_freqs.weight")) snprintf(out, n, "rope_freqs.weight"); /* llama3 RoPE */
 }
 
-/* Rows [0, N) of K weights of quantized type from src into F16 rows out. */
-static int dequant_f16(int type, const uint8_t *src, size_t row_bytes, int64_t N, int64_t K, uint16_t *out)
-{
-    float *f = malloc(sizeof(float) * (size_t)K);
-    if (!f) return -1;
-    for (int64_t n = 0; n < N; n++) {
-        spq_ggml_dequant(type, src + (size_t)n * row_bytes, f, K);
-        for (int64_t k = 0; k < K; k++) out[(size_t)n * K + k] = spq_f32_to_f16(f[k]);
-    }
-    free(f);
-    return 0;
-}
-
-/* A linear's F16 rows into the kernels' panels (the model then runs them where they lie):
- * one copy of the weights, not rows and panels. */
-static int to_panels(spq_tensor *o)
-{
-    if (!spq_is_linear_name(o->name) || o->ndim != 2) return 0;
-    size_t pb = spq_panel_bytes(SPQ_F16, o->shape[0], o->shape[1]);
-    void *p = aligned_alloc(64, (pb + 63) & ~(size_t)63);
-    if (!p) return -1;
-    spq_tensor_pack(o, p);
-    free(o->owned);
-    o->owned = p;
-    o->data = p;
-    o->nbytes = pb;
-    o->layout = SPQ_PANELS;
-    return 0;
-}
-
-/* Add tensor t (its data at m + data + t->off) to c: F32/F16/BF16 mapped, block formats
- * dequantised to F16 (linears in panels), q/k rows un-permuted to rotate-half order. */
+/* Add tensor t (its data at m + data + t->off) to c: F32/F16/BF16 and ggml's block formats
+ * mapped as they are; q/k rows un-permuted to rotate-half order in a copy (the file's pages
+ * of the original released). */
 static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, uint64_t data, const char *path, spq_err *e)
 {
     const spq_config *p = &c->cfg;
@@ -278,8 +249,8 @@ static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, 
         if (t->ne[0] % (uint64_t)blk)
             return spq_fail(e, path, "tensor %s: %s rows of %llu weights, not a multiple of its block of %d", t->name,
                             spq_ggml_type_name((int)t->type), (unsigned long long)t->ne[0], blk);
-        o.dtype = SPQ_F16;
-        o.from = spq_ggml_type_name((int)t->type);
+        o.dtype = SPQ_GGML;
+        o.gtype = (int)t->type;
         bytes = numel / (uint64_t)blk * blk_bytes;
     } else
         return spq_fail(e, path, "tensor %s: unsupported GGML type %u (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
@@ -290,27 +261,20 @@ static int add_tensor(spq_ckpt *c, const info *t, const uint8_t *m, size_t fsz, 
     hf_name(t->name, o.name, sizeof o.name);
     if (!o.name[0]) return 0; /* tensors the runtime does not use */
     int permute = strstr(o.name, "q_proj") ? p->n_heads : strstr(o.name, "k_proj") ? p->n_kv_heads : 0;
-    o.nbytes = (size_t)numel * spq_dtype_size(o.dtype);
+    o.nbytes = (size_t)bytes;
     o.data = src;
-    if (quant || permute) {
-        o.owned = malloc(o.nbytes);
-        if (!o.owned) return spq_fail(e, path, "out of memory");
-        if (quant) {
-            int64_t K = (int64_t)t->ne[0], N = (int64_t)(numel / t->ne[0]);
-            if (dequant_f16((int)t->type, src, (size_t)(K / blk) * blk_bytes, N, K, o.owned)) {
-                free(o.owned);
-                return spq_fail(e, path, "out of memory");
-            }
-        } else {
-            memcpy(o.owned, src, o.nbytes);
-        }
+    if (permute) {
+        if (!(o.owned = malloc(o.nbytes))) return spq_fail(e, path, "out of memory");
+        memcpy(o.owned, src, o.nbytes);
         o.data = o.owned;
-        if (permute && (o.shape[0] % p->head_dim ||
-                        spq_unpermute_rope(o.owned, (int)(o.shape[0] / p->head_dim), p->head_dim, o.nbytes / (size_t)o.shape[0]))) {
+        if (o.shape[0] % p->head_dim ||
+            spq_unpermute_rope(o.owned, (int)(o.shape[0] / p->head_dim), p->head_dim, o.nbytes / (size_t)o.shape[0])) {
             free(o.owned);
             return spq_fail(e, path, "tensor %s: rows not a multiple of head_dim", o.name);
         }
-        if (quant && to_panels(&o)) { free(o.owned); return spq_fail(e, path, "out of memory"); }
+        spq_tensor orig = o;
+        orig.data = src;
+        spq_ckpt_release(c, &orig);
     }
     if (!spq_ckpt_add(c, &o)) { free(o.owned); return spq_fail(e, path, "out of memory"); }
     return 0;

@@ -13,12 +13,14 @@
  *   i64 shape[ndim], f32 scale, f32 act_scale, u64 offset, u64 nbytes, u64 checksum (version 2:
  *   XXH3-64, checked in the background; version 1: spq_hash64, checked on read).
  *   act: a fallback linear's activation format (dtype code); an I8 linear's activation grid:
- *   bits 0-3 the code width 4..8 (0 = 8), bit 4 one dynamic scale per token (0: per tensor).
+ *   bits 0-3 the code width 4..8 (0 = 8), bit 4 one dynamic scale per token (0: per tensor);
+ *   of a dtype 7 tensor (ggml blocks, stored by rows) the ggml type of its blocks.
  * An I8 linear may have a companion F32 tensor NAME_scale of its N rows (NAME ending in
  *   .weight): one scale per output channel, the tensor's scale field then 1.
  * Version 2 stores the linear weights in the kernels' panel layout, so the model runs them
  * from the mapped file: loading copies nothing and two processes share the pages. */
 #include "format/ckpt.h"
+#include "format/ggml_quants.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,9 +161,16 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
             t.act_token = t.act_fmt >> 4;
             t.act_fmt = 0;
         }
+        if (t.dtype == SPQ_GGML) { /* the act byte names the block type */
+            t.gtype = t.act_fmt;
+            t.act_fmt = 0;
+            int el;
+            size_t bb;
+            if (spq_ggml_block(t.gtype, &el, &bb) || t.layout != SPQ_ROWS) { bad = "ggml block type out of range"; break; }
+        }
         if (t.ndim < 1 || t.ndim > 4) { bad = "tensor ndim out of range"; break; }
         if (t.layout != SPQ_ROWS && (ver == 1 || t.layout != SPQ_PANELS || t.ndim != 2)) { bad = "tensor layout out of range"; break; }
-        if (!spq_dtype_size(t.dtype) && t.dtype != SPQ_CMPQ) { bad = "unknown tensor dtype"; break; }
+        if (!spq_dtype_size(t.dtype) && t.dtype != SPQ_CMPQ && t.dtype != SPQ_GGML) { bad = "unknown tensor dtype"; break; }
         if (end - p < 8 * t.ndim + 32) { bad = "tensor table truncated"; break; }
         uint64_t numel = 1;
         for (int d = 0; d < t.ndim; d++) {
@@ -176,6 +185,13 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         uint64_t off = rd64(p + 8), nb = rd64(p + 16), hash = rd64(p + 24);
         p += 32;
         size_t want = t.layout == SPQ_PANELS ? spq_panel_bytes(t.dtype, t.shape[0], t.shape[1]) : numel * spq_dtype_size(t.dtype);
+        if (t.dtype == SPQ_GGML) { /* whole blocks per row */
+            int el;
+            size_t bb;
+            spq_ggml_block(t.gtype, &el, &bb);
+            int64_t k = t.shape[t.ndim - 1];
+            want = k % el ? 0 : (size_t)(numel / (uint64_t)k) * spq_tensor_row_bytes(&t);
+        }
         if (t.dtype == SPQ_CMPQ ? t.layout || t.ndim != 2 || nb < 64 || nb > fsz : !want || nb != want) { bad = "tensor byte size does not match its shape and dtype"; break; }
         if (!in_file(off, nb, data_off, fsz) || off % 64) { bad = "tensor data offset out of range"; break; }
         t.hash = hash;
@@ -316,7 +332,8 @@ static int write_file(const char *path, const spq_ckpt *c, spq_err *e)
     for (int i = 0; i < c->n && !rc; i++) {
         const spq_tensor *t = &c->t[i];
         uint16_t nl = (uint16_t)strlen(t->name);
-        int act = t->dtype != SPQ_I8 ? t->act_fmt : (t->act_bits && t->act_bits != 8 ? t->act_bits : 0) | (t->act_token ? 16 : 0);
+        int act = t->dtype == SPQ_GGML ? t->gtype
+                  : t->dtype != SPQ_I8 ? t->act_fmt : (t->act_bits && t->act_bits != 8 ? t->act_bits : 0) | (t->act_token ? 16 : 0);
         uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)t->ndim, (uint8_t)act, (uint8_t)(store_panels(t) ? SPQ_PANELS : SPQ_ROWS)};
         uint64_t tail[3] = {offs[i], stored_bytes(t), hash[i]};
         memcpy(q, &nl, 2); q += 2;

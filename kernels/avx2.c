@@ -517,6 +517,8 @@ static const spq_kernels table = {
     .cmpq_dot = cmpq_dot,
     .cmpq_quant = cmpq_quant,
     .cmpq_outliers = cmpq_outliers,
+    .gq_quant = spq_gq_quant_ref,
+    .gq_dot = spq_gq_dot_ref,
     .gemv_q8 = NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
 
@@ -632,6 +634,8 @@ static const spq_kernels table_vnni = {
     .cmpq_dot = cmpq_dot,
     .cmpq_quant = cmpq_quant,
     .cmpq_outliers = cmpq_outliers,
+    .gq_quant = spq_gq_quant_ref,
+    .gq_dot = spq_gq_dot_ref,
     .gemv_q8 = gemv_q8_vnni,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }

@@ -710,6 +710,292 @@ static BF16_TARGET void gemm_bf16_dp(int M, int N, int K, int n0, int n1, const 
     if (xp != stack) free(xp);
 }
 
+/* ---- ggml's block formats (kernels.h): activations per block, products as stored ---- */
+
+static void gq_quant(int qb, int K, const float *x, uint8_t *xa)
+{
+    float *d = (float *)xa;
+    int16_t *s = (int16_t *)(xa + 4 * (size_t)(K / qb));
+    int8_t *q = (int8_t *)(xa + spq_gq_act_q_at(qb, K));
+    const __m512 mag = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (int b = 0; b < K / qb; b++) {
+        const float *v = x + (size_t)b * qb;
+        __m512 mx = _mm512_setzero_ps();
+        for (int i = 0; i < qb; i += 16) mx = _mm512_max_ps(mx, _mm512_and_ps(_mm512_loadu_ps(v + i), mag));
+        float amax = _mm512_reduce_max_ps(mx), db = amax / 127.0f, id = db > 0 ? 1.0f / db : 0.0f;
+        d[b] = db;
+        const __m512 vid = _mm512_set1_ps(id);
+        for (int i = 0; i < qb; i += 16) { /* rne (the default rounding), within +-127 */
+            __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v + i), vid));
+            r = _mm512_max_epi32(_mm512_min_epi32(r, hi), lo);
+            _mm_storeu_si128((__m128i *)(q + (size_t)b * qb + i), _mm512_cvtsepi32_epi8(r));
+            s[(b * qb + i) / 16] = (int16_t)_mm512_reduce_add_epi32(r);
+        }
+    }
+}
+
+/* the IEEE half at p (F16C: exact, as spq_f16_to_f32) */
+static inline float half_at(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* sum of the 8 int32 lanes */
+static inline int32_t hsum8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* A super-block of Q4_K, Q5_K, Q6_K or IQ4_XS as four 64-byte vectors of unsigned codes in
+ * natural order (wv[v]: values 64v..64v+63), the int32 scale of each vpdpbusd lane (sv[v]:
+ * lane i covers values 64v + 4i..4i+3), and what turns sum_j sc_j (code . x)_j into the
+ * exact S and Mn of the reference: per-16 scales sc16 (int16) times the activations' sums
+ * with factor off (S -= off * sc16 . s16), and the mins mn16 (Mn = mn16 . s16). */
+/* spq_gq_iq4 + 128, the IQ4_NL / IQ4_XS levels as vpdpbusd's unsigned bytes, in each lane */
+#define IQ4_LUT                                                                                                  \
+    _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, \
+                                         (char)181, (char)197, (char)217, (char)241))
+
+typedef struct {
+    __m512i wv[4], sv[4];
+    __m256i sc16, mn16;
+    int off;
+    float d, dmin;
+} kblock;
+
+INL __m512i lanes_of32(__m256i sc8, int v) /* [sc_2v x 8, sc_2v+1 x 8] */
+{
+    const __m512i idx = _mm512_set_epi32(2 * v + 1, 2 * v + 1, 2 * v + 1, 2 * v + 1, 2 * v + 1, 2 * v + 1, 2 * v + 1, 2 * v + 1,
+                                         2 * v, 2 * v, 2 * v, 2 * v, 2 * v, 2 * v, 2 * v, 2 * v);
+    return _mm512_permutexvar_epi32(idx, _mm512_castsi256_si512(sc8));
+}
+
+INL __m512i lanes_of16(__m512i sc16x32, int v) /* [sc_4v x 4, ..., sc_4v+3 x 4] */
+{
+    const __m512i idx = _mm512_set_epi32(4 * v + 3, 4 * v + 3, 4 * v + 3, 4 * v + 3, 4 * v + 2, 4 * v + 2, 4 * v + 2, 4 * v + 2,
+                                         4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v, 4 * v, 4 * v, 4 * v);
+    return _mm512_permutexvar_epi32(idx, sc16x32);
+}
+
+INL void kblock_decode(const int G, const uint8_t *b, kblock *k)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i sh04 = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0) /* per 16-bit word: 0 low half, 4 high */;
+    const __m512i nib = _mm512_or_si512(sh04, _mm512_slli_epi64(sh04, 16));
+    const __m512i nsh = _mm512_or_si512(nib, _mm512_slli_epi64(nib, 32)); /* words 0-15: 0, 16-31: 4 */
+    if (G == SPQ_GQ_Q4_K || G == SPQ_GQ_Q5_K) {
+        /* the 12 scale bytes (spq_gq_scale_min_k4) as 4 bytes of scales 0-3, 4-7, mins 0-3, 4-7 */
+        uint32_t u[3];
+        memcpy(u, b + 4, 12);
+        const uint32_t m6 = 0x3f3f3f3f, m4b = 0x0f0f0f0f, m2 = 0x03030303;
+        uint32_t s03 = u[0] & m6, s47 = (u[2] & m4b) | ((u[0] >> 6) & m2) << 4;
+        uint32_t n03 = u[1] & m6, n47 = ((u[2] >> 4) & m4b) | ((u[1] >> 6) & m2) << 4;
+        k->d = half_at(b);
+        k->dmin = half_at(b + 2);
+        __m128i sb = _mm_set_epi32(0, 0, (int)s47, (int)s03), nb = _mm_set_epi32(0, 0, (int)n47, (int)n03);
+        __m256i sc8 = _mm256_cvtepu8_epi32(sb);
+        k->mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(nb, nb)); /* each 32-value min twice */
+        const uint8_t *qs = b + (G == SPQ_GQ_Q5_K ? 48 : 16);
+        __m512i qh = G == SPQ_GQ_Q5_K ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 16))) : _mm512_setzero_si512();
+        for (int v = 0; v < 4; v++) {
+            __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * v)));
+            __m512i c = _mm512_and_si512(_mm512_srlv_epi16(z, nsh), m4);
+            if (G == SPQ_GQ_Q5_K) { /* bit 2v (first 32 values) or 2v + 1 of qh[l] */
+                __m512i s = _mm512_add_epi16(_mm512_set1_epi16((short)(2 * v)), _mm512_srli_epi16(nsh, 2));
+                __m512i h = _mm512_and_si512(_mm512_srlv_epi16(qh, s), _mm512_set1_epi8(1));
+                c = _mm512_or_si512(c, _mm512_slli_epi16(h, 4));
+            }
+            k->wv[v] = c;
+            k->sv[v] = lanes_of32(sc8, v);
+        }
+        k->sc16 = _mm256_setzero_si256();
+        k->off = 0;
+        return;
+    }
+    if (G == SPQ_GQ_Q6_K) { /* ql[128], qh[64], int8 scales[16], d */
+        k->d = half_at(b + 208);
+        k->dmin = 0;
+        __m128i s8 = _mm_loadu_si128((const __m128i *)(b + 192));
+        __m512i s32 = _mm512_cvtepi8_epi32(s8);
+        for (int n = 0; n < 2; n++) {
+            __m512i L = _mm512_loadu_si512((const void *)(b + 64 * n));
+            __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n)));
+            for (int h = 0; h < 2; h++) { /* values 128n + 64h ..: nibble h of ql, qh bits 4h + (0 | 2) */
+                __m512i lo = _mm512_and_si512(h ? _mm512_srli_epi16(L, 4) : L, m4);
+                __m512i s = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * h)), _mm512_srli_epi16(nsh, 1));
+                __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(H, s), _mm512_set1_epi8(3));
+                k->wv[2 * n + h] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+                k->sv[2 * n + h] = lanes_of16(s32, 2 * n + h);
+            }
+        }
+        k->sc16 = _mm256_cvtepi8_epi16(s8);
+        k->mn16 = _mm256_setzero_si256();
+        k->off = 32;
+        return;
+    }
+    /* IQ4_XS: d, scales_h (u16), scales_l[4], qs[128]; codes are the levels + 128. Scale j:
+     * nibble j of scales_l (bits 4j..) and bits 2j.. of scales_h, minus 32, built in lanes */
+    uint16_t sh;
+    uint32_t sl;
+    memcpy(&sh, b + 2, 2);
+    memcpy(&sl, b + 4, 4);
+    __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)sl), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                  _mm256_set1_epi32(15));
+    __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sh), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                  _mm256_set1_epi32(3));
+    __m256i sc8 = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+    k->d = half_at(b);
+    k->dmin = 0;
+    const __m512i lut = IQ4_LUT;
+    const __m512i sh0404 = _mm512_set_epi64(4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll, 0, 0,
+                                            4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll, 0, 0);
+    const __m512i dup = _mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0);
+    for (int v = 0; v < 4; v++) { /* groups 2v, 2v + 1: [low A, high A, low B, high B] */
+        __m512i z = _mm512_permutexvar_epi64(dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 8 + 32 * v))));
+        __m512i c = _mm512_and_si512(_mm512_srlv_epi16(z, sh0404), m4);
+        k->wv[v] = _mm512_shuffle_epi8(lut, c);
+        k->sv[v] = lanes_of32(sc8, v);
+    }
+    k->sc16 = _mm256_or_si256(_mm256_and_si256(sc8, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(sc8, 16)); /* each twice */
+    k->mn16 = _mm256_setzero_si256();
+    k->off = 128;
+}
+
+/* T (1..4) activation rows times weight rows r < nr of a K format, super-block by super-block */
+INL void kdot_t(const int G, const int T, int K, int nr, const uint8_t *w, size_t ldw, const uint8_t *xa, size_t ldx,
+                float *y, size_t ldy)
+{
+    const int nb = K / 256;
+    const size_t qat = spq_gq_act_q_at(256, K), bb = spq_gq_block_bytes(G);
+    for (int r = 0; r < nr; r++) {
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int b = 0; b < nb; b++) {
+            kblock k;
+            kblock_decode(G, w + (size_t)r * ldw + (size_t)b * bb, &k);
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = xa + (size_t)t * ldx;
+                const int8_t *xq = (const int8_t *)(a + qat) + 256 * b;
+                __m256i s16 = _mm256_loadu_si256((const __m256i *)(a + 4 * (size_t)nb) + b);
+                __m512i S = _mm512_setzero_si512();
+                for (int v = 0; v < 4; v++) {
+                    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k.wv[v], _mm512_loadu_si512((const void *)(xq + 64 * v)));
+                    S = _mm512_add_epi32(S, _mm512_mullo_epi32(p, k.sv[v]));
+                }
+                int32_t Si = _mm512_reduce_add_epi32(S);
+                if (k.off) Si -= k.off * hsum8(_mm256_madd_epi16(k.sc16, s16));
+                float xd = ((const float *)a)[b];
+                acc[t] = fmaf(k.d * xd, (float)Si, acc[t]);
+                if (spq_gq_has_min(G)) acc[t] = fmaf(-(k.dmin * xd), (float)hsum8(_mm256_madd_epi16(k.mn16, s16)), acc[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) y[(size_t)t * ldy + r] = acc[t];
+    }
+}
+
+/* The codes of legacy blocks b and b + 1 (the second zero when absent) as one 64-byte vector
+ * in natural order, and the value each lane's product loses (p = dpbusd - corr * sum x or
+ * sum w): Q8_0 signed codes (activations offset by 128), Q4_0 nibbles (- 8), IQ4_NL the
+ * levels + 128. */
+INL __m512i lpair(const int G, const uint8_t *b0, const uint8_t *b1)
+{
+    if (G == SPQ_GQ_Q8_0) {
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(b0 + 2));
+        __m256i hi = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
+        return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
+    __m256i c = b1 ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b1 + 2))) : _mm256_setzero_si256();
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1);
+    const __m512i sh = _mm512_set_epi64(4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll, 0, 0,
+                                        4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll, 0, 0);
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0F));
+    if (G == SPQ_GQ_IQ4_NL) {
+        q = _mm512_shuffle_epi8(IQ4_LUT, q);
+    }
+    if (!b1) q = _mm512_maskz_mov_epi64(0x0F, q);
+    return q;
+}
+
+INL void ldot_t(const int G, const int T, int K, int nr, const uint8_t *w, size_t ldw, const uint8_t *xa, size_t ldx,
+                float *y, size_t ldy)
+{
+    const int nb = K / 32;
+    const size_t qat = spq_gq_act_q_at(32, K), bb = spq_gq_block_bytes(G);
+    const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8((char)0x80);
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *wr = w + (size_t)r * ldw;
+        __m512 acc[8];
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b += 2) {
+            const uint8_t *b0 = wr + (size_t)b * bb, *b1 = b + 1 < nb ? b0 + bb : NULL;
+            __m512i q = lpair(G, b0, b1);
+            __m512i qsum = G == SPQ_GQ_Q8_0 ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q) : _mm512_setzero_si512();
+            float d0 = half_at(b0), d1 = b1 ? half_at(b1) : 0.0f;
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = xa + (size_t)t * ldx;
+                const float *xd = (const float *)a;
+                const int8_t *xp = (const int8_t *)(a + qat) + 32 * b;
+                __m512i x = b1 ? _mm512_loadu_si512((const void *)xp) : _mm512_maskz_loadu_epi8(0xffffffffull, xp);
+                __m512i p;
+                if (G == SPQ_GQ_Q8_0) /* (x + 128) . w - 128 sum w */
+                    p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(x, flip), q), _mm512_slli_epi32(qsum, 7));
+                else { /* codes . x - (8 or 128) sum x */
+                    __m512i sx = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, x);
+                    p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x),
+                                         G == SPQ_GQ_Q4_0 ? _mm512_slli_epi32(sx, 3) : _mm512_slli_epi32(sx, 7));
+                }
+                __m512 s = _mm512_insertf32x8(_mm512_set1_ps(d0 * xd[b]), _mm256_set1_ps(b1 ? d1 * xd[b + 1] : 0.0f), 1);
+                acc[t] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            float l[16];
+            _mm512_storeu_ps(l, acc[t]);
+            y[(size_t)t * ldy + r] = spq_gq_lanes_sum(l);
+        }
+    }
+}
+
+#define GQ_BY_T(FN, G, T, ...)                              \
+    switch (T) {                                            \
+    case 8: FN(G, 8, __VA_ARGS__); break;                   \
+    case 7: FN(G, 7, __VA_ARGS__); break;                   \
+    case 6: FN(G, 6, __VA_ARGS__); break;                   \
+    case 5: FN(G, 5, __VA_ARGS__); break;                   \
+    case 4: FN(G, 4, __VA_ARGS__); break;                   \
+    case 3: FN(G, 3, __VA_ARGS__); break;                   \
+    case 2: FN(G, 2, __VA_ARGS__); break;                   \
+    default: FN(G, 1, __VA_ARGS__); break;                  \
+    }
+
+static void gq_dot(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx, float *y,
+                   size_t ldy)
+{
+    /* up to 8 (K formats) or 4 (legacy) activation rows share each decoded block */
+    const int step = spq_gq_block(g) == 256 ? 8 : 4;
+    for (int m = 0; m < M; m += step) {
+        int T = M - m < step ? M - m : step;
+        const uint8_t *a = xa + (size_t)m * ldx;
+        float *o = y + (size_t)m * ldy;
+        switch (g) {
+        case SPQ_GQ_Q4_K: GQ_BY_T(kdot_t, SPQ_GQ_Q4_K, T, K, nr, w, ldw, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q5_K: GQ_BY_T(kdot_t, SPQ_GQ_Q5_K, T, K, nr, w, ldw, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q6_K: GQ_BY_T(kdot_t, SPQ_GQ_Q6_K, T, K, nr, w, ldw, a, ldx, o, ldy); break;
+        case SPQ_GQ_IQ4_XS: GQ_BY_T(kdot_t, SPQ_GQ_IQ4_XS, T, K, nr, w, ldw, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q8_0: GQ_BY_T(ldot_t, SPQ_GQ_Q8_0, T, K, nr, w, ldw, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q4_0: GQ_BY_T(ldot_t, SPQ_GQ_Q4_0, T, K, nr, w, ldw, a, ldx, o, ldy); break;
+        case SPQ_GQ_IQ4_NL: GQ_BY_T(ldot_t, SPQ_GQ_IQ4_NL, T, K, nr, w, ldw, a, ldx, o, ldy); break;
+        default: spq_gq_dot_ref(g, K, nr, w, ldw, T, a, ldx, o, ldy); break;
+        }
+    }
+}
+
 static spq_kernels table = {
     .name = "avx512",
     .gemm_q8 = gemm_q8,
@@ -726,6 +1012,8 @@ static spq_kernels table = {
     .cmpq_dot = NULL, /* set at first use: VBMI or the AVX2 kernel */
     .cmpq_quant = cmpq_quant,
     .cmpq_outliers = cmpq_outliers,
+    .gq_quant = gq_quant,
+    .gq_dot = gq_dot,
     .gemv_q8 = gemv_q8,
     .gemm_q8_lanes = gemm_q8_lanes,
 };

@@ -58,6 +58,47 @@ unsigned spq_cmpq_code(const uint8_t *panel, int b, int k, int r);
  * ceil(N/16) panels, zeroed first). */
 void spq_pack_cmpq(const uint8_t *c, int N, int kc, int b, int kp, uint8_t *out);
 
+/* ggml's block formats, run as GGUF files store them: a weight row of K values (K a
+ * multiple of the format's block) is K / blk blocks laid out as ggml lays them out
+ * (format/ggml_quants.c decodes them to floats). The activations they multiply: each row of
+ * K values quantised per block of qb values (spq_gq_act_block: 32 for the legacy formats,
+ * 256 for the K-quants and IQ4_XS, the roles of ggml's Q8_0/Q8_1 and Q8_K) at d = absmax /
+ * 127, q = rne(x * (1 / d)) within +-127 (0 where absmax is 0), laid out as float d[K / qb],
+ * int16 s[K / 16] (the sum of q over each 16 values), then int8 q[K] at spq_gq_act_q_at.
+ * Products (gq_dot), with each weight block's integers q (w = d * q + m, or d * sc * q -
+ * dmin * mn over a sub-block):
+ *   legacy formats: 16 float lanes; block b's values 4l..4l+3 go to lane 8 (b % 2) + l as
+ *   lane = fmaf(d_w * d_x, (float)p, lane), p their exact integer product, then (Q4_1,
+ *   Q5_1) lane = fmaf(m_w * d_x, (float)sum x, lane); the lanes added as spq_gq_lanes_sum;
+ *   K formats: per super-block S = sum_j sc_j (q . x)_j and Mn = sum_j mn_j (sum x)_j, exact,
+ *   then acc = fmaf(d_w * d_x, (float)S, acc) and, for Q2_K/Q4_K/Q5_K, acc = fmaf(-(dmin_w *
+ *   d_x), (float)Mn, acc), super-blocks in order from acc = 0.
+ * So every ISA gives the scalar reference's bits. */
+enum { SPQ_GQ_Q4_0, SPQ_GQ_Q4_1, SPQ_GQ_Q5_0, SPQ_GQ_Q5_1, SPQ_GQ_Q8_0, SPQ_GQ_IQ4_NL,
+       SPQ_GQ_Q2_K, SPQ_GQ_Q3_K, SPQ_GQ_Q4_K, SPQ_GQ_Q5_K, SPQ_GQ_Q6_K, SPQ_GQ_IQ4_XS, SPQ_GQ_N };
+/* Values per weight block, bytes per weight block, values per activation block of format g,
+ * and the bytes of a weight row of K values. */
+int spq_gq_block(int g);
+size_t spq_gq_block_bytes(int g);
+int spq_gq_act_block(int g);
+size_t spq_gq_row_bytes(int g, int K);
+static inline int spq_gq_has_min(int g) { return g == SPQ_GQ_Q2_K || g == SPQ_GQ_Q4_K || g == SPQ_GQ_Q5_K; }
+/* Where an activation row's int8 codes start, and its bytes (64-byte multiples), for
+ * activation blocks of qb values. */
+size_t spq_gq_act_q_at(int qb, int K);
+size_t spq_gq_act_bytes(int qb, int K);
+/* The scalar references of gq_quant and gq_dot (ISAs without a faster one use them), one
+ * row's product, the 16 lanes' sum, and the helpers the ISAs share: an IEEE half at p, the
+ * IQ4_NL/IQ4_XS levels, the 6-bit scale and min j of a Q4_K/Q5_K super-block. */
+void spq_gq_quant_ref(int qb, int K, const float *x, uint8_t *xa);
+void spq_gq_dot_ref(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx,
+                    float *y, size_t ldy);
+float spq_gq_dot1_ref(int g, int K, const uint8_t *w, const uint8_t *xa);
+float spq_gq_lanes_sum(const float *a);
+float spq_gq_half(const uint8_t *p);
+extern const int8_t spq_gq_iq4[16];
+void spq_gq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m);
+
 /* One ISA's kernels. Ranges [n0, n1) are in output columns and multiples of SPQ_NR
  * except that n1 may be N (the padded tail is computed but not stored). */
 typedef struct spq_kernels {
@@ -131,6 +172,12 @@ typedef struct spq_kernels {
      * runs such batches in blocks of 64 columns. */
     void (*gemm_q8_lanes)(int M, int N, int kp, int p0, int np, int pstride, const int8_t *x, const int8_t *w,
                           const int32_t *wsum, float scale, float *y, int ldy);
+    /* Block formats (above): one activation row of K values for blocks of qb, into xa
+     * (spq_gq_act_bytes); and y[m * ldy + r] = weight row r (nr rows of format g, ldw bytes
+     * apart) times activation row m (M rows ldx bytes apart), for r < nr, m < M. */
+    void (*gq_quant)(int qb, int K, const float *x, uint8_t *xa);
+    void (*gq_dot)(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx,
+                   float *y, size_t ldy);
 } spq_kernels;
 
 /* The scalar references of cmpq_quant and cmpq_outliers (ISAs without a faster one use them). */

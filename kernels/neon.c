@@ -370,6 +370,8 @@ static const spq_kernels table_dot = {
     .cmpq_dot = cmpq_dot_sdot,
     .cmpq_quant = spq_cmpq_quant_ref,
     .cmpq_outliers = spq_cmpq_outliers_ref,
+    .gq_quant = spq_gq_quant_ref,
+    .gq_dot = spq_gq_dot_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 static const spq_kernels table_plain = {
@@ -388,6 +390,8 @@ static const spq_kernels table_plain = {
     .cmpq_dot = cmpq_dot_plain,
     .cmpq_quant = spq_cmpq_quant_ref,
     .cmpq_outliers = spq_cmpq_outliers_ref,
+    .gq_quant = spq_gq_quant_ref,
+    .gq_dot = spq_gq_dot_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

@@ -216,6 +216,8 @@ static const spq_kernels table = {
     .cmpq_dot = cmpq_dot,
     .cmpq_quant = spq_cmpq_quant_ref,
     .cmpq_outliers = spq_cmpq_outliers_ref,
+    .gq_quant = spq_gq_quant_ref,
+    .gq_dot = spq_gq_dot_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

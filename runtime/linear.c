@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "format/ggml_quants.h"
 #include "runtime/cmpq.h"
 #include "runtime/linear.h"
 
@@ -20,6 +21,15 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, sp
         l->cscale = cs->data;
     }
     size_t nk = (size_t)N * K;
+    if (t->dtype == SPQ_GGML) { /* run where the checkpoint holds it (checked by spq_ckpt_validate) */
+        l->kind = SPQ_GGML;
+        l->mapped = 1;
+        l->w = (void *)t->data;
+        l->gq = spq_ggml_gq(t->gtype);
+        l->ldw = spq_tensor_row_bytes(t);
+        l->w_scale = 1.0f;
+        return 0;
+    }
     if (t->layout == SPQ_PANELS) { /* checked against spq_panel_bytes when read */
         l->mapped = 1;
         l->w = (void *)t->data;
@@ -249,7 +259,7 @@ static void int8_epilogue(const spq_thr *t, const spq_linear *const *ls, int n, 
  * to M rows (nothing for CMPQ or n = 0). */
 static void linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, int M)
 {
-    if (!ls || n < 1 || ls[0]->kind == SPQ_CMPQ) {
+    if (!ls || n < 1 || ls[0]->kind == SPQ_CMPQ || ls[0]->kind == SPQ_GGML) {
         spq_team_hint(t, NULL, 0, 0, 1);
         return;
     }
@@ -259,10 +269,56 @@ static void linear_hint(const spq_thr *t, const spq_linear *const *ls, int n, in
     spq_gemm_team_hint(t, kind, M, ls[0]->K, outs, c);
 }
 
+/* ys[i] = x ls[i]^T for block-format linears on one input (their formats may differ, as a
+ * Q4_K_M file's Q4_K q/k and Q6_K v do): x quantised once per activation block size the
+ * formats use (32 and/or 256 values) into xf, each thread its rows; then work items of 16
+ * weight rows over every matrix in turn, each for all M input rows. */
+static void ggml_apply(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M, float *const *ys,
+                       float *xf)
+{
+    const spq_kernels *k = t->team->k;
+    int K = ls[0]->K, r0, r1, use[2] = {0, 0};
+    for (int i = 0; i < n; i++) use[spq_gq_act_block(ls[i]->gq) == 256] = 1;
+    uint8_t *xa[2] = {NULL, NULL}, *p = (uint8_t *)xf;
+    size_t lda[2] = {spq_gq_act_bytes(32, K), spq_gq_act_bytes(256, K)};
+    spq_split(t, M, &r0, &r1);
+    for (int j = 0; j < 2; j++) {
+        if (!use[j]) continue;
+        xa[j] = p;
+        p += (size_t)M * lda[j];
+        for (int m = r0; m < r1; m++) k->gq_quant(j ? 256 : 32, K, x + (size_t)m * K, xa[j] + (size_t)m * lda[j]);
+    }
+    spq_team_sync(t);
+    int start[SPQ_GEMM_MAXN + 1], items = 0;
+    for (int i = 0; i < n; i++) { start[i] = items; items += (ls[i]->N + 15) / 16; }
+    start[n] = items;
+    spq_loop lp;
+    spq_loop_begin(t, items, &lp);
+    for (int it; (it = spq_loop_next(t, &lp)) >= 0;) {
+        int i = 0;
+        while (it >= start[i + 1]) i++;
+        const spq_linear *l = ls[i];
+        int r = 16 * (it - start[i]), nr = l->N - r < 16 ? l->N - r : 16, j = spq_gq_act_block(l->gq) == 256;
+        k->gq_dot(l->gq, K, nr, (const uint8_t *)l->w + (size_t)r * l->ldw, l->ldw, M, xa[j], lda[j], ys[i] + r,
+                  (size_t)l->N);
+    }
+    spq_team_sync(t);
+}
+
 void spq_linear_apply_n(const spq_thr *t, const spq_linear *const *ls, int n, const float *x, int M,
                         const spq_rows *rows, float *const *ys, int8_t *xq, float *xf, const spq_linear *const *next,
                         int nnext)
 {
+    for (int i = 1; i < n; i++) /* linears of different kinds (a mixed file) run one by one */
+        if (ls[i]->kind != ls[0]->kind) {
+            for (int j = 0; j < n; j++) spq_linear_apply_n(t, ls + j, 1, x, M, rows, ys + j, xq, xf, next, nnext);
+            return;
+        }
+    if (ls[0]->kind == SPQ_GGML) {
+        for (int i0 = 0; i0 < n; i0 += SPQ_GEMM_MAXN)
+            ggml_apply(t, ls + i0, n - i0 < SPQ_GEMM_MAXN ? n - i0 : SPQ_GEMM_MAXN, x, M, ys + i0, xf);
+        return;
+    }
     if (ls[0]->kind == SPQ_CMPQ) { /* weight-only: each reads x itself (xf: its scratch) */
         for (int i0 = 0; i0 < n; i0 += SPQ_CMPQ_MAXN) {
             int c = n - i0 < SPQ_CMPQ_MAXN ? n - i0 : SPQ_CMPQ_MAXN;

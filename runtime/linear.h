@@ -12,7 +12,9 @@
  * act_token, per row; codes within +-qmax).
  * kind SPQ_F32 / SPQ_BF16: a float checkpoint's weights as stored.
  * kind SPQ_F16 / SPQ_E4M3: the spike fallback (or an F16 checkpoint); act_fmt rounds activations to FP16 or
- * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32. */
+ * FP8 E4M3 (per-tensor scale) before the product, SPQ_F32 leaves them in FP32.
+ * kind SPQ_GGML: rows of one of ggml's block formats (gq, kernels.h) where the checkpoint
+ * holds them, ldw bytes apart; activations quantised per block as the kernels define. */
 typedef struct {
     int kind, N, K, act_fmt;
     int mapped;     /* w (and wsum) point into the checkpoint (stored in panels): not freed */
@@ -22,6 +24,8 @@ typedef struct {
     float qmax;           /* I8: largest activation code, 2^(b-1) - 1 for b-bit activations */
     int act_token;        /* I8 dynamic: one activation scale per row */
     const float *cscale;  /* I8: per-output-channel weight scales (N), or NULL: w_scale */
+    int gq;               /* SPQ_GGML: the block format (SPQ_GQ_*) */
+    size_t ldw;           /* SPQ_GGML: bytes per weight row */
 } spq_linear;
 
 /* Which rows of a linear's input form one activation tensor, with one dynamic activation

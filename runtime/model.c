@@ -73,7 +73,7 @@ long long spq_mem_available(void)
 static void linear_bytes(const spq_tensor *t, size_t *mapped, size_t *packed, size_t *taken)
 {
     int N = (int)t->shape[0], K = (int)t->shape[1];
-    if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ) *(t->owned ? taken : mapped) += t->nbytes;
+    if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ || t->dtype == SPQ_GGML) *(t->owned ? taken : mapped) += t->nbytes;
     else *packed += spq_panel_bytes(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype, N, K); /* E5M2 widens to F16 */
 }
 
@@ -138,7 +138,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
             const spq_tensor *t = spq_ckpt_find(c, nm);
             if (spq_linear_init(&L->p[j], t, spq_ckpt_channel_scales(c, nm), e)) { spq_model_free(m); return -1; }
             if (!L->p[j].mapped && t->dtype != SPQ_CMPQ) spq_ckpt_release(c, t); /* packed: the copy is what runs */
-            m->linear_bytes += t->dtype == SPQ_CMPQ ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
+            m->linear_bytes += t->dtype == SPQ_CMPQ || t->dtype == SPQ_GGML ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }
         /* q/k/v (and gate/up) read one quantised input (spq_linear_apply_n): they must
          * agree on its format */
@@ -161,7 +161,8 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
     const spq_tensor *h = spq_ckpt_find(c, p->tied ? "model.embed_tokens.weight" : "lm_head.weight");
     if (spq_linear_init(&m->head, h, NULL, e)) { spq_model_free(m); return -1; }
     if (!m->head.mapped && !p->tied && h->dtype != SPQ_CMPQ) spq_ckpt_release(c, h); /* a tied head's rows are the embeddings */
-    m->linear_bytes += spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_E5M2 ? SPQ_F16 : h->dtype);
+    m->linear_bytes += h->dtype == SPQ_CMPQ || h->dtype == SPQ_GGML ? h->nbytes
+                                                                 : spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_E5M2 ? SPQ_F16 : h->dtype);
     return 0;
 }
 
@@ -331,7 +332,7 @@ static void embed_row(const spq_tensor *t, int tok, int dim, float *out)
     spq_tensor row = *t;
     row.ndim = 1;
     row.shape[0] = dim;
-    row.data = (const char *)t->data + (size_t)tok * dim * spq_dtype_size(t->dtype);
+    row.data = (const char *)t->data + (size_t)tok * spq_tensor_row_bytes(t);
     spq_tensor_to_f32(&row, out);
 }
 

@@ -98,7 +98,11 @@ if [ "$(wc -l <"$tmp/out")" -eq 7 ] &&
    awk -F, 'NR > 1 { p = $(NF - 11); n[p]++; if (p == "\"w8a8\"" ? $NF != 1 : !($NF > 0)) bad = 1 }
             END { exit bad || n["\"w8a8\""] != 2 || n["\"cmpq 3.00 bits\""] != 2 || n["\"cmpq 4.00 bits\""] != 2 }' "$tmp/out"; then
   pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --scheme w8a8,cmpq --bits 3,4"; cat "$tmp/out" "$tmp/err"; fi
-expect_fail "--scheme: w8a8, f16, f32 or cmpq, not 'int4'" $S bench --synthetic tinyllama-1.1b --scheme w8a8,int4
+# ggml block schemes (random blocks, run as stored): one row each
+$S bench --synthetic tinyllama-1.1b --layers 1 --scheme q4_k_m,q8_0,iq4_xs -p 4 -n 4 -r 1 -t 1 --no-roofline -o csv >"$tmp/out" 2>"$tmp/err"
+if [ "$(wc -l <"$tmp/out")" -eq 7 ] && grep -q '"q4_k_m"' "$tmp/out" && grep -q '"iq4_xs"' "$tmp/out"; then
+  pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --scheme q4_k_m,q8_0,iq4_xs"; cat "$tmp/out" "$tmp/err"; fi
+expect_fail "--scheme: w8a8, f16, f32, cmpq, q4_0, q8_0, q4_k, q5_k, q6_k, iq4_xs or q4_k_m, not 'int4'" $S bench --synthetic tinyllama-1.1b --scheme w8a8,int4
 expect_fail "--bits: between 2 and 8, not '9'" $S bench --synthetic tinyllama-1.1b --scheme cmpq --bits 4,9
 expect_fail "--batch: one model at a time" $S bench -m $M -m $M -n 4 --batch 2
 expect_fail "--prefetch: 'x' is not an integer" $S bench -m $M -p 0 -n 4 --prefetch 0,x

@@ -99,7 +99,7 @@ static void q4_0_block(const float *x, uint8_t *b)
     }
 }
 
-/* x[n] through Q4_0 and back, as spikeq stores it: F16 */
+/* x[n] through Q4_0 and back: the blocks' values, d * (q - 8) (spikeq runs the blocks) */
 static void q4_0_roundtrip(float *x, size_t n)
 {
     uint8_t b[18];
@@ -109,8 +109,8 @@ static void q4_0_roundtrip(float *x, size_t n)
         memcpy(&h, b, 2);
         float d = spq_f16_to_f32(h);
         for (int j = 0; j < 16; j++) {
-            x[k + j] = spq_f16_to_f32(spq_f32_to_f16(d * (float)((b[2 + j] & 0xF) - 8)));
-            x[k + j + 16] = spq_f16_to_f32(spq_f32_to_f16(d * (float)((b[2 + j] >> 4) - 8)));
+            x[k + j] = d * (float)((b[2 + j] & 0xF) - 8);
+            x[k + j + 16] = d * (float)((b[2 + j] >> 4) - 8);
         }
     }
 }
@@ -317,12 +317,13 @@ static void test_gguf_matches_hf(void **st)
             close(mkstemp(path));
             write_gguf(&c, path, q8, NULL);
             if (spq_open(path, &g, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
-            if (q8 == 2) { /* Q4_0: every weight is the block's value, in HF's row order, as F16 */
+            if (q8 == 2) { /* Q4_0: every weight is the block's value, in HF's row order, kept in blocks */
                 for (int i = 0; i < c.n; i++) {
                     const spq_tensor *a = &c.t[i], *b = spq_ckpt_find(&g, a->name);
                     if (a->ndim != 2) continue;
                     assert_non_null(b);
-                    assert_string_equal(b->from, "Q4_0");
+                    assert_int_equal(b->dtype, SPQ_GGML);
+                    assert_string_equal(spq_tensor_type_name(b), "Q4_0");
                     size_t n = spq_tensor_numel(a);
                     float *x = malloc(4 * n), *y = malloc(4 * n);
                     spq_tensor_to_f32(a, x);
@@ -562,9 +563,58 @@ static void test_ggml_real_blocks(void **st)
     free(y); free(b); free(fx.file);
 }
 
+/* The block-format product (gq_dot) of every kernel table on ggml's own blocks: the fixture's
+ * 4 rows of 256 weights of each type times quantised activations equal, to float rounding,
+ * the sum of ggml's dequantised weights times the activations' values (q * d). */
+static void test_gq_dot_matches_ggml(void **st)
+{
+    (void)st;
+    ggml_fixture fx;
+    ggml_fixture_load(&fx);
+    const char *names[8];
+    int nk = spq_kern_available(names, 8), K = 256, R = fx.n / K;
+    float x[256], y[4 * 3];
+    uint8_t xa[3][1024];
+    for (int i = 0; i < K; i++) x[i] = 2.0f * sinf(0.37f * (float)i) + (i % 37 == 0 ? 9.0f : 0.0f);
+    for (int t = 0; t < nk; t++) {
+        const spq_kernels *k = spq_kern_get(names[t]);
+        for (int i = 0; i < fx.count; i++) {
+            int g = spq_ggml_gq(fx.k[i].type), qb = spq_gq_act_block(g);
+            assert_true(g >= 0);
+            for (int m = 0; m < 3; m++) { /* three activation rows: x, -x / 3, x * 1e-3 */
+                float xm[256];
+                for (int j = 0; j < K; j++) xm[j] = m == 0 ? x[j] : m == 1 ? -x[j] / 3 : x[j] * 1e-3f;
+                k->gq_quant(qb, K, xm, xa[m]);
+            }
+            size_t rb = spq_gq_row_bytes(g, K);
+            k->gq_dot(g, K, R, fx.k[i].b, rb, 3, xa[0], sizeof xa[0], y, (size_t)R);
+            for (int m = 0; m < 3; m++) {
+                const float *d = (const float *)xa[m];
+                const int8_t *q = (const int8_t *)(xa[m] + spq_gq_act_q_at(qb, K));
+                for (int r = 0; r < R; r++) {
+                    double ref = 0, mag = 0;
+                    for (int j = 0; j < K; j++) {
+                        double w = fx.k[i].y[r * K + j], v = (double)q[j] * d[j / qb];
+                        ref += w * v;
+                        mag += fabs(w * v);
+                    }
+                    if (fabs(y[m * R + r] - ref) > 1e-5 * mag + 1e-30) {
+                        fprintf(stderr, "%s %s row %d act %d: %.9g, dequantised %.9g\n", names[t], spq_ggml_type_name(fx.k[i].type), r,
+                                m, (double)y[m * R + r], ref);
+                        fail();
+                    }
+                }
+            }
+        }
+    }
+    fprintf(stderr, "  %d ggml types multiplied as stored by %d kernel tables: the dequantised sums\n", fx.count, nk);
+    free(fx.file);
+}
+
 /* docs-llama-42m's shapes (../shared; rows of 512 and 1536, K-quant blocks of 256) as a GGUF
- * whose linears hold ggml-made blocks of every type in turn: each opens as its blocks' values
- * in F16, rows in HF's order, and the model runs. */
+ * whose linears hold ggml-made blocks of every type in turn: each opens as its blocks (read
+ * as ggml's dequantization, rows in HF's order), and the model runs them as they are, its
+ * logits near those of the same weights in F32. */
 static void test_gguf_kquant_model(void **st)
 {
     (void)st;
@@ -584,14 +634,15 @@ static void test_gguf_kquant_model(void **st)
         assert_non_null(t);
         if (a->ndim != 2 || !strstr(a->name, "layers.")) continue;
         int k = fixture_pick(&fx, i);
-        assert_string_equal(t->from, spq_ggml_type_name(fx.k[k].type));
+        assert_int_equal(t->dtype, SPQ_GGML);
+        assert_string_equal(spq_tensor_type_name(t), spq_ggml_type_name(fx.k[k].type));
         size_t n = spq_tensor_numel(t);
         float *v = malloc(4 * n);
         assert_int_equal(spq_tensor_to_f32(t, v), 0);
         v = gguf_rows(&g.cfg, t, v);
         for (size_t j = 0; j < n; j++)
-            if (v[j] != spq_f16_to_f32(spq_f32_to_f16(fixture_weight(&fx, k, j)))) {
-                fprintf(stderr, "%s (%s) weight %zu: %g, ggml %g\n", a->name, t->from, j, v[j], fixture_weight(&fx, k, j));
+            if (v[j] != fixture_weight(&fx, k, j)) {
+                fprintf(stderr, "%s (%s) weight %zu: %g, ggml %g\n", a->name, spq_tensor_type_name(t), j, v[j], fixture_weight(&fx, k, j));
                 fail();
             }
         free(v);
@@ -604,8 +655,40 @@ static void test_gguf_kquant_model(void **st)
     int ids[4] = {1, 450, 4799, 263};
     float *lg = run_logits(&g, ids, 4, 0);
     for (size_t j = 0; j < 4 * (size_t)g.cfg.vocab_size; j++) assert_true(isfinite(lg[j]));
-    fprintf(stderr, "  docs-llama-42m as GGUF: %d linears in %d ggml types, each its blocks' values\n", linears, types);
-    free(lg);
+    { /* spikeq convert keeps the blocks: a .spq of them maps them and gives the same logits */
+        char sp[] = "/tmp/spq_kq_spq_XXXXXX";
+        close(mkstemp(sp));
+        spq_ckpt back;
+        assert_int_equal(spq_write(sp, &g, &e), 0);
+        if (spq_open(sp, &back, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+        assert_int_equal(spq_ckpt_verify(&back, &e), 0);
+        for (int i = 0; i < g.n; i++) {
+            const spq_tensor *a = &g.t[i], *b = spq_ckpt_find(&back, a->name);
+            assert_non_null(b);
+            assert_int_equal(b->dtype, a->dtype);
+            if (a->dtype == SPQ_GGML) { assert_int_equal(b->gtype, a->gtype); assert_null(b->owned); }
+        }
+        float *lb = run_logits(&back, ids, 4, 0);
+        assert_memory_equal(lb, lg, 4 * sizeof(float) * (size_t)g.cfg.vocab_size);
+        free(lb);
+        spq_ckpt_free(&back);
+        unlink(sp);
+    }
+    /* the same weights widened to F32: what the blocks hold, run with FP32 activations */
+    for (int i = 0; i < g.n; i++) {
+        spq_tensor *t = &g.t[i];
+        if (t->dtype != SPQ_GGML) continue;
+        float *v = malloc(4 * spq_tensor_numel(t));
+        assert_int_equal(spq_tensor_to_f32(t, v), 0);
+        if (t->owned) free(t->owned);
+        t->owned = v; t->data = v; t->dtype = SPQ_F32; t->nbytes = 4 * spq_tensor_numel(t);
+    }
+    float *ref = run_logits(&g, ids, 4, 0);
+    double r = rel_err(lg, ref, 4 * (size_t)g.cfg.vocab_size);
+    fprintf(stderr, "  docs-llama-42m as GGUF: %d linears in %d ggml types, each its blocks' values; logits run in "
+                    "blocks vs in F32: %.2e\n", linears, types, r);
+    assert_true(r < 0.05);
+    free(lg); free(ref);
     spq_ckpt_free(&g);
     spq_ckpt_free(&c);
     unlink(path);
@@ -823,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_ggml_blocks),
         cmocka_unit_test(test_ggml_quant),
         cmocka_unit_test(test_ggml_real_blocks),
+        cmocka_unit_test(test_gq_dot_matches_ggml),
         cmocka_unit_test(test_gguf_kquant_model),
         cmocka_unit_test(test_spq_versions),
         cmocka_unit_test(test_bad_spq),

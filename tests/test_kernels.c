@@ -430,6 +430,65 @@ static void test_gemm_driver(void **st)
     free(x);
 }
 
+/* ggml's block formats: random blocks (their halves finite and of a sane size), activations
+ * with zero blocks and exact ties; every ISA's gq_quant bytes and gq_dot floats equal the
+ * scalar reference's, for 1..9 activation rows (tails of the 4-row groups), odd block counts
+ * and a short last item. */
+static void gq_fill(int g, uint8_t *w, size_t n)
+{
+    static const int half_at[SPQ_GQ_N][2] = {
+        [SPQ_GQ_Q4_0] = {0, -1}, [SPQ_GQ_Q4_1] = {0, 2},  [SPQ_GQ_Q5_0] = {0, -1},   [SPQ_GQ_Q5_1] = {0, 2},
+        [SPQ_GQ_Q8_0] = {0, -1}, [SPQ_GQ_IQ4_NL] = {0, -1}, [SPQ_GQ_Q2_K] = {80, 82}, [SPQ_GQ_Q3_K] = {108, -1},
+        [SPQ_GQ_Q4_K] = {0, 2},  [SPQ_GQ_Q5_K] = {0, 2},  [SPQ_GQ_Q6_K] = {208, -1}, [SPQ_GQ_IQ4_XS] = {0, -1},
+    };
+    size_t bb = spq_gq_block_bytes(g);
+    for (size_t i = 0; i < n; i++) w[i] = (uint8_t)rnd();
+    for (size_t b = 0; b < n / bb; b++)
+        for (int j = 0; j < 2; j++)
+            if (half_at[g][j] >= 0) {
+                uint16_t h = spq_f32_to_f16(frand() * 0.01f);
+                memcpy(w + b * bb + half_at[g][j], &h, 2);
+            }
+}
+
+static void gq_all(const spq_kernels *kt)
+{
+    const spq_kernels *ref = spq_kernels_scalar();
+    static const int Ks[] = {256, 768, 2816};
+    for (int g = 0; g < SPQ_GQ_N; g++)
+        for (int ki = 0; ki < 3; ki++) {
+            int K = Ks[ki] + (spq_gq_block(g) == 32 && ki == 1 ? 32 : 0), qb = spq_gq_act_block(g), M = 9, N = 19;
+            size_t rb = spq_gq_row_bytes(g, K), lda = spq_gq_act_bytes(qb, K);
+            uint8_t *w = malloc(rb * N), *a0 = malloc(lda * M), *a1 = malloc(lda * M);
+            float *x = malloc(sizeof(float) * (size_t)K * M), *y0 = malloc(sizeof(float) * M * N), *y1 = malloc(sizeof(float) * M * N);
+            gq_fill(g, w, rb * N);
+            for (int i = 0; i < K * M; i++) x[i] = frand() * (i % 97 == 0 ? 40.0f : 2.0f);
+            for (int i = 0; i < 32; i++) x[K + i] = 0; /* row 1: a zero block */
+            x[2 * K] = 1.0f; x[2 * K + 1] = 0.5f * (1.0f / 127.0f); /* row 2: a tie at half a step */
+            memset(a0, 0, lda * M); memset(a1, 0, lda * M);
+            for (int m = 0; m < M; m++) {
+                ref->gq_quant(qb, K, x + (size_t)m * K, a0 + (size_t)m * lda);
+                kt->gq_quant(qb, K, x + (size_t)m * K, a1 + (size_t)m * lda);
+            }
+            assert_memory_equal(a0, a1, lda * M);
+            for (int Mi = 1; Mi <= M; Mi += 4) {
+                ref->gq_dot(g, K, N, w, rb, Mi, a0, lda, y0, N);
+                kt->gq_dot(g, K, N, w, rb, Mi, a0, lda, y1, N);
+                for (int i = 0; i < Mi * N; i++)
+                    if (memcmp(&y0[i], &y1[i], 4)) {
+                        fprintf(stderr, "%s format %d K %d M %d: out %d is %.9g, the reference %.9g\n", kt->name, g, K, Mi, i,
+                                (double)y1[i], (double)y0[i]);
+                        fail();
+                    }
+            }
+            kt->gq_dot(g, K, 3, w + rb * 16, rb, 2, a0, lda, y1, N); /* a short item */
+            ref->gq_dot(g, K, 3, w + rb * 16, rb, 2, a0, lda, y0, N);
+            for (int m = 0; m < 2; m++) assert_memory_equal(y0 + m * N, y1 + m * N, 3 * sizeof(float));
+            free(w); free(a0); free(a1); free(x); free(y0); free(y1);
+        }
+}
+static void test_gq_bitexact(void **st) { (void)st; for_each_isa(gq_all); }
+
 static void test_gemm_q8_bitexact(void **st) { (void)st; for_each_isa(q8_all); }
 static void test_cmpq_dot(void **st) { (void)st; for_each_isa(cmpq_all); }
 static void test_cmpq_io(void **st) { (void)st; for_each_isa(cmpq_io_all); }
@@ -605,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_gemm_q8_bitexact),
         cmocka_unit_test(test_gemm_float),
         cmocka_unit_test(test_cmpq_dot),
+        cmocka_unit_test(test_gq_bitexact),
         cmocka_unit_test(test_cmpq_io),
         cmocka_unit_test(test_attn),
         cmocka_unit_test(test_gemm_driver),

@@ -20,6 +20,7 @@
 #include "probe/probes.h"
 #include "kernels/kernels.h"
 #include "format/cmpq_blob.h"
+#include "format/ggml_quants.h"
 #include "tools/cli.h"
 
 static uint64_t rng = 0x853c49e6748fea9bull;
@@ -88,7 +89,52 @@ static void add_cmpq(spq_ckpt *c, const char *name, int N, int K, double bits)
     spq_ckpt_add(c, &t);
 }
 
-/* scheme: f32, f16, w8a8, cmpq (at bits); spike_layers down_proj layers in FP16 (or FP8 with spike_fp8) */
+/* A random tensor of ggml block type gtype: random codes and scales, every half finite and
+ * small (the d/dmin/m fields at their place in each block). */
+static void add_ggml(spq_ckpt *c, const char *name, int64_t r, int64_t k, int gtype)
+{
+    static const struct { int type, at[2]; } halves[] = {
+        {GGML_Q4_0, {0, -1}}, {GGML_Q8_0, {0, -1}}, {GGML_Q4_K, {0, 2}}, {GGML_Q5_K, {0, 2}},
+        {GGML_Q6_K, {208, -1}}, {GGML_IQ4_XS, {0, -1}},
+    };
+    int el, hi = 0;
+    size_t bb;
+    spq_ggml_block(gtype, &el, &bb);
+    while (halves[hi].type != gtype) hi++;
+    spq_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.dtype = SPQ_GGML; t.gtype = gtype; t.ndim = 2; t.shape[0] = r; t.shape[1] = k; t.scale = 1.0f;
+    t.nbytes = (size_t)r * (size_t)(k / el) * bb;
+    uint8_t *b = t.owned = malloc(t.nbytes);
+    if (!b) die("out of memory building the synthetic model (use --layers)");
+    for (size_t i = 0; i < t.nbytes; i++) b[i] = rbyte();
+    for (size_t i = 0; i < t.nbytes / bb; i++)
+        for (int j = 0; j < 2; j++)
+            if (halves[hi].at[j] >= 0) {
+                uint16_t h = spq_f32_to_f16(0.0002f * (float)(rbyte() + 1));
+                memcpy(b + i * bb + halves[hi].at[j], &h, 2);
+            }
+    t.data = b;
+    spq_ckpt_add(c, &t);
+}
+
+/* The ggml schemes: a pure file of one block type, or q4_k_m (llama.cpp's Q4_K_M: Q4_K, with
+ * Q6_K for v_proj and down_proj in the first and last eighth of the layers and every third
+ * between, and for the head). */
+static const struct { const char *name; int type; } GGML_SCHEMES[] = {
+    {"q4_0", GGML_Q4_0}, {"q8_0", GGML_Q8_0}, {"q4_k", GGML_Q4_K}, {"q5_k", GGML_Q5_K},
+    {"q6_k", GGML_Q6_K}, {"iq4_xs", GGML_IQ4_XS}, {"q4_k_m", GGML_Q4_K},
+};
+static int ggml_scheme(const char *s)
+{
+    for (size_t i = 0; i < sizeof GGML_SCHEMES / sizeof GGML_SCHEMES[0]; i++)
+        if (!strcmp(s, GGML_SCHEMES[i].name)) return GGML_SCHEMES[i].type;
+    return 0;
+}
+static int q4_k_m_more_bits(int l, int n) { return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2; }
+
+/* scheme: f32, f16, w8a8, cmpq (at bits), a ggml scheme; spike_layers down_proj layers in FP16 (or FP8 with spike_fp8) */
 static void synthetic(spq_ckpt *c, const model_shape *s, int layers, const char *scheme, double bits, int spike_layers,
                       int spike_fp8)
 {
@@ -101,9 +147,11 @@ static void synthetic(spq_ckpt *c, const model_shape *s, int layers, const char 
     p->rope_type = s->rope_llama3; p->rope_factor = 8.0f; p->rope_low_freq = 1.0f; p->rope_high_freq = 4.0f;
     p->rope_orig_ctx = 8192;
     int lin = !strcmp(scheme, "w8a8") || !strcmp(scheme, "cmpq") ? SPQ_I8 : !strcmp(scheme, "f16") ? SPQ_F16 : SPQ_F32;
+    int gg = ggml_scheme(scheme), kmix = !strcmp(scheme, "q4_k_m");
     int kv = s->kv * p->head_dim;
     char nm[96];
-    add_random(c, "model.embed_tokens.weight", s->vocab, s->dim, lin == SPQ_F32 ? SPQ_F32 : SPQ_F16);
+    if (gg) add_ggml(c, "model.embed_tokens.weight", s->vocab, s->dim, gg);
+    else add_random(c, "model.embed_tokens.weight", s->vocab, s->dim, lin == SPQ_F32 ? SPQ_F32 : SPQ_F16);
     for (int l = 0; l < layers; l++) {
         static const char *pn[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
@@ -114,6 +162,7 @@ static void synthetic(spq_ckpt *c, const model_shape *s, int layers, const char 
             int dt = lin;
             if (j == 6 && l < spike_layers && lin == SPQ_I8) dt = spike_fp8 ? SPQ_E4M3 : SPQ_F16;
             if (!strcmp(scheme, "cmpq")) add_cmpq(c, nm, (int)rows[j], (int)cols[j], bits);
+            else if (gg) add_ggml(c, nm, rows[j], cols[j], kmix && (j == 2 || j == 6) && q4_k_m_more_bits(l, layers) ? GGML_Q6_K : gg);
             else add_random(c, nm, rows[j], cols[j], dt);
         }
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
@@ -122,7 +171,8 @@ static void synthetic(spq_ckpt *c, const model_shape *s, int layers, const char 
         add_random(c, nm, s->dim, 0, SPQ_F32);
     }
     add_random(c, "model.norm.weight", s->dim, 0, SPQ_F32);
-    add_random(c, "lm_head.weight", s->vocab, s->dim, lin); /* cmpq: weight-only linears, INT8 head */
+    if (gg) add_ggml(c, "lm_head.weight", s->vocab, s->dim, kmix ? GGML_Q6_K : gg);
+    else add_random(c, "lm_head.weight", s->vocab, s->dim, lin); /* cmpq: weight-only linears, INT8 head */
 }
 
 /* A comma list of integers in [lo, hi] (at most 64) for flag. */
@@ -443,8 +493,8 @@ static int synthetic_plans(const char *schemes, const char *bitlist, char **sch,
         if (!(bv[j] >= 2 && bv[j] <= 8)) die("--bits: between 2 and 8, not '%s'", bs[j]);
     }
     for (int i = 0; i < ns; i++) {
-        if (strcmp(ss[i], "w8a8") && strcmp(ss[i], "f16") && strcmp(ss[i], "f32") && strcmp(ss[i], "cmpq"))
-            die("--scheme: w8a8, f16, f32 or cmpq, not '%s'", ss[i]);
+        if (strcmp(ss[i], "w8a8") && strcmp(ss[i], "f16") && strcmp(ss[i], "f32") && strcmp(ss[i], "cmpq") && !ggml_scheme(ss[i]))
+            die("--scheme: w8a8, f16, f32, cmpq, q4_0, q8_0, q4_k, q5_k, q6_k, iq4_xs or q4_k_m, not '%s'", ss[i]);
         for (int j = 0; j < (strcmp(ss[i], "cmpq") ? 1 : nb); j++) {
             if (n == MAX_MODELS) die("--scheme, --bits: at most %d models in one run", MAX_MODELS);
             sch[n] = strdup(ss[i]);
@@ -465,13 +515,14 @@ int cmd_bench(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h")) {
             puts("usage: spikeq bench (-m MODEL [-m MODEL2 ...] | --synthetic tinyllama-1.1b|llama2-7b|llama3-8b|mistral-7b)\n"
-                 "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq[,...] [--bits 3.5[,...]]]\n"
+                 "       [-p 512] [-n 128] [-t 1,2] [-r 5] [--scheme w8a8|f16|f32|cmpq|q4_k_m|q4_k|q5_k|q6_k|q8_0|q4_0|iq4_xs[,...] [--bits 3.5[,...]]]\n"
                  "       [--spike-layers K [--spike-fp8]]\n"
                  "       [--layers L] [--no-roofline] [--timings] [--prefetch KIB[,KIB...]] [--batch B[,B...]]\n"
                  "       [--kv f16|f32] [-o md|json|csv]\n"
                  "--synthetic builds random weights with a real model's shapes (--layers to fit memory);\n"
                  "--spike-layers K keeps the first K down_proj in FP16 (FP8 with --spike-fp8); --scheme cmpq makes\n"
-                 "random CMPQ linears of the size --bits gives (INT8 head); --timings prints, on stderr, the\n"
+                 "random CMPQ linears of the size --bits gives (INT8 head); q4_k_m ... iq4_xs make random ggml blocks\n"
+                 "of that type (q4_k_m: Q6_K v/down in llama.cpp's layers, Q6_K head); --timings prints, on stderr, the\n"
                  "milliseconds per token (per step with --batch) of each step of the forward pass in each test;\n"
                  "--prefetch sets the KiB of its next weights a thread fetches while it waits at a barrier\n"
                  "(default 256, 0: off). Several models (-m repeated, or lists in --scheme and --bits: each cmpq\n"

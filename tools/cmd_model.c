@@ -110,21 +110,21 @@ static void print_cmpq(const spq_ckpt *c, int verbose)
     }
 }
 
-/* The quantized GGUF types the tensors were dequantized from, with their counts. */
-static void print_from(const spq_ckpt *c)
+/* The ggml block types the tensors are stored and run in, with their counts. */
+static void print_blocks(const spq_ckpt *c)
 {
     const char *names[16];
     int counts[16], nn = 0;
     for (int i = 0; i < c->n; i++) {
-        const char *f = c->t[i].from;
-        if (!f) continue;
+        if (c->t[i].dtype != SPQ_GGML) continue;
+        const char *f = spq_tensor_type_name(&c->t[i]);
         int j = 0;
         while (j < nn && strcmp(names[j], f)) j++;
         if (j == nn && nn < 16) { names[nn] = f; counts[nn++] = 0; }
         if (j < nn) counts[j]++;
     }
     if (!nn) return;
-    printf("gguf       dequantized to f16 at load:");
+    printf("ggml       blocks run as stored:");
     for (int j = 0; j < nn; j++) printf("%s %d %s", j ? "," : "", counts[j], names[j]);
     printf("\n");
 }
@@ -174,15 +174,14 @@ int cmd_info(int argc, char **argv)
         count[t->dtype]++;
         params += spq_tensor_numel(t);
         if (verbose) {
-            printf("  %-48s %-5s [%lld", t->name, spq_dtype_name(t->dtype), (long long)t->shape[0]);
+            printf("  %-48s %-5s [%lld", t->name, spq_tensor_type_name(t), (long long)t->shape[0]);
             for (int d = 1; d < t->ndim; d++) printf(", %lld", (long long)t->shape[d]);
             printf("]");
-            if (t->dtype >= SPQ_I8) printf(" scale %.6g", t->scale);
+            if (t->dtype >= SPQ_I8 && t->dtype != SPQ_GGML) printf(" scale %.6g", t->scale);
             if (t->act_scale > 0) printf(" act_scale %.6g", t->act_scale);
             if (t->act_fmt) printf(" act %s", spq_dtype_name(t->act_fmt));
             if (t->dtype == SPQ_I8 && ((t->act_bits && t->act_bits != 8) || t->act_token))
                 printf(" act %d-bit per %s", t->act_bits ? t->act_bits : 8, t->act_token ? "token" : "tensor");
-            if (t->from) printf(" from GGUF %s", t->from);
             printf("\n");
         }
     }
@@ -192,7 +191,7 @@ int cmd_info(int argc, char **argv)
             if (count[d]) printf(" %d %s (%.2f MiB)", count[d], spq_dtype_name(d), (double)bytes[d] / 1048576.0);
         printf("\n");
     }
-    print_from(&c);
+    print_blocks(&c);
     if (c.plan_json) print_plan(c.plan_json, verbose);
     print_cmpq(&c, verbose);
     if (verify) {
