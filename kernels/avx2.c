@@ -519,6 +519,7 @@ static const spq_kernels table = {
     .cmpq_outliers = cmpq_outliers,
     .gq_quant = spq_gq_quant_ref,
     .gq_dot = spq_gq_dot_ref,
+    .gq_dot_r8 = spq_gq_dot_r8_ref,
     .gemv_q8 = NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
 
@@ -636,6 +637,7 @@ static const spq_kernels table_vnni = {
     .cmpq_outliers = cmpq_outliers,
     .gq_quant = spq_gq_quant_ref,
     .gq_dot = spq_gq_dot_ref,
+    .gq_dot_r8 = spq_gq_dot_r8_ref,
     .gemv_q8 = gemv_q8_vnni,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }

@@ -996,6 +996,140 @@ static void gq_dot(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, co
     }
 }
 
+/* The 8-row layout (kernels.h): each vpdpbusd lane 2r + h is 4 values of row r against the
+ * activations' 8 bytes of that code vector broadcast; a sub-block's lanes times its rows'
+ * scales, the lane pairs added: the 8 rows' exact S side by side, then the float steps of the
+ * reference in 8 lanes at once. */
+static inline long long ld8(const void *p)
+{
+    long long v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+INL __m512i r8_scales(const uint8_t *p) /* 8 int8 scales (rows) -> lanes 2r, 2r + 1 */
+{
+    __m128i v = _mm_loadl_epi64((const __m128i *)p);
+    return _mm512_cvtepi8_epi32(_mm_unpacklo_epi8(v, v));
+}
+
+INL __m256i r8_rowsum(__m512i s) /* lanes 2r + 2r + 1 -> row r */
+{
+    return _mm512_cvtepi64_epi32(_mm512_add_epi32(s, _mm512_srli_epi64(s, 32)));
+}
+
+INL void r8_t(const int G, const int T, int K, int ng, const uint8_t *w, const uint8_t *xa, size_t ldx, float *y,
+              size_t ldy)
+{
+    const int nb = K / 256, nsub = G == SPQ_GQ_Q6_K ? 16 : 8;
+    const size_t qat = spq_gq_act_q_at(256, K), blk = spq_gq_r8_block(G), head = spq_gq_r8_head(G);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int i = 0; i < ng; i++) {
+        __m256 acc[8];
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *o = w + ((size_t)i * nb + b) * blk, *cv = o + head;
+            __m512i S[8];
+            for (int t = 0; t < T; t++) S[t] = _mm512_setzero_si512();
+            for (int jj = 0; jj < 4; jj++) { /* code vectors 4jj..4jj+3 (low nibbles), 16 + 4jj.. (high) */
+                __m512i lo[4], hi[4];
+                for (int k = 0; k < 4; k++) {
+                    __m512i P = _mm512_load_si512((const void *)(cv + spq_gq_r8_cv(G, 4 * jj + k)));
+                    lo[k] = _mm512_and_si512(P, m4);
+                    hi[k] = _mm512_and_si512(_mm512_srli_epi16(P, 4), m4);
+                    if (G == SPQ_GQ_Q5_K) { /* bit c % 8 of vector c / 8 */
+                        const int c = 4 * jj + k, bit = c % 8;
+                        __m512i H0 = _mm512_load_si512((const void *)(cv + spq_gq_r8_qh(G, c / 8)));
+                        __m512i H1 = _mm512_load_si512((const void *)(cv + spq_gq_r8_qh(G, 2 + c / 8)));
+                        __m512i b0 = bit >= 4 ? _mm512_srli_epi16(H0, bit - 4) : _mm512_slli_epi16(H0, 4 - bit);
+                        __m512i b1 = bit >= 4 ? _mm512_srli_epi16(H1, bit - 4) : _mm512_slli_epi16(H1, 4 - bit);
+                        lo[k] = _mm512_or_si512(lo[k], _mm512_and_si512(b0, _mm512_set1_epi8(0x10)));
+                        hi[k] = _mm512_or_si512(hi[k], _mm512_and_si512(b1, _mm512_set1_epi8(0x10)));
+                    }
+                    if (G == SPQ_GQ_Q6_K) { /* bits 2 (c % 4) of vector c / 4 */
+                        __m512i H0 = _mm512_load_si512((const void *)(cv + spq_gq_r8_qh(G, jj)));
+                        __m512i H1 = _mm512_load_si512((const void *)(cv + spq_gq_r8_qh(G, 4 + jj)));
+                        const int sh = 2 * k;
+                        __m512i b0 = sh >= 4 ? _mm512_srli_epi16(H0, sh - 4) : _mm512_slli_epi16(H0, 4 - sh);
+                        __m512i b1 = sh >= 4 ? _mm512_srli_epi16(H1, sh - 4) : _mm512_slli_epi16(H1, 4 - sh);
+                        lo[k] = _mm512_or_si512(lo[k], _mm512_and_si512(b0, _mm512_set1_epi8(0x30)));
+                        hi[k] = _mm512_or_si512(hi[k], _mm512_and_si512(b1, _mm512_set1_epi8(0x30)));
+                    }
+                    if (G == SPQ_GQ_IQ4_XS) {
+                        lo[k] = _mm512_shuffle_epi8(IQ4_LUT, lo[k]);
+                        hi[k] = _mm512_shuffle_epi8(IQ4_LUT, hi[k]);
+                    }
+                }
+                if (G == SPQ_GQ_Q6_K) { /* sub-blocks of 16: 2jj, 2jj + 1 (low), 8 + 2jj, 9 + 2jj (high) */
+                    __m512i s0 = r8_scales(o + 32 + 8 * (2 * jj)), s1 = r8_scales(o + 32 + 8 * (2 * jj + 1));
+                    __m512i s2 = r8_scales(o + 32 + 8 * (8 + 2 * jj)), s3 = r8_scales(o + 32 + 8 * (9 + 2 * jj));
+                    for (int t = 0; t < T; t++) {
+                        const int8_t *x = (const int8_t *)(xa + (size_t)t * ldx + qat) + 256 * b;
+                        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                        for (int k = 0; k < 2; k++) {
+                            a0 = _mm512_dpbusd_epi32(a0, lo[k], _mm512_set1_epi64(ld8(x + 8 * (4 * jj + k))));
+                            a1 = _mm512_dpbusd_epi32(a1, lo[2 + k], _mm512_set1_epi64(ld8(x + 8 * (4 * jj + 2 + k))));
+                            a2 = _mm512_dpbusd_epi32(a2, hi[k], _mm512_set1_epi64(ld8(x + 8 * (16 + 4 * jj + k))));
+                            a3 = _mm512_dpbusd_epi32(a3, hi[2 + k], _mm512_set1_epi64(ld8(x + 8 * (18 + 4 * jj + k))));
+                        }
+                        S[t] = _mm512_add_epi32(S[t], _mm512_add_epi32(_mm512_add_epi32(_mm512_mullo_epi32(a0, s0), _mm512_mullo_epi32(a1, s1)),
+                                                                         _mm512_add_epi32(_mm512_mullo_epi32(a2, s2), _mm512_mullo_epi32(a3, s3))));
+                    }
+                } else { /* sub-blocks of 32: jj (low), 4 + jj (high) */
+                    __m512i s0 = r8_scales(o + 32 + 8 * jj), s1 = r8_scales(o + 32 + 8 * (4 + jj));
+                    for (int t = 0; t < T; t++) {
+                        const int8_t *x = (const int8_t *)(xa + (size_t)t * ldx + qat) + 256 * b;
+                        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+                        for (int k = 0; k < 4; k++) {
+                            a0 = _mm512_dpbusd_epi32(a0, lo[k], _mm512_set1_epi64(ld8(x + 8 * (4 * jj + k))));
+                            a1 = _mm512_dpbusd_epi32(a1, hi[k], _mm512_set1_epi64(ld8(x + 8 * (16 + 4 * jj + k))));
+                        }
+                        S[t] = _mm512_add_epi32(S[t], _mm512_add_epi32(_mm512_mullo_epi32(a0, s0), _mm512_mullo_epi32(a1, s1)));
+                    }
+                }
+            }
+            /* the rows' scales (or mins) times the activations' sub-block sums: Mn, or the
+             * offset of Q6_K's (- 32) and IQ4_XS's (- 128) unsigned codes */
+            const uint8_t *mv = o + 32 + (spq_gq_has_min(G) ? 8 * nsub : 0);
+            const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+            const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16)));
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = xa + (size_t)t * ldx;
+                const int16_t *s16 = (const int16_t *)(a + 4 * (size_t)nb) + 16 * b;
+                __m256i M = _mm256_setzero_si256();
+                for (int j = 0; j < nsub; j++) {
+                    int xs = nsub == 16 ? s16[j] : s16[2 * j] + s16[2 * j + 1];
+                    __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(mv + 8 * j)));
+                    M = _mm256_add_epi32(M, _mm256_mullo_epi32(v, _mm256_set1_epi32(xs)));
+                }
+                __m256i S8 = r8_rowsum(S[t]);
+                if (G == SPQ_GQ_Q6_K) S8 = _mm256_sub_epi32(S8, _mm256_slli_epi32(M, 5));
+                if (G == SPQ_GQ_IQ4_XS) S8 = _mm256_sub_epi32(S8, _mm256_slli_epi32(M, 7));
+                const __m256 xd = _mm256_set1_ps(((const float *)a)[b]);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, xd), _mm256_cvtepi32_ps(S8), acc[t]);
+                if (spq_gq_has_min(G))
+                    acc[t] = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(m8, xd)), _mm256_cvtepi32_ps(M), acc[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) _mm256_storeu_ps(y + (size_t)t * ldy + 8 * (size_t)i, acc[t]);
+    }
+}
+
+static void gq_dot_r8(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y, size_t ldy)
+{
+    for (int m = 0; m < M; m += 4) { /* four activation rows share each expanded code vector */
+        int T = M - m < 4 ? M - m : 4;
+        const uint8_t *a = xa + (size_t)m * ldx;
+        float *o = y + (size_t)m * ldy;
+        switch (g) {
+        case SPQ_GQ_Q4_K: GQ_BY_T(r8_t, SPQ_GQ_Q4_K, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q5_K: GQ_BY_T(r8_t, SPQ_GQ_Q5_K, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q6_K: GQ_BY_T(r8_t, SPQ_GQ_Q6_K, T, K, ng, w, a, ldx, o, ldy); break;
+        default: GQ_BY_T(r8_t, SPQ_GQ_IQ4_XS, T, K, ng, w, a, ldx, o, ldy); break;
+        }
+    }
+}
+
 static spq_kernels table = {
     .name = "avx512",
     .gemm_q8 = gemm_q8,
@@ -1014,6 +1148,7 @@ static spq_kernels table = {
     .cmpq_outliers = cmpq_outliers,
     .gq_quant = gq_quant,
     .gq_dot = gq_dot,
+    .gq_dot_r8 = gq_dot_r8,
     .gemv_q8 = gemv_q8,
     .gemm_q8_lanes = gemm_q8_lanes,
 };

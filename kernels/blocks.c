@@ -198,6 +198,25 @@ static float dot_legacy(int g, int K, const uint8_t *w, const uint8_t *xa)
     return spq_gq_lanes_sum(acc);
 }
 
+/* One super-block's contribution (the reference arithmetic, kernels.h) to acc: integer
+ * weights q[256] with sub-block scales sc[] and mins mn[] of sub values each, times the
+ * activation codes x[256] with their per-16 sums xs[16] and scale xd. */
+static float k_step(int g, const int *q, const int *sc, const int *mn, int sub, float d, float dmin, const int8_t *x,
+                    const int16_t *xs, float xd, float acc)
+{
+    int32_t S = 0, Mn = 0;
+    for (int j = 0; j < 256 / sub; j++) {
+        int32_t p = 0, sx = 0;
+        for (int i = sub * j; i < sub * j + sub; i++) p += q[i] * x[i];
+        for (int i = sub * j / 16; i < sub * (j + 1) / 16; i++) sx += xs[i];
+        S += sc[j] * p;
+        Mn += mn[j] * sx;
+    }
+    acc = fmaf(d * xd, (float)S, acc);
+    if (spq_gq_has_min(g)) acc = fmaf(-(dmin * xd), (float)Mn, acc);
+    return acc;
+}
+
 /* One weight row (K / 256 super-blocks) with one activation row. */
 static float dot_k(int g, int K, const uint8_t *w, const uint8_t *xa)
 {
@@ -209,18 +228,104 @@ static float dot_k(int g, int K, const uint8_t *w, const uint8_t *xa)
         int q[256], sc[16], mn[16];
         float d, dmin;
         int sub = k_ints(g, w + (size_t)b * FMT[g].bytes, q, sc, mn, &d, &dmin);
-        int32_t S = 0, Mn = 0;
-        for (int j = 0; j < 256 / sub; j++) {
-            int32_t p = 0, sx = 0;
-            for (int i = sub * j; i < sub * j + sub; i++) p += q[i] * x[256 * b + i];
-            for (int i = sub * j / 16; i < sub * (j + 1) / 16; i++) sx += xs[16 * b + i];
-            S += sc[j] * p;
-            Mn += mn[j] * sx;
-        }
-        acc = fmaf(d * xd[b], (float)S, acc);
-        if (spq_gq_has_min(g)) acc = fmaf(-(dmin * xd[b]), (float)Mn, acc);
+        acc = k_step(g, q, sc, mn, sub, d, dmin, x + 256 * b, xs + 16 * b, xd[b], acc);
     }
     return acc;
+}
+
+/* ---- the 8-row layout (kernels.h, spq_gq_r8) ---- */
+
+int spq_gq_r8(int g) { return g == SPQ_GQ_Q4_K || g == SPQ_GQ_Q5_K || g == SPQ_GQ_Q6_K || g == SPQ_GQ_IQ4_XS; }
+static int r8_nsub(int g) { return g == SPQ_GQ_Q6_K ? 16 : 8; }
+size_t spq_gq_r8_head(int g)
+{
+    size_t h = 32 + 8 * (size_t)r8_nsub(g) * (spq_gq_has_min(g) ? 2 : 1);
+    return (h + 63) & ~(size_t)63;
+}
+size_t spq_gq_r8_block(int g)
+{
+    return spq_gq_r8_head(g) + 1024 + (g == SPQ_GQ_Q5_K ? 256 : g == SPQ_GQ_Q6_K ? 512 : 0);
+}
+size_t spq_gq_r8_bytes(int g, int K) { return (size_t)(K / 256) * spq_gq_r8_block(g); }
+
+/* the byte of code vector c (values 8c..8c+7 of every row) that holds value v of row r */
+static size_t r8_byte(int r, int v) { return 8 * (size_t)r + (size_t)(v % 8); }
+
+void spq_gq_pack_r8(int g, int K, const uint8_t *w, size_t ldw, uint8_t *out)
+{
+    const int nsub = r8_nsub(g);
+    const size_t hb = spq_gq_r8_head(g);
+    for (int b = 0; b < K / 256; b++) {
+        uint8_t *o = out + (size_t)b * spq_gq_r8_block(g);
+        memset(o, 0, spq_gq_r8_block(g));
+        uint8_t *codes = o + hb;
+        for (int r = 0; r < 8; r++) {
+            int q[256], sc[16], mn[16];
+            float d, dmin;
+            k_ints(g, w + (size_t)r * ldw + (size_t)b * FMT[g].bytes, q, sc, mn, &d, &dmin);
+            uint16_t hd = spq_f32_to_f16(d), hm = spq_f32_to_f16(dmin); /* exact: they were halves */
+            memcpy(o + 2 * r, &hd, 2);
+            memcpy(o + 16 + 2 * r, &hm, 2);
+            for (int j = 0; j < nsub; j++) {
+                o[32 + 8 * j + r] = (uint8_t)(int8_t)sc[j];
+                if (spq_gq_has_min(g)) o[32 + 8 * nsub + 8 * j + r] = (uint8_t)mn[j];
+            }
+            for (int v = 0; v < 256; v++) {
+                int c = v / 8, code; /* the stored code: unsigned, the level index for IQ4_XS */
+                if (g == SPQ_GQ_Q6_K) code = q[v] + 32;
+                else if (g == SPQ_GQ_IQ4_XS) {
+                    int bb = w[(size_t)r * ldw + (size_t)b * FMT[g].bytes + 8 + 16 * (v / 32) + v % 16];
+                    code = (bb >> (4 * (v % 32 / 16))) & 15;
+                } else code = q[v];
+                codes[spq_gq_r8_cv(g, c % 16) + r8_byte(r, v)] |= (uint8_t)((code & 15) << (c < 16 ? 0 : 4));
+                if (g == SPQ_GQ_Q5_K) codes[spq_gq_r8_qh(g, c / 8) + r8_byte(r, v)] |= (uint8_t)(((code >> 4) & 1) << (c % 8));
+                if (g == SPQ_GQ_Q6_K) codes[spq_gq_r8_qh(g, c / 4) + r8_byte(r, v)] |= (uint8_t)(((code >> 4) & 3) << (2 * (c % 4)));
+            }
+        }
+    }
+}
+
+/* Row r of an 8-row super-block back to the integers k_ints gives; returns the sub-block size. */
+static int r8_ints(int g, const uint8_t *o, int r, int *q, int *sc, int *mn, float *d, float *dmin)
+{
+    const int nsub = r8_nsub(g);
+    const uint8_t *codes = o + spq_gq_r8_head(g);
+    *d = spq_gq_half(o + 2 * r);
+    *dmin = spq_gq_half(o + 16 + 2 * r);
+    for (int j = 0; j < nsub; j++) {
+        sc[j] = (int8_t)o[32 + 8 * j + r];
+        mn[j] = spq_gq_has_min(g) ? o[32 + 8 * nsub + 8 * j + r] : 0;
+    }
+    for (int v = 0; v < 256; v++) {
+        int c = v / 8, code = (codes[spq_gq_r8_cv(g, c % 16) + r8_byte(r, v)] >> (c < 16 ? 0 : 4)) & 15;
+        if (g == SPQ_GQ_Q5_K) code |= ((codes[spq_gq_r8_qh(g, c / 8) + r8_byte(r, v)] >> (c % 8)) & 1) << 4;
+        if (g == SPQ_GQ_Q6_K) code |= ((codes[spq_gq_r8_qh(g, c / 4) + r8_byte(r, v)] >> (2 * (c % 4))) & 3) << 4;
+        q[v] = g == SPQ_GQ_Q6_K ? code - 32 : g == SPQ_GQ_IQ4_XS ? spq_gq_iq4[code] : code;
+    }
+    return 256 / nsub;
+}
+
+void spq_gq_dot_r8_ref(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y,
+                       size_t ldy)
+{
+    const size_t gb = spq_gq_r8_bytes(g, K), bb = spq_gq_r8_block(g), qat = spq_gq_act_q_at(256, K);
+    for (int m = 0; m < M; m++) {
+        const uint8_t *a = xa + (size_t)m * ldx;
+        const float *xd = (const float *)a;
+        const int16_t *xs = (const int16_t *)(a + 4 * (size_t)(K / 256));
+        const int8_t *x = (const int8_t *)(a + qat);
+        for (int i = 0; i < ng; i++)
+            for (int r = 0; r < 8; r++) {
+                float acc = 0;
+                for (int b = 0; b < K / 256; b++) {
+                    int q[256], sc[16], mn[16];
+                    float d, dmin;
+                    int sub = r8_ints(g, w + (size_t)i * gb + (size_t)b * bb, r, q, sc, mn, &d, &dmin);
+                    acc = k_step(g, q, sc, mn, sub, d, dmin, x + 256 * b, xs + 16 * b, xd[b], acc);
+                }
+                y[(size_t)m * ldy + 8 * (size_t)i + r] = acc;
+            }
+    }
 }
 
 float spq_gq_dot1_ref(int g, int K, const uint8_t *w, const uint8_t *xa)

@@ -87,6 +87,40 @@ static inline int spq_gq_has_min(int g) { return g == SPQ_GQ_Q2_K || g == SPQ_GQ
  * activation blocks of qb values. */
 size_t spq_gq_act_q_at(int qb, int K);
 size_t spq_gq_act_bytes(int qb, int K);
+/* The 8-row layout of the K formats Q4_K, Q5_K, Q6_K and IQ4_XS (spq_gq_r8), which a
+ * linear's rows are repacked into at load (N a multiple of 8): per group of 8 rows and
+ * super-block, a 64-byte-aligned head (8 halves d, 8 halves dmin, int8 scales [sub][row],
+ * Q4_K/Q5_K int8 mins [sub][row]) then 16 code vectors of 64 bytes: byte 8r + e of vector k
+ * holds, in its low nibble, the low 4 bits of value 8k + e of row r and, in its high nibble,
+ * those of value 8(k + 16) + e (IQ4_XS: the level index; Q6_K: the code before - 32); then
+ * Q5_K 4 vectors whose byte 8r + e bit t is bit 4 of value 8(8m + t) + e, or Q6_K 8 vectors
+ * whose bits 2t.. are bits 4-5 of value 8(4m + t) + e; the vectors of Q5_K and Q6_K in the
+ * order the kernels read them (spq_gq_r8_cv, spq_gq_r8_qh), since a stream read out of order
+ * within each super-block halves its speed. So one vpdpbusd lane is 4 values of one row, and the 8 rows' sums come out side
+ * by side. The products are those of gq_dot, bit for bit. */
+int spq_gq_r8(int g);
+size_t spq_gq_r8_head(int g);
+/* Offsets, from the end of the head, of code vector k (0..15) and bit vector m of format g:
+ * Q6_K [codes 4j..4j+3, bits j, bits 4 + j] for j = 0..3; Q5_K [codes 0-3, bits 0, 2, codes
+ * 4-7, 8-11, bits 1, 3, codes 12-15]; else the codes in order, then the bits. */
+static inline size_t spq_gq_r8_cv(int g, int k)
+{
+    static const size_t q5[4] = {0, 384, 640, 1024};
+    return g == SPQ_GQ_Q6_K ? 384 * (size_t)(k / 4) + 64 * (size_t)(k % 4)
+           : g == SPQ_GQ_Q5_K ? q5[k / 4] + 64 * (size_t)(k % 4) : 64 * (size_t)k;
+}
+static inline size_t spq_gq_r8_qh(int g, int m)
+{
+    static const size_t q5[4] = {256, 896, 320, 960};
+    return g == SPQ_GQ_Q6_K ? 384 * (size_t)(m % 4) + 256 + 64 * (size_t)(m / 4) : g == SPQ_GQ_Q5_K ? q5[m] : 1024 + 64 * (size_t)m;
+}
+/* Bytes of one super-block of 8 rows, and of one group of 8 rows of K values. */
+size_t spq_gq_r8_block(int g);
+size_t spq_gq_r8_bytes(int g, int K);
+/* Rows 0..7 of format g (ldw bytes apart) into one group (spq_gq_r8_bytes). */
+void spq_gq_pack_r8(int g, int K, const uint8_t *w, size_t ldw, uint8_t *out);
+void spq_gq_dot_r8_ref(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y,
+                       size_t ldy);
 /* The scalar references of gq_quant and gq_dot (ISAs without a faster one use them), one
  * row's product, the 16 lanes' sum, and the helpers the ISAs share: an IEEE half at p, the
  * IQ4_NL/IQ4_XS levels, the 6-bit scale and min j of a Q4_K/Q5_K super-block. */
@@ -178,6 +212,10 @@ typedef struct spq_kernels {
     void (*gq_quant)(int qb, int K, const float *x, uint8_t *xa);
     void (*gq_dot)(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx,
                    float *y, size_t ldy);
+    /* The same over ng groups of 8 rows in the 8-row layout (spq_gq_r8_bytes apart): y[m * ldy
+     * + 8 i + r] for row r of group i. */
+    void (*gq_dot_r8)(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y,
+                      size_t ldy);
 } spq_kernels;
 
 /* The scalar references of cmpq_quant and cmpq_outliers (ISAs without a faster one use them). */

@@ -372,6 +372,7 @@ static const spq_kernels table_dot = {
     .cmpq_outliers = spq_cmpq_outliers_ref,
     .gq_quant = spq_gq_quant_ref,
     .gq_dot = spq_gq_dot_ref,
+    .gq_dot_r8 = spq_gq_dot_r8_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 static const spq_kernels table_plain = {
@@ -392,6 +393,7 @@ static const spq_kernels table_plain = {
     .cmpq_outliers = spq_cmpq_outliers_ref,
     .gq_quant = spq_gq_quant_ref,
     .gq_dot = spq_gq_dot_ref,
+    .gq_dot_r8 = spq_gq_dot_r8_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

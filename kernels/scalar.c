@@ -218,6 +218,7 @@ static const spq_kernels table = {
     .cmpq_outliers = spq_cmpq_outliers_ref,
     .gq_quant = spq_gq_quant_ref,
     .gq_dot = spq_gq_dot_ref,
+    .gq_dot_r8 = spq_gq_dot_r8_ref,
     .gemv_q8 = NULL, /* the driver calls gemm_q8 per panel */
 };
 

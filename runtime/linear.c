@@ -21,13 +21,24 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, sp
         l->cscale = cs->data;
     }
     size_t nk = (size_t)N * K;
-    if (t->dtype == SPQ_GGML) { /* run where the checkpoint holds it (checked by spq_ckpt_validate) */
+    if (t->dtype == SPQ_GGML) { /* checked by spq_ckpt_validate */
         l->kind = SPQ_GGML;
-        l->mapped = 1;
-        l->w = (void *)t->data;
         l->gq = spq_ggml_gq(t->gtype);
         l->ldw = spq_tensor_row_bytes(t);
         l->w_scale = 1.0f;
+        if (!spq_linear_repacks(t)) { /* run where the checkpoint holds it */
+            l->mapped = 1;
+            l->w = (void *)t->data;
+            return 0;
+        }
+        size_t gb = spq_gq_r8_bytes(l->gq, K);
+        if (!(l->w = aligned_alloc(64, gb * (size_t)(N / 8)))) return spq_fail(e, NULL, "out of memory repacking %s", t->name);
+        /* each group of 8 rows on its own: the same bytes whatever the thread count */
+#pragma omp parallel for schedule(static) if (N >= 1024)
+        for (int i = 0; i < N / 8; i++)
+            spq_gq_pack_r8(l->gq, K, (const uint8_t *)t->data + (size_t)i * 8 * l->ldw, l->ldw, (uint8_t *)l->w + (size_t)i * gb);
+        l->ldw = gb;
+        l->r8 = 1;
         return 0;
     }
     if (t->layout == SPQ_PANELS) { /* checked against spq_panel_bytes when read */
@@ -93,6 +104,16 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, sp
     }
     spq_linear_free(l);
     return spq_fail(e, NULL, "out of memory packing %s", t->name);
+}
+
+int spq_linear_repacks(const spq_tensor *t)
+{
+    return t->dtype == SPQ_GGML && spq_ggml_gq(t->gtype) >= 0 && spq_gq_r8(spq_ggml_gq(t->gtype)) && t->shape[0] % 8 == 0;
+}
+
+size_t spq_linear_repacked_bytes(const spq_tensor *t)
+{
+    return (size_t)(t->shape[0] / 8) * spq_gq_r8_bytes(spq_ggml_gq(t->gtype), (int)t->shape[1]);
 }
 
 void spq_linear_free(spq_linear *l)
@@ -290,7 +311,7 @@ static void ggml_apply(const spq_thr *t, const spq_linear *const *ls, int n, con
     }
     spq_team_sync(t);
     int start[SPQ_GEMM_MAXN + 1], items = 0;
-    for (int i = 0; i < n; i++) { start[i] = items; items += (ls[i]->N + 15) / 16; }
+    for (int i = 0; i < n; i++) { start[i] = items; items += (ls[i]->N + 15) / 16; } /* 16 rows: two groups of 8 */
     start[n] = items;
     spq_loop lp;
     spq_loop_begin(t, items, &lp);
@@ -299,8 +320,12 @@ static void ggml_apply(const spq_thr *t, const spq_linear *const *ls, int n, con
         while (it >= start[i + 1]) i++;
         const spq_linear *l = ls[i];
         int r = 16 * (it - start[i]), nr = l->N - r < 16 ? l->N - r : 16, j = spq_gq_act_block(l->gq) == 256;
-        k->gq_dot(l->gq, K, nr, (const uint8_t *)l->w + (size_t)r * l->ldw, l->ldw, M, xa[j], lda[j], ys[i] + r,
-                  (size_t)l->N);
+        if (l->r8)
+            k->gq_dot_r8(l->gq, K, nr / 8, (const uint8_t *)l->w + (size_t)(r / 8) * l->ldw, M, xa[j], lda[j], ys[i] + r,
+                         (size_t)l->N);
+        else
+            k->gq_dot(l->gq, K, nr, (const uint8_t *)l->w + (size_t)r * l->ldw, l->ldw, M, xa[j], lda[j], ys[i] + r,
+                      (size_t)l->N);
     }
     spq_team_sync(t);
 }

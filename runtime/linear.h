@@ -25,7 +25,8 @@ typedef struct {
     int act_token;        /* I8 dynamic: one activation scale per row */
     const float *cscale;  /* I8: per-output-channel weight scales (N), or NULL: w_scale */
     int gq;               /* SPQ_GGML: the block format (SPQ_GQ_*) */
-    size_t ldw;           /* SPQ_GGML: bytes per weight row */
+    size_t ldw;           /* SPQ_GGML: bytes per weight row, or per group of 8 rows when r8 */
+    int r8;               /* SPQ_GGML: repacked at load into the kernels' 8-row layout (spq_gq_r8) */
 } spq_linear;
 
 /* Which rows of a linear's input form one activation tensor, with one dynamic activation
@@ -42,6 +43,10 @@ typedef struct {
  * layout is used where it lies (the checkpoint must outlive the linear), others are packed.
  * cs: the INT8 tensor's per-output-channel scales (F32 [N]), or NULL. */
 int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, spq_err *e);
+/* Whether a linear of t is a repacked copy (ggml blocks in the 8-row layout), and its bytes:
+ * the checkpoint's pages of t are then no longer read. */
+int spq_linear_repacks(const spq_tensor *t);
+size_t spq_linear_repacked_bytes(const spq_tensor *t);
 void spq_linear_free(spq_linear *l);
 /* y[M][N] = x[M][K] W^T with the linear's precision; xq/xf are scratch of M*kpad(K); rows
  * groups the rows into activation tensors (NULL: one tensor; not NULL for a linear with

@@ -73,7 +73,8 @@ long long spq_mem_available(void)
 static void linear_bytes(const spq_tensor *t, size_t *mapped, size_t *packed, size_t *taken)
 {
     int N = (int)t->shape[0], K = (int)t->shape[1];
-    if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ || t->dtype == SPQ_GGML) *(t->owned ? taken : mapped) += t->nbytes;
+    if (spq_linear_repacks(t)) *packed += spq_linear_repacked_bytes(t);
+    else if (t->layout == SPQ_PANELS || t->dtype == SPQ_CMPQ || t->dtype == SPQ_GGML) *(t->owned ? taken : mapped) += t->nbytes;
     else *packed += spq_panel_bytes(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype, N, K); /* E5M2 widens to F16 */
 }
 
@@ -137,8 +138,9 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
             snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, proj_prefix[j], spq_proj_names[j]);
             const spq_tensor *t = spq_ckpt_find(c, nm);
             if (spq_linear_init(&L->p[j], t, spq_ckpt_channel_scales(c, nm), e)) { spq_model_free(m); return -1; }
+            if (L->p[j].r8) spq_ckpt_release(c, t); /* repacked: the file's pages of it are not read again */
             if (!L->p[j].mapped && t->dtype != SPQ_CMPQ) spq_ckpt_release(c, t); /* packed: the copy is what runs */
-            m->linear_bytes += t->dtype == SPQ_CMPQ || t->dtype == SPQ_GGML ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
+            m->linear_bytes += spq_linear_repacks(t) ? spq_linear_repacked_bytes(t) : t->dtype == SPQ_CMPQ || t->dtype == SPQ_GGML ? t->nbytes : spq_tensor_numel(t) * spq_dtype_size(t->dtype == SPQ_E5M2 ? SPQ_F16 : t->dtype);
         }
         /* q/k/v (and gate/up) read one quantised input (spq_linear_apply_n): they must
          * agree on its format */
@@ -161,7 +163,7 @@ int spq_model_init(spq_model *m, const spq_ckpt *c, int ctx, spq_err *e)
     const spq_tensor *h = spq_ckpt_find(c, p->tied ? "model.embed_tokens.weight" : "lm_head.weight");
     if (spq_linear_init(&m->head, h, NULL, e)) { spq_model_free(m); return -1; }
     if (!m->head.mapped && !p->tied && h->dtype != SPQ_CMPQ) spq_ckpt_release(c, h); /* a tied head's rows are the embeddings */
-    m->linear_bytes += h->dtype == SPQ_CMPQ || h->dtype == SPQ_GGML ? h->nbytes
+    m->linear_bytes += spq_linear_repacks(h) ? spq_linear_repacked_bytes(h) : h->dtype == SPQ_CMPQ || h->dtype == SPQ_GGML ? h->nbytes
                                                                  : spq_tensor_numel(h) * spq_dtype_size(h->dtype == SPQ_E5M2 ? SPQ_F16 : h->dtype);
     return 0;
 }

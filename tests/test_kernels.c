@@ -481,6 +481,22 @@ static void gq_all(const spq_kernels *kt)
                         fail();
                     }
             }
+            if (spq_gq_r8(g)) { /* the 8-row layout of rows 0..15: the row reference's bits */
+                size_t gb = spq_gq_r8_bytes(g, K);
+                uint8_t *p8 = aligned_alloc(64, 2 * gb);
+                spq_gq_pack_r8(g, K, w, rb, p8);
+                spq_gq_pack_r8(g, K, w + 8 * rb, rb, p8 + gb);
+                for (int Mi = 1; Mi <= M; Mi += 4) {
+                    ref->gq_dot(g, K, 16, w, rb, Mi, a0, lda, y0, N);
+                    kt->gq_dot_r8(g, K, 2, p8, Mi, a0, lda, y1, N);
+                    for (int m = 0; m < Mi; m++)
+                        if (memcmp(y0 + m * N, y1 + m * N, 16 * sizeof(float))) {
+                            fprintf(stderr, "%s format %d K %d M %d: 8-row layout differs in row %d\n", kt->name, g, K, Mi, m);
+                            fail();
+                        }
+                }
+                free(p8);
+            }
             kt->gq_dot(g, K, 3, w + rb * 16, rb, 2, a0, lda, y1, N); /* a short item */
             ref->gq_dot(g, K, 3, w + rb * 16, rb, 2, a0, lda, y0, N);
             for (int m = 0; m < 2; m++) assert_memory_equal(y0 + m * N, y1 + m * N, 3 * sizeof(float));
