@@ -898,70 +898,6 @@ INL void kdot_t(const int G, const int T, int K, int nr, const uint8_t *w, size_
     }
 }
 
-/* The codes of legacy blocks b and b + 1 (the second zero when absent) as one 64-byte vector
- * in natural order, and the value each lane's product loses (p = dpbusd - corr * sum x or
- * sum w): Q8_0 signed codes (activations offset by 128), Q4_0 nibbles (- 8), IQ4_NL the
- * levels + 128. */
-INL __m512i lpair(const int G, const uint8_t *b0, const uint8_t *b1)
-{
-    if (G == SPQ_GQ_Q8_0) {
-        __m256i lo = _mm256_loadu_si256((const __m256i *)(b0 + 2));
-        __m256i hi = b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : _mm256_setzero_si256();
-        return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    }
-    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
-    __m256i c = b1 ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b1 + 2))) : _mm256_setzero_si256();
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1);
-    const __m512i sh = _mm512_set_epi64(4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll, 0, 0,
-                                        4 * 0x0001000100010001ll, 4 * 0x0001000100010001ll, 0, 0);
-    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0F));
-    if (G == SPQ_GQ_IQ4_NL) {
-        q = _mm512_shuffle_epi8(IQ4_LUT, q);
-    }
-    if (!b1) q = _mm512_maskz_mov_epi64(0x0F, q);
-    return q;
-}
-
-INL void ldot_t(const int G, const int T, int K, int nr, const uint8_t *w, size_t ldw, const uint8_t *xa, size_t ldx,
-                float *y, size_t ldy)
-{
-    const int nb = K / 32;
-    const size_t qat = spq_gq_act_q_at(32, K), bb = spq_gq_block_bytes(G);
-    const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8((char)0x80);
-    for (int r = 0; r < nr; r++) {
-        const uint8_t *wr = w + (size_t)r * ldw;
-        __m512 acc[8];
-        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-        for (int b = 0; b < nb; b += 2) {
-            const uint8_t *b0 = wr + (size_t)b * bb, *b1 = b + 1 < nb ? b0 + bb : NULL;
-            __m512i q = lpair(G, b0, b1);
-            __m512i qsum = G == SPQ_GQ_Q8_0 ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q) : _mm512_setzero_si512();
-            float d0 = half_at(b0), d1 = b1 ? half_at(b1) : 0.0f;
-            for (int t = 0; t < T; t++) {
-                const uint8_t *a = xa + (size_t)t * ldx;
-                const float *xd = (const float *)a;
-                const int8_t *xp = (const int8_t *)(a + qat) + 32 * b;
-                __m512i x = b1 ? _mm512_loadu_si512((const void *)xp) : _mm512_maskz_loadu_epi8(0xffffffffull, xp);
-                __m512i p;
-                if (G == SPQ_GQ_Q8_0) /* (x + 128) . w - 128 sum w */
-                    p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(x, flip), q), _mm512_slli_epi32(qsum, 7));
-                else { /* codes . x - (8 or 128) sum x */
-                    __m512i sx = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, x);
-                    p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x),
-                                         G == SPQ_GQ_Q4_0 ? _mm512_slli_epi32(sx, 3) : _mm512_slli_epi32(sx, 7));
-                }
-                __m512 s = _mm512_insertf32x8(_mm512_set1_ps(d0 * xd[b]), _mm256_set1_ps(b1 ? d1 * xd[b + 1] : 0.0f), 1);
-                acc[t] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), acc[t]);
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            float l[16];
-            _mm512_storeu_ps(l, acc[t]);
-            y[(size_t)t * ldy + r] = spq_gq_lanes_sum(l);
-        }
-    }
-}
-
 #define GQ_BY_T(FN, G, T, ...)                              \
     switch (T) {                                            \
     case 8: FN(G, 8, __VA_ARGS__); break;                   \
@@ -977,8 +913,13 @@ INL void ldot_t(const int G, const int T, int K, int nr, const uint8_t *w, size_
 static void gq_dot(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx, float *y,
                    size_t ldy)
 {
-    /* up to 8 (K formats) or 4 (legacy) activation rows share each decoded block */
-    const int step = spq_gq_block(g) == 256 ? 8 : 4;
+    /* up to 8 activation rows share each decoded super-block; the legacy formats' rows (a
+     * matrix the 8-row layout does not take) run in the reference */
+    if (spq_gq_block(g) == 32) {
+        spq_gq_dot_ref(g, K, nr, w, ldw, M, xa, ldx, y, ldy);
+        return;
+    }
+    const int step = 8;
     for (int m = 0; m < M; m += step) {
         int T = M - m < step ? M - m : step;
         const uint8_t *a = xa + (size_t)m * ldx;
@@ -988,9 +929,6 @@ static void gq_dot(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, co
         case SPQ_GQ_Q5_K: GQ_BY_T(kdot_t, SPQ_GQ_Q5_K, T, K, nr, w, ldw, a, ldx, o, ldy); break;
         case SPQ_GQ_Q6_K: GQ_BY_T(kdot_t, SPQ_GQ_Q6_K, T, K, nr, w, ldw, a, ldx, o, ldy); break;
         case SPQ_GQ_IQ4_XS: GQ_BY_T(kdot_t, SPQ_GQ_IQ4_XS, T, K, nr, w, ldw, a, ldx, o, ldy); break;
-        case SPQ_GQ_Q8_0: GQ_BY_T(ldot_t, SPQ_GQ_Q8_0, T, K, nr, w, ldw, a, ldx, o, ldy); break;
-        case SPQ_GQ_Q4_0: GQ_BY_T(ldot_t, SPQ_GQ_Q4_0, T, K, nr, w, ldw, a, ldx, o, ldy); break;
-        case SPQ_GQ_IQ4_NL: GQ_BY_T(ldot_t, SPQ_GQ_IQ4_NL, T, K, nr, w, ldw, a, ldx, o, ldy); break;
         default: spq_gq_dot_ref(g, K, nr, w, ldw, T, a, ldx, o, ldy); break;
         }
     }
@@ -1115,6 +1053,51 @@ INL void r8_t(const int G, const int T, int K, int ng, const uint8_t *w, const u
     }
 }
 
+/* Legacy formats in the 8-row layout: per block of 32, 4 vpdpbusd (codes unsigned: Q8_0's w +
+ * 128, Q4_0's nibbles, IQ4_NL's levels + 128) against the broadcast activations, the lane
+ * pairs added into the 8 rows' sums, less the offset times the block's activation sum, then
+ * the reference's one float step per block in 8 lanes. */
+INL void r8l_t(const int G, const int T, int K, int ng, const uint8_t *w, const uint8_t *xa, size_t ldx, float *y,
+               size_t ldy)
+{
+    const int nsb = K / 256;
+    const size_t qat = spq_gq_act_q_at(32, K), blk = spq_gq_r8_block(G), cstep = G == SPQ_GQ_Q8_0 ? 256 : 128;
+    const int off = G == SPQ_GQ_Q4_0 ? 8 : 128;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int i = 0; i < ng; i++) {
+        __m256 acc[8];
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < nsb; b++) {
+            const uint8_t *o = w + ((size_t)i * nsb + b) * blk;
+            for (int j = 0; j < 8; j++) {
+                const uint8_t *c = o + 128 + (size_t)j * cstep;
+                __m512i cv[4];
+                if (G == SPQ_GQ_Q8_0)
+                    for (int k = 0; k < 4; k++) cv[k] = _mm512_load_si512((const void *)(c + 64 * k));
+                else
+                    for (int k = 0; k < 2; k++) {
+                        __m512i P = _mm512_load_si512((const void *)(c + 64 * k));
+                        cv[k] = _mm512_and_si512(P, m4);
+                        cv[k + 2] = _mm512_and_si512(_mm512_srli_epi16(P, 4), m4);
+                        if (G == SPQ_GQ_IQ4_NL) { cv[k] = _mm512_shuffle_epi8(IQ4_LUT, cv[k]); cv[k + 2] = _mm512_shuffle_epi8(IQ4_LUT, cv[k + 2]); }
+                    }
+                const __m256 d8 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(o + 16 * j)));
+                for (int t = 0; t < T; t++) {
+                    const uint8_t *a = xa + (size_t)t * ldx;
+                    const int8_t *x = (const int8_t *)(a + qat) + 256 * b + 32 * j;
+                    const int16_t *s16 = (const int16_t *)(a + 4 * (size_t)(K / 32)) + 16 * b + 2 * j;
+                    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cv[0], _mm512_set1_epi64(ld8(x)));
+                    for (int k = 1; k < 4; k++) p = _mm512_dpbusd_epi32(p, cv[k], _mm512_set1_epi64(ld8(x + 8 * k)));
+                    __m256i S8 = _mm256_sub_epi32(r8_rowsum(p), _mm256_set1_epi32(off * (s16[0] + s16[1])));
+                    const __m256 xd = _mm256_set1_ps(((const float *)a)[8 * b + j]);
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, xd), _mm256_cvtepi32_ps(S8), acc[t]);
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) _mm256_storeu_ps(y + (size_t)t * ldy + 8 * (size_t)i, acc[t]);
+    }
+}
+
 static void gq_dot_r8(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y, size_t ldy)
 {
     for (int m = 0; m < M; m += 4) { /* four activation rows share each expanded code vector */
@@ -1125,7 +1108,10 @@ static void gq_dot_r8(int g, int K, int ng, const uint8_t *w, int M, const uint8
         case SPQ_GQ_Q4_K: GQ_BY_T(r8_t, SPQ_GQ_Q4_K, T, K, ng, w, a, ldx, o, ldy); break;
         case SPQ_GQ_Q5_K: GQ_BY_T(r8_t, SPQ_GQ_Q5_K, T, K, ng, w, a, ldx, o, ldy); break;
         case SPQ_GQ_Q6_K: GQ_BY_T(r8_t, SPQ_GQ_Q6_K, T, K, ng, w, a, ldx, o, ldy); break;
-        default: GQ_BY_T(r8_t, SPQ_GQ_IQ4_XS, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_IQ4_XS: GQ_BY_T(r8_t, SPQ_GQ_IQ4_XS, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q8_0: GQ_BY_T(r8l_t, SPQ_GQ_Q8_0, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q4_0: GQ_BY_T(r8l_t, SPQ_GQ_Q4_0, T, K, ng, w, a, ldx, o, ldy); break;
+        default: GQ_BY_T(r8l_t, SPQ_GQ_IQ4_NL, T, K, ng, w, a, ldx, o, ldy); break;
         }
     }
 }

@@ -166,36 +166,22 @@ static int k_ints(int g, const uint8_t *b, int *q, int *sc, int *mn, float *d, f
     }
 }
 
-float spq_gq_lanes_sum(const float *a)
-{
-    float s[8], t[4], u[2];
-    for (int i = 0; i < 8; i++) s[i] = a[i] + a[i + 8];
-    for (int i = 0; i < 4; i++) t[i] = s[i] + s[i + 4];
-    for (int i = 0; i < 2; i++) u[i] = t[i] + t[i + 2];
-    return u[0] + u[1];
-}
-
 /* One weight row (K / 32 legacy blocks) with one activation row. */
 static float dot_legacy(int g, int K, const uint8_t *w, const uint8_t *xa)
 {
     const float *xd = (const float *)xa;
     const int8_t *x = (const int8_t *)(xa + spq_gq_act_q_at(32, K));
-    float acc[16] = {0};
+    float acc = 0;
     int two = g == SPQ_GQ_Q4_1 || g == SPQ_GQ_Q5_1;
     for (int b = 0; b < K / 32; b++) {
-        int q[32];
+        int q[32], p = 0, sx = 0;
         float d, m;
         legacy_ints(g, w + (size_t)b * FMT[g].bytes, q, &d, &m);
-        float s = d * xd[b], sm = m * xd[b];
-        for (int l = 0; l < 8; l++) {
-            int p = 0, sx = 0;
-            for (int i = 4 * l; i < 4 * l + 4; i++) { p += q[i] * x[32 * b + i]; sx += x[32 * b + i]; }
-            float *a = &acc[8 * (b % 2) + l];
-            *a = fmaf(s, (float)p, *a);
-            if (two) *a = fmaf(sm, (float)sx, *a);
-        }
+        for (int i = 0; i < 32; i++) { p += q[i] * x[32 * b + i]; sx += x[32 * b + i]; }
+        acc = fmaf(d * xd[b], (float)p, acc);
+        if (two) acc = fmaf(m * xd[b], (float)sx, acc);
     }
-    return spq_gq_lanes_sum(acc);
+    return acc;
 }
 
 /* One super-block's contribution (the reference arithmetic, kernels.h) to acc: integer
@@ -235,15 +221,18 @@ static float dot_k(int g, int K, const uint8_t *w, const uint8_t *xa)
 
 /* ---- the 8-row layout (kernels.h, spq_gq_r8) ---- */
 
-int spq_gq_r8(int g) { return g == SPQ_GQ_Q4_K || g == SPQ_GQ_Q5_K || g == SPQ_GQ_Q6_K || g == SPQ_GQ_IQ4_XS; }
+static int r8_legacy(int g) { return g == SPQ_GQ_Q8_0 || g == SPQ_GQ_Q4_0 || g == SPQ_GQ_IQ4_NL; }
+int spq_gq_r8(int g) { return g == SPQ_GQ_Q4_K || g == SPQ_GQ_Q5_K || g == SPQ_GQ_Q6_K || g == SPQ_GQ_IQ4_XS || r8_legacy(g); }
 static int r8_nsub(int g) { return g == SPQ_GQ_Q6_K ? 16 : 8; }
 size_t spq_gq_r8_head(int g)
 {
+    if (r8_legacy(g)) return 128; /* the 8 blocks' halves d [block][row] */
     size_t h = 32 + 8 * (size_t)r8_nsub(g) * (spq_gq_has_min(g) ? 2 : 1);
     return (h + 63) & ~(size_t)63;
 }
 size_t spq_gq_r8_block(int g)
 {
+    if (r8_legacy(g)) return 128 + (g == SPQ_GQ_Q8_0 ? 2048 : 1024);
     return spq_gq_r8_head(g) + 1024 + (g == SPQ_GQ_Q5_K ? 256 : g == SPQ_GQ_Q6_K ? 512 : 0);
 }
 size_t spq_gq_r8_bytes(int g, int K) { return (size_t)(K / 256) * spq_gq_r8_block(g); }
@@ -251,8 +240,63 @@ size_t spq_gq_r8_bytes(int g, int K) { return (size_t)(K / 256) * spq_gq_r8_bloc
 /* the byte of code vector c (values 8c..8c+7 of every row) that holds value v of row r */
 static size_t r8_byte(int r, int v) { return 8 * (size_t)r + (size_t)(v % 8); }
 
+/* legacy formats: per 256 values, block j's code vectors at 128 + j * (256 or 128): Q8_0 4
+ * vectors of (w + 128), Q4_0 / IQ4_NL 2 of nibbles (low: values 8k + e, high: 16 + 8k + e) */
+static size_t r8l_codes(int g, int j) { return 128 + (size_t)j * (g == SPQ_GQ_Q8_0 ? 256 : 128); }
+
+static void pack_r8_legacy(int g, int K, const uint8_t *w, size_t ldw, uint8_t *out)
+{
+    for (int b = 0; b < K / 256; b++) {
+        uint8_t *o = out + (size_t)b * spq_gq_r8_block(g);
+        memset(o, 0, spq_gq_r8_block(g));
+        for (int r = 0; r < 8; r++)
+            for (int j = 0; j < 8; j++) {
+                const uint8_t *blk = w + (size_t)r * ldw + (size_t)(8 * b + j) * FMT[g].bytes;
+                memcpy(o + 16 * j + 2 * r, blk, 2);
+                uint8_t *c = o + r8l_codes(g, j);
+                for (int v = 0; v < 32; v++) {
+                    if (g == SPQ_GQ_Q8_0) { c[64 * (v / 8) + 8 * r + v % 8] = blk[2 + v] ^ 0x80; continue; }
+                    int code = (blk[2 + v % 16] >> (4 * (v / 16))) & 15, k = v / 8;
+                    c[64 * (k % 2) + 8 * r + v % 8] |= (uint8_t)(code << (k < 2 ? 0 : 4));
+                }
+            }
+    }
+}
+
+static void dot_r8_legacy(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y,
+                          size_t ldy)
+{
+    const size_t gb = spq_gq_r8_bytes(g, K), bb = spq_gq_r8_block(g), qat = spq_gq_act_q_at(32, K);
+    for (int m = 0; m < M; m++) {
+        const uint8_t *a = xa + (size_t)m * ldx;
+        const float *xd = (const float *)a;
+        const int8_t *x = (const int8_t *)(a + qat);
+        for (int i = 0; i < ng; i++)
+            for (int r = 0; r < 8; r++) {
+                float acc = 0;
+                for (int b = 0; b < K / 32; b++) {
+                    const uint8_t *o = w + (size_t)i * gb + (size_t)(b / 8) * bb, *c = o + r8l_codes(g, b % 8);
+                    float d = spq_gq_half(o + 16 * (b % 8) + 2 * r);
+                    int p = 0;
+                    for (int v = 0; v < 32; v++) {
+                        int q;
+                        if (g == SPQ_GQ_Q8_0) q = (int8_t)(c[64 * (v / 8) + 8 * r + v % 8] ^ 0x80); /* stored w + 128 */
+                        else {
+                            int k = v / 8, code = (c[64 * (k % 2) + 8 * r + v % 8] >> (k < 2 ? 0 : 4)) & 15;
+                            q = g == SPQ_GQ_Q4_0 ? code - 8 : spq_gq_iq4[code];
+                        }
+                        p += q * x[32 * b + v];
+                    }
+                    acc = fmaf(d * xd[b], (float)p, acc);
+                }
+                y[(size_t)m * ldy + 8 * (size_t)i + r] = acc;
+            }
+    }
+}
+
 void spq_gq_pack_r8(int g, int K, const uint8_t *w, size_t ldw, uint8_t *out)
 {
+    if (r8_legacy(g)) { pack_r8_legacy(g, K, w, ldw, out); return; }
     const int nsub = r8_nsub(g);
     const size_t hb = spq_gq_r8_head(g);
     for (int b = 0; b < K / 256; b++) {
@@ -308,6 +352,7 @@ static int r8_ints(int g, const uint8_t *o, int r, int *q, int *sc, int *mn, flo
 void spq_gq_dot_r8_ref(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y,
                        size_t ldy)
 {
+    if (r8_legacy(g)) { dot_r8_legacy(g, K, ng, w, M, xa, ldx, y, ldy); return; }
     const size_t gb = spq_gq_r8_bytes(g, K), bb = spq_gq_r8_block(g), qat = spq_gq_act_q_at(256, K);
     for (int m = 0; m < M; m++) {
         const uint8_t *a = xa + (size_t)m * ldx;

@@ -67,9 +67,8 @@ void spq_pack_cmpq(const uint8_t *c, int N, int kc, int b, int kp, uint8_t *out)
  * int16 s[K / 16] (the sum of q over each 16 values), then int8 q[K] at spq_gq_act_q_at.
  * Products (gq_dot), with each weight block's integers q (w = d * q + m, or d * sc * q -
  * dmin * mn over a sub-block):
- *   legacy formats: 16 float lanes; block b's values 4l..4l+3 go to lane 8 (b % 2) + l as
- *   lane = fmaf(d_w * d_x, (float)p, lane), p their exact integer product, then (Q4_1,
- *   Q5_1) lane = fmaf(m_w * d_x, (float)sum x, lane); the lanes added as spq_gq_lanes_sum;
+ *   legacy formats: per block, p = its exact integer product, acc = fmaf(d_w * d_x, (float)p,
+ *   acc), then (Q4_1, Q5_1) acc = fmaf(m_w * d_x, (float)sum x, acc), blocks in order from 0;
  *   K formats: per super-block S = sum_j sc_j (q . x)_j and Mn = sum_j mn_j (sum x)_j, exact,
  *   then acc = fmaf(d_w * d_x, (float)S, acc) and, for Q2_K/Q4_K/Q5_K, acc = fmaf(-(dmin_w *
  *   d_x), (float)Mn, acc), super-blocks in order from acc = 0.
@@ -87,9 +86,12 @@ static inline int spq_gq_has_min(int g) { return g == SPQ_GQ_Q2_K || g == SPQ_GQ
  * activation blocks of qb values. */
 size_t spq_gq_act_q_at(int qb, int K);
 size_t spq_gq_act_bytes(int qb, int K);
-/* The 8-row layout of the K formats Q4_K, Q5_K, Q6_K and IQ4_XS (spq_gq_r8), which a
- * linear's rows are repacked into at load (N a multiple of 8): per group of 8 rows and
- * super-block, a 64-byte-aligned head (8 halves d, 8 halves dmin, int8 scales [sub][row],
+/* The 8-row layout (spq_gq_r8: Q4_K, Q5_K, Q6_K, IQ4_XS, Q8_0, Q4_0, IQ4_NL), which a
+ * linear's rows are repacked into at load (N a multiple of 8, K of 256). Legacy formats: per
+ * group of 8 rows and 256 values (8 blocks), the halves d [block][row] (128 bytes), then each
+ * block's code vectors, byte 8r + e of vector k holding value 8k + e of row r: Q8_0 4 vectors
+ * of w + 128, Q4_0 and IQ4_NL 2 whose low nibbles are vectors 0, 1 and high nibbles 2, 3: the
+ * file's size exactly. K formats: per group of 8 rows and super-block, a 64-byte-aligned head (8 halves d, 8 halves dmin, int8 scales [sub][row],
  * Q4_K/Q5_K int8 mins [sub][row]) then 16 code vectors of 64 bytes: byte 8r + e of vector k
  * holds, in its low nibble, the low 4 bits of value 8k + e of row r and, in its high nibble,
  * those of value 8(k + 16) + e (IQ4_XS: the level index; Q6_K: the code before - 32); then
@@ -128,7 +130,6 @@ void spq_gq_quant_ref(int qb, int K, const float *x, uint8_t *xa);
 void spq_gq_dot_ref(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx,
                     float *y, size_t ldy);
 float spq_gq_dot1_ref(int g, int K, const uint8_t *w, const uint8_t *xa);
-float spq_gq_lanes_sum(const float *a);
 float spq_gq_half(const uint8_t *p);
 extern const int8_t spq_gq_iq4[16];
 void spq_gq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m);

@@ -108,7 +108,8 @@ int spq_linear_init(spq_linear *l, const spq_tensor *t, const spq_tensor *cs, sp
 
 int spq_linear_repacks(const spq_tensor *t)
 {
-    return t->dtype == SPQ_GGML && spq_ggml_gq(t->gtype) >= 0 && spq_gq_r8(spq_ggml_gq(t->gtype)) && t->shape[0] % 8 == 0;
+    return t->dtype == SPQ_GGML && spq_ggml_gq(t->gtype) >= 0 && spq_gq_r8(spq_ggml_gq(t->gtype)) && t->shape[0] % 8 == 0 &&
+           t->shape[1] % 256 == 0;
 }
 
 size_t spq_linear_repacked_bytes(const spq_tensor *t)

@@ -481,7 +481,7 @@ static void gq_all(const spq_kernels *kt)
                         fail();
                     }
             }
-            if (spq_gq_r8(g)) { /* the 8-row layout of rows 0..15: the row reference's bits */
+            if (spq_gq_r8(g) && K % 256 == 0) { /* the 8-row layout of rows 0..15: the row reference's bits */
                 size_t gb = spq_gq_r8_bytes(g, K);
                 uint8_t *p8 = aligned_alloc(64, 2 * gb);
                 spq_gq_pack_r8(g, K, w, rb, p8);
