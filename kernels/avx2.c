@@ -501,6 +501,263 @@ static void cmpq_outliers(int n, const uint16_t *slot, const float *x, int T, fl
     _mm256_storeu_ps(s + 8, a1);
 }
 
+/* ---- ggml's block formats (kernels.h): activations per block, the 8-row layout ---- */
+
+static void gq_quant(int qb, int K, const float *x, uint8_t *xa)
+{
+    float *d = (float *)xa;
+    int16_t *s = (int16_t *)(xa + 4 * (size_t)(K / qb));
+    int8_t *q = (int8_t *)(xa + spq_gq_act_q_at(qb, K));
+    const __m256 mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    for (int b = 0; b < K / qb; b++) {
+        const float *v = x + (size_t)b * qb;
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < qb; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(v + i), mag));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        float amax = _mm_cvtss_f32(m4), db = amax / 127.0f, id = db > 0 ? 1.0f / db : 0.0f;
+        d[b] = db;
+        const __m256 vid = _mm256_set1_ps(id);
+        for (int i = 0; i < qb; i += 16) { /* rne (the default rounding), within +-127 */
+            __m256i r0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + i), vid));
+            __m256i r1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + i + 8), vid));
+            r0 = _mm256_max_epi32(_mm256_min_epi32(r0, hi), lo);
+            r1 = _mm256_max_epi32(_mm256_min_epi32(r1, hi), lo);
+            __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(r0, r1), 0xd8); /* 16 x int16 in order */
+            __m128i b8 = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+            _mm_storeu_si128((__m128i *)(q + (size_t)b * qb + i), b8);
+            __m256i s32 = _mm256_add_epi32(r0, r1);
+            __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+            s[(b * qb + i) / 16] = (int16_t)_mm_cvtsi128_si32(t);
+        }
+    }
+}
+
+static inline long long ld8(const void *p)
+{
+    long long v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* int32 lanes += the sum of 4 u8 x s8 products (the u8 side <= 128: vpmaddubsw's pairs do not
+ * saturate), as vpdpbusd */
+static inline __m256i dp4(__m256i acc, __m256i u, __m256i s)
+{
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+/* the lanes 2r, 2r + 1 of rows 0-3 (a) and 4-7 (b) added into rows 0..7 */
+static inline __m256i rowsum8(__m256i a, __m256i b)
+{
+    a = _mm256_add_epi32(a, _mm256_srli_epi64(a, 32));
+    b = _mm256_add_epi32(b, _mm256_srli_epi64(b, 32));
+    __m256i t = _mm256_blend_epi32(a, _mm256_slli_epi64(b, 32), 0xAA); /* rows 0 4 1 5 2 6 3 7 */
+    return _mm256_permutevar8x32_epi32(t, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+}
+
+/* 8 int8 scales (rows) -> lanes 2r, 2r + 1 of rows 0-3 (*lo) and 4-7 (*hi) */
+static inline void r8_scales2(const uint8_t *p, __m256i *lo, __m256i *hi)
+{
+    __m128i v = _mm_loadl_epi64((const __m128i *)p), u = _mm_unpacklo_epi8(v, v);
+    *lo = _mm256_cvtepi8_epi32(u);
+    *hi = _mm256_cvtepi8_epi32(_mm_srli_si128(u, 8));
+}
+
+static inline __m256i iq4_lut2(void)
+{
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)spq_gq_iq4));
+}
+
+/* A 64-byte code vector's bytes as two halves (rows 0-3, rows 4-7): the K formats' unsigned
+ * codes (<= 63), or for IQ4_XS the signed levels */
+typedef struct { __m256i h[2]; } cv2;
+
+INL void r8k2_t(const int G, const int T, int K, int ng, const uint8_t *w, const uint8_t *xa, size_t ldx, float *y,
+                size_t ldy)
+{
+    const int nb = K / 256, nsub = G == SPQ_GQ_Q6_K ? 16 : 8;
+    const size_t qat = spq_gq_act_q_at(256, K), blk = spq_gq_r8_block(G), head = spq_gq_r8_head(G);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int i = 0; i < ng; i++) {
+        __m256 acc[4];
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *o = w + ((size_t)i * nb + b) * blk, *cv = o + head;
+            __m256i S[4][2];
+            for (int t = 0; t < T; t++) S[t][0] = S[t][1] = _mm256_setzero_si256();
+            for (int jj = 0; jj < 4; jj++) {
+                cv2 lo[4], hi[4];
+                for (int k = 0; k < 4; k++)
+                    for (int q = 0; q < 2; q++) {
+                        __m256i P = _mm256_load_si256((const __m256i *)(cv + spq_gq_r8_cv(G, 4 * jj + k) + 32 * q));
+                        __m256i l = _mm256_and_si256(P, m4), h = _mm256_and_si256(_mm256_srli_epi16(P, 4), m4);
+                        if (G == SPQ_GQ_Q5_K) {
+                            const int c = 4 * jj + k, bit = c % 8;
+                            __m256i H0 = _mm256_load_si256((const __m256i *)(cv + spq_gq_r8_qh(G, c / 8) + 32 * q));
+                            __m256i H1 = _mm256_load_si256((const __m256i *)(cv + spq_gq_r8_qh(G, 2 + c / 8) + 32 * q));
+                            __m256i b0 = bit >= 4 ? _mm256_srli_epi16(H0, bit - 4) : _mm256_slli_epi16(H0, 4 - bit);
+                            __m256i b1 = bit >= 4 ? _mm256_srli_epi16(H1, bit - 4) : _mm256_slli_epi16(H1, 4 - bit);
+                            l = _mm256_or_si256(l, _mm256_and_si256(b0, _mm256_set1_epi8(0x10)));
+                            h = _mm256_or_si256(h, _mm256_and_si256(b1, _mm256_set1_epi8(0x10)));
+                        }
+                        if (G == SPQ_GQ_Q6_K) {
+                            __m256i H0 = _mm256_load_si256((const __m256i *)(cv + spq_gq_r8_qh(G, jj) + 32 * q));
+                            __m256i H1 = _mm256_load_si256((const __m256i *)(cv + spq_gq_r8_qh(G, 4 + jj) + 32 * q));
+                            const int sh = 2 * k;
+                            __m256i b0 = sh >= 4 ? _mm256_srli_epi16(H0, sh - 4) : _mm256_slli_epi16(H0, 4 - sh);
+                            __m256i b1 = sh >= 4 ? _mm256_srli_epi16(H1, sh - 4) : _mm256_slli_epi16(H1, 4 - sh);
+                            l = _mm256_or_si256(l, _mm256_and_si256(b0, _mm256_set1_epi8(0x30)));
+                            h = _mm256_or_si256(h, _mm256_and_si256(b1, _mm256_set1_epi8(0x30)));
+                        }
+                        if (G == SPQ_GQ_IQ4_XS) { l = _mm256_shuffle_epi8(iq4_lut2(), l); h = _mm256_shuffle_epi8(iq4_lut2(), h); }
+                        lo[k].h[q] = l;
+                        hi[k].h[q] = h;
+                    }
+                /* sub-blocks: Q6_K 2jj, 2jj + 1, 8 + 2jj, 9 + 2jj (2 vectors each); else jj, 4 + jj (4) */
+                const int ns = G == SPQ_GQ_Q6_K ? 4 : 2, per = ns == 4 ? 2 : 4;
+                int sidx[4];
+                if (ns == 4) { sidx[0] = 2 * jj; sidx[1] = 2 * jj + 1; sidx[2] = 8 + 2 * jj; sidx[3] = 9 + 2 * jj; }
+                else { sidx[0] = jj; sidx[1] = 4 + jj; }
+                for (int u = 0; u < ns; u++) {
+                    __m256i sl, sh2;
+                    r8_scales2(o + 32 + 8 * sidx[u], &sl, &sh2);
+                    for (int t = 0; t < T; t++) {
+                        const int8_t *x = (const int8_t *)(xa + (size_t)t * ldx + qat) + 256 * b;
+                        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+                        for (int e = 0; e < per; e++) {
+                            /* code vector of this sub-block: low (u < ns / 2) or high nibbles */
+                            const int k = ns == 4 ? 2 * (u % 2) + e : e, c = (u < ns / 2 ? 0 : 16) + 4 * jj + k;
+                            const cv2 *v = u < ns / 2 ? &lo[k] : &hi[k];
+                            __m256i xb = _mm256_set1_epi64x(ld8(x + 8 * c));
+                            if (G == SPQ_GQ_IQ4_XS) {
+                                a0 = dp4(a0, _mm256_sign_epi8(v->h[0], v->h[0]), _mm256_sign_epi8(xb, v->h[0]));
+                                a1 = dp4(a1, _mm256_sign_epi8(v->h[1], v->h[1]), _mm256_sign_epi8(xb, v->h[1]));
+                            } else {
+                                a0 = dp4(a0, v->h[0], xb);
+                                a1 = dp4(a1, v->h[1], xb);
+                            }
+                        }
+                        S[t][0] = _mm256_add_epi32(S[t][0], _mm256_mullo_epi32(a0, sl));
+                        S[t][1] = _mm256_add_epi32(S[t][1], _mm256_mullo_epi32(a1, sh2));
+                    }
+                }
+            }
+            const uint8_t *mv = o + 32 + (spq_gq_has_min(G) ? 8 * nsub : 0);
+            const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+            const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16)));
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = xa + (size_t)t * ldx;
+                const int16_t *s16 = (const int16_t *)(a + 4 * (size_t)nb) + 16 * b;
+                __m256i S8 = rowsum8(S[t][0], S[t][1]);
+                if (G != SPQ_GQ_IQ4_XS) { /* mins, or Q6_K's - 32 */
+                    __m256i M = _mm256_setzero_si256();
+                    for (int j = 0; j < nsub; j++) {
+                        int xs = nsub == 16 ? s16[j] : s16[2 * j] + s16[2 * j + 1];
+                        __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(mv + 8 * j)));
+                        M = _mm256_add_epi32(M, _mm256_mullo_epi32(v, _mm256_set1_epi32(xs)));
+                    }
+                    if (G == SPQ_GQ_Q6_K) S8 = _mm256_sub_epi32(S8, _mm256_slli_epi32(M, 5));
+                    const __m256 xd = _mm256_set1_ps(((const float *)a)[b]);
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, xd), _mm256_cvtepi32_ps(S8), acc[t]);
+                    if (spq_gq_has_min(G))
+                        acc[t] = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(m8, xd)), _mm256_cvtepi32_ps(M), acc[t]);
+                } else { /* IQ4_XS: signed levels, no offset */
+                    const __m256 xd = _mm256_set1_ps(((const float *)a)[b]);
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, xd), _mm256_cvtepi32_ps(S8), acc[t]);
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) _mm256_storeu_ps(y + (size_t)t * ldy + 8 * (size_t)i, acc[t]);
+    }
+}
+
+/* Legacy formats: Q4_0's unsigned nibbles (less 8 sum x), Q8_0's and IQ4_NL's signed values */
+INL void r8l2_t(const int G, const int T, int K, int ng, const uint8_t *w, const uint8_t *xa, size_t ldx, float *y,
+                size_t ldy)
+{
+    const int nsb = K / 256;
+    const size_t qat = spq_gq_act_q_at(32, K), blk = spq_gq_r8_block(G), cstep = G == SPQ_GQ_Q8_0 ? 256 : 128;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
+    for (int i = 0; i < ng; i++) {
+        __m256 acc[4];
+        for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < nsb; b++) {
+            const uint8_t *o = w + ((size_t)i * nsb + b) * blk;
+            for (int j = 0; j < 8; j++) {
+                const uint8_t *c = o + 128 + (size_t)j * cstep;
+                cv2 v[4];
+                for (int q = 0; q < 2; q++) {
+                    if (G == SPQ_GQ_Q8_0)
+                        for (int k = 0; k < 4; k++) v[k].h[q] = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(c + 64 * k + 32 * q)), flip);
+                    else
+                        for (int k = 0; k < 2; k++) {
+                            __m256i P = _mm256_load_si256((const __m256i *)(c + 64 * k + 32 * q));
+                            v[k].h[q] = _mm256_and_si256(P, m4);
+                            v[k + 2].h[q] = _mm256_and_si256(_mm256_srli_epi16(P, 4), m4);
+                            if (G == SPQ_GQ_IQ4_NL) {
+                                v[k].h[q] = _mm256_shuffle_epi8(iq4_lut2(), v[k].h[q]);
+                                v[k + 2].h[q] = _mm256_shuffle_epi8(iq4_lut2(), v[k + 2].h[q]);
+                            }
+                        }
+                }
+                const __m256 d8 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(o + 16 * j)));
+                for (int t = 0; t < T; t++) {
+                    const uint8_t *a = xa + (size_t)t * ldx;
+                    const int8_t *x = (const int8_t *)(a + qat) + 256 * b + 32 * j;
+                    __m256i p0 = _mm256_setzero_si256(), p1 = p0;
+                    for (int k = 0; k < 4; k++) {
+                        __m256i xb = _mm256_set1_epi64x(ld8(x + 8 * k));
+                        if (G == SPQ_GQ_Q4_0) {
+                            p0 = dp4(p0, v[k].h[0], xb);
+                            p1 = dp4(p1, v[k].h[1], xb);
+                        } else { /* |w| . sign(x, w) */
+                            p0 = dp4(p0, _mm256_sign_epi8(v[k].h[0], v[k].h[0]), _mm256_sign_epi8(xb, v[k].h[0]));
+                            p1 = dp4(p1, _mm256_sign_epi8(v[k].h[1], v[k].h[1]), _mm256_sign_epi8(xb, v[k].h[1]));
+                        }
+                    }
+                    __m256i S8 = rowsum8(p0, p1);
+                    if (G == SPQ_GQ_Q4_0) {
+                        const int16_t *s16 = (const int16_t *)(a + 4 * (size_t)(K / 32)) + 16 * b + 2 * j;
+                        S8 = _mm256_sub_epi32(S8, _mm256_set1_epi32(8 * (s16[0] + s16[1])));
+                    }
+                    const __m256 xd = _mm256_set1_ps(((const float *)a)[8 * b + j]);
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, xd), _mm256_cvtepi32_ps(S8), acc[t]);
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) _mm256_storeu_ps(y + (size_t)t * ldy + 8 * (size_t)i, acc[t]);
+    }
+}
+
+#define GQ_BY_T4(FN, G, T, ...)                             \
+    switch (T) {                                            \
+    case 2: FN(G, 2, __VA_ARGS__); break;                   \
+    default: FN(G, 1, __VA_ARGS__); break;                  \
+    }
+
+static void gq_dot_r8(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y, size_t ldy)
+{
+    for (int m = 0; m < M; m += 2) { /* two activation rows per expanded code vector: 16 ymm registers */
+        int T = M - m < 2 ? M - m : 2;
+        const uint8_t *a = xa + (size_t)m * ldx;
+        float *o = y + (size_t)m * ldy;
+        switch (g) {
+        case SPQ_GQ_Q4_K: GQ_BY_T4(r8k2_t, SPQ_GQ_Q4_K, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q5_K: GQ_BY_T4(r8k2_t, SPQ_GQ_Q5_K, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q6_K: GQ_BY_T4(r8k2_t, SPQ_GQ_Q6_K, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_IQ4_XS: GQ_BY_T4(r8k2_t, SPQ_GQ_IQ4_XS, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q8_0: GQ_BY_T4(r8l2_t, SPQ_GQ_Q8_0, T, K, ng, w, a, ldx, o, ldy); break;
+        case SPQ_GQ_Q4_0: GQ_BY_T4(r8l2_t, SPQ_GQ_Q4_0, T, K, ng, w, a, ldx, o, ldy); break;
+        default: GQ_BY_T4(r8l2_t, SPQ_GQ_IQ4_NL, T, K, ng, w, a, ldx, o, ldy); break;
+        }
+    }
+}
+
 static const spq_kernels table = {
     .name = "avx2",
     .gemm_q8 = gemm_q8,
@@ -517,9 +774,9 @@ static const spq_kernels table = {
     .cmpq_dot = cmpq_dot,
     .cmpq_quant = cmpq_quant,
     .cmpq_outliers = cmpq_outliers,
-    .gq_quant = spq_gq_quant_ref,
+    .gq_quant = gq_quant,
     .gq_dot = spq_gq_dot_ref,
-    .gq_dot_r8 = spq_gq_dot_r8_ref,
+    .gq_dot_r8 = gq_dot_r8,
     .gemv_q8 = NULL, /* one panel at a time: the driver calls gemm_q8 per panel */
 };
 
@@ -635,9 +892,9 @@ static const spq_kernels table_vnni = {
     .cmpq_dot = cmpq_dot,
     .cmpq_quant = cmpq_quant,
     .cmpq_outliers = cmpq_outliers,
-    .gq_quant = spq_gq_quant_ref,
+    .gq_quant = gq_quant,
     .gq_dot = spq_gq_dot_ref,
-    .gq_dot_r8 = spq_gq_dot_r8_ref,
+    .gq_dot_r8 = gq_dot_r8,
     .gemv_q8 = gemv_q8_vnni,
 };
 const spq_kernels *spq_kernels_avxvnni(void) { return &table_vnni; }

@@ -98,6 +98,11 @@ if [ "$(wc -l <"$tmp/out")" -eq 7 ] &&
    awk -F, 'NR > 1 { p = $(NF - 11); n[p]++; if (p == "\"w8a8\"" ? $NF != 1 : !($NF > 0)) bad = 1 }
             END { exit bad || n["\"w8a8\""] != 2 || n["\"cmpq 3.00 bits\""] != 2 || n["\"cmpq 4.00 bits\""] != 2 }' "$tmp/out"; then
   pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench --scheme w8a8,cmpq --bits 3,4"; cat "$tmp/out" "$tmp/err"; fi
+# a prompt past the model's trained context (1024): the context is sized to the test, and the
+# figure is one measured (not a division by a failed pass's zero time)
+$S bench -m $M -p 1100 -n 0 -r 1 -t 2 --no-roofline -o csv >"$tmp/out" 2>"$tmp/err"
+if awk -F, '$7 == "pp1100" { ok = $8 > 0 && $8 < 1e6 } END { exit !ok }' "$tmp/out"; then
+  pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: bench -p 1100 past the context"; cat "$tmp/out" "$tmp/err"; fi
 # ggml block schemes (random blocks, run as stored): one row each
 $S bench --synthetic tinyllama-1.1b --layers 1 --scheme q4_k_m,q8_0,iq4_xs -p 4 -n 4 -r 1 -t 1 --no-roofline -o csv >"$tmp/out" 2>"$tmp/err"
 if [ "$(wc -l <"$tmp/out")" -eq 7 ] && grep -q '"q4_k_m"' "$tmp/out" && grep -q '"iq4_xs"' "$tmp/out"; then

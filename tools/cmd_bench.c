@@ -234,7 +234,7 @@ static void bench_batch(const spq_model *m, const spq_ckpt *c, const char *model
                 for (int k = 0; k < tg; k++) {
                     for (int j = 0; j < B; j++) { tok[j] = (k * 7919 + j * 104729 + 13) % c->cfg.vocab_size; pos[j] = k; seq[j] = j; }
                     double t0 = spq_now();
-                    spq_forward_batch(m, &s, tok, pos, seq, NULL, B);
+                    if (spq_forward_batch(m, &s, tok, pos, seq, NULL, B) < 0) die("bench: a batched decode step failed; no figure printed");
                     sec += spq_now() - t0;
                     if (roofline) {
                         double ps = spq_bwprobe_pass(&bp);
@@ -358,8 +358,9 @@ static void bench_threads(const bench_cfg *g, int threads)
                     b->s.prefetch = pfs ? (size_t)pfs[k % npf] << 10 : g->pf_default;
                     b->s.step_sec = timings && r >= 0 ? step[v] : NULL;
                     double t0 = spq_now();
-                    if (test == 0) spq_forward(&b->m, &b->s, ids, pp, 0, 0);
-                    else spq_forward(&b->m, &b->s, ids + k, 1, k, 0);
+                    int rc = test == 0 ? spq_forward(&b->m, &b->s, ids, pp, 0, 0) : spq_forward(&b->m, &b->s, ids + k, 1, k, 0);
+                    if (rc) die("bench: %s: a forward pass failed (%s%d at position %d); no figure printed", b->name, test ? "tg" : "pp",
+                                test ? tg : pp, test ? k : 0);
                     if (r >= 0) { sec[r][v] += spq_now() - t0; cnt[r][v] += test ? 1 : pp; }
                     b->s.step_sec = NULL;
                     /* passes in the warm-up too, uncounted: the first pass over the buffer
@@ -598,7 +599,9 @@ int cmd_bench(int argc, char **argv)
             snprintf(b->plan, sizeof b->plan, "%s", b->c.plan_json ? "w8a8 (+plan)" : "as stored");
         }
         spq_err e;
-        int ctx = pp + tg + 1 < b->c.cfg.max_seq ? pp + tg + 1 : b->c.cfg.max_seq;
+        /* the context the tests need, as llama-bench sizes it (past the trained context RoPE
+         * extrapolates: the work per token is what is measured) */
+        int ctx = pp + tg + 1;
         if (spq_model_init(&b->m, &b->c, ctx, &e)) die_err(&e);
         for (int i = 0; i < b->c.n; i++) { b->params += spq_tensor_numel(&b->c.t[i]); b->bytes += b->c.t[i].nbytes; }
         /* int8 MACs per token through the linears (what the int8 peak bounds) */
