@@ -91,15 +91,17 @@ size_t spq_gq_act_bytes(int qb, int K);
  * group of 8 rows and 256 values (8 blocks), the halves d [block][row] (128 bytes), then each
  * block's code vectors, byte 8r + e of vector k holding value 8k + e of row r: Q8_0 4 vectors
  * of w + 128, Q4_0 and IQ4_NL 2 whose low nibbles are vectors 0, 1 and high nibbles 2, 3: the
- * file's size exactly. K formats: per group of 8 rows and super-block, a 64-byte-aligned head (8 halves d, 8 halves dmin, int8 scales [sub][row],
- * Q4_K/Q5_K int8 mins [sub][row]) then 16 code vectors of 64 bytes: byte 8r + e of vector k
+ * file's size exactly. K formats: per group of 8 rows and super-block, a 64-byte-aligned
+ * head (8 halves d, 8 halves dmin, int8 scales [sub][row], Q4_K/Q5_K int8 mins [sub][row])
+ * then 16 code vectors of 64 bytes: byte 8r + e of vector k
  * holds, in its low nibble, the low 4 bits of value 8k + e of row r and, in its high nibble,
  * those of value 8(k + 16) + e (IQ4_XS: the level index; Q6_K: the code before - 32); then
  * Q5_K 4 vectors whose byte 8r + e bit t is bit 4 of value 8(8m + t) + e, or Q6_K 8 vectors
  * whose bits 2t.. are bits 4-5 of value 8(4m + t) + e; the vectors of Q5_K and Q6_K in the
  * order the kernels read them (spq_gq_r8_cv, spq_gq_r8_qh), since a stream read out of order
- * within each super-block halves its speed. So one vpdpbusd lane is 4 values of one row, and the 8 rows' sums come out side
- * by side. The products are those of gq_dot, bit for bit. */
+ * within each super-block halves its speed. So one vpdpbusd lane is 4 values of one row,
+ * and the 8 rows' sums come out side by side. The products are those of gq_dot, bit for
+ * bit. */
 int spq_gq_r8(int g);
 size_t spq_gq_r8_head(int g);
 /* Offsets, from the end of the head, of code vector k (0..15) and bit vector m of format g:
@@ -114,7 +116,8 @@ static inline size_t spq_gq_r8_cv(int g, int k)
 static inline size_t spq_gq_r8_qh(int g, int m)
 {
     static const size_t q5[4] = {256, 896, 320, 960};
-    return g == SPQ_GQ_Q6_K ? 384 * (size_t)(m % 4) + 256 + 64 * (size_t)(m / 4) : g == SPQ_GQ_Q5_K ? q5[m] : 1024 + 64 * (size_t)m;
+    return g == SPQ_GQ_Q6_K   ? 384 * (size_t)(m % 4) + 256 + 64 * (size_t)(m / 4)
+           : g == SPQ_GQ_Q5_K ? q5[m] : 1024 + 64 * (size_t)m;
 }
 /* Bytes of one super-block of 8 rows, and of one group of 8 rows of K values. */
 size_t spq_gq_r8_block(int g);
@@ -124,7 +127,7 @@ void spq_gq_pack_r8(int g, int K, const uint8_t *w, size_t ldw, uint8_t *out);
 void spq_gq_dot_r8_ref(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y,
                        size_t ldy);
 /* The scalar references of gq_quant and gq_dot (ISAs without a faster one use them), one
- * row's product, the 16 lanes' sum, and the helpers the ISAs share: an IEEE half at p, the
+ * row's product, and the helpers the ISAs share: an IEEE half at p, the
  * IQ4_NL/IQ4_XS levels, the 6-bit scale and min j of a Q4_K/Q5_K super-block. */
 void spq_gq_quant_ref(int qb, int K, const float *x, uint8_t *xa);
 void spq_gq_dot_ref(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx,
