@@ -259,7 +259,7 @@ size_t spq_tensor_row_bytes(const spq_tensor *t)
     if (t->dtype == SPQ_GGML) {
         int el;
         size_t bb;
-        return spq_ggml_block(t->gtype, &el, &bb) ? 0 : (size_t)(k / el) * bb;
+        return spq_ggml_block(t->gtype, &el, &bb) || k % el ? 0 : (size_t)(k / el) * bb;
     }
     return (size_t)k * spq_dtype_size(t->dtype);
 }
@@ -333,9 +333,7 @@ static int expect(const spq_ckpt *c, const char *name, int64_t r, int64_t k, int
     if (t->dtype == SPQ_CMPQ) /* its blob was checked by spq_ckpt_validate */
         return linear & 1 ? 0 : spq_fail(e, c->path, "tensor %s: CMPQ is for linear projections only", name);
     if (t->dtype == SPQ_GGML) { /* block rows: embeddings and linears (not norms) */
-        int el;
-        size_t bb;
-        if (spq_ggml_block(t->gtype, &el, &bb) || !k || k % el || t->layout != SPQ_ROWS)
+        if (!k || !spq_tensor_row_bytes(t) || t->layout != SPQ_ROWS)
             return spq_fail(e, c->path, "tensor %s: ggml type %d with rows of %lld values", name, t->gtype, (long long)k);
         if (t->nbytes != (size_t)r * spq_tensor_row_bytes(t))
             return spq_fail(e, c->path, "tensor %s: %zu bytes for %lld rows of %s", name, t->nbytes, (long long)r,

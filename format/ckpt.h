@@ -112,7 +112,8 @@ void spq_tensor_pack(const spq_tensor *t, void *out);
 int spq_tensor_to_f32(const spq_tensor *t, float *out);
 /* Number of elements of t. */
 size_t spq_tensor_numel(const spq_tensor *t);
-/* Bytes of one row (shape[ndim - 1] values) of a tensor stored by rows; 0 for CMPQ. */
+/* Bytes of one row (shape[ndim - 1] values) of a tensor stored by rows; 0 for CMPQ, and for
+ * ggml blocks of an unknown type or rows that are not whole blocks. */
 size_t spq_tensor_row_bytes(const spq_tensor *t);
 /* The tensor's type as a file would name it: "Q4_K" for ggml blocks, else spq_dtype_name. */
 const char *spq_tensor_type_name(const spq_tensor *t);

@@ -114,6 +114,14 @@ const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq
     return NULL;
 }
 
+void spq_cmpq_perm(const void *blob, const spq_cmpq_hdr *h, const spq_cmpq_layout *L, int32_t *perm)
+{
+    const uint8_t *map = (const uint8_t *)blob + L->cls;
+    for (int c = 0, j = 0; c < SPQ_CMPQ_NCLS; c++)
+        for (uint32_t k = 0; k < h->K; k++)
+            if (spq_cmpq_class_of(map, k) == c) perm[j++] = (int32_t)k;
+}
+
 /* the levels of class c's stored column j (its class's shared set, or its own table) */
 static const int8_t *column_levels(const uint8_t *p, const spq_cmpq_hdr *h, const spq_cmpq_layout *L, int c, int j)
 {
@@ -134,9 +142,7 @@ int spq_cmpq_dequant(const void *blob, float *out)
     int N = (int)h.N, K = (int)h.K;
     int32_t *perm = malloc(sizeof(int32_t) * (K ? (size_t)K : 1));
     if (!perm) return -1;
-    for (int c = 0, j = 0; c < SPQ_CMPQ_NCLS; c++) /* stored order: by class, then channel */
-        for (uint32_t k = 0; k < h.K; k++)
-            if (spq_cmpq_class_of(p + L.cls, k) == c) perm[j++] = (int32_t)k;
+    spq_cmpq_perm(blob, &h, &L, perm);
     const uint16_t *sc = (const uint16_t *)(p + L.scales);
     for (int c = 0, j0 = 0; c < SPQ_CMPQ_NCLS; j0 += (int)h.kc[c], c++) {
         int b = spq_cmpq_bits[c];

@@ -56,6 +56,9 @@ void spq_cmpq_read_hdr(const void *blob, spq_cmpq_hdr *h);
 void spq_cmpq_write_hdr(void *blob, const spq_cmpq_hdr *h);
 /* Section offsets and total size of a blob with header h. */
 void spq_cmpq_layout_of(const spq_cmpq_hdr *h, spq_cmpq_layout *L);
+/* perm[j] = the input channel of stored column j (the classes in turn, each in channel
+ * order) of a blob with header h and layout L. */
+void spq_cmpq_perm(const void *blob, const spq_cmpq_hdr *h, const spq_cmpq_layout *L, int32_t *perm);
 /* Check a blob of n bytes meant for an [N][K] tensor: NULL when sound (h filled), else what
  * is wrong. Reads every index and value (hostile files). */
 const char *spq_cmpq_check(const void *blob, size_t n, int64_t N, int64_t K, spq_cmpq_hdr *h);

@@ -1,8 +1,8 @@
 /* gguf.c — import GGUF v2/v3 files with general.architecture = llama: tensors F32, F16, BF16
  * and ggml's block formats (Q4_0 ... Q8_0, Q2_K ... Q6_K, IQ4_NL, IQ4_XS; format/ggml_quants.c)
- * dequantised to F16 at load, and the tokenizer.ggml.* vocabulary. Vocab-only files
- * (no tensors) load just the tokenizer. Every count, length and offset is checked
- * against the file size before use. */
+ * kept in their blocks where the file is mapped, and the tokenizer.ggml.* vocabulary.
+ * Vocab-only files (no tensors) load just the tokenizer. Every count, length and offset is
+ * checked against the file size before use. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

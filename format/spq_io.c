@@ -164,9 +164,7 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         if (t.dtype == SPQ_GGML) { /* the act byte names the block type */
             t.gtype = t.act_fmt;
             t.act_fmt = 0;
-            int el;
-            size_t bb;
-            if (spq_ggml_block(t.gtype, &el, &bb) || t.layout != SPQ_ROWS) { bad = "ggml block type out of range"; break; }
+            if (spq_ggml_gq(t.gtype) < 0 || t.layout != SPQ_ROWS) { bad = "ggml block type out of range"; break; }
         }
         if (t.ndim < 1 || t.ndim > 4) { bad = "tensor ndim out of range"; break; }
         if (t.layout != SPQ_ROWS && (ver == 1 || t.layout != SPQ_PANELS || t.ndim != 2)) { bad = "tensor layout out of range"; break; }
@@ -185,13 +183,8 @@ int spq_read(const char *path, spq_ckpt *c, spq_err *e)
         uint64_t off = rd64(p + 8), nb = rd64(p + 16), hash = rd64(p + 24);
         p += 32;
         size_t want = t.layout == SPQ_PANELS ? spq_panel_bytes(t.dtype, t.shape[0], t.shape[1]) : numel * spq_dtype_size(t.dtype);
-        if (t.dtype == SPQ_GGML) { /* whole blocks per row */
-            int el;
-            size_t bb;
-            spq_ggml_block(t.gtype, &el, &bb);
-            int64_t k = t.shape[t.ndim - 1];
-            want = k % el ? 0 : (size_t)(numel / (uint64_t)k) * spq_tensor_row_bytes(&t);
-        }
+        if (t.dtype == SPQ_GGML) /* whole blocks per row (0 when they are not) */
+            want = (size_t)(numel / (uint64_t)t.shape[t.ndim - 1]) * spq_tensor_row_bytes(&t);
         if (t.dtype == SPQ_CMPQ ? t.layout || t.ndim != 2 || nb < 64 || nb > fsz : !want || nb != want) { bad = "tensor byte size does not match its shape and dtype"; break; }
         if (!in_file(off, nb, data_off, fsz) || off % 64) { bad = "tensor data offset out of range"; break; }
         t.hash = hash;

@@ -373,7 +373,8 @@ void spq_gq_dot_r8_ref(int g, int K, int ng, const uint8_t *w, int M, const uint
     }
 }
 
-float spq_gq_dot1_ref(int g, int K, const uint8_t *w, const uint8_t *xa)
+/* One weight row with one activation row. */
+static float dot1(int g, int K, const uint8_t *w, const uint8_t *xa)
 {
     return FMT[g].blk == 32 ? dot_legacy(g, K, w, xa) : dot_k(g, K, w, xa);
 }
@@ -382,5 +383,5 @@ void spq_gq_dot_ref(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, c
                     float *y, size_t ldy)
 {
     for (int m = 0; m < M; m++)
-        for (int r = 0; r < nr; r++) y[(size_t)m * ldy + r] = spq_gq_dot1_ref(g, K, w + (size_t)r * ldw, xa + (size_t)m * ldx);
+        for (int r = 0; r < nr; r++) y[(size_t)m * ldy + r] = dot1(g, K, w + (size_t)r * ldw, xa + (size_t)m * ldx);
 }

@@ -126,13 +126,12 @@ size_t spq_gq_r8_bytes(int g, int K);
 void spq_gq_pack_r8(int g, int K, const uint8_t *w, size_t ldw, uint8_t *out);
 void spq_gq_dot_r8_ref(int g, int K, int ng, const uint8_t *w, int M, const uint8_t *xa, size_t ldx, float *y,
                        size_t ldy);
-/* The scalar references of gq_quant and gq_dot (ISAs without a faster one use them), one
- * row's product, and the helpers the ISAs share: an IEEE half at p, the
+/* The scalar references of gq_quant and gq_dot (ISAs without a faster one use them), and
+ * the helpers the ISAs share: an IEEE half at p, the
  * IQ4_NL/IQ4_XS levels, the 6-bit scale and min j of a Q4_K/Q5_K super-block. */
 void spq_gq_quant_ref(int qb, int K, const float *x, uint8_t *xa);
 void spq_gq_dot_ref(int g, int K, int nr, const uint8_t *w, size_t ldw, int M, const uint8_t *xa, size_t ldx,
                     float *y, size_t ldy);
-float spq_gq_dot1_ref(int g, int K, const uint8_t *w, const uint8_t *xa);
 float spq_gq_half(const uint8_t *p);
 extern const int8_t spq_gq_iq4[16];
 void spq_gq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m);

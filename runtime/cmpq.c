@@ -82,9 +82,7 @@ int spq_cmpq_rt_init(spq_cmpq_rt *r, const void *blob)
     if (!r->perm || !r->pos || !r->scale || !r->src) { spq_cmpq_rt_free(r); return -1; }
     const int8_t *lv = (const int8_t *)(p + L->levels), *tb = (const int8_t *)(p + L->tables);
     const uint16_t *sc = (const uint16_t *)(p + L->scales);
-    for (int c = 0, j = 0; c < SPQ_CMPQ_NCLS; c++) /* stored order: by class, then channel */
-        for (uint32_t k = 0; k < r->h.K; k++)
-            if (spq_cmpq_class_of(p + L->cls, k) == c) r->perm[j++] = (int32_t)k;
+    spq_cmpq_perm(blob, &r->h, L, r->perm);
     uint32_t jstart = 0; /* first stored column of class c */
     for (int c = 0, xo = 0; c < SPQ_CMPQ_NCLS; c++) {
         int b = spq_cmpq_bits[c], kc = (int)r->h.kc[c];
